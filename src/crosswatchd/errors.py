@@ -1,0 +1,83 @@
+"""The exception tree. Every error the daemon raises on purpose derives from one root::
+
+    CrosswatchError
+    ├── ConfigError              bad settings; the CLI prints one line naming the key, exit 2
+    ├── PayloadError             malformed source input (webhook body); HTTP 400 with the reason
+    ├── UnresolvedError          an item's ids could not be found; the delivery is parked
+    ├── SourceUnavailableError   a source API (Tautulli, Plex) is unreachable or refused us
+    └── ProviderError            a delivery target (Trakt, SIMKL) answered badly
+        ├── RetryableError       try again later (5xx, timeout, connection error, 429)
+        ├── PermanentError       never retry this request (420, 423, other 4xx): dead
+        └── AuthError            not authorized or refresh failed: wait durably for `auth`
+
+Providers translate HTTP statuses into these, so the drainer never reads a status code.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "CrosswatchError",
+    "PayloadError",
+    "PermanentError",
+    "ProviderError",
+    "RetryableError",
+    "SourceUnavailableError",
+    "UnresolvedError",
+]
+
+
+class CrosswatchError(Exception):
+    """Root of all deliberate crosswatchd errors."""
+
+
+class ConfigError(CrosswatchError):
+    """Invalid configuration. ``key`` names the offending setting (dotted, e.g. ``http.port``)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"config error: {key}: {message}")
+        self.key = key
+        self.message = message
+
+
+class PayloadError(CrosswatchError):
+    """Malformed or unusable source input; ``str(err)`` is a one-line reason for the sender."""
+
+
+class UnresolvedError(CrosswatchError):
+    """No usable ids for an item. ``step`` names the resolver step that failed last."""
+
+    def __init__(self, reason: str, step: str = "ids") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.step = step
+
+
+class SourceUnavailableError(CrosswatchError):
+    """A source API (Tautulli, Plex server) could not be used: unreachable, bad key, HTML page."""
+
+
+class ProviderError(CrosswatchError):
+    """A delivery target failed. ``provider`` is ``"trakt"`` or ``"simkl"``."""
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.message = message
+
+
+class RetryableError(ProviderError):
+    """Transient failure. ``retry_after_s`` is the server's wait (``Retry-After``) if it gave one."""
+
+    def __init__(self, provider: str, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(provider, message)
+        self.retry_after_s = retry_after_s
+
+
+class PermanentError(ProviderError):
+    """The request will never succeed as sent (e.g. Trakt 420 account limit, 423 locked)."""
+
+
+class AuthError(ProviderError):
+    """No valid token (never authorized, refresh token revoked). Deliveries wait durably."""

@@ -1,0 +1,1 @@
+"""Delivery targets (Trakt, SIMKL) behind one interface, :class:`~crosswatchd.providers.base.Provider`."""

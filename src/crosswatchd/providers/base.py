@@ -1,0 +1,96 @@
+"""The interface every delivery target (Trakt, SIMKL) implements for the drainer.
+
+A provider owns its HTTP client details: headers, auth tokens, rate limiting, and the
+translation of HTTP statuses into :mod:`crosswatchd.errors`. The drainer only sees these
+methods and those exceptions.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from crosswatchd.models import Action, Item
+
+__all__ = ["LiveOutcome", "Play", "PlayOutcome", "Provider"]
+
+
+@dataclass(frozen=True, slots=True)
+class Play:
+    """One completed play to record: ``item`` (ids already resolved) watched at ``watched_at`` (UTC).
+
+    ``key`` is an opaque caller reference (the outbox delivery id) echoed back in results.
+    """
+
+    key: int
+    item: Item
+    watched_at: datetime
+
+
+class PlayOutcome(enum.StrEnum):
+    """What the target said about one play of a batch."""
+
+    ADDED = "added"  # counted in `added`
+    NOT_FOUND = "not_found"  # listed in `not_found`: park it, never retry blindly
+    UNCONFIRMED = "unconfirmed"  # 2xx, but neither added nor not_found: check, do not assume
+
+
+class LiveOutcome(enum.StrEnum):
+    """What the target said about a live scrobble."""
+
+    SENT = "sent"
+    ALREADY = "already"  # 409: already recorded / in progress
+    NOT_FOUND = "not_found"
+
+
+class Provider(Protocol):
+    """A delivery target.
+
+    Errors: every method raises :class:`~crosswatchd.errors.RetryableError`,
+    :class:`~crosswatchd.errors.PermanentError` or :class:`~crosswatchd.errors.AuthError` for
+    failures; anything else escaping is a bug.
+    """
+
+    #: ``"trakt"`` or ``"simkl"``; also the outbox's provider column.
+    name: str
+    #: Most plays :meth:`add_history` accepts in one call.
+    max_batch: int
+
+    def is_authorized(self) -> bool:
+        """True when a token is stored (it may still be refreshed on use)."""
+        ...
+
+    def missing_ids(self, item: Item) -> str | None:
+        """Why *item* cannot be sent to this target (a one-line reason), or ``None`` if it can.
+
+        E.g. SIMKL needs the show's ids plus season/number for an episode.
+        """
+        ...
+
+    async def add_history(self, plays: Sequence[Play]) -> dict[int, PlayOutcome]:
+        """Record completed plays with their ``watched_at`` (``POST /sync/history``).
+
+        Returns an outcome for every ``Play.key``.
+        """
+        ...
+
+    async def find_in_history(self, plays: Sequence[Play]) -> set[int]:
+        """Keys of *plays* already in the account's history at (about) their ``watched_at``.
+
+        Used after a crash, before re-sending a batch that may have reached the target.
+        """
+        ...
+
+    async def scrobble(self, action: Action, item: Item, progress_pct: float) -> LiveOutcome:
+        """Send live state (``/scrobble/start`` for START, ``/scrobble/pause`` for PAUSE/STOP).
+
+        Never records a play: callers clamp progress below the target's completion mark.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release resources (nothing else owns the provider's HTTP session)."""
+        ...

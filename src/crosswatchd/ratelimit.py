@@ -1,0 +1,155 @@
+"""Token-bucket rate limiting per provider and method class.
+
+Every HTTP attempt to a provider, retries included, first awaits :meth:`Limiter.acquire` for
+its method class (``"get"`` or ``"post"``; PUT and DELETE count as ``"post"``, as in Trakt's
+``AUTHED_API_POST_LIMIT``). A server's ``Retry-After`` or an exhausted ``X-Ratelimit`` header
+blocks the whole provider until the given time, so one 429 cannot turn into a storm.
+
+Time is injected (``clock`` returns monotonic seconds, ``sleep`` waits) so tests can drive a
+fake clock instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+
+import orjson
+
+__all__ = ["Limiter", "TokenBucket", "method_class"]
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def method_class(method: str) -> str:
+    """``"get"`` for GET/HEAD, ``"post"`` for everything that writes."""
+    return "get" if method.upper() in {"GET", "HEAD"} else "post"
+
+
+class TokenBucket:
+    """``capacity`` tokens, refilled continuously at ``rate_per_s``; one token per request.
+
+    Waiters are served in arrival order (a lock serialises them), so a burst of callers is
+    spread out at exactly the configured rate.
+    """
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        capacity: float = 1.0,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if rate_per_s <= 0 or capacity < 1:
+            raise ValueError("rate_per_s must be > 0 and capacity >= 1")
+        self.rate_per_s = rate_per_s
+        self.capacity = capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = capacity
+        self._stamp = clock()
+        self._blocked_until = 0.0
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate_per_s)
+        self._stamp = now
+
+    def block_until(self, monotonic_s: float) -> None:
+        """Hand out no token before *monotonic_s* (and start from an empty bucket then)."""
+        if monotonic_s > self._blocked_until:
+            self._blocked_until = monotonic_s
+
+    async def acquire(self) -> None:
+        """Wait until a token is available, then take it."""
+        async with self._lock:
+            while True:
+                now = self._clock()
+                if now < self._blocked_until:
+                    await self._sleep(self._blocked_until - now)
+                    self._tokens = 0.0
+                    self._stamp = self._clock()
+                    continue
+                self._refill()
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return
+                await self._sleep((1.0 - self._tokens) / self.rate_per_s)
+
+
+class Limiter:
+    """The buckets of one provider, keyed by method class (``"get"``, ``"post"``)."""
+
+    def __init__(
+        self,
+        buckets: Mapping[str, TokenBucket],
+        *,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._buckets = dict(buckets)
+        self._clock = clock
+
+    @classmethod
+    def per_second(
+        cls,
+        *,
+        post_per_s: float,
+        get_per_s: float,
+        get_capacity: float = 1.0,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> Limiter:
+        """A limiter with one POST bucket (capacity 1) and one GET bucket."""
+        return cls(
+            {
+                "post": TokenBucket(post_per_s, 1.0, clock=clock, sleep=sleep),
+                "get": TokenBucket(get_per_s, get_capacity, clock=clock, sleep=sleep),
+            },
+            clock=clock,
+        )
+
+    async def acquire(self, method: str) -> None:
+        """Wait for a token of *method*'s class (``GET`` → get, others → post)."""
+        await self._buckets[method_class(method)].acquire()
+
+    def block_for(self, seconds: float, method: str | None = None) -> None:
+        """Stop handing out tokens for *seconds* (one class, or all when *method* is None)."""
+        until = self._clock() + max(0.0, seconds)
+        targets = [self._buckets[method_class(method)]] if method else self._buckets.values()
+        for bucket in targets:
+            bucket.block_until(until)
+
+    def observe(self, method: str, status: int, headers: Mapping[str, str]) -> float | None:
+        """Learn from a response: returns the wait in seconds it demands, if any.
+
+        ``Retry-After: <seconds>`` (any status) blocks the method's class. Trakt's
+        ``X-Ratelimit: {"name","period","limit","remaining","until"}`` with ``remaining`` 0
+        blocks it until ``until`` (Trakt API docs, "Rate Limiting").
+        """
+        wait: float | None = None
+        retry_after = headers.get("Retry-After")
+        if retry_after:
+            try:
+                wait = max(0.0, float(retry_after))
+            except ValueError:
+                wait = None
+        raw = headers.get("X-Ratelimit")
+        if raw:
+            try:
+                info = orjson.loads(raw)
+                if int(info.get("remaining", 1)) <= 0 and info.get("until"):
+                    until = datetime.fromisoformat(str(info["until"]).replace("Z", "+00:00"))
+                    ahead = (until - datetime.now(UTC)).total_seconds()
+                    wait = max(wait or 0.0, min(ahead, 3600.0))
+            except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError):
+                pass
+        if wait is None and status == 429:
+            wait = 1.0
+        if wait:
+            self.block_for(wait, method)
+        return wait

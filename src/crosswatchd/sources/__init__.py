@@ -1,0 +1,1 @@
+"""Event sources: Plex webhooks, Tautulli webhooks and the Tautulli history API."""

@@ -1,0 +1,84 @@
+"""OAuth token files: ``data_dir/tokens/{provider}.json``, mode 0600, replaced atomically.
+
+A token file holds the provider's token response plus ``obtained_at`` (unix seconds), e.g.
+Trakt's ``{"access_token", "refresh_token", "expires_in", "created_at", "scope",
+"token_type"}``. Writing goes to a temporary 0600 file that is fsynced and renamed over the old
+one, so a crash mid-write leaves either the old or the new token, never half of one. This
+matters for Trakt, whose refresh tokens rotate: the new refresh token must be on disk before
+the new access token is used.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["Token", "TokenStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A stored token. ``expires_at`` is unix seconds, or ``None`` for tokens that never expire."""
+
+    access_token: str
+    refresh_token: str | None
+    expires_at: float | None
+    raw: dict[str, Any]
+
+    def expires_within(self, seconds: float, now: float | None = None) -> bool:
+        """True if the token expires in less than *seconds* from *now* (unix seconds)."""
+        if self.expires_at is None:
+            return False
+        return self.expires_at - (time.time() if now is None else now) < seconds
+
+    def __repr__(self) -> str:  # never print secrets
+        return f"Token(expires_at={self.expires_at!r}, refresh={'yes' if self.refresh_token else 'no'})"
+
+
+class TokenStore:
+    """Load and save one provider's token file."""
+
+    def __init__(self, data_dir: Path, provider: str) -> None:
+        self.path = Path(data_dir) / "tokens" / f"{provider}.json"
+
+    def load(self) -> Token | None:
+        """The stored token, or ``None`` if there is none (or the file is unreadable)."""
+        try:
+            data = orjson.loads(self.path.read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return None
+        access = data.get("access_token")
+        if not isinstance(access, str) or not access:
+            return None
+        expires_at: float | None = None
+        if data.get("expires_in") is not None:
+            base = data.get("created_at") or data.get("obtained_at") or time.time()
+            expires_at = float(base) + float(data["expires_in"])
+        return Token(access, data.get("refresh_token"), expires_at, data)
+
+    def save(self, response: dict[str, Any]) -> Token:
+        """Store a token response atomically with mode 0600; returns the stored token."""
+        data = dict(response)
+        data.setdefault("obtained_at", int(time.time()))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.path.parent, 0o700)
+        tmp = self.path.with_suffix(".json.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, orjson.dumps(data, option=orjson.OPT_INDENT_2))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        token = self.load()
+        assert token is not None
+        return token
+
+    def clear(self) -> None:
+        """Forget the token (e.g. after the refresh token was revoked)."""
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,115 @@
+"""A small media catalogue shared by the fake Trakt and the fake SIMKL.
+
+The fakes answer searches and recognise ids in ``/sync/history`` bodies only for items in
+their catalogue (anything else is ``not_found``, as on the real services). Each entry gets a
+``trakt`` and a ``simkl`` id automatically.
+
+Shapes (all ids as in the services' JSON: imdb a string, the others ints)::
+
+    movie   {"title", "year", "ids": {"trakt", "slug", "imdb", "tmdb", "simkl"}}
+    show    {"title", "year", "ids": {"trakt", "slug", "imdb", "tmdb", "tvdb", "simkl"}}
+    episode {"season", "number", "title", "ids": {"trakt", "imdb", "tmdb", "tvdb"}, "show": show}
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Catalog", "default_catalog"]
+
+_ID_KEYS = ("trakt", "imdb", "tmdb", "tvdb", "simkl", "slug")
+
+
+def _norm(ids: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(k, str(v)) for k, v in ids.items() if k in _ID_KEYS and v not in (None, "", 0)}
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+@dataclass
+class Catalog:
+    """Known movies, shows and episodes; lookups by any id."""
+
+    movies: list[dict[str, Any]] = field(default_factory=list)
+    shows: list[dict[str, Any]] = field(default_factory=list)
+    episodes: list[dict[str, Any]] = field(default_factory=list)
+    _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
+
+    def add_movie(self, title: str, year: int, **ids: Any) -> dict[str, Any]:
+        """Add a movie; *ids* like ``imdb="tt0090728", tmdb=6978``. Returns the movie dict."""
+        n = next(self._seq)
+        movie = {"title": title, "year": year, "ids": {"trakt": n, "slug": _slug(title), "simkl": n + 500_000, **ids}}
+        self.movies.append(movie)
+        return movie
+
+    def add_show(self, title: str, year: int, **ids: Any) -> dict[str, Any]:
+        """Add a show; *ids* like ``tvdb=73871, imdb="tt0149460"``. Returns the show dict."""
+        n = next(self._seq)
+        show = {"title": title, "year": year, "ids": {"trakt": n, "slug": _slug(title), "simkl": n + 500_000, **ids}}
+        self.shows.append(show)
+        return show
+
+    def add_episode(
+        self, show: dict[str, Any], season: int, number: int, title: str = "", **ids: Any
+    ) -> dict[str, Any]:
+        """Add an episode of *show* (from :meth:`add_show`); *ids* are the episode's own."""
+        n = next(self._seq)
+        episode = {
+            "season": season,
+            "number": number,
+            "title": title or f"Episode {number}",
+            "ids": {"trakt": n, **ids},
+            "show": show,
+        }
+        self.episodes.append(episode)
+        return episode
+
+    @staticmethod
+    def _match(entries: list[dict[str, Any]], ids: dict[str, Any]) -> dict[str, Any] | None:
+        wanted = _norm(ids)
+        if not wanted:
+            return None
+        for entry in entries:
+            if wanted & _norm(entry["ids"]):
+                return entry
+        return None
+
+    def movie(self, ids: dict[str, Any]) -> dict[str, Any] | None:
+        """The movie with any of *ids*, or None."""
+        return self._match(self.movies, ids)
+
+    def show(self, ids: dict[str, Any]) -> dict[str, Any] | None:
+        """The show with any of *ids*, or None."""
+        return self._match(self.shows, ids)
+
+    def episode(self, ids: dict[str, Any]) -> dict[str, Any] | None:
+        """The episode with any of its own *ids*, or None."""
+        return self._match(self.episodes, ids)
+
+    def episode_of(self, show: dict[str, Any], season: int, number: int) -> dict[str, Any] | None:
+        """Episode *season*x*number* of *show*, or None."""
+        for ep in self.episodes:
+            if ep["show"] is show and ep["season"] == season and ep["number"] == number:
+                return ep
+        return None
+
+
+def default_catalog() -> Catalog:
+    """The items of the real Plex payloads in ``shared/reference/plex/payloads``."""
+    cat = Catalog()
+    cat.add_movie("Big Trouble in Little China", 1986, imdb="tt0090728", tmdb=6978)
+    cat.add_movie("Barry Lyndon", 1975, imdb="tt0072684", tmdb=3175)
+    futurama = cat.add_show("Futurama", 1999, tvdb=73871, imdb="tt0149460", tmdb=615)
+    cat.add_episode(futurama, 2, 15, "A Clone of My Own", tvdb=163303)
+    bobs = cat.add_show("Bob's Burgers", 2011, tvdb=194031, imdb="tt1561755", tmdb=32726)
+    cat.add_episode(bobs, 9, 15, "The Fresh Princ-ipal", imdb="tt9413736", tmdb=1707381, tvdb=7047159)
+    solar = cat.add_show("Solar Opposites", 2020, tvdb=375892, imdb="tt8910922", tmdb=97645)
+    cat.add_episode(solar, 1, 3, "The Quantum Ring")
+    bluey = cat.add_show("Bluey", 2018, tvdb=353953, imdb="tt7678620", tmdb=82728)
+    cat.add_episode(bluey, 2, 50, "Baby Race", imdb="tt13429908", tmdb=2499236, tvdb=8031280)
+    return cat
