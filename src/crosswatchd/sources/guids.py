@@ -1,0 +1,216 @@
+"""Plex GUID parsing, shared by the webhook sources and the id resolver.
+
+Plex names every library item with a GUID. Two generations exist (reference: Plex support
+article "Webhooks" and ``reference/plex/README.md``, "Observations useful for a parser"):
+
+- **New agents** (Plex Movie / Plex TV Series): ``Metadata.guid`` is ``plex://movie/<24 hex>``
+  (or ``episode``/``season``/``show``) and carries no external id; the external ids come in a
+  separate ``Metadata.Guid`` array of ``{"id": "imdb://tt…" | "tmdb://N" | "tvdb://N"}`` —
+  for an episode those are the **episode's own** ids. :func:`ids_from_guid_list` reads that array.
+- **Legacy agents** put everything in ``Metadata.guid``:
+  ``com.plexapp.agents.imdb://tt0072684?lang=en`` (movie),
+  ``com.plexapp.agents.themoviedb://6978?lang=en`` (movie) or ``…themoviedb://SHOW/S/E`` (TV),
+  ``com.plexapp.agents.thetvdb://73871/2/15?lang=en`` (show tvdb id / season / episode),
+  HAMA ``com.plexapp.agents.hama://tvdb-12345/1/2`` or ``…hama://anidb-123/1/5``.
+  :func:`parse_guid` reads one of these.
+
+Nothing in this module raises on bad input: garbage yields a :class:`ParsedGuid` with no ids.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from crosswatchd.models import Ids
+
+__all__ = [
+    "GuidScope",
+    "ParsedGuid",
+    "ids_from_guid_list",
+    "normalize_id",
+    "parse_guid",
+]
+
+#: Whose ids a GUID carries. ``"item"``: the thing the GUID names (a movie, or whatever the bare
+#: id names). ``"show"``: a show; ``season``/``number`` (when present) locate the season or
+#: episode inside it. ``"none"``: no external ids (``plex://``, ``local://``, ``none://``, garbage).
+GuidScope = Literal["item", "show", "none"]
+
+_LEGACY_PREFIX: Final = "com.plexapp.agents."
+_IMDB_RE: Final = re.compile(r"tt\d{5,}", re.IGNORECASE)
+_NUMERIC_RE: Final = re.compile(r"\d{1,12}")
+_SCHEME_RE: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://(.*)$", re.DOTALL)
+#: HAMA id prefixes (``tvdb2-`` … ``tvdb6-`` are HAMA's alternative numbering modes of a tvdb id).
+_HAMA_RE: Final = re.compile(r"^(anidb|anidb\d|tvdb\d?|tmdb|tsdb|imdb)-(.+)$", re.IGNORECASE)
+
+# Legacy agents whose bare id (no /S/E path) names a show, never a movie.
+_TV_ONLY_AGENTS: Final = frozenset({"thetvdb", "tvdb", "xbmcnfotv"})
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedGuid:
+    """The ids one GUID carries.
+
+    ``ids`` are external ids (see :data:`GuidScope` for whose). ``season``/``number`` come from
+    a legacy TV path ``SHOW/SEASON/EPISODE`` (``number`` is the episode number). ``agent`` is
+    the scheme without the ``com.plexapp.agents.`` prefix, lower-cased: ``"imdb"``,
+    ``"themoviedb"``, ``"thetvdb"``, ``"hama"``, ``"plex"``, ``"local"``, ``"none"``,
+    ``"tmdb"`` …; ``""`` when the text is not a GUID at all.
+    """
+
+    ids: Ids = field(default_factory=Ids)
+    season: int | None = None
+    number: int | None = None
+    scope: GuidScope = "none"
+    agent: str = ""
+
+
+_NOTHING: Final = ParsedGuid()
+
+
+def normalize_id(name: str, value: object) -> str | None:
+    """Validate one external id; return its canonical text or ``None``.
+
+    *name* is an :class:`~crosswatchd.models.Ids` field (``imdb``, ``tmdb``, ``tvdb``,
+    ``trakt``, ``simkl``, ``anidb``). ``imdb`` must look like ``tt`` + digits (returned
+    lower-case ``tt``); the others must be positive decimal integers (leading zeros dropped).
+    Ints are accepted; ``""``, ``"0"``, bools and anything else give ``None``.
+    """
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return str(value) if value > 0 and name != "imdb" else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if name == "imdb":
+        return text.lower() if _IMDB_RE.fullmatch(text) else None
+    if name in {"tmdb", "tvdb", "trakt", "simkl", "anidb"} and _NUMERIC_RE.fullmatch(text):
+        number = int(text)
+        return str(number) if number > 0 else None
+    return None
+
+
+def _ids(name: str, value: str) -> Ids:
+    canonical = normalize_id(name, value)
+    return Ids(**{name: canonical}) if canonical else Ids()
+
+
+def _small_int(text: str) -> int | None:
+    return int(text) if text.isdigit() and len(text) <= 6 else None
+
+
+def _split_path(rest: str) -> list[str]:
+    """``73871/2/15?lang=en#x`` -> ``["73871", "2", "15"]``."""
+    rest = rest.split("?", 1)[0].split("#", 1)[0]
+    return rest.strip().strip("/").split("/")
+
+
+def _with_episode(ids: Ids, agent: str, parts: list[str], *, bare_scope: GuidScope) -> ParsedGuid:
+    """Ids of a show-or-item GUID whose path may continue with ``/SEASON/EPISODE``."""
+    if not ids:
+        return ParsedGuid(agent=agent)
+    if len(parts) == 1:
+        return ParsedGuid(ids=ids, scope=bare_scope, agent=agent)
+    season = _small_int(parts[1])
+    number = _small_int(parts[2]) if len(parts) > 2 else None
+    if season is None or (len(parts) > 2 and number is None):
+        # A path we do not understand: the show id is still right, the position is not known.
+        return ParsedGuid(ids=ids, scope="show", agent=agent)
+    return ParsedGuid(ids=ids, season=season, number=number, scope="show", agent=agent)
+
+
+def _parse_hama(parts: list[str]) -> ParsedGuid:
+    match = _HAMA_RE.match(parts[0])
+    if match is None:
+        return ParsedGuid(agent="hama")
+    kind, value = match.group(1).lower(), match.group(2)
+    if kind.startswith("anidb"):
+        ids = _ids("anidb", value)
+    elif kind.startswith("tvdb"):
+        ids = _ids("tvdb", value)
+    elif kind in {"tmdb", "tsdb"}:
+        ids = _ids("tmdb", value)
+    else:
+        ids = _ids("imdb", value)
+    return _with_episode(ids, "hama", parts, bare_scope="item")
+
+
+def _parse_legacy(agent: str, parts: list[str]) -> ParsedGuid:
+    head = parts[0]
+    if agent == "imdb":
+        ids = _ids("imdb", head)
+        return ParsedGuid(ids=ids, scope="item", agent=agent) if ids else ParsedGuid(agent=agent)
+    if agent == "themoviedb":
+        return _with_episode(_ids("tmdb", head), agent, parts, bare_scope="item")
+    if agent in _TV_ONLY_AGENTS:
+        return _with_episode(_ids("tvdb", head), agent, parts, bare_scope="show")
+    if agent == "hama":
+        return _parse_hama(parts)
+    if agent == "xbmcnfo":
+        # XBMCnfoMoviesImporter: an imdb id, or a tmdb id when the .nfo had no imdb id.
+        ids = _ids("imdb", head) or _ids("tmdb", head)
+        return ParsedGuid(ids=ids, scope="item", agent=agent) if ids else ParsedGuid(agent=agent)
+    return ParsedGuid(agent=agent)
+
+
+def parse_guid(guid: str) -> ParsedGuid:
+    """Parse one Plex GUID into external ids (never raises).
+
+    =================================================  =======================================
+    GUID                                               result
+    =================================================  =======================================
+    ``imdb://tt0090728`` / ``tmdb://6978`` /           that id, scope ``item``
+    ``tvdb://1876``
+    ``com.plexapp.agents.imdb://tt0072684?lang=en``    imdb id, scope ``item``
+    ``com.plexapp.agents.themoviedb://6978?lang=en``   tmdb id, scope ``item``
+    ``com.plexapp.agents.themoviedb://1399/1/2``       show tmdb id, season 1, number 2, ``show``
+    ``com.plexapp.agents.thetvdb://73871/2/15``        show tvdb id, season 2, number 15, ``show``
+    (also ``…tvdb://``, ``…xbmcnfotv://``)             (bare ``…thetvdb://73871``: ``show``)
+    ``com.plexapp.agents.hama://tvdb-12345/1/2``       tvdb id (``tvdb2-`` … too), S/E, ``show``
+    ``com.plexapp.agents.hama://anidb-123/1/5``        anidb id, S/E, ``show`` (bare: ``item``)
+    ``plex://movie/<hex>``, ``local://123``,           no ids, scope ``none``
+    ``com.plexapp.agents.none://…``, garbage
+    =================================================  =======================================
+
+    A query string (``?lang=en``) and fragment are ignored. Ids are validated with
+    :func:`normalize_id`; an invalid id yields no ids rather than a wrong one.
+    """
+    if not isinstance(guid, str):  # untyped JSON can hand us null or a number
+        return _NOTHING  # type: ignore[unreachable]  # reachable from untyped callers
+    match = _SCHEME_RE.match(guid.strip())
+    if match is None:
+        return _NOTHING
+    scheme, rest = match.group(1).lower(), match.group(2)
+    parts = _split_path(rest)
+    if not parts or not parts[0]:
+        return ParsedGuid(agent=scheme.removeprefix(_LEGACY_PREFIX))
+    if scheme in {"imdb", "tmdb", "tvdb"}:
+        ids = _ids(scheme, parts[0])
+        return ParsedGuid(ids=ids, scope="item", agent=scheme) if ids else ParsedGuid(agent=scheme)
+    if scheme.startswith(_LEGACY_PREFIX):
+        return _parse_legacy(scheme.removeprefix(_LEGACY_PREFIX), parts)
+    # plex://, local://, tv.plex.agents.*, anything else: no external ids.
+    return ParsedGuid(agent=scheme)
+
+
+def ids_from_guid_list(guids: Iterable[str]) -> Ids:
+    """Merge the ids of a Plex new-agent ``Guid`` array, e.g.
+    ``["imdb://tt0090728", "tmdb://6978", "tvdb://1876"]`` ->
+    ``Ids(imdb="tt0090728", tmdb="6978", tvdb="1876")``.
+
+    Only entries whose ids name the item itself (scope ``item``) count; the first valid id of
+    each kind wins. Non-strings and unparseable entries are skipped; never raises.
+    """
+    result = Ids()
+    try:
+        for entry in guids:
+            parsed = parse_guid(entry)
+            if parsed.scope == "item":
+                result = result.merged(parsed.ids)
+    except TypeError:  # not iterable: nothing to read
+        return result
+    return result

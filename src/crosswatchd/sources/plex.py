@@ -1,0 +1,339 @@
+"""Plex webhook payloads -> :class:`~crosswatchd.models.PlayEvent`.
+
+Plex POSTs ``multipart/form-data`` with the JSON in the form part ``payload`` (Plex support
+article "Webhooks"); the HTTP layer extracts that part and hands its text here.
+:func:`parse_plex_payload` validates the JSON (pydantic, lenient about extra fields and numbers
+sent as strings) and :func:`plex_event` turns it into a ``PlayEvent`` or an :class:`Ignored`
+with a reason.
+
+Payload shape used (reference/plex/README.md)::
+
+    {"event": "media.stop", "user": true, "owner": true,
+     "Account": {"id": 1, "title": "<plex username>"},
+     "Player": {"uuid": "…", "title": "…", "local": true},
+     "Metadata": {"type": "movie"|"episode"|…, "title", "year", "guid", "Guid": [{"id": …}],
+                  "ratingKey": "…", "grandparentRatingKey": "…", "grandparentTitle": "…",
+                  "parentIndex": 2, "index": 15, "viewOffset": ms, "duration": ms}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
+
+import orjson
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from crosswatchd.errors import PayloadError
+from crosswatchd.models import (
+    COMPLETED_PCT,
+    Action,
+    Ids,
+    Item,
+    MediaKind,
+    PlayEvent,
+    Source,
+)
+from crosswatchd.sources.guids import ids_from_guid_list, parse_guid
+
+__all__ = [
+    "Ignored",
+    "PlexAccount",
+    "PlexMetadata",
+    "PlexPayload",
+    "PlexPlayer",
+    "load_json_object",
+    "parse_plex_payload",
+    "plex_event",
+    "progress_percent",
+    "validation_reason",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A well-formed source event that is deliberately not turned into a play.
+
+    ``reason`` is one human line (e.g. ``"plex event library.new is not a playback event"``);
+    ``account`` is the source account the event belonged to, when known. The HTTP layer
+    answers 200 and logs it; it is not an error.
+    """
+
+    reason: str
+    account: str | None = None
+
+
+# Plex event name -> action; media.stop is promoted to WATCHED at >= COMPLETED_PCT.
+_EVENT_ACTIONS: Final[Mapping[str, Action]] = {
+    "media.play": Action.START,
+    "media.resume": Action.START,
+    "media.pause": Action.PAUSE,
+    "media.stop": Action.STOP,
+    "media.scrobble": Action.WATCHED,
+}
+_KINDS: Final[Mapping[str, MediaKind]] = {"movie": MediaKind.MOVIE, "episode": MediaKind.EPISODE}
+
+
+def _lenient_int(value: Any) -> Any:
+    """Accept ints, integral floats and numeric strings (``"15"``, ``"15.0"``); ``""`` -> None."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                return value  # let pydantic report the wrong type
+            return int(number) if number.is_integer() else value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _guid_entries(value: Any) -> Any:
+    """``Guid`` is a list of ``{"id": "imdb://…"}``; tolerate bare strings and ``null``."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [{"id": entry} if isinstance(entry, str) else entry for entry in value]
+    return value
+
+
+OptInt = Annotated[int | None, BeforeValidator(_lenient_int)]
+
+
+class _Edge(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore",
+        populate_by_name=True,
+        coerce_numbers_to_str=True,
+        allow_inf_nan=False,
+        frozen=True,
+    )
+
+
+class PlexAccount(_Edge):
+    """``Account``: the Plex user the event is about; ``title`` is the Plex username."""
+
+    id: OptInt = None
+    title: str | None = None
+
+
+class PlexPlayer(_Edge):
+    """``Player``: the client. ``uuid`` identifies one playback device/session."""
+
+    uuid: str | None = None
+    title: str | None = None
+    local: bool | None = None
+
+
+class PlexGuidEntry(_Edge):
+    """One entry of the new-agent ``Guid`` array, e.g. ``{"id": "tmdb://6978"}``."""
+
+    id: str
+
+
+class PlexMetadata(_Edge):
+    """``Metadata``: the library item. Times in ms (``viewOffset``, ``duration``)."""
+
+    type: str | None = None
+    subtype: str | None = None
+    extra_type: str | None = Field(default=None, alias="extraType")
+    title: str | None = None
+    year: OptInt = None
+    guid: str | None = None
+    guids: Annotated[list[PlexGuidEntry], BeforeValidator(_guid_entries)] = Field(
+        default_factory=list, alias="Guid"
+    )
+    rating_key: str | None = Field(default=None, alias="ratingKey")
+    grandparent_rating_key: str | None = Field(default=None, alias="grandparentRatingKey")
+    grandparent_title: str | None = Field(default=None, alias="grandparentTitle")
+    parent_index: OptInt = Field(default=None, alias="parentIndex")
+    index: OptInt = None
+    view_offset_ms: OptInt = Field(default=None, alias="viewOffset")
+    duration_ms: OptInt = Field(default=None, alias="duration")
+
+
+class PlexPayload(_Edge):
+    """The JSON of a Plex webhook's ``payload`` form part (Plex support article "Webhooks").
+
+    ``user`` is true when the webhook's own account triggered the event, ``owner`` when it was
+    sent because the server owner configured the webhook. ``rating`` is present on
+    ``media.rate`` only (1-10).
+    """
+
+    event: str = Field(strict=True)
+    user: bool = False
+    owner: bool = False
+    account: PlexAccount | None = Field(default=None, alias="Account")
+    player: PlexPlayer | None = Field(default=None, alias="Player")
+    metadata: PlexMetadata | None = Field(default=None, alias="Metadata")
+    rating: float | None = None
+
+
+def validation_reason(source: str, err: ValidationError) -> str:
+    """One line naming the first invalid field: ``invalid <source> payload: Metadata.index: …``.
+
+    Never includes the offending input value. Shared with :mod:`crosswatchd.sources.tautulli`.
+    """
+    first = err.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+    message = " ".join(str(first.get("msg", "invalid")).split())
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"invalid {source} payload: {where}: {message}{more}"
+
+
+def load_json_object(raw: bytes | str | Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Decode *raw* (UTF-8 JSON text or an already-decoded mapping) into a dict.
+
+    Raises :class:`PayloadError` (``"invalid <source> payload: …"``) for bad UTF-8, bad JSON or
+    a top level that is not an object. Shared with :mod:`crosswatchd.sources.tautulli`.
+    """
+    if isinstance(raw, Mapping):
+        return dict(raw)
+    if not isinstance(raw, bytes | str):
+        raise PayloadError(f"invalid {source} payload: expected JSON text")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        reason = " ".join(str(err).split())
+        raise PayloadError(f"invalid {source} payload: not JSON ({reason})") from None
+    if not isinstance(data, dict):
+        raise PayloadError(f"invalid {source} payload: top level must be a JSON object")
+    return data
+
+
+def parse_plex_payload(raw: bytes | str | Mapping[str, Any]) -> PlexPayload:
+    """Validate the JSON of a Plex webhook ``payload`` part.
+
+    *raw* is the JSON text (``bytes`` as UTF-8 or ``str``) or an already-decoded mapping.
+    Unknown fields are ignored; numbers sent as strings are accepted. Raises
+    :class:`PayloadError` with a one-line reason on invalid JSON, a missing/non-string
+    ``event``, wrongly typed fields, or a ``media.*`` event without ``Metadata``.
+    """
+    data = load_json_object(raw, "Plex")
+    try:
+        payload = PlexPayload.model_validate(data)
+    except ValidationError as err:
+        raise PayloadError(validation_reason("Plex", err)) from None
+    if payload.event.startswith("media.") and payload.metadata is None:
+        raise PayloadError(f"invalid Plex payload: {payload.event} without Metadata")
+    return payload
+
+
+def progress_percent(view_offset_ms: int | None, duration_ms: int | None) -> float | None:
+    """``view_offset_ms / duration_ms`` as a percentage clamped to 0-100, rounded to 0.1.
+
+    ``None`` when either is missing or the duration is not positive.
+    """
+    if view_offset_ms is None or duration_ms is None or duration_ms <= 0:
+        return None
+    pct = 100.0 * view_offset_ms / duration_ms
+    return round(min(100.0, max(0.0, pct)), 1)
+
+
+def _account_filter(payload: PlexPayload, accounts: Sequence[str]) -> Ignored | None:
+    title = payload.account.title if payload.account else None
+    if accounts:
+        wanted = {name.strip().casefold() for name in accounts}
+        if title is None or title.strip().casefold() not in wanted:
+            shown = title if title is not None else "(no Account.title)"
+            return Ignored(f"plex account {shown!r} is not in plex.accounts", account=title)
+        return None
+    if not payload.user:
+        return Ignored(
+            f"plex account {title!r} is not this webhook's own user (user=false) and "
+            "plex.accounts is empty",
+            account=title,
+        )
+    return None
+
+
+def _item(meta: PlexMetadata, kind: MediaKind) -> Item:
+    ids = ids_from_guid_list(entry.id for entry in meta.guids)
+    show_ids = Ids()
+    season = meta.parent_index if kind is MediaKind.EPISODE else None
+    number = meta.index if kind is MediaKind.EPISODE else None
+    parsed = parse_guid(meta.guid or "")
+    if parsed.scope == "item":
+        ids = ids.merged(parsed.ids)
+    elif parsed.scope == "show" and kind is MediaKind.EPISODE:
+        show_ids = parsed.ids
+        season = season if season is not None else parsed.season
+        number = number if number is not None else parsed.number
+    episode = kind is MediaKind.EPISODE
+    return Item(
+        kind=kind,
+        title=meta.title or "",
+        year=meta.year,  # an episode's own year; the show's year is not in the payload
+        ids=ids,
+        show_title=meta.grandparent_title if episode else None,
+        show_ids=show_ids,
+        season=season,
+        number=number,
+        rating_key=meta.rating_key,
+        grandparent_rating_key=meta.grandparent_rating_key if episode else None,
+        guid=meta.guid,
+    )
+
+
+def plex_event(
+    payload: PlexPayload, *, received_at: datetime, accounts: Sequence[str]
+) -> PlayEvent | Ignored:
+    """Turn a validated Plex payload into a :class:`PlayEvent`, or say why it is ignored.
+
+    - ``media.play``/``media.resume`` -> ``START``, ``media.pause`` -> ``PAUSE``,
+      ``media.stop`` -> ``STOP`` (``WATCHED`` when progress >= :data:`COMPLETED_PCT`),
+      ``media.scrobble`` -> ``WATCHED`` (Plex fires it past 90 %). Any other event
+      (``library.new``, ``media.rate``, ``admin.*`` …) -> :class:`Ignored`.
+    - *accounts* (``plex.accounts``): when non-empty, ``Account.title`` must be one of them
+      (case-insensitive); when empty, only ``"user": true`` events are accepted.
+    - Only ``Metadata.type`` ``movie``/``episode`` count; tracks, clips and extras (any
+      ``subtype`` or ``extraType``, e.g. trailers) are ignored.
+    - Ids: ``Guid[]`` -> ``item.ids`` (an episode's own ids); a legacy ``guid`` adds item ids
+      or, for TV agents, ``show_ids`` plus season/number fallbacks.
+    - ``occurred_at`` is *received_at* in UTC (Plex sends no event time); ``session`` is
+      ``Player.uuid``; ``progress_pct`` is ``viewOffset/duration`` or ``None`` when
+      ``viewOffset`` is absent — also on ``media.scrobble``, whose ``WATCHED`` already says the
+      play completed (no progress value is invented).
+
+    Raises :class:`PayloadError` for a ``media.*`` event without ``Metadata`` and
+    ``ValueError`` for a naive *received_at* (a caller bug).
+    """
+    if received_at.tzinfo is None:
+        raise ValueError("received_at must be timezone-aware")
+    account = payload.account.title if payload.account else None
+    action = _EVENT_ACTIONS.get(payload.event)
+    if action is None:
+        return Ignored(f"plex event {payload.event} is not a playback event", account=account)
+    meta = payload.metadata
+    if meta is None:
+        raise PayloadError(f"invalid Plex payload: {payload.event} without Metadata")
+    refused = _account_filter(payload, accounts)
+    if refused is not None:
+        return refused
+    kind = _KINDS.get((meta.type or "").lower())
+    if kind is None:
+        return Ignored(f"plex item type {meta.type!r} is not a movie or episode", account=account)
+    if meta.subtype or meta.extra_type:
+        extra = meta.subtype or f"extraType {meta.extra_type}"
+        return Ignored(f"plex item is an extra ({extra}), not a movie or episode", account=account)
+    progress = progress_percent(meta.view_offset_ms, meta.duration_ms)
+    if action is Action.STOP and progress is not None and progress >= COMPLETED_PCT:
+        action = Action.WATCHED
+    return PlayEvent(
+        source=Source.PLEX,
+        action=action,
+        account=account or "",
+        item=_item(meta, kind),
+        occurred_at=received_at.astimezone(UTC),
+        progress_pct=progress,
+        view_offset_ms=meta.view_offset_ms,
+        duration_ms=meta.duration_ms,
+        session=payload.player.uuid if payload.player else None,
+    )
