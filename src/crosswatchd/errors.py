@@ -68,7 +68,7 @@ class ProviderError(CrosswatchError):
 
 
 class RetryableError(ProviderError):
-    """Transient failure. ``retry_after_s`` is the server's wait (``Retry-After``) if it gave one."""
+    """Transient failure; ``retry_after_s`` is the server's wait (``Retry-After``), if given."""
 
     def __init__(self, provider: str, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(provider, message)

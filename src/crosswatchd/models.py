@@ -247,4 +247,5 @@ def parse_utc(value: str) -> datetime:
 
 def format_utc(moment: datetime) -> str:
     """Format as Trakt/SIMKL want on the wire: ``2026-11-21T10:54:52.000Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

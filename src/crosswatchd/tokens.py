@@ -37,7 +37,8 @@ class Token:
         return self.expires_at - (time.time() if now is None else now) < seconds
 
     def __repr__(self) -> str:  # never print secrets
-        return f"Token(expires_at={self.expires_at!r}, refresh={'yes' if self.refresh_token else 'no'})"
+        refresh = "yes" if self.refresh_token else "no"
+        return f"Token(expires_at={self.expires_at!r}, refresh={refresh})"
 
 
 class TokenStore:

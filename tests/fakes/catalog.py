@@ -43,14 +43,22 @@ class Catalog:
     def add_movie(self, title: str, year: int, **ids: Any) -> dict[str, Any]:
         """Add a movie; *ids* like ``imdb="tt0090728", tmdb=6978``. Returns the movie dict."""
         n = next(self._seq)
-        movie = {"title": title, "year": year, "ids": {"trakt": n, "slug": _slug(title), "simkl": n + 500_000, **ids}}
+        movie = {
+            "title": title,
+            "year": year,
+            "ids": {"trakt": n, "slug": _slug(title), "simkl": n + 500_000, **ids},
+        }
         self.movies.append(movie)
         return movie
 
     def add_show(self, title: str, year: int, **ids: Any) -> dict[str, Any]:
         """Add a show; *ids* like ``tvdb=73871, imdb="tt0149460"``. Returns the show dict."""
         n = next(self._seq)
-        show = {"title": title, "year": year, "ids": {"trakt": n, "slug": _slug(title), "simkl": n + 500_000, **ids}}
+        show = {
+            "title": title,
+            "year": year,
+            "ids": {"trakt": n, "slug": _slug(title), "simkl": n + 500_000, **ids},
+        }
         self.shows.append(show)
         return show
 
@@ -107,7 +115,9 @@ def default_catalog() -> Catalog:
     futurama = cat.add_show("Futurama", 1999, tvdb=73871, imdb="tt0149460", tmdb=615)
     cat.add_episode(futurama, 2, 15, "A Clone of My Own", tvdb=163303)
     bobs = cat.add_show("Bob's Burgers", 2011, tvdb=194031, imdb="tt1561755", tmdb=32726)
-    cat.add_episode(bobs, 9, 15, "The Fresh Princ-ipal", imdb="tt9413736", tmdb=1707381, tvdb=7047159)
+    cat.add_episode(
+        bobs, 9, 15, "The Fresh Princ-ipal", imdb="tt9413736", tmdb=1707381, tvdb=7047159
+    )
     solar = cat.add_show("Solar Opposites", 2020, tvdb=375892, imdb="tt8910922", tmdb=97645)
     cat.add_episode(solar, 1, 3, "The Quantum Ring")
     bluey = cat.add_show("Bluey", 2018, tvdb=353953, imdb="tt7678620", tmdb=82728)

@@ -1,1 +1,1 @@
-"""Delivery targets (Trakt, SIMKL) behind one interface, :class:`~crosswatchd.providers.base.Provider`."""
+"""Delivery targets (Trakt, SIMKL) behind one interface, :class:`.base.Provider`."""

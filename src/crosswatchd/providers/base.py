@@ -20,7 +20,7 @@ __all__ = ["LiveOutcome", "Play", "PlayOutcome", "Provider"]
 
 @dataclass(frozen=True, slots=True)
 class Play:
-    """One completed play to record: ``item`` (ids already resolved) watched at ``watched_at`` (UTC).
+    """A completed play to record: ``item`` (ids resolved) watched at ``watched_at`` (UTC).
 
     ``key`` is an opaque caller reference (the outbox delivery id) echoed back in results.
     """

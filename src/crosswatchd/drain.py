@@ -1,0 +1,389 @@
+"""Drainers: claim → resolve → deliver → settle, one pair of loops per delivery target.
+
+Each target (Trakt, SIMKL) gets its own :class:`Drainer` with two loops that never wait on
+another target: one for completed plays (batched ``add_history``) and one for live state
+(``scrobble``). What a failure does is decided here; how long to wait is :func:`retry_delay_s`:
+
+================================  =============================================================
+outcome                           what happens to the delivery
+================================  =============================================================
+ADDED / found in history          delivered
+NOT_FOUND                         parked (``not_found``), shown in status, not retried
+UNCONFIRMED (2xx, no counts)      retried soon; the retry checks the target's history first
+resolver found nothing usable     parked (``unresolved``) until ``crosswatchd unresolved retry``
+RetryableError (5xx, 429, net)    pending again after Retry-After or exponential backoff +
+                                  jitter, for as long as the outage lasts
+AuthError                         pending again, attempt refunded; the loop waits for a token
+PermanentError (420, 423, …)      dead with the reason
+================================  =============================================================
+
+A send is marked (``sent_at``) before it starts; a delivery claimed with that mark (the daemon
+died mid-send, or the send failed in a way that may have landed) is first looked up in the
+target's history, so a crash never turns into a duplicate play.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from crosswatchd.config import DeliverySettings
+from crosswatchd.errors import (
+    AuthError,
+    CrosswatchError,
+    PermanentError,
+    RetryableError,
+    UnresolvedError,
+)
+from crosswatchd.models import Item
+from crosswatchd.outbox import Claimed, Outbox
+from crosswatchd.providers.base import LiveOutcome, Play, PlayOutcome, Provider
+
+__all__ = ["Drainer", "ResolveFn", "passthrough_resolve", "retry_delay_s"]
+
+log = structlog.get_logger(__name__)
+
+#: An UNCONFIRMED play is looked up again after this many seconds.
+_UNCONFIRMED_RECHECK_S = 60.0
+#: How often a drainer without a token looks for one (``crosswatchd auth`` writes it).
+_AUTH_POLL_S = 10.0
+
+
+#: ``async (item) -> (item with ids, step name)``; raises UnresolvedError or RetryableError.
+ResolveFn = Callable[[Item], Awaitable[tuple[Item, str]]]
+
+
+async def passthrough_resolve(item: Item) -> tuple[Item, str]:
+    """A resolver that trusts the payload's ids (used when no resolver is configured)."""
+    if not item.ids and not item.show_ids:
+        raise UnresolvedError("no external ids in the payload", "payload")
+    return item, "payload"
+
+
+def retry_delay_s(
+    attempts: int,
+    *,
+    base_s: float,
+    max_s: float,
+    retry_after_s: float | None = None,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait before attempt ``attempts + 1``.
+
+    The server's ``Retry-After`` wins when given. Otherwise exponential backoff
+    ``base_s * 2**(attempts-1)`` capped at ``max_s``, with "equal jitter" (between half and
+    all of it) so many deliveries failing together do not come back together.
+    """
+    if retry_after_s is not None:
+        return max(0.0, retry_after_s)
+    exp = base_s * float(2 ** max(0, min(attempts - 1, 30)))
+    capped = min(max_s, exp)
+    return float(capped / 2 + rand() * capped / 2)
+
+
+class Drainer:
+    """Delivers one target's deliveries from the outbox until stopped.
+
+    ``resolve`` fills in ids (see :mod:`crosswatchd.resolve`); ``clock`` returns unix seconds.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        provider: Provider,
+        settings: DeliverySettings,
+        *,
+        resolve: ResolveFn = passthrough_resolve,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.outbox = outbox
+        self.provider = provider
+        self.settings = settings
+        self._resolve = resolve
+        self._clock = clock
+        self._rand = rand
+        self._log = log.bind(provider=provider.name)
+        self._auth_logged = False
+
+    # -- loops -------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run the play and live loops until *stop* is set."""
+        await asyncio.gather(
+            self._loop(stop, "play", self.drain_plays_once),
+            self._loop(stop, "live", self.drain_live_once),
+        )
+
+    async def _loop(
+        self, stop: asyncio.Event, kind: str, once: Callable[[], Awaitable[int]]
+    ) -> None:
+        wake = self.outbox.watch()
+        while not stop.is_set():
+            wake.clear()
+            try:
+                done = await once()
+            except CrosswatchError as exc:  # defensive: a bug must not stop delivery forever
+                self._log.error("drain.error", kind=kind, error=str(exc))
+                done = 0
+            except Exception:
+                self._log.exception("drain.crashed", kind=kind)
+                done = 0
+            if done:
+                continue
+            timeout = self.settings.poll_s
+            if not self.provider.is_authorized():
+                timeout = max(timeout, _AUTH_POLL_S)
+            else:
+                due = await self.outbox.next_due_in(self.provider.name, kind)
+                if due is not None:
+                    timeout = min(timeout, max(due, 0.05))
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    def _authorized(self) -> bool:
+        if self.provider.is_authorized():
+            self._auth_logged = False
+            return True
+        if not self._auth_logged:
+            self._log.warning(
+                "delivery.waiting_for_auth",
+                hint=f"run `crosswatchd auth {self.provider.name}`; deliveries are kept",
+            )
+            self._auth_logged = True
+        return False
+
+    # -- plays -------------------------------------------------------------------------------
+
+    async def drain_plays_once(self) -> int:
+        """Claim and process one batch of plays. Returns how many deliveries were settled."""
+        if not self._authorized():
+            return 0
+        claimed = await self.outbox.claim(
+            self.provider.name,
+            "play",
+            limit=self.provider.max_batch,
+            lease_s=self.settings.lease_s,
+        )
+        if not claimed:
+            return 0
+        ready: list[tuple[Claimed, Play]] = []
+        for delivery in claimed:
+            play = await self._prepare(delivery)
+            if play is not None:
+                ready.append((delivery, play))
+        if ready:
+            await self._deliver_plays(ready)
+        return len(claimed)
+
+    async def _prepare(self, delivery: Claimed) -> Play | None:
+        """Resolve ids (once; stored) and check the target can take the item."""
+        item = delivery.item
+        if not delivery.resolved:
+            try:
+                item, step = await self._resolve(item)
+            except UnresolvedError as exc:
+                reason = f"{exc.step}: {exc.reason}"
+                await self.outbox.settle_parked(delivery, reason=reason, reason_kind="unresolved")
+                self._emit(delivery, "parked", reason=reason)
+                return None
+            except RetryableError as exc:
+                await self._retry(delivery, exc, maybe_sent=delivery.sent_at is not None)
+                return None
+            await self.outbox.save_resolution(delivery, item, step)
+        missing = self.provider.missing_ids(item)
+        if missing:
+            await self.outbox.settle_parked(delivery, reason=missing, reason_kind="unresolved")
+            self._emit(delivery, "parked", reason=missing)
+            return None
+        assert delivery.watched_at is not None
+        return Play(key=delivery.id, item=item, watched_at=delivery.watched_at)
+
+    async def _deliver_plays(self, ready: list[tuple[Claimed, Play]]) -> None:
+        by_id = {d.id: d for d, _ in ready}
+        started = time.perf_counter()
+        # 1. Anything that may already have landed is looked up first.
+        maybe_sent = [(d, p) for d, p in ready if d.sent_at is not None]
+        if maybe_sent:
+            try:
+                found = await self.provider.find_in_history([p for _, p in maybe_sent])
+            except (RetryableError, AuthError, PermanentError) as exc:
+                for delivery, _ in ready:
+                    await self._fail(delivery, exc, maybe_sent=delivery.sent_at is not None)
+                return
+            for delivery, play in maybe_sent:
+                if play.key in found:
+                    await self.outbox.settle_delivered(delivery, note="found in history")
+                    self._emit(delivery, "already_in_history", started=started)
+            ready = [(d, p) for d, p in ready if p.key not in found]
+            if not ready:
+                return
+        # 2. Send, marked durably as in flight first.
+        await self.outbox.mark_sent([d for d, _ in ready])
+        try:
+            outcomes = await self.provider.add_history([p for _, p in ready])
+        except (RetryableError, AuthError, PermanentError) as exc:
+            for delivery, _ in ready:
+                await self._fail(delivery, exc, maybe_sent=True)
+            return
+        for key, outcome in outcomes.items():
+            delivery = by_id[key]
+            if outcome is PlayOutcome.ADDED:
+                await self.outbox.settle_delivered(delivery)
+                self._emit(delivery, "delivered", started=started)
+            elif outcome is PlayOutcome.NOT_FOUND:
+                reason = f"{self.provider.name} does not know this item (not_found)"
+                await self.outbox.settle_parked(delivery, reason=reason, reason_kind="not_found")
+                self._emit(delivery, "parked", reason=reason, started=started)
+            else:
+                await self.outbox.settle_retry(
+                    delivery,
+                    delay_s=_UNCONFIRMED_RECHECK_S,
+                    error="sent, but the reply confirmed nothing; checking history next",
+                    maybe_sent=True,
+                )
+                self._emit(delivery, "unconfirmed", started=started)
+        for delivery, _ in ready:
+            if delivery.id not in outcomes:  # a provider bug; never lose the play
+                await self.outbox.settle_retry(
+                    delivery, delay_s=_UNCONFIRMED_RECHECK_S, error="no outcome", maybe_sent=True
+                )
+
+    async def _fail(self, delivery: Claimed, exc: CrosswatchError, *, maybe_sent: bool) -> None:
+        if isinstance(exc, PermanentError):
+            await self.outbox.settle_dead(delivery, reason=exc.message)
+            self._emit(delivery, "dead", reason=exc.message)
+        elif isinstance(exc, AuthError):
+            await self.outbox.settle_retry(
+                delivery,
+                delay_s=_AUTH_POLL_S,
+                error=exc.message,
+                maybe_sent=maybe_sent,
+                count_attempt=False,
+            )
+            self._emit(delivery, "waiting_for_auth", reason=exc.message)
+        elif isinstance(exc, RetryableError):
+            await self._retry(delivery, exc, maybe_sent=maybe_sent)
+
+    async def _retry(self, delivery: Claimed, exc: RetryableError, *, maybe_sent: bool) -> None:
+        delay = retry_delay_s(
+            delivery.attempts,
+            base_s=self.settings.backoff_base_s,
+            max_s=self.settings.backoff_max_s,
+            retry_after_s=exc.retry_after_s,
+            rand=self._rand,
+        )
+        await self.outbox.settle_retry(
+            delivery, delay_s=delay, error=str(exc), maybe_sent=maybe_sent
+        )
+        self._emit(delivery, "retry", reason=str(exc), retry_in_s=round(delay, 1))
+
+    # -- live state --------------------------------------------------------------------------
+
+    async def drain_live_once(self) -> int:
+        """Claim and send a few live-state deliveries, dropping stale ones."""
+        if not self._authorized():
+            return 0
+        claimed = await self.outbox.claim(
+            self.provider.name, "live", limit=10, lease_s=self.settings.lease_s
+        )
+        for delivery in claimed:
+            await self._deliver_live(delivery)
+        return len(claimed)
+
+    def _stale(self, delivery: Claimed) -> bool:
+        age_s = self._clock() - delivery.occurred_at.timestamp()
+        return age_s > self.settings.live_max_age_s
+
+    async def _deliver_live(self, delivery: Claimed) -> None:
+        if self._stale(delivery):
+            await self.outbox.settle_dropped(delivery, reason="stale live state")
+            self._emit(delivery, "dropped", reason="stale")
+            return
+        started = time.perf_counter()
+        try:
+            item = delivery.item
+            if not delivery.resolved:
+                item, step = await self._resolve(item)
+                await self.outbox.save_resolution(delivery, item, step)
+            if self.provider.missing_ids(item):
+                raise UnresolvedError(self.provider.missing_ids(item) or "", "ids")
+            outcome = await self.provider.scrobble(
+                delivery.action, item, delivery.progress_pct or 0.0
+            )
+        except UnresolvedError as exc:
+            await self.outbox.settle_dropped(delivery, reason=f"unresolved: {exc.reason}")
+            self._emit(delivery, "dropped", reason=exc.reason)
+            return
+        except RetryableError as exc:
+            delay = retry_delay_s(
+                delivery.attempts,
+                base_s=1.0,
+                max_s=30.0,
+                retry_after_s=exc.retry_after_s,
+                rand=self._rand,
+            )
+            if (
+                self._clock() + delay - delivery.occurred_at.timestamp()
+                > self.settings.live_max_age_s
+            ):
+                await self.outbox.settle_dropped(delivery, reason=f"stale before retry: {exc}")
+                self._emit(delivery, "dropped", reason=str(exc))
+            else:
+                await self.outbox.settle_retry(
+                    delivery, delay_s=delay, error=str(exc), maybe_sent=False
+                )
+                self._emit(delivery, "retry", reason=str(exc))
+            return
+        except AuthError as exc:
+            await self.outbox.settle_retry(
+                delivery,
+                delay_s=_AUTH_POLL_S,
+                error=exc.message,
+                maybe_sent=False,
+                count_attempt=False,
+            )
+            return
+        except PermanentError as exc:
+            await self.outbox.settle_dropped(delivery, reason=exc.message)
+            self._emit(delivery, "dropped", reason=exc.message)
+            return
+        if outcome is LiveOutcome.NOT_FOUND:
+            await self.outbox.settle_dropped(delivery, reason="not_found")
+            self._emit(delivery, "dropped", reason="not_found", started=started)
+        else:
+            await self.outbox.settle_delivered(delivery, note=outcome.value)
+            self._emit(delivery, "delivered", started=started, note=outcome.value)
+
+    # -- logging -----------------------------------------------------------------------------
+
+    def _emit(
+        self,
+        delivery: Claimed,
+        outcome: str,
+        *,
+        started: float | None = None,
+        **extra: object,
+    ) -> None:
+        """One canonical log line per delivery attempt."""
+        fields: dict[str, object] = {
+            "delivery_id": delivery.id,
+            "kind": delivery.kind,
+            "action": delivery.action.value,
+            "item": delivery.label,
+            "outcome": outcome,
+            "attempt": delivery.attempts,
+        }
+        if started is not None:
+            fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        fields.update(extra)
+        level = "warning" if outcome in ("parked", "dead", "retry") else "info"
+        getattr(self._log, level)(f"delivery.{outcome}", **fields)
