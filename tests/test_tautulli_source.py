@@ -226,12 +226,15 @@ class TestUsersFilter:
     def test_empty_users_ignores_with_actionable_reason(self) -> None:
         result = ignored(data(WATCHED_MOVIE), users=[])
         assert result == Ignored(
-            "tautulli.users is empty: add this username to accept its plays", account="testyboi"
+            "tautulli.users is empty: add this username to accept its plays",
+            account="testyboi",
+            account_filtered=True,
         )
 
     def test_unlisted_username_is_ignored(self) -> None:
         result = ignored(data(WATCHED_MOVIE), users=["melissar26"])
         assert result.account == "testyboi"
+        assert result.account_filtered
         assert "testyboi" in result.reason
 
     def test_username_match_is_case_insensitive(self) -> None:

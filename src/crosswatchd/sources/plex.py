@@ -57,12 +57,15 @@ class Ignored:
     """A well-formed source event that is deliberately not turned into a play.
 
     ``reason`` is one human line (e.g. ``"plex event library.new is not a playback event"``);
-    ``account`` is the source account the event belonged to, when known. The HTTP layer
-    answers 200 and logs it; it is not an error.
+    ``account`` is the source account the event belonged to, when known;
+    ``account_filtered`` is True when the account filter (``plex.accounts``,
+    ``tautulli.users``) is the reason, so ``status`` can list the accounts a user may want to
+    allow. The HTTP layer answers 200 and logs it; it is not an error.
     """
 
     reason: str
     account: str | None = None
+    account_filtered: bool = False
 
 
 # Plex event name -> action; media.stop is promoted to WATCHED at >= COMPLETED_PCT.
@@ -243,13 +246,18 @@ def _account_filter(payload: PlexPayload, accounts: Sequence[str]) -> Ignored | 
         wanted = {name.strip().casefold() for name in accounts}
         if title is None or title.strip().casefold() not in wanted:
             shown = title if title is not None else "(no Account.title)"
-            return Ignored(f"plex account {shown!r} is not in plex.accounts", account=title)
+            return Ignored(
+                f"plex account {shown!r} is not in plex.accounts",
+                account=title,
+                account_filtered=True,
+            )
         return None
     if not payload.user:
         return Ignored(
             f"plex account {title!r} is not this webhook's own user (user=false) and "
             "plex.accounts is empty",
             account=title,
+            account_filtered=True,
         )
     return None
 

@@ -224,10 +224,16 @@ def tautulli_event(
         raise PayloadError("invalid Tautulli payload: username is missing")
     if not users:
         return Ignored(
-            "tautulli.users is empty: add this username to accept its plays", account=username
+            "tautulli.users is empty: add this username to accept its plays",
+            account=username,
+            account_filtered=True,
         )
     if username.casefold() not in {name.strip().casefold() for name in users}:
-        return Ignored(f"tautulli user {username!r} is not in tautulli.users", account=username)
+        return Ignored(
+            f"tautulli user {username!r} is not in tautulli.users",
+            account=username,
+            account_filtered=True,
+        )
     kind = _KINDS.get((body.media_type or "").lower())
     if kind is None:
         return Ignored(

@@ -1,0 +1,299 @@
+"""The daemon: wires settings, outbox, providers, resolver, drainers and the web app.
+
+Start-up order (reverse on shutdown, through aiohttp's ``cleanup_ctx``):
+
+1. lock ``data_dir/crosswatchd.lock`` (one daemon per data directory, so leases left by a
+   killed daemon can be released at once);
+2. open the outbox and return leased deliveries to pending (``sent_at`` kept: in-flight sends
+   are checked against the target's history before being sent again);
+3. one ``aiohttp.ClientSession``, a rate limiter and a provider per target, the id cache and
+   resolver;
+4. one drainer per target;
+5. the HTTP site. On SIGTERM/SIGINT the site stops first (no new webhooks), then the
+   drainers, then the outbox closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from crosswatchd import __version__
+from crosswatchd.config import Settings
+from crosswatchd.drain import Drainer, ResolveFn
+from crosswatchd.errors import ConfigError
+from crosswatchd.models import Item
+from crosswatchd.outbox import Outbox
+from crosswatchd.providers.base import Provider
+from crosswatchd.providers.simkl import SimklProvider
+from crosswatchd.providers.trakt import TraktProvider
+from crosswatchd.ratelimit import Limiter
+from crosswatchd.resolve import IdCache, build_resolver
+from crosswatchd.sources.tautulli_api import TautulliClient
+from crosswatchd.tokens import TokenStore
+from crosswatchd.web import build_app
+
+__all__ = [
+    "Services",
+    "data_lock",
+    "ensure_webhook_secret",
+    "limiters_for",
+    "outbox_path",
+    "run_daemon",
+    "services",
+    "webhook_url",
+]
+
+log = structlog.get_logger(__name__)
+
+_SECRET_FILE = "webhook_secret"
+
+
+def outbox_path(settings: Settings) -> Path:
+    """``data_dir/outbox.sqlite3``."""
+    return settings.data_dir / "outbox.sqlite3"
+
+
+def webhook_url(settings: Settings, secret: str, source: str = "plex") -> str:
+    """The URL to paste into Plex (or Tautulli): ``http://HOST:PORT/webhook/plex?token=…``."""
+    host = settings.http.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "<this-machine's-address>"
+    return f"http://{host}:{settings.http.port}/webhook/{source}?token={secret}"
+
+
+def ensure_webhook_secret(settings: Settings) -> tuple[str, bool]:
+    """The webhook secret: ``webhook.secret`` if set, else the one stored in
+    ``data_dir/webhook_secret`` (0600), generated on first use.
+
+    Returns ``(secret, created_now)``.
+    """
+    if settings.webhook.secret:
+        return settings.webhook.secret, False
+    path = settings.data_dir / _SECRET_FILE
+    try:
+        stored = path.read_text("utf-8").strip()
+    except FileNotFoundError:
+        stored = ""
+    if stored:
+        return stored, False
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(secret + "\n")
+    return secret, True
+
+
+@contextlib.contextmanager
+def data_lock(settings: Settings) -> Iterator[IO[str]]:
+    """Hold an exclusive lock on ``data_dir/crosswatchd.lock`` or raise :class:`ConfigError`."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / "crosswatchd.lock"
+    fh = path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise ConfigError(
+            "data_dir", f"another crosswatchd is already running on {settings.data_dir}"
+        ) from None
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        yield fh
+    finally:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fh.close()
+
+
+def limiters_for(settings: Settings) -> dict[str, Limiter]:
+    """One limiter per target from the settings' rate limits (shared with its searches)."""
+    return {
+        "trakt": Limiter.per_second(
+            post_per_s=settings.trakt.post_per_s,
+            get_per_s=settings.trakt.get_limit / settings.trakt.get_period_s,
+            # Trakt counts GETs per 5-minute window; allow a modest burst, not the whole window.
+            get_capacity=min(50.0, float(settings.trakt.get_limit)),
+        ),
+        "simkl": Limiter.per_second(
+            post_per_s=settings.simkl.post_per_s,
+            get_per_s=settings.simkl.get_per_s,
+            get_capacity=max(1.0, settings.simkl.get_per_s),
+        ),
+    }
+
+
+@dataclass
+class Services:
+    """Everything a command needs to talk to the outside: session, providers, resolver."""
+
+    session: aiohttp.ClientSession
+    providers: dict[str, Provider]
+    resolve: ResolveFn
+    cache: IdCache
+    tautulli: TautulliClient | None
+
+    async def close(self) -> None:
+        for provider in self.providers.values():
+            await provider.close()
+        await self.cache.close()
+        await self.session.close()
+
+
+@contextlib.asynccontextmanager
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    """Open the HTTP session, providers, id cache and resolver; close them on exit."""
+    timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_s)
+    session = aiohttp.ClientSession(
+        timeout=timeout, headers={"User-Agent": f"crosswatchd/{__version__}"}
+    )
+    limiters = limiters_for(settings)
+    providers: dict[str, Provider] = {}
+    if settings.trakt_enabled():
+        providers["trakt"] = TraktProvider(
+            session=session,
+            limiter=limiters["trakt"],
+            tokens=TokenStore(settings.data_dir, "trakt"),
+            client_id=settings.trakt.client_id,
+            client_secret=settings.trakt.client_secret,
+            api_url=settings.trakt.api_url,
+            timeout_s=settings.delivery.timeout_s,
+        )
+    if settings.simkl_enabled():
+        providers["simkl"] = SimklProvider(
+            session=session,
+            limiter=limiters["simkl"],
+            tokens=TokenStore(settings.data_dir, "simkl"),
+            client_id=settings.simkl.client_id,
+            api_url=settings.simkl.api_url,
+            timeout_s=settings.delivery.timeout_s,
+        )
+    tautulli = None
+    if settings.tautulli.url and settings.tautulli.api_key:
+        tautulli = TautulliClient(
+            session=session,
+            url=settings.tautulli.url,
+            api_key=settings.tautulli.api_key,
+            timeout_s=settings.delivery.timeout_s,
+        )
+    cache = await IdCache.open(
+        settings.data_dir / "cache.sqlite3",
+        positive_ttl_s=settings.resolver.positive_ttl_s,
+        negative_ttl_s=settings.resolver.negative_ttl_s,
+    )
+    resolver = build_resolver(
+        settings,
+        session=session,
+        cache=cache,
+        trakt_limiter=limiters["trakt"],
+        simkl_limiter=limiters["simkl"],
+        tautulli=tautulli,
+    )
+
+    async def resolve(item: Item) -> tuple[Item, str]:
+        resolution = await resolver.resolve(item)
+        return resolution.item, resolution.step
+
+    bundle = Services(session, providers, resolve, cache, tautulli)
+    try:
+        yield bundle
+    finally:
+        await bundle.close()
+
+
+def _daemon_app(settings: Settings, outbox: Outbox, secret: str) -> web.Application:
+    app = build_app(settings, outbox, secret)
+
+    async def delivery_ctx(_app: web.Application) -> AsyncIterator[None]:
+        async with services(settings) as svc:
+            stop = asyncio.Event()
+            tasks = [
+                asyncio.create_task(
+                    Drainer(outbox, provider, settings.delivery, resolve=svc.resolve).run(stop),
+                    name=f"drain-{name}",
+                )
+                for name, provider in svc.providers.items()
+            ]
+            if not tasks:
+                log.warning(
+                    "daemon.no_targets",
+                    hint="set trakt.client_id and/or simkl.client_id; events are stored meanwhile",
+                )
+            yield
+            stop.set()
+            _, pending = await asyncio.wait(tasks, timeout=10.0) if tasks else (set(), set())
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    app.cleanup_ctx.append(delivery_ctx)
+    return app
+
+
+async def run_daemon(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT. Raises :class:`ConfigError` for an unusable data_dir."""
+    with data_lock(settings):
+        secret, created = ensure_webhook_secret(settings)
+        if created:
+            # Shown once, on the console only: the structured log never carries the secret.
+            print(
+                "crosswatchd: generated a webhook secret. Paste this URL into Plex "
+                f"(Settings → Webhooks):\n  {webhook_url(settings, secret)}\n"
+                "Show it again any time with `crosswatchd webhook-url`.",
+                file=sys.stderr,
+                flush=True,
+            )
+        outbox = await Outbox.open(
+            outbox_path(settings),
+            providers=settings.providers(),
+            dedupe_window_s=settings.delivery.dedupe_window_s,
+        )
+        try:
+            released = await outbox.release_all_leases()
+            app = _daemon_app(settings, outbox, secret)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            site = web.TCPSite(runner, settings.http.host, settings.http.port)
+            try:
+                await site.start()
+            except OSError as exc:
+                await runner.cleanup()
+                raise ConfigError(
+                    "http.port",
+                    f"cannot listen on {settings.http.host}:{settings.http.port}: {exc.strerror}",
+                ) from None
+            log.info(
+                "daemon.started",
+                version=__version__,
+                listen=f"{settings.http.host}:{settings.http.port}",
+                webhook_url=webhook_url(settings, secret),
+                targets=settings.providers(),
+                released_leases=released,
+                data_dir=str(settings.data_dir),
+            )
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            log.info("daemon.stopping")
+            await runner.cleanup()
+        finally:
+            await outbox.close()
+        log.info("daemon.stopped")

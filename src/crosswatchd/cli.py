@@ -1,0 +1,405 @@
+"""Command line: ``crosswatchd [--config PATH] COMMAND``.
+
+Commands: ``serve``, ``auth trakt|simkl``, ``status [--json]``, ``import tautulli``,
+``unresolved list|retry``, ``webhook-url``. A bad config prints one line naming the key and
+exits with code 2; an unreachable service prints one line and exits with code 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Coroutine
+from datetime import date
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from crosswatchd import __version__
+from crosswatchd.app import (
+    ensure_webhook_secret,
+    outbox_path,
+    run_daemon,
+    webhook_url,
+)
+from crosswatchd.config import Settings, load_settings
+from crosswatchd.errors import AuthError, ConfigError, CrosswatchError, SourceUnavailableError
+from crosswatchd.logs import configure_logging
+from crosswatchd.outbox import Outbox
+from crosswatchd.tokens import TokenStore
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = ctx.obj.get("settings")
+    if settings is None:
+        settings = load_settings(ctx.obj.get("config"))
+        ctx.obj["settings"] = settings
+    assert isinstance(settings, Settings)
+    return settings
+
+
+class _Group(click.Group):
+    """Turns crosswatchd's own errors into one line and an exit code (never a traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"crosswatchd: {exc}", err=True)
+            sys.exit(2)
+        except (SourceUnavailableError, AuthError) as exc:
+            click.echo(f"crosswatchd: {exc}", err=True)
+            sys.exit(1)
+        except CrosswatchError as exc:
+            click.echo(f"crosswatchd: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    envvar="CROSSWATCHD_CONFIG",
+    help="TOML config file (env CROSSWATCHD_CONFIG).",
+)
+@click.version_option(__version__, prog_name="crosswatchd")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """crosswatchd: Plex/Tautulli plays to Trakt and SIMKL, exactly once."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+# -- serve ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """Run the daemon: webhook intake and delivery."""
+    settings = _settings(ctx)
+    configure_logging(settings.log_level)
+    with contextlib.suppress(KeyboardInterrupt):  # signal handlers normally catch it
+        _run(run_daemon(settings))
+
+
+@main.command("webhook-url")
+@click.pass_context
+def webhook_url_cmd(ctx: click.Context) -> None:
+    """Print the Plex and Tautulli webhook URLs (they contain the secret)."""
+    settings = _settings(ctx)
+    secret, _ = ensure_webhook_secret(settings)
+    click.echo(f"Plex:     {webhook_url(settings, secret, 'plex')}")
+    click.echo(f"Tautulli: {webhook_url(settings, secret, 'tautulli')}")
+
+
+# -- auth ----------------------------------------------------------------------------------
+
+
+@main.group()
+def auth() -> None:
+    """Authorize crosswatchd with a target (stores a token, mode 0600)."""
+
+
+@auth.command("trakt")
+@click.pass_context
+def auth_trakt(ctx: click.Context) -> None:
+    """Trakt device-code flow: open the URL shown, enter the code."""
+    from crosswatchd.providers.trakt import device_auth
+
+    settings = _settings(ctx)
+    if not settings.trakt.client_id or not settings.trakt.client_secret:
+        raise ConfigError("trakt.client_id", "set trakt.client_id and trakt.client_secret")
+    configure_logging(settings.log_level)
+
+    async def go() -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            await device_auth(
+                session=session,
+                tokens=TokenStore(settings.data_dir, "trakt"),
+                client_id=settings.trakt.client_id,
+                client_secret=settings.trakt.client_secret,
+                api_url=settings.trakt.api_url,
+                out=click.echo,
+            )
+
+    _run(go())
+    click.echo("Trakt authorized. A running daemon picks the token up by itself.")
+
+
+@auth.command("simkl")
+@click.pass_context
+def auth_simkl(ctx: click.Context) -> None:
+    """SIMKL PIN flow: open the URL shown, enter the code."""
+    from crosswatchd.providers.simkl import pin_auth
+
+    settings = _settings(ctx)
+    if not settings.simkl.client_id:
+        raise ConfigError("simkl.client_id", "set simkl.client_id")
+    configure_logging(settings.log_level)
+
+    async def go() -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            await pin_auth(
+                session=session,
+                tokens=TokenStore(settings.data_dir, "simkl"),
+                client_id=settings.simkl.client_id,
+                api_url=settings.simkl.api_url,
+                out=click.echo,
+            )
+
+    _run(go())
+    click.echo("SIMKL authorized. A running daemon picks the token up by itself.")
+
+
+# -- status --------------------------------------------------------------------------------
+
+
+async def _status(settings: Settings) -> dict[str, Any]:
+    outbox = await Outbox.open(
+        outbox_path(settings),
+        providers=settings.providers(),
+        dedupe_window_s=settings.delivery.dedupe_window_s,
+    )
+    try:
+        counts = await outbox.counts()
+        parked = await outbox.parked(states=("parked", "dead"))
+        seen_tautulli = await outbox.seen_accounts("tautulli")
+        seen_plex = await outbox.seen_accounts("plex")
+    finally:
+        await outbox.close()
+    providers: dict[str, Any] = {}
+    for name, c in counts.items():
+        providers[name] = {
+            "authorized": TokenStore(settings.data_dir, name).load() is not None,
+            "pending": c.pending,
+            "delivered": c.delivered,
+            "dead": c.dead,
+            "unresolved": c.unresolved,
+            "parked": c.parked,
+            "live_pending": c.live_pending,
+        }
+    return {
+        "version": __version__,
+        "data_dir": str(settings.data_dir),
+        "providers": providers,
+        "problems": [
+            {
+                "id": row.id,
+                "provider": row.provider,
+                "state": row.state,
+                "kind": row.reason_kind,
+                "item": row.label,
+                "reason": row.reason,
+                "watched_at": row.watched_at.isoformat() if row.watched_at else None,
+            }
+            for row in parked[:50]
+        ],
+        "accounts_ignored": {"plex": seen_plex, "tautulli": seen_tautulli},
+        "tautulli_users": list(settings.tautulli.users),
+    }
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show what is pending, delivered, parked and dead per target."""
+    settings = _settings(ctx)
+    report = _run(_status(settings))
+    if as_json:
+        click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return
+    if not report["providers"]:
+        click.echo("No delivery targets configured (set trakt.client_id and/or simkl.client_id).")
+    header = f"{'target':<8} {'auth':<5} {'pending':>8} {'delivered':>10} {'unresolved':>11}"
+    header += f" {'parked':>7} {'dead':>6}"
+    click.echo(header)
+    for name, p in report["providers"].items():
+        click.echo(
+            f"{name:<8} {'yes' if p['authorized'] else 'NO':<5} {p['pending']:>8}"
+            f" {p['delivered']:>10} {p['unresolved']:>11} {p['parked']:>7} {p['dead']:>6}"
+        )
+    for name, p in report["providers"].items():
+        if not p["authorized"]:
+            click.echo(f"! {name} is not authorized: run `crosswatchd auth {name}`")
+    if report["problems"]:
+        click.echo("\nNeeds attention (newest first; `crosswatchd unresolved list` for all):")
+        for row in report["problems"][:10]:
+            click.echo(
+                f"  #{row['id']} {row['provider']} {row['state']}/{row['kind']}:"
+                f" {row['item']} - {row['reason']}"
+            )
+    seen = report["accounts_ignored"]["tautulli"]
+    if seen and not settings.tautulli.users:
+        click.echo(
+            "\nTautulli reported plays of these users, ignored because tautulli.users is"
+            f" empty: {', '.join(seen)}"
+        )
+    if report["accounts_ignored"]["plex"]:
+        click.echo(
+            "Plex accounts ignored by the account filter: "
+            + ", ".join(report["accounts_ignored"]["plex"])
+        )
+
+
+# -- unresolved ----------------------------------------------------------------------------
+
+
+@main.group()
+def unresolved() -> None:
+    """Plays parked because their ids could not be found."""
+
+
+@unresolved.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--all-parked", is_flag=True, help="Also show not_found parked plays.")
+@click.pass_context
+def unresolved_list(ctx: click.Context, as_json: bool, all_parked: bool) -> None:
+    """List parked plays with their reasons."""
+    settings = _settings(ctx)
+
+    async def go() -> list[Any]:
+        outbox = await Outbox.open(outbox_path(settings), providers=settings.providers())
+        try:
+            kinds = None if all_parked else ["unresolved"]
+            return list(await outbox.parked(kinds=kinds))
+        finally:
+            await outbox.close()
+
+    rows = _run(go())
+    if as_json:
+        payload = [
+            {
+                "id": r.id,
+                "provider": r.provider,
+                "item": r.label,
+                "kind": r.reason_kind,
+                "reason": r.reason,
+                "watched_at": r.watched_at.isoformat() if r.watched_at else None,
+            }
+            for r in rows
+        ]
+        click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
+        return
+    if not rows:
+        click.echo("Nothing unresolved.")
+        return
+    for r in rows:
+        when = r.watched_at.strftime("%Y-%m-%d %H:%M") if r.watched_at else "?"
+        click.echo(f"#{r.id:<6} {r.provider:<6} {when}  {r.label}  - {r.reason}")
+
+
+@unresolved.command("retry")
+@click.argument("delivery_id", required=False, type=int)
+@click.option("--all", "retry_all", is_flag=True, help="Retry every unresolved play.")
+@click.pass_context
+def unresolved_retry(ctx: click.Context, delivery_id: int | None, retry_all: bool) -> None:
+    """Queue parked plays again (after fixing a match in Plex, say)."""
+    if delivery_id is None and not retry_all:
+        raise click.UsageError("give a delivery ID or --all")
+    settings = _settings(ctx)
+
+    async def go() -> int:
+        outbox = await Outbox.open(outbox_path(settings), providers=settings.providers())
+        try:
+            if delivery_id is not None:
+                return await outbox.retry_parked(delivery_id)
+            return await outbox.retry_parked(None, kinds=("unresolved",))
+        finally:
+            await outbox.close()
+
+    n = _run(go())
+    click.echo(f"Re-queued {n} play(s); the daemon resolves them again on its next pass.")
+
+
+# -- import --------------------------------------------------------------------------------
+
+
+@main.group("import")
+def import_() -> None:
+    """Import old plays."""
+
+
+@import_.command("tautulli")
+@click.option(
+    "--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="Only plays from this day."
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; write nothing.")
+@click.option("--user", "users", multiple=True, help="Tautulli username (repeatable).")
+@click.pass_context
+def import_tautulli(ctx: click.Context, since: Any, dry_run: bool, users: tuple[str, ...]) -> None:
+    """Backfill Tautulli's play history into the outbox (every target, deduplicated)."""
+    import aiohttp
+
+    from crosswatchd.importer import format_summary, run_import
+    from crosswatchd.sources.tautulli_api import TautulliClient
+
+    settings = _settings(ctx)
+    if not settings.tautulli.url:
+        raise ConfigError("tautulli.url", "set tautulli.url (e.g. http://127.0.0.1:8181)")
+    if not settings.tautulli.api_key:
+        raise ConfigError(
+            "tautulli.api_key", "set tautulli.api_key (Tautulli: Settings, Web Interface, API)"
+        )
+    chosen = list(users) or list(settings.tautulli.users)
+    since_day: date | None = since.date() if since else None
+    tty = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if tty:
+            pct = f" {100 * done // total:3d}%" if total else ""
+            click.echo(f"\r  read {done:,} / {total:,} history rows{pct}", nl=False, err=True)
+
+    async def go() -> str:
+        timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            client = TautulliClient(
+                session=session,
+                url=settings.tautulli.url,
+                api_key=settings.tautulli.api_key,
+                timeout_s=settings.delivery.timeout_s,
+            )
+            outbox = await Outbox.open(
+                outbox_path(settings),
+                providers=settings.providers(),
+                dedupe_window_s=settings.delivery.dedupe_window_s,
+            )
+            try:
+                summary = await run_import(
+                    client,
+                    outbox,
+                    users=chosen,
+                    since=since_day,
+                    dry_run=dry_run,
+                    progress=progress,
+                )
+            finally:
+                await outbox.close()
+        if tty:
+            click.echo("", err=True)
+        return format_summary(summary, dry_run)
+
+    if not settings.providers() and not dry_run:
+        raise ConfigError("trakt.client_id", "no delivery target configured to import into")
+    # A running daemon shares the outbox safely (WAL, short transactions, busy timeout).
+    click.echo(_run(go()))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
