@@ -62,7 +62,7 @@ class Daemon:
     async def start(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
+            self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; we poll /healthz
                 [sys.executable, "-m", "crosswatchd.cli", "--config", str(self.config), "serve"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
