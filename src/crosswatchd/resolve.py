@@ -1,0 +1,1385 @@
+"""Id resolution: every item matched to stable external ids through a persistent cache.
+
+Whatever a source knows about an item (new-agent ``Guid[]`` ids, a legacy agent GUID, only a
+Plex ratingKey, Tautulli's show ids, a title and year), :meth:`Resolver.resolve` finds the ids
+the delivery targets need, or raises :class:`~crosswatchd.errors.UnresolvedError` naming the
+step that failed and why. Every intake path goes through it.
+
+The chain, cheapest first; it stops as soon as the goal is met::
+
+    payload   ids already in the item (Guid[] ids, show ids, legacy GUID incl. thetvdb/HAMA)
+    cache     an earlier resolution of the same item (by GUID, ratingKey, any external id)
+    plex      GET /library/metadata/{ratingKey} (and the show's grandparentRatingKey)
+    tautulli  get_metadata(rating_key): guids + grandparent_guids in one call
+    trakt     GET /search/{imdb|tmdb|tvdb}/{id}?type=movie|show|episode
+    simkl     GET /search/id?imdb=|tmdb=|tvdb=|anidb=&type=movie|show
+    title     exact title + year search on Trakt (``resolver.title_fallback``, off by default)
+
+Goal: a movie has an imdb or tmdb id; an episode has its show's ids (imdb, tmdb, tvdb, trakt
+or simkl) plus season and episode number. When the chain ends short of that but with something
+a target can use (any id of a movie; an episode's own ids), that partial result is returned and
+the provider decides. Nothing usable: :class:`UnresolvedError`.
+
+Every answer from steps 3-7 is cached per question (positive answers for
+``resolver.positive_ttl_s``, "not found" for the shorter ``negative_ttl_s``), and concurrent
+questions share one request (single-flight), so each outside service is asked about an item at
+most once per TTL. Transient failures (5xx, timeouts, a source that is down) are never cached:
+when they are why the goal was not met, :meth:`Resolver.resolve` raises them as
+:class:`~crosswatchd.errors.RetryableError` so the drainer tries again later.
+
+Deliberate cases: specials (season 0) and year-numbered seasons (``2019``) are ordinary season
+numbers; ``local://`` and ``com.plexapp.agents.none://`` (personal media) and extras
+(``iva://``, Plex type ``clip``) never resolve to anything; an episode's own year is never used
+as its show's year.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, Protocol
+
+import aiohttp
+import aiosqlite
+import orjson
+import structlog
+
+from crosswatchd import __version__
+from crosswatchd.errors import (
+    PermanentError,
+    ProviderError,
+    RetryableError,
+    SourceUnavailableError,
+    UnresolvedError,
+)
+from crosswatchd.models import Ids, Item, MediaKind
+from crosswatchd.ratelimit import Limiter
+from crosswatchd.sources.guids import ParsedGuid, ids_from_guid_list, parse_guid
+from crosswatchd.sources.plex_server import PlexMetadata, PlexServer
+
+if TYPE_CHECKING:
+    from crosswatchd.config import Settings
+
+__all__ = [
+    "STEPS",
+    "CacheEntry",
+    "CacheStats",
+    "IdCache",
+    "MetadataSource",
+    "Resolution",
+    "Resolver",
+    "SearchHit",
+    "SimklSearch",
+    "TraktSearch",
+    "build_resolver",
+]
+
+log = structlog.get_logger(__name__)
+
+#: Step names, in chain order, as reported in :attr:`Resolution.step` and
+#: :attr:`UnresolvedError.step`.
+STEPS: Final = ("payload", "cache", "plex", "tautulli", "trakt", "simkl", "title")
+
+_USER_AGENT: Final = f"crosswatchd/{__version__}"
+#: Show ids that satisfy the episode goal (anidb alone does not: Trakt cannot use it).
+_STRONG: Final = ("imdb", "tmdb", "tvdb", "trakt", "simkl")
+#: GUID agents of personal media and extras: never an external id, never searched by title.
+_NOT_CATALOGUED: Final = frozenset({"local", "none", "iva"})
+#: Search id preference per looked-up kind.
+_ID_ORDER: Final = {
+    "movie": ("imdb", "tmdb", "tvdb"),
+    "show": ("tvdb", "imdb", "tmdb"),
+    "episode": ("tvdb", "imdb", "tmdb"),
+}
+_SIMKL_ID_ORDER: Final = ("imdb", "tmdb", "tvdb", "anidb")
+_SIMKL_SHOW_TYPES: Final = frozenset({"tv", "show", "anime"})
+_ID_FIELDS: Final = ("imdb", "tmdb", "tvdb", "trakt", "simkl", "anidb")
+
+Clock = Callable[[], float]
+SearchKind = Literal["movie", "show", "episode"]
+
+
+# --------------------------------------------------------------------------------------------
+# Persistent cache
+# --------------------------------------------------------------------------------------------
+
+_MIGRATIONS: Final = (
+    """
+    CREATE TABLE id_cache (
+        key        TEXT PRIMARY KEY,
+        found      INTEGER NOT NULL CHECK (found IN (0, 1)),
+        value      TEXT NOT NULL,
+        step       TEXT NOT NULL,
+        stored_at  REAL NOT NULL,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX id_cache_expires ON id_cache (expires_at);
+    """,
+)
+
+
+@dataclass(slots=True)
+class CacheEntry:
+    """One cached answer.
+
+    ``value`` is the stored JSON object for a positive answer and ``None`` for a negative one
+    (then ``reason`` says what was not found). ``step`` is the resolver step that produced it;
+    ``expires_at`` is in the cache clock's seconds (Unix time by default). ``memo`` is a
+    scratch slot where the reader may keep its decoded form of ``value`` while the entry sits
+    in memory (never stored); treat the other fields as read-only.
+    """
+
+    value: dict[str, Any] | None
+    step: str
+    expires_at: float
+    reason: str = ""
+    memo: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def found(self) -> bool:
+        """True for a positive answer."""
+        return self.value is not None
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """Counters since open: hits served from memory, from SQLite, and misses."""
+
+    memory_hits: int = 0
+    disk_hits: int = 0
+    misses: int = 0
+
+
+class IdCache:
+    """Key → answer cache in its own SQLite file (WAL), with an in-memory LRU in front.
+
+    Keys are opaque strings chosen by the resolver (``item:movie:imdb:tt…``,
+    ``plex:plex:rk:123`` …). Positive answers live ``positive_ttl_s``, negative ones
+    ``negative_ttl_s`` seconds, measured by ``clock`` (Unix seconds). Expired rows are ignored on
+    read and deleted by :meth:`purge_expired` (also run on open). The schema is migrated by
+    ``PRAGMA user_version``. Use :meth:`open`; one instance per file and process.
+    """
+
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        *,
+        positive_ttl_s: float,
+        negative_ttl_s: float,
+        clock: Clock = time.time,
+        memory_size: int = 200_000,
+    ) -> None:
+        self._db = db
+        self.positive_ttl_s = float(positive_ttl_s)
+        self.negative_ttl_s = float(negative_ttl_s)
+        self._clock = clock
+        self._memory: OrderedDict[str, CacheEntry] = OrderedDict()
+        self._memory_size = max(1, memory_size)
+        # Keys known to be absent from the file (until the given clock time), so repeated
+        # misses do not each cost a query. Every write through this instance clears them.
+        self._absent: dict[str, float] = {}
+        self._write_lock = asyncio.Lock()
+        self.stats = CacheStats()
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        positive_ttl_s: float,
+        negative_ttl_s: float,
+        clock: Clock = time.time,
+        memory_size: int = 200_000,
+    ) -> IdCache:
+        """Open (creating and migrating as needed) the cache file at *path*.
+
+        ``memory_size`` is the number of entries kept in the in-memory LRU.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await cls._migrate(db)
+        except BaseException:
+            await db.close()
+            raise
+        cache = cls(
+            db,
+            positive_ttl_s=positive_ttl_s,
+            negative_ttl_s=negative_ttl_s,
+            clock=clock,
+            memory_size=memory_size,
+        )
+        await cache.purge_expired()
+        return cache
+
+    @staticmethod
+    async def _migrate(db: aiosqlite.Connection) -> None:
+        async with db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        for number, script in enumerate(_MIGRATIONS, start=1):
+            if number <= version:
+                continue
+            await db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+
+    async def close(self) -> None:
+        """Close the database (pending writes are committed already)."""
+        await self._db.close()
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def peek(self, key: str) -> CacheEntry | None:
+        """The unexpired in-memory entry for *key*, without touching SQLite."""
+        entry = self._memory.get(key)
+        if entry is None:
+            return None
+        if entry.expires_at <= self._clock():
+            del self._memory[key]
+            return None
+        self._memory.move_to_end(key)
+        self.stats.memory_hits += 1
+        return entry
+
+    async def get(self, key: str) -> CacheEntry | None:
+        """The unexpired entry for *key* (memory first, then SQLite), or ``None``."""
+        entry = self.peek(key)
+        if entry is not None:
+            return entry
+        now = self._clock()
+        if self._absent.get(key, 0.0) > now:
+            self.stats.misses += 1
+            return None
+        async with self._db.execute(
+            "SELECT found, value, step, expires_at FROM id_cache WHERE key = ? AND expires_at > ?",
+            (key, now),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            self.stats.misses += 1
+            if len(self._absent) >= self._memory_size:
+                self._absent.clear()
+            self._absent[key] = now + self.negative_ttl_s
+            return None
+        self.stats.disk_hits += 1
+        found, raw, step, expires_at = row
+        data = orjson.loads(raw)
+        if found:
+            entry = CacheEntry(value=data, step=step, expires_at=expires_at)
+        else:
+            entry = CacheEntry(value=None, step=step, expires_at=expires_at, reason=data["reason"])
+        self._remember(key, entry)
+        return entry
+
+    def _remember(self, key: str, entry: CacheEntry) -> None:
+        self._memory[key] = entry
+        self._memory.move_to_end(key)
+        while len(self._memory) > self._memory_size:
+            self._memory.popitem(last=False)
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def put(self, keys: Iterable[str], value: dict[str, Any], *, step: str) -> None:
+        """Store a positive answer (a JSON-able object) under every key in *keys*."""
+        now = self._clock()
+        entry = CacheEntry(value=value, step=step, expires_at=now + self.positive_ttl_s)
+        await self._write(list(dict.fromkeys(keys)), entry, orjson.dumps(value).decode(), now)
+
+    async def put_negative(self, key: str, reason: str, *, step: str) -> None:
+        """Store "nothing found" for *key*, with a one-line *reason*."""
+        now = self._clock()
+        entry = CacheEntry(
+            value=None, step=step, expires_at=now + self.negative_ttl_s, reason=reason
+        )
+        await self._write([key], entry, orjson.dumps({"reason": reason}).decode(), now)
+
+    async def _write(self, keys: list[str], entry: CacheEntry, raw: str, now: float) -> None:
+        for key in keys:  # memory first, so a concurrent reader sees it at once
+            self._remember(key, entry)
+            self._absent.pop(key, None)
+        rows = [(k, int(entry.found), raw, entry.step, now, entry.expires_at) for k in keys]
+        async with self._write_lock:
+            await self._db.executemany(
+                "INSERT INTO id_cache (key, found, value, step, stored_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET found = excluded.found, value = excluded.value,"
+                " step = excluded.step, stored_at = excluded.stored_at,"
+                " expires_at = excluded.expires_at",
+                rows,
+            )
+            await self._db.commit()
+
+    async def forget_negative(self, step: str | None = None) -> int:
+        """Drop negative answers (of one *step*, or all) so the next lookup asks again.
+
+        Call before retrying parked items (``crosswatchd unresolved retry``). Returns the number
+        of rows deleted.
+        """
+        for key in [
+            k for k, e in self._memory.items() if not e.found and (step is None or e.step == step)
+        ]:
+            del self._memory[key]
+        self._absent.clear()
+        async with self._write_lock:
+            if step is None:
+                cur = await self._db.execute("DELETE FROM id_cache WHERE found = 0")
+            else:
+                cur = await self._db.execute(
+                    "DELETE FROM id_cache WHERE found = 0 AND step = ?", (step,)
+                )
+            await self._db.commit()
+        return cur.rowcount
+
+    async def purge_expired(self) -> int:
+        """Delete expired rows; returns how many."""
+        async with self._write_lock:
+            cur = await self._db.execute(
+                "DELETE FROM id_cache WHERE expires_at <= ?", (self._clock(),)
+            )
+            await self._db.commit()
+        return cur.rowcount
+
+
+# --------------------------------------------------------------------------------------------
+# Search clients (Trakt, SIMKL)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One search result.
+
+    ``kind`` is ``"movie"``, ``"show"`` or ``"episode"``; ``ids`` the hit's own ids; for an
+    episode ``show_ids`` are its show's and ``season``/``number`` its position.
+    """
+
+    kind: str
+    title: str = ""
+    year: int | None = None
+    ids: Ids = field(default_factory=Ids)
+    show_ids: Ids = field(default_factory=Ids)
+    season: int | None = None
+    number: int | None = None
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _retry_after(headers: Any) -> float | None:
+    raw = headers.get("Retry-After")
+    try:
+        return max(0.0, float(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+async def _get_json(
+    *,
+    provider: str,
+    session: aiohttp.ClientSession,
+    limiter: Limiter,
+    url: str,
+    params: dict[str, str],
+    headers: dict[str, str],
+    client_timeout: aiohttp.ClientTimeout,
+) -> Any:
+    """One rate-limited GET; returns the decoded JSON (``None`` for 404 or a JSON null).
+
+    Raises RetryableError (429, 5xx, timeout, connection error) or PermanentError (other 4xx,
+    a body that is not JSON).
+    """
+    await limiter.acquire("GET")
+    try:
+        async with session.get(url, params=params, headers=headers, timeout=client_timeout) as resp:
+            status = resp.status
+            resp_headers = resp.headers
+            body = await resp.read()
+    except TimeoutError:
+        raise RetryableError(provider, "search: no answer within the timeout") from None
+    except aiohttp.ClientError as exc:
+        raise RetryableError(provider, f"search: unreachable ({type(exc).__name__})") from None
+    waited = limiter.observe("GET", status, resp_headers)
+    if status == 404:
+        return None
+    if status == 429 or status >= 500:
+        retry = _retry_after(resp_headers) if status == 429 else None
+        raise RetryableError(provider, f"search: HTTP {status}", retry or waited)
+    if status >= 400:
+        raise PermanentError(provider, f"search refused with HTTP {status}")
+    if not body.strip():
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise PermanentError(
+            provider, f"search: HTTP {status} with a body that is not JSON"
+        ) from None
+
+
+class TraktSearch:
+    """Trakt id lookups and title searches (no OAuth needed).
+
+    Headers: ``trakt-api-key: <client_id>``, ``trakt-api-version: 2``, ``User-Agent``,
+    ``Content-Type: application/json`` (Trakt API, "Required Headers"). Every request first
+    awaits ``limiter.acquire("GET")`` and reports its response to ``limiter.observe``.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        limiter: Limiter,
+        client_id: str,
+        api_url: str,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._session = session
+        self._limiter = limiter
+        self._base = api_url.rstrip("/")
+        self._headers = {
+            "trakt-api-key": client_id,
+            "trakt-api-version": "2",
+            "User-Agent": _USER_AGENT,
+            "Content-Type": "application/json",
+        }
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def _get(self, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        data = await _get_json(
+            provider="trakt",
+            session=self._session,
+            limiter=self._limiter,
+            url=self._base + path,
+            params=params,
+            headers=self._headers,
+            client_timeout=self._timeout,
+        )
+        return [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
+
+    @staticmethod
+    def _hit(entry: dict[str, Any]) -> SearchHit | None:
+        kind = entry.get("type")
+        obj = entry.get(kind) if isinstance(kind, str) else None
+        if kind not in ("movie", "show", "episode") or not isinstance(obj, dict):
+            return None
+        ids = Ids.from_dict(obj.get("ids") if isinstance(obj.get("ids"), dict) else None)
+        if kind != "episode":
+            return SearchHit(
+                kind=kind,
+                title=str(obj.get("title") or ""),
+                year=_int_or_none(obj.get("year")),
+                ids=ids,
+            )
+        show = entry.get("show")
+        show_raw = show.get("ids") if isinstance(show, dict) else None
+        return SearchHit(
+            kind="episode",
+            title=str(obj.get("title") or ""),
+            ids=ids,
+            show_ids=Ids.from_dict(show_raw if isinstance(show_raw, dict) else None),
+            season=_int_or_none(obj.get("season")),
+            number=_int_or_none(obj.get("number")),
+        )
+
+    async def by_id(self, id_type: str, value: str, kind: SearchKind) -> list[SearchHit]:
+        """``GET /search/{id_type}/{value}?type={kind}``: hits of that kind (Trakt API,
+        "Search / ID Lookup"; an episode hit carries its show). ``[]`` when nothing matches.
+
+        Raises RetryableError / PermanentError (provider ``"trakt"``).
+        """
+        entries = await self._get(f"/search/{id_type}/{value}", {"type": kind})
+        hits = [self._hit(e) for e in entries]
+        return [h for h in hits if h is not None and h.kind == kind]
+
+    async def by_title(
+        self, kind: Literal["movie", "show"], title: str, year: int
+    ) -> list[SearchHit]:
+        """``GET /search/{kind}?query=…&years=…&fields=title`` (Trakt API, "Search / Text
+        Query"). Returns the raw hits; exactness is checked by the caller.
+        """
+        entries = await self._get(
+            f"/search/{kind}", {"query": title, "years": str(year), "fields": "title"}
+        )
+        hits = [self._hit(e) for e in entries]
+        return [h for h in hits if h is not None and h.kind == kind]
+
+
+class SimklSearch:
+    """SIMKL ``GET /search/id`` lookups (no token needed).
+
+    Sends ``client_id``, ``app-name`` and ``app-version`` as query parameters and
+    ``simkl-api-key`` and ``User-Agent`` headers (api.simkl.org, "Headers"). A JSON ``null``
+    answer means nothing was found. Rate-limited like :class:`TraktSearch`.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        limiter: Limiter,
+        client_id: str,
+        api_url: str,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._session = session
+        self._limiter = limiter
+        self._base = api_url.rstrip("/")
+        self._client_id = client_id
+        self._headers = {"simkl-api-key": client_id, "User-Agent": _USER_AGENT}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def by_id(
+        self, id_type: str, value: str, kind: Literal["movie", "show"]
+    ) -> list[SearchHit]:
+        """``GET /search/id?{id_type}={value}&type={kind}`` (SIMKL API, "Search / ID Lookup");
+        hits of that kind (SIMKL types shows ``tv`` or ``anime``). ``[]`` for ``null``.
+
+        Raises RetryableError / PermanentError (provider ``"simkl"``).
+        """
+        params = {
+            id_type: value,
+            "type": kind,
+            "client_id": self._client_id,
+            "app-name": "crosswatchd",
+            "app-version": __version__,
+        }
+        data = await _get_json(
+            provider="simkl",
+            session=self._session,
+            limiter=self._limiter,
+            url=self._base + "/search/id",
+            params=params,
+            headers=self._headers,
+            client_timeout=self._timeout,
+        )
+        if isinstance(data, dict):
+            data = [data]
+        if not isinstance(data, list):
+            return []
+        hits: list[SearchHit] = []
+        for entry in data:
+            if not isinstance(entry, dict):
+                continue
+            etype = str(entry.get("type") or "")
+            if (kind == "movie") != (etype == "movie") or (
+                kind == "show" and etype not in _SIMKL_SHOW_TYPES
+            ):
+                continue
+            raw_ids = entry.get("ids") if isinstance(entry.get("ids"), dict) else None
+            hits.append(
+                SearchHit(
+                    kind=kind,
+                    title=str(entry.get("title") or ""),
+                    year=_int_or_none(entry.get("year")),
+                    ids=Ids.from_dict(raw_ids),
+                )
+            )
+        return hits
+
+
+class MetadataSource(Protocol):
+    """What the resolver needs from Tautulli: ``get_metadata``'s ``data`` dict or ``None``.
+
+    Keys read: ``media_type``, ``guids``, ``grandparent_guids``, ``guid``, ``media_index``,
+    ``parent_media_index``, ``grandparent_rating_key`` (Tautulli API v2, "get_metadata").
+    """
+
+    async def get_metadata(self, rating_key: str) -> dict[str, Any] | None:
+        """Metadata of the item, ``None`` when unknown; raises SourceUnavailableError."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# Resolver
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A resolved item and the step that completed it (one of :data:`STEPS`).
+
+    ``item`` is the input with ``ids`` (and, for episodes, ``show_ids``, ``season``,
+    ``number``) filled in as far as found; what the source sent is kept and wins on conflicts.
+    """
+
+    item: Item
+    step: str
+
+
+@dataclass(slots=True)
+class _Work:
+    """Mutable state of one resolution."""
+
+    item: Item
+    step: str = "payload"  # last step that added something
+    fresh: bool = False  # an outside request was made (or shared) for this item
+    failed_step: str = "payload"
+    reason: str = ""
+    transient: RetryableError | None = None
+
+    def fail(self, step: str, reason: str) -> None:
+        """*step* was tried and found nothing (or failed): the reason a user will see."""
+        self.failed_step = step
+        self.reason = reason
+
+    def skip(self, step: str, reason: str) -> None:
+        """*step* could not even ask; its reason only shows when no step was tried."""
+        if not self.reason:
+            self.fail(step, reason)
+
+    def add(
+        self,
+        step: str,
+        *,
+        ids: Ids | None = None,
+        show_ids: Ids | None = None,
+        season: int | None = None,
+        number: int | None = None,
+    ) -> None:
+        before = self.item
+        item = before.with_ids(ids, show_ids)
+        if before.kind is MediaKind.EPISODE and (
+            (before.season is None and season is not None)
+            or (before.number is None and number is not None)
+        ):
+            item = replace(
+                item,
+                season=before.season if before.season is not None else season,
+                number=before.number if before.number is not None else number,
+            )
+        if item != before:
+            self.item = item
+            self.step = step
+
+
+@dataclass(slots=True)
+class _Identity:
+    """A cached final identity, decoded once per in-memory cache entry.
+
+    ``last_in``/``last_out`` remember the latest merge: a source reports the same item several
+    times in a row (play, pause, resume, stop), and an equal input gives an equal output.
+    """
+
+    ids: Ids
+    show_ids: Ids
+    season: int | None
+    number: int | None
+    last_in: Item | None = None
+    last_out: Item | None = None
+
+
+#: What parse_guid answers for any ``plex://`` GUID (checked by a test), without the regex.
+_PLEX_GUID: Final = ParsedGuid(agent="plex")
+
+
+def _has_ids(ids: Ids) -> bool:
+    """``bool(ids)`` without the generator (hot path)."""
+    return bool(ids.imdb or ids.tmdb or ids.tvdb or ids.trakt or ids.simkl or ids.anidb)
+
+
+def _goal(item: Item) -> bool:
+    if item.kind is MediaKind.MOVIE:
+        return bool(item.ids.imdb or item.ids.tmdb)
+    if item.season is None or item.number is None:
+        return False
+    show = item.show_ids
+    return bool(show.imdb or show.tmdb or show.tvdb or show.trakt or show.simkl)
+
+
+def _usable(item: Item) -> bool:
+    if item.kind is MediaKind.MOVIE:
+        return bool(item.ids)
+    return bool(item.ids) or (
+        bool(item.show_ids) and item.season is not None and item.number is not None
+    )
+
+
+def _norm_title(title: str) -> str:
+    return " ".join(title.casefold().split())
+
+
+def _identity(item: Item) -> dict[str, Any]:
+    return {
+        "kind": item.kind.value,
+        "ids": item.ids.as_dict(),
+        "show_ids": item.show_ids.as_dict(),
+        "season": item.season,
+        "number": item.number,
+    }
+
+
+class Resolver:
+    """The resolution chain (see the module docstring). Every collaborator is optional.
+
+    ``server_id`` namespaces Plex ratingKeys in cache keys (ratingKeys identify an item on one
+    server; Plex webhooks and Tautulli of that server share them). ``title_fallback`` enables
+    the exact title + year step (needs ``trakt_search``).
+    """
+
+    def __init__(
+        self,
+        *,
+        cache: IdCache,
+        plex: PlexServer | None = None,
+        tautulli: MetadataSource | None = None,
+        trakt_search: TraktSearch | None = None,
+        simkl_search: SimklSearch | None = None,
+        title_fallback: bool = False,
+        server_id: str = "plex",
+    ) -> None:
+        self._cache = cache
+        self._plex = plex
+        self._tautulli = tautulli
+        self._trakt = trakt_search
+        self._simkl = simkl_search
+        self._title_fallback = title_fallback
+        self._server = server_id
+        self._inflight: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
+
+    async def close(self) -> None:
+        """Cancel lookups still in flight (at shutdown)."""
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- public -----------------------------------------------------------------------------
+
+    async def resolve(self, item: Item) -> Resolution:
+        """Resolve *item* (see the module docstring for the chain and the goal).
+
+        Returns a :class:`Resolution`. Raises :class:`UnresolvedError` (``reason``, ``step``)
+        when nothing usable was found, and :class:`RetryableError` (provider = the step) when a
+        transient failure of a step is why the goal was not met.
+        """
+        guid = item.guid
+        if not guid:
+            parsed = None
+        elif guid.startswith("plex://"):  # new-agent GUIDs carry no external id
+            parsed = _PLEX_GUID
+        else:
+            parsed = parse_guid(guid)
+        known = self._payload(item, parsed)
+        if _goal(known):
+            return Resolution(known, "payload")
+        if parsed is not None and parsed.agent in _NOT_CATALOGUED and not _usable(known):
+            raise UnresolvedError(
+                f"payload: {guid} is personal media or an extra, not a catalogued "
+                f"{item.kind.value}; it has no external ids",
+                "payload",
+            )
+
+        # 2: an earlier resolution of the same item, by any of its handles
+        cache = self._cache
+        cached: Item | None = None
+        for key in self._iter_keys(known, parsed):
+            entry = cache.peek(key) or await cache.get(key)
+            if entry is not None and entry.value is not None:
+                cached = self._with_identity(known, entry)
+                break
+        if cached is not None and _goal(cached):
+            return Resolution(cached, "cache")
+        cache_hit = cached is not None
+        work = _Work(item=cached or known, step="cache" if cache_hit else "payload")
+        input_keys = list(self._iter_keys(work.item, parsed))
+
+        for step, run in (
+            ("plex", self._step_plex),
+            ("tautulli", self._step_tautulli),
+            ("trakt", self._step_trakt),
+            ("simkl", self._step_simkl),
+            ("title", self._step_title),
+        ):
+            try:
+                await run(work)
+            except RetryableError as exc:
+                work.transient = exc
+                work.fail(step, str(exc))
+            except SourceUnavailableError as exc:
+                work.transient = RetryableError(step, str(exc))
+                work.fail(step, str(exc))
+            except ProviderError as exc:  # permanent refusal of a search: a failed step
+                work.fail(step, str(exc))
+            if _goal(work.item):
+                return await self._done(work, input_keys)
+
+        if work.transient is not None:
+            log.warning(
+                "resolve.retry", item=item.label(), step=work.failed_step, reason=work.reason
+            )
+            raise work.transient
+        if _usable(work.item):
+            if work.fresh or not cache_hit:
+                # Remembered too, so the next resolution of this item needs no outside call
+                # until the negative answers that stopped the chain expire.
+                await self._store(work.item, input_keys, work.step)
+            if not work.fresh:
+                return Resolution(work.item, "cache" if cache_hit else work.step)
+            log.info(
+                "resolve.partial",
+                item=item.label(),
+                step=work.step,
+                ids=work.item.ids.as_dict(),
+                show_ids=work.item.show_ids.as_dict(),
+            )
+            return Resolution(work.item, work.step)
+        reason = work.reason or f"{work.failed_step}: no external ids and no lookup configured"
+        log.warning("resolve.unresolved", item=item.label(), step=work.failed_step, reason=reason)
+        raise UnresolvedError(reason, work.failed_step)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _payload(item: Item, parsed: ParsedGuid | None) -> Item:
+        """Step 1: fold the ids of the item's own GUID into it."""
+        if parsed is None or not _has_ids(parsed.ids):
+            return item
+        if item.kind is MediaKind.MOVIE:
+            return item.with_ids(ids=parsed.ids) if parsed.scope == "item" else item
+        if parsed.scope == "show":
+            out = item.with_ids(show_ids=parsed.ids)
+            if (item.season is None and parsed.season is not None) or (
+                item.number is None and parsed.number is not None
+            ):
+                out = replace(
+                    out,
+                    season=item.season if item.season is not None else parsed.season,
+                    number=item.number if item.number is not None else parsed.number,
+                )
+            return out
+        if parsed.agent in ("imdb", "tmdb", "tvdb"):  # a Guid[]-style entry names the episode
+            return item.with_ids(ids=parsed.ids)
+        return item
+
+    def _iter_keys(self, item: Item, parsed: ParsedGuid | None) -> Iterator[str]:
+        """Final-cache keys of *item*'s stable handles, most specific first: its GUID, its
+        ratingKey (per server), its typed external ids, grandparent ratingKey or show ids with
+        season/number (the handles of :func:`~crosswatchd.models.item_keys`); with title
+        fallback on, an exact title + year when it has nothing else.
+        """
+        guid = item.guid
+        if guid and parsed is not None and parsed.agent and parsed.agent not in _NOT_CATALOGUED:
+            base = guid.split("?", 1)[0]
+            if item.kind is MediaKind.MOVIE:
+                ok = parsed.scope != "show" and (
+                    not base.startswith("plex://") or base.startswith("plex://movie/")
+                )
+            else:
+                ok = base.startswith("plex://episode/") or (
+                    parsed.scope == "show" and parsed.number is not None
+                )
+            if ok:
+                yield "item:guid:" + base
+        # The same typed handles as models.item_keys, generated lazily: the warm path usually
+        # stops at the first one.
+        handles = 0
+        if item.rating_key:
+            handles += 1
+            yield f"item:{self._server}:rk:{item.rating_key}"
+        kind = item.kind.value
+        ids = item.ids
+        for name in _ID_FIELDS:
+            if value := getattr(ids, name):
+                handles += 1
+                yield f"item:{kind}:{name}:{value}"
+        if item.kind is MediaKind.EPISODE and item.season is not None and item.number is not None:
+            se = f"{item.season}:{item.number}"
+            if item.grandparent_rating_key:
+                handles += 1
+                yield f"item:{self._server}:grk:{item.grandparent_rating_key}:{se}"
+            show_ids = item.show_ids
+            for name in _ID_FIELDS:
+                if value := getattr(show_ids, name):
+                    handles += 1
+                    yield f"item:show:{name}:{value}:{se}"
+        if not handles and not guid and self._title_fallback:
+            # Nothing but a title: the title step's own (exact, unique) answer, remembered.
+            if item.kind is MediaKind.MOVIE and item.title and item.year is not None:
+                yield f"item:title:movie:{item.year}:{_norm_title(item.title)}"
+            elif (
+                item.kind is MediaKind.EPISODE
+                and item.show_title
+                and item.show_year is not None
+                and item.number is not None
+            ):
+                yield (
+                    f"item:title:show:{item.show_year}:{_norm_title(item.show_title)}:"
+                    f"{item.season}:{item.number}"
+                )
+
+    @staticmethod
+    def _merge_identity(work: _Work, step: str, value: dict[str, Any]) -> None:
+        work.add(
+            step,
+            ids=Ids.from_dict(value.get("ids")),
+            show_ids=Ids.from_dict(value.get("show_ids")),
+            season=_int_or_none(value.get("season")),
+            number=_int_or_none(value.get("number")),
+        )
+
+    @staticmethod
+    def _with_identity(item: Item, entry: CacheEntry) -> Item:
+        """*item* with a cached final identity merged in (the warm path: keep it cheap)."""
+        memo: _Identity | None = entry.memo
+        if memo is None:
+            value = entry.value or {}
+            memo = entry.memo = _Identity(
+                Ids.from_dict(value.get("ids")),
+                Ids.from_dict(value.get("show_ids")),
+                _int_or_none(value.get("season")),
+                _int_or_none(value.get("number")),
+            )
+        elif memo.last_in == item and memo.last_out is not None:
+            return memo.last_out
+        ids = item.ids.merged(memo.ids) if _has_ids(item.ids) else memo.ids
+        show_ids = item.show_ids.merged(memo.show_ids) if _has_ids(item.show_ids) else memo.show_ids
+        season, number = item.season, item.number
+        if item.kind is MediaKind.EPISODE:
+            season = season if season is not None else memo.season
+            number = number if number is not None else memo.number
+        out = Item(
+            item.kind,
+            item.title,
+            item.year,
+            ids,
+            item.show_title,
+            item.show_year,
+            show_ids,
+            season,
+            number,
+            item.rating_key,
+            item.grandparent_rating_key,
+            item.guid,
+        )
+        memo.last_in, memo.last_out = item, out
+        return out
+
+    async def _store(self, item: Item, input_keys: list[str], step: str) -> None:
+        keys = [*input_keys, *self._iter_keys(item, None)]
+        await self._cache.put(keys, _identity(item), step=step)
+
+    async def _done(self, work: _Work, input_keys: list[str]) -> Resolution:
+        step = work.step if work.fresh else "cache"
+        await self._store(work.item, input_keys, work.step)
+        if work.fresh:
+            log.info(
+                "resolve.resolved",
+                item=work.item.label(),
+                step=step,
+                ids=work.item.ids.as_dict(),
+                show_ids=work.item.show_ids.as_dict(),
+            )
+        return Resolution(work.item, step)
+
+    async def _ask(
+        self,
+        work: _Work,
+        step: str,
+        query: str,
+        fetch: Callable[[], Awaitable[dict[str, Any] | None]],
+    ) -> dict[str, Any] | None:
+        """Answer *query* for *step* from the cache, or ask once (single-flight) and cache.
+
+        Returns the positive answer, or ``None`` for a (possibly cached) "nothing found".
+        Exceptions of *fetch* propagate and are not cached.
+        """
+        key = f"{step}:{query}"
+        task = self._inflight.get(key)
+        if task is None:
+            entry = await self._cache.get(key)
+            if entry is None:
+                task = self._inflight.get(key)
+                entry = self._cache.peek(key) if task is None else None
+            if entry is not None:
+                return entry.value
+            if task is None:
+                task = asyncio.create_task(self._fetch_and_store(key, step, query, fetch))
+                self._inflight[key] = task
+                task.add_done_callback(self._forget_task(key))
+        work.fresh = True
+        return await asyncio.shield(task)
+
+    def _forget_task(self, key: str) -> Callable[[asyncio.Task[dict[str, Any] | None]], None]:
+        def done(task: asyncio.Task[dict[str, Any] | None]) -> None:
+            if self._inflight.get(key) is task:
+                del self._inflight[key]
+            if not task.cancelled():
+                task.exception()  # retrieved here too, so an abandoned failure is not logged
+
+        return done
+
+    async def _fetch_and_store(
+        self,
+        key: str,
+        step: str,
+        query: str,
+        fetch: Callable[[], Awaitable[dict[str, Any] | None]],
+    ) -> dict[str, Any] | None:
+        value = await fetch()
+        if value is None:
+            await self._cache.put_negative(key, f"{step}: nothing found for {query}", step=step)
+        else:
+            await self._cache.put([key], value, step=step)
+        return value
+
+    # -- step 3: Plex ---------------------------------------------------------------------
+
+    async def _plex_meta(self, work: _Work, rating_key: str) -> PlexMetadata | None:
+        plex = self._plex
+        assert plex is not None
+
+        async def fetch() -> dict[str, Any] | None:
+            meta = await plex.metadata(rating_key)
+            if meta is None:
+                return None
+            return {
+                "kind": meta.kind,
+                "subtype": meta.subtype,
+                "title": meta.title,
+                "year": meta.year,
+                "ids": meta.ids.as_dict(),
+                "guid_show_ids": meta.guid_show_ids.as_dict(),
+                "guid_season": meta.guid_season,
+                "guid_number": meta.guid_number,
+                "season": meta.season,
+                "number": meta.number,
+                "grk": meta.grandparent_rating_key,
+            }
+
+        value = await self._ask(work, "plex", f"{self._server}:rk:{rating_key}", fetch)
+        if value is None:
+            return None
+        return PlexMetadata(
+            rating_key=rating_key,
+            kind=str(value.get("kind") or ""),
+            subtype=value.get("subtype"),
+            title=str(value.get("title") or ""),
+            year=_int_or_none(value.get("year")),
+            ids=Ids.from_dict(value.get("ids")),
+            guid_show_ids=Ids.from_dict(value.get("guid_show_ids")),
+            guid_season=_int_or_none(value.get("guid_season")),
+            guid_number=_int_or_none(value.get("guid_number")),
+            season=_int_or_none(value.get("season")),
+            number=_int_or_none(value.get("number")),
+            grandparent_rating_key=value.get("grk"),
+        )
+
+    @staticmethod
+    def _wrong_kind(
+        source: str, rating_key: str, found: str, subtype: str | None, want: str
+    ) -> NoReturn:
+        what = f"{found} ({subtype})" if subtype else (found or "item of unknown type")
+        raise UnresolvedError(f"{source}: ratingKey {rating_key} is a {what}, not a {want}", source)
+
+    async def _step_plex(self, work: _Work) -> None:
+        if self._plex is None:
+            return
+        item = work.item
+        rk = item.rating_key
+        if item.kind is MediaKind.MOVIE:
+            if not rk:
+                return
+            meta = await self._plex_meta(work, rk)
+            if meta is None:
+                work.fail("plex", f"plex: ratingKey {rk} not found")
+                return
+            if meta.kind != "movie":
+                self._wrong_kind("plex", rk, meta.kind, meta.subtype, "movie")
+            work.add("plex", ids=meta.ids)
+            if not meta.ids:
+                work.fail("plex", f"plex: ratingKey {rk} has no external ids")
+            return
+
+        grk = item.grandparent_rating_key
+        if rk and (grk is None or item.season is None or item.number is None):
+            meta = await self._plex_meta(work, rk)
+            if meta is None:
+                work.fail("plex", f"plex: ratingKey {rk} not found")
+            else:
+                if meta.kind != "episode":
+                    self._wrong_kind("plex", rk, meta.kind, meta.subtype, "episode")
+                work.add(
+                    "plex",
+                    ids=meta.ids,
+                    show_ids=meta.guid_show_ids,
+                    season=meta.season if meta.season is not None else meta.guid_season,
+                    number=meta.number if meta.number is not None else meta.guid_number,
+                )
+                grk = grk or meta.grandparent_rating_key
+                if grk and not work.item.grandparent_rating_key:
+                    work.item = replace(work.item, grandparent_rating_key=grk)
+        if _goal(work.item) or not grk:
+            if not grk and not _goal(work.item) and rk:
+                work.fail("plex", f"plex: episode ratingKey {rk} has no show ratingKey")
+            return
+        show = await self._plex_meta(work, grk)
+        if show is None:
+            work.fail("plex", f"plex: show ratingKey {grk} not found")
+            return
+        if show.kind != "show":
+            self._wrong_kind("plex", grk, show.kind, show.subtype, "show")
+        work.add("plex", show_ids=show.ids.merged(show.guid_show_ids))
+        if not (show.ids or show.guid_show_ids):
+            work.fail("plex", f"plex: show ratingKey {grk} has no external ids")
+        elif work.item.season is None or work.item.number is None:
+            work.fail("plex", "plex: season or episode number unknown")
+
+    # -- step 4: Tautulli -------------------------------------------------------------------
+
+    async def _tautulli_meta(self, work: _Work, rating_key: str) -> dict[str, Any] | None:
+        source = self._tautulli
+        assert source is not None
+
+        async def fetch() -> dict[str, Any] | None:
+            data = await source.get_metadata(rating_key)
+            if not data:
+                return None
+            parsed = parse_guid(str(data.get("guid") or ""))
+            guids = data.get("guids")
+            grand = data.get("grandparent_guids")
+            return {
+                "kind": str(data.get("media_type") or "").lower(),
+                "ids": ids_from_guid_list(guids if isinstance(guids, list) else []).as_dict(),
+                "show_ids": ids_from_guid_list(grand if isinstance(grand, list) else []).as_dict(),
+                "guid_scope": parsed.scope,
+                "guid_ids": parsed.ids.as_dict(),
+                "guid_season": parsed.season,
+                "guid_number": parsed.number,
+                "season": _int_or_none(data.get("parent_media_index")),
+                "number": _int_or_none(data.get("media_index")),
+                "grk": str(data.get("grandparent_rating_key") or "") or None,
+            }
+
+        return await self._ask(work, "tautulli", f"{self._server}:rk:{rating_key}", fetch)
+
+    async def _step_tautulli(self, work: _Work) -> None:
+        if self._tautulli is None:
+            return
+        item = work.item
+        rk = item.rating_key
+        want = item.kind.value
+        grk = item.grandparent_rating_key
+        if rk:
+            data = await self._tautulli_meta(work, rk)
+            if data is None:
+                work.fail("tautulli", f"tautulli: ratingKey {rk} not found")
+                if item.kind is MediaKind.MOVIE:
+                    return
+            else:
+                kind = data["kind"]
+                if kind != want:
+                    self._wrong_kind("tautulli", rk, kind, None, want)
+                ids = Ids.from_dict(data.get("ids"))
+                guid_ids = Ids.from_dict(data.get("guid_ids"))
+                scope = data.get("guid_scope")
+                if item.kind is MediaKind.MOVIE:
+                    work.add("tautulli", ids=ids.merged(guid_ids) if scope == "item" else ids)
+                    if not work.item.ids:
+                        work.fail("tautulli", f"tautulli: ratingKey {rk} has no external ids")
+                    return
+                season = _int_or_none(data.get("season"))
+                number = _int_or_none(data.get("number"))
+                show_ids = Ids.from_dict(data.get("show_ids"))
+                if scope == "show":
+                    show_ids = show_ids.merged(guid_ids)
+                    season = season if season is not None else data.get("guid_season")
+                    number = number if number is not None else data.get("guid_number")
+                work.add("tautulli", ids=ids, show_ids=show_ids, season=season, number=number)
+                grk = grk or data.get("grk")
+        if item.kind is MediaKind.MOVIE or _goal(work.item) or not grk:
+            if not _goal(work.item) and rk and not grk:
+                work.fail("tautulli", f"tautulli: episode ratingKey {rk} has no show ids")
+            return
+        show = await self._tautulli_meta(work, grk)  # older Tautulli: no grandparent_guids
+        if show is None:
+            work.fail("tautulli", f"tautulli: show ratingKey {grk} not found")
+            return
+        if show["kind"] != "show":
+            self._wrong_kind("tautulli", grk, show["kind"], None, "show")
+        work.add("tautulli", show_ids=Ids.from_dict(show.get("ids")))
+        if not _goal(work.item):
+            work.fail(
+                "tautulli", f"tautulli: no show ids or episode number for ratingKey {rk or grk}"
+            )
+
+    # -- step 5: Trakt search ---------------------------------------------------------------
+
+    async def _step_trakt(self, work: _Work) -> None:
+        trakt = self._trakt
+        if trakt is None:
+            return
+        item = work.item
+        kind: SearchKind = "movie" if item.kind is MediaKind.MOVIE else "episode"
+        pick = next(((n, v) for n in _ID_ORDER[kind] if (v := getattr(item.ids, n))), None)
+        if pick is None:
+            work.skip("trakt", f"trakt: no imdb, tmdb or tvdb id of the {kind} to look up")
+            return
+        id_type, value = pick
+
+        async def fetch() -> dict[str, Any] | None:
+            hits = await trakt.by_id(id_type, value, kind)
+            if not hits:
+                return None
+            hit = hits[0]
+            return {
+                "ids": hit.ids.as_dict(),
+                "show_ids": hit.show_ids.as_dict(),
+                "season": hit.season,
+                "number": hit.number,
+            }
+
+        found = await self._ask(work, "trakt", f"{kind}:{id_type}:{value}", fetch)
+        if found is None:
+            work.fail("trakt", f"trakt: no match for {kind} {id_type} {value}")
+            return
+        self._merge_identity(work, "trakt", found)
+
+    # -- step 6: SIMKL search ---------------------------------------------------------------
+
+    async def _step_simkl(self, work: _Work) -> None:
+        simkl = self._simkl
+        if simkl is None:
+            return
+        item = work.item
+        kind: Literal["movie", "show"]
+        if item.kind is MediaKind.MOVIE:
+            kind, ids = "movie", item.ids
+        else:
+            kind, ids = "show", item.show_ids
+            if not ids:
+                work.skip("simkl", "simkl: cannot look up an episode without its show's ids")
+                return
+        pick = next(((n, v) for n in _SIMKL_ID_ORDER if (v := getattr(ids, n))), None)
+        if pick is None:
+            work.skip("simkl", f"simkl: no imdb, tmdb, tvdb or anidb id of the {kind} to look up")
+            return
+        id_type, value = pick
+
+        async def fetch() -> dict[str, Any] | None:
+            hits = await simkl.by_id(id_type, value, kind)
+            return {"ids": hits[0].ids.as_dict()} if hits else None
+
+        found = await self._ask(work, "simkl", f"{kind}:{id_type}:{value}", fetch)
+        if found is None:
+            work.fail("simkl", f"simkl: no match for {kind} {id_type} {value}")
+            return
+        # SIMKL echoes only some ids; the queried one is known to be right.
+        hit_ids = Ids.from_dict(found.get("ids")).merged(Ids(**{id_type: value}))
+        if kind == "movie":
+            work.add("simkl", ids=hit_ids)
+        else:
+            work.add("simkl", show_ids=hit_ids)
+            if work.item.season is None or work.item.number is None:
+                work.fail("simkl", "simkl: season or episode number unknown")
+
+    # -- step 7: exact title + year -----------------------------------------------------------
+
+    async def _step_title(self, work: _Work) -> None:
+        trakt = self._trakt
+        if not self._title_fallback or trakt is None:
+            return
+        item = work.item
+        kind: Literal["movie", "show"]
+        if item.kind is MediaKind.MOVIE:
+            kind, title, year = "movie", item.title, item.year
+        else:
+            # An episode's own year is never its show's year.
+            kind, title, year = "show", item.show_title or "", item.show_year
+        if not title.strip() or year is None:
+            work.fail(
+                "title",
+                f"title: the {kind}'s {'title' if not title.strip() else 'year'} is unknown; "
+                "exact title + year search needs both",
+            )
+            return
+        wanted = _norm_title(title)
+
+        async def fetch() -> dict[str, Any] | None:
+            hits = await trakt.by_title(kind, title, year)
+            exact = [h for h in hits if _norm_title(h.title) == wanted and h.year == year]
+            if len({h.ids for h in exact}) != 1:
+                return None
+            return {"ids": exact[0].ids.as_dict()}
+
+        found = await self._ask(work, "title", f"{kind}:{year}:{wanted}", fetch)
+        if found is None:
+            work.fail("title", f"title: no single exact match for {kind} {title!r} ({year})")
+            return
+        ids = Ids.from_dict(found.get("ids"))
+        if kind == "movie":
+            work.add("title", ids=ids)
+        else:
+            work.add("title", show_ids=ids)
+            if work.item.season is None or work.item.number is None:
+                work.fail("title", "title: season or episode number unknown")
+
+
+def build_resolver(
+    settings: Settings,
+    *,
+    session: aiohttp.ClientSession,
+    cache: IdCache,
+    trakt_limiter: Limiter | None,
+    simkl_limiter: Limiter | None,
+    tautulli: MetadataSource | None,
+) -> Resolver:
+    """A :class:`Resolver` with the steps the settings enable and the services configured.
+
+    Plex: ``resolver.use_plex`` and both ``plex.url`` and ``plex.token``. Tautulli:
+    ``resolver.use_tautulli`` and a *tautulli* source. Trakt/SIMKL search:
+    ``resolver.use_search`` and the provider enabled with a client id; the provider's
+    *limiter* is shared (one is built from the settings' GET limits when ``None``). Title
+    fallback: ``resolver.title_fallback``.
+    """
+    rs = settings.resolver
+    timeout_s = settings.delivery.timeout_s
+    plex = None
+    if rs.use_plex and settings.plex.url and settings.plex.token:
+        plex = PlexServer(
+            session=session, url=settings.plex.url, token=settings.plex.token, timeout_s=timeout_s
+        )
+    trakt = simkl = None
+    if rs.use_search and settings.trakt_enabled():
+        limiter = trakt_limiter or Limiter.per_second(
+            post_per_s=settings.trakt.post_per_s,
+            get_per_s=settings.trakt.get_limit / settings.trakt.get_period_s,
+        )
+        trakt = TraktSearch(
+            session=session,
+            limiter=limiter,
+            client_id=settings.trakt.client_id,
+            api_url=settings.trakt.api_url,
+            timeout_s=timeout_s,
+        )
+    if rs.use_search and settings.simkl_enabled():
+        limiter = simkl_limiter or Limiter.per_second(
+            post_per_s=settings.simkl.post_per_s, get_per_s=settings.simkl.get_per_s
+        )
+        simkl = SimklSearch(
+            session=session,
+            limiter=limiter,
+            client_id=settings.simkl.client_id,
+            api_url=settings.simkl.api_url,
+            timeout_s=timeout_s,
+        )
+    return Resolver(
+        cache=cache,
+        plex=plex,
+        tautulli=tautulli if rs.use_tautulli else None,
+        trakt_search=trakt,
+        simkl_search=simkl,
+        title_fallback=rs.title_fallback,
+    )

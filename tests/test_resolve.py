@@ -1,0 +1,878 @@
+"""Id resolution: payload → cache → Plex → Tautulli → Trakt → SIMKL → title, against fakes.
+
+Every outside service is a real fake server (tests/fakes); the number of requests each one
+received is what a user would notice (API quota), so most tests assert on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from crosswatchd.config import Settings
+from crosswatchd.errors import RetryableError, SourceUnavailableError, UnresolvedError
+from crosswatchd.models import Ids, Item, MediaKind, PlayEvent
+from crosswatchd.ratelimit import Limiter, TokenBucket
+from crosswatchd.resolve import (
+    _PLEX_GUID,
+    IdCache,
+    Resolver,
+    SimklSearch,
+    TraktSearch,
+    build_resolver,
+)
+from crosswatchd.sources.guids import parse_guid
+from crosswatchd.sources.plex import parse_plex_payload, plex_event
+from crosswatchd.sources.plex_server import PlexServer
+from crosswatchd.sources.tautulli_api import TautulliClient
+from tests.fakes.catalog import Catalog
+from tests.fakes.plex_server import FakePlexServer
+from tests.fakes.simkl import FakeSimkl
+from tests.fakes.tautulli import FakeTautulli
+from tests.fakes.trakt import FakeTrakt
+
+FIXTURES = Path(__file__).parent / "fixtures" / "plex"
+PLEX_TOKEN = "plex-secret-token"
+POSITIVE_TTL_S = 1000.0
+NEGATIVE_TTL_S = 10.0
+
+
+class FakeClock:
+    """Unix-seconds clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def movie(**kw: Any) -> Item:
+    return Item(kind=MediaKind.MOVIE, **kw)
+
+
+def episode(**kw: Any) -> Item:
+    return Item(kind=MediaKind.EPISODE, **kw)
+
+
+def fast_limiter() -> Limiter:
+    return Limiter.per_second(post_per_s=100, get_per_s=1000, get_capacity=1000)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def cache(tmp_path: Path, clock: FakeClock) -> AsyncIterator[IdCache]:
+    cache = await IdCache.open(
+        tmp_path / "cache.sqlite3",
+        positive_ttl_s=POSITIVE_TTL_S,
+        negative_ttl_s=NEGATIVE_TTL_S,
+        clock=clock,
+    )
+    yield cache
+    await cache.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+async def plex() -> AsyncIterator[FakePlexServer]:
+    async with FakePlexServer(token=PLEX_TOKEN) as fake:
+        fake.add_movie("100", "Barry Lyndon", 1975, ["imdb://tt0072684", "tmdb://3175"])
+        fake.add_show("200", "Futurama", 1999, ["imdb://tt0149460", "tmdb://615", "tvdb://73871"])
+        fake.add_episode("215", "200", 2, 15, ["tvdb://163303"], title="A Clone of My Own")
+        fake.add_episode("201", "200", 0, 1, [], title="Special")
+        yield fake
+
+
+@pytest.fixture
+async def trakt() -> AsyncIterator[FakeTrakt]:
+    async with FakeTrakt(client_id="trakt-cid", client_secret="trakt-secret") as fake:
+        yield fake
+
+
+@pytest.fixture
+async def simkl() -> AsyncIterator[FakeSimkl]:
+    async with FakeSimkl(client_id="simkl-cid") as fake:
+        yield fake
+
+
+@pytest.fixture
+def make(cache: IdCache, session: aiohttp.ClientSession) -> Callable[..., Resolver]:
+    """Build a Resolver wired to whichever fakes a test passes."""
+
+    def build(
+        *,
+        plex: FakePlexServer | None = None,
+        trakt: FakeTrakt | None = None,
+        simkl: FakeSimkl | None = None,
+        tautulli: FakeTautulli | None = None,
+        title_fallback: bool = False,
+        id_cache: IdCache | None = None,
+    ) -> Resolver:
+        return Resolver(
+            cache=id_cache or cache,
+            plex=PlexServer(session=session, url=plex.url, token=PLEX_TOKEN) if plex else None,
+            tautulli=TautulliClient(session=session, url=tautulli.url, api_key="key")
+            if tautulli
+            else None,
+            trakt_search=TraktSearch(
+                session=session, limiter=fast_limiter(), client_id="trakt-cid", api_url=trakt.url
+            )
+            if trakt
+            else None,
+            simkl_search=SimklSearch(
+                session=session, limiter=fast_limiter(), client_id="simkl-cid", api_url=simkl.url
+            )
+            if simkl
+            else None,
+            title_fallback=title_fallback,
+        )
+
+    return build
+
+
+def search_requests(fake: FakeTrakt) -> list[tuple[str, str, dict[str, str]]]:
+    return [r for r in fake.requests if r[1].startswith("/search/")]
+
+
+# --------------------------------------------------------------------------------------------
+# Step 1: ids in the payload
+# --------------------------------------------------------------------------------------------
+
+
+class TestPayload:
+    async def test_movie_with_guid_array_ids_resolves_without_any_outside_call(
+        self, make: Callable[..., Resolver], plex: FakePlexServer, trakt: FakeTrakt
+    ) -> None:
+        resolver = make(plex=plex, trakt=trakt)
+        item = movie(title="Big Trouble", ids=Ids(imdb="tt0090728", tmdb="6978"), rating_key="9")
+
+        result = await resolver.resolve(item)
+
+        assert result.step == "payload"
+        assert result.item.ids.imdb == "tt0090728"
+        assert plex.requests == [] and search_requests(trakt) == []
+
+    async def test_legacy_imdb_guid_gives_the_movie_id(self, make: Callable[..., Resolver]) -> None:
+        item = movie(title="Barry Lyndon", guid="com.plexapp.agents.imdb://tt0072684?lang=en")
+
+        result = await make().resolve(item)
+
+        assert (result.step, result.item.ids.imdb) == ("payload", "tt0072684")
+
+    async def test_legacy_thetvdb_guid_gives_show_id_season_and_number(
+        self, make: Callable[..., Resolver]
+    ) -> None:
+        item = episode(guid="com.plexapp.agents.thetvdb://73871/2/15?lang=en")
+
+        result = await make().resolve(item)
+
+        assert result.step == "payload"
+        assert result.item.show_ids == Ids(tvdb="73871")
+        assert (result.item.season, result.item.number) == (2, 15)
+
+    async def test_hama_tvdb_guid_gives_show_id_and_position(
+        self, make: Callable[..., Resolver]
+    ) -> None:
+        item = episode(guid="com.plexapp.agents.hama://tvdb-81797/3/7?lang=en")
+
+        result = await make().resolve(item)
+
+        assert result.step == "payload"
+        assert (result.item.show_ids.tvdb, result.item.season, result.item.number) == (
+            "81797",
+            3,
+            7,
+        )
+
+    async def test_hama_anidb_episode_without_lookups_is_returned_partial_not_dropped(
+        self, make: Callable[..., Resolver]
+    ) -> None:
+        """anidb alone does not meet the goal (Trakt cannot use it) but SIMKL can: kept."""
+        item = episode(guid="com.plexapp.agents.hama://anidb-23/1/5")
+
+        result = await make().resolve(item)
+
+        assert result.item.show_ids == Ids(anidb="23")
+        assert (result.item.season, result.item.number) == (1, 5)
+
+    async def test_special_season_zero_is_a_real_season(
+        self, make: Callable[..., Resolver]
+    ) -> None:
+        item = episode(guid="com.plexapp.agents.thetvdb://73871/0/3")
+
+        result = await make().resolve(item)
+
+        assert (result.step, result.item.season, result.item.number) == ("payload", 0, 3)
+
+    async def test_year_numbered_season_is_kept_as_the_season(
+        self, make: Callable[..., Resolver]
+    ) -> None:
+        item = episode(guid="com.plexapp.agents.thetvdb://248841/2019/12")
+
+        result = await make().resolve(item)
+
+        assert result.step == "payload"
+        assert (result.item.show_ids.tvdb, result.item.season, result.item.number) == (
+            "248841",
+            2019,
+            12,
+        )
+        assert result.item.year is None  # a season number is never taken for a year
+
+    def test_plex_guid_shortcut_agrees_with_parse_guid(self) -> None:
+        """The resolver skips parse_guid for ``plex://`` GUIDs; the answer must be the same."""
+        for guid in ("plex://movie/5d7768313c3c2a001fbcd1f0", "plex://episode/5e83?x=1"):
+            assert parse_guid(guid) == _PLEX_GUID
+
+    async def test_local_item_is_unresolved_without_asking_anyone(
+        self,
+        make: Callable[..., Resolver],
+        plex: FakePlexServer,
+        trakt: FakeTrakt,
+    ) -> None:
+        plex.add_movie("300", "Holiday 2019", 2019, [], guid="local://300")
+        resolver = make(plex=plex, trakt=trakt, title_fallback=True)
+        item = movie(title="Holiday 2019", year=2019, rating_key="300", guid="local://300")
+
+        with pytest.raises(UnresolvedError) as err:
+            await resolver.resolve(item)
+
+        assert err.value.step == "payload"
+        assert "local://300" in err.value.reason
+        assert plex.requests == [] and search_requests(trakt) == []
+
+    async def test_nothing_known_and_nothing_configured_names_a_reason(
+        self, make: Callable[..., Resolver]
+    ) -> None:
+        with pytest.raises(UnresolvedError) as err:
+            await make().resolve(movie(title="Mystery", year=2001))
+
+        assert err.value.step == "payload"
+        assert "no lookup configured" in err.value.reason
+
+
+# --------------------------------------------------------------------------------------------
+# Step 2: the persistent cache
+# --------------------------------------------------------------------------------------------
+
+
+class TestCache:
+    async def test_second_resolution_is_answered_from_the_cache(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        resolver = make(plex=plex)
+        item = movie(title="Barry Lyndon", rating_key="100")
+
+        first = await resolver.resolve(item)
+        second = await resolver.resolve(item)
+
+        assert first.step == "plex" and second.step == "cache"
+        assert second.item.ids == first.item.ids == Ids(imdb="tt0072684", tmdb="3175")
+        assert plex.calls["100"] == 1
+
+    async def test_cache_survives_a_restart(
+        self,
+        make: Callable[..., Resolver],
+        plex: FakePlexServer,
+        tmp_path: Path,
+        clock: FakeClock,
+    ) -> None:
+        async def open_cache() -> IdCache:
+            return await IdCache.open(
+                tmp_path / "restart.sqlite3",
+                positive_ttl_s=POSITIVE_TTL_S,
+                negative_ttl_s=NEGATIVE_TTL_S,
+                clock=clock,
+            )
+
+        before = await open_cache()
+        await make(plex=plex, id_cache=before).resolve(movie(rating_key="100"))
+        await before.close()
+        after = await open_cache()
+        try:
+            result = await make(plex=plex, id_cache=after).resolve(movie(rating_key="100"))
+        finally:
+            await after.close()
+
+        assert result.step == "cache"
+        assert result.item.ids.imdb == "tt0072684"
+        assert plex.calls["100"] == 1
+
+    async def test_an_item_seen_by_another_handle_is_answered_from_the_cache(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        """Resolved via ratingKey; later Tautulli sends the show id + position: no lookup."""
+        resolver = make(plex=plex)
+        await resolver.resolve(episode(rating_key="215", grandparent_rating_key="200"))
+
+        later = await resolver.resolve(episode(ids=Ids(tvdb="163303")))
+
+        assert later.step == "cache"
+        assert later.item.show_ids.tvdb == "73871"
+        assert (later.item.season, later.item.number) == (2, 15)
+        assert sum(plex.calls.values()) == 2  # episode + show, once each
+
+    async def test_positive_answer_expires_after_its_ttl(
+        self, make: Callable[..., Resolver], plex: FakePlexServer, clock: FakeClock
+    ) -> None:
+        resolver = make(plex=plex)
+        await resolver.resolve(movie(rating_key="100"))
+
+        clock.now += POSITIVE_TTL_S + 1
+        result = await resolver.resolve(movie(rating_key="100"))
+
+        assert result.step == "plex"
+        assert plex.calls["100"] == 2
+
+    async def test_unknown_item_is_not_asked_again_within_the_negative_ttl(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        resolver = make(plex=plex)
+        for _ in range(3):
+            with pytest.raises(UnresolvedError):
+                await resolver.resolve(movie(rating_key="999"))
+
+        assert plex.calls["999"] == 1
+
+    async def test_unknown_item_is_asked_again_after_the_negative_ttl(
+        self, make: Callable[..., Resolver], plex: FakePlexServer, clock: FakeClock
+    ) -> None:
+        resolver = make(plex=plex)
+        with pytest.raises(UnresolvedError):
+            await resolver.resolve(movie(rating_key="999"))
+        plex.add_movie("999", "Barry Lyndon", 1975, ["imdb://tt0072684"])
+
+        clock.now += NEGATIVE_TTL_S + 1
+        result = await resolver.resolve(movie(rating_key="999"))
+
+        assert result.item.ids.imdb == "tt0072684"
+        assert plex.calls["999"] == 2
+
+    async def test_forget_negative_lets_a_retry_ask_again_at_once(
+        self, make: Callable[..., Resolver], plex: FakePlexServer, cache: IdCache
+    ) -> None:
+        resolver = make(plex=plex)
+        with pytest.raises(UnresolvedError):
+            await resolver.resolve(movie(rating_key="999"))
+        plex.add_movie("999", "Barry Lyndon", 1975, ["imdb://tt0072684"])
+
+        dropped = await cache.forget_negative()
+        result = await resolver.resolve(movie(rating_key="999"))
+
+        assert dropped == 1
+        assert result.step == "plex"
+
+    async def test_cache_file_is_wal_and_versioned(self, cache: IdCache, tmp_path: Path) -> None:
+        with sqlite3.connect(tmp_path / "cache.sqlite3") as db:
+            mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+
+        assert (mode, version) == ("wal", 1)
+
+    async def test_concurrent_requests_for_one_unknown_item_share_one_lookup(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        plex.delay_s = 0.05
+        resolver = make(plex=plex)
+
+        results = await asyncio.gather(
+            *(resolver.resolve(movie(rating_key="100")) for _ in range(10))
+        )
+
+        assert {r.item.ids.imdb for r in results} == {"tt0072684"}
+        assert plex.calls["100"] == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Step 3: the Plex server
+# --------------------------------------------------------------------------------------------
+
+
+class TestPlex:
+    async def test_movie_known_only_by_rating_key_gets_its_guid_ids(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        result = await make(plex=plex).resolve(movie(rating_key="100"))
+
+        assert result.step == "plex"
+        assert result.item.ids == Ids(imdb="tt0072684", tmdb="3175")
+        path, query = plex.requests[0]
+        assert (path, query.get("includeGuids")) == ("/library/metadata/100", "1")
+
+    async def test_legacy_agent_movie_on_plex_gives_the_id_in_its_guid(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        """Legacy agents have no Guid[]; the id is in ``guid`` itself."""
+        plex.add(
+            "900",
+            {
+                "type": "movie",
+                "title": "Barry Lyndon",
+                "guid": "com.plexapp.agents.imdb://tt0072684?lang=en",
+            },
+        )
+
+        result = await make(plex=plex).resolve(movie(rating_key="900"))
+
+        assert (result.step, result.item.ids) == ("plex", Ids(imdb="tt0072684"))
+
+    async def test_new_agent_episode_webhook_gets_show_ids_from_its_grandparent(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        """Real Bob's Burgers payload: Guid[] holds the episode's ids; the show's need PMS."""
+        plex.add_show("146560", "Bob's Burgers", 2011, ["tvdb://194031", "imdb://tt1561755"])
+        event = plex_event(
+            parse_plex_payload(
+                (FIXTURES / "episode_media.pause_plex-agent_bobs-burgers_s09e15.json").read_bytes()
+            ),
+            received_at=datetime(2026, 1, 1, tzinfo=UTC),
+            accounts=["melissar26"],
+        )
+        assert isinstance(event, PlayEvent)
+
+        result = await make(plex=plex).resolve(event.item)
+
+        assert result.step == "plex"
+        assert result.item.show_ids == Ids(tvdb="194031", imdb="tt1561755")
+        assert result.item.ids.imdb == "tt9413736"  # the episode's own ids are kept
+        assert (result.item.season, result.item.number) == (9, 15)
+        assert dict(plex.calls) == {"146560": 1}  # only the show was fetched
+
+    async def test_episode_with_empty_guid_array_resolves_through_its_show(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        plex.add_show("17933", "Solar Opposites", 2020, ["tvdb://375892"])
+        plex.add_episode("17946", "17933", 1, 3, [])
+        item = episode(
+            guid="plex://episode/5e8339c4ec007c00412fee31",
+            rating_key="17946",
+            grandparent_rating_key="17933",
+            season=1,
+            number=3,
+        )
+
+        result = await make(plex=plex).resolve(item)
+
+        assert result.item.show_ids.tvdb == "375892"
+        assert result.item.ids == Ids()
+        assert (result.item.season, result.item.number) == (1, 3)
+
+    async def test_episode_known_only_by_rating_key_gets_position_and_show(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        result = await make(plex=plex).resolve(episode(rating_key="215"))
+
+        assert result.item.show_ids.tvdb == "73871"
+        assert result.item.ids.tvdb == "163303"
+        assert (result.item.season, result.item.number) == (2, 15)
+
+    async def test_special_keeps_season_zero_through_plex(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        result = await make(plex=plex).resolve(episode(rating_key="201"))
+
+        assert (result.item.season, result.item.number) == (0, 1)
+        assert result.item.show_ids.tvdb == "73871"
+
+    async def test_movie_in_two_libraries_resolves_to_one_identity(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        guids = ["imdb://tt0090728", "tmdb://6978"]
+        plex.add_movie("500", "Big Trouble", 1986, guids, section_id=1)
+        plex.add_movie("600", "Big Trouble", 1986, guids, section_id=7)
+        resolver = make(plex=plex)
+
+        a = await resolver.resolve(movie(rating_key="500"))
+        b = await resolver.resolve(movie(rating_key="600"))
+
+        assert a.item.ids == b.item.ids == Ids(imdb="tt0090728", tmdb="6978")
+
+    async def test_second_library_copy_with_the_same_plex_guid_is_a_cache_hit(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        guid = "plex://movie/5d7768313c3c2a001fbcd1f0"
+        plex.add_movie("500", "Big Trouble", 1986, ["imdb://tt0090728"], guid=guid)
+        resolver = make(plex=plex)
+        await resolver.resolve(movie(rating_key="500", guid=guid))
+
+        b = await resolver.resolve(movie(rating_key="600", guid=guid))
+
+        assert (b.step, b.item.ids.imdb) == ("cache", "tt0090728")
+        assert "600" not in plex.calls
+
+    async def test_trailer_never_resolves_to_its_movie(
+        self, make: Callable[..., Resolver], plex: FakePlexServer, trakt: FakeTrakt
+    ) -> None:
+        plex.add_clip("700", "Barry Lyndon", ["imdb://tt0072684"])
+        resolver = make(plex=plex, trakt=trakt, title_fallback=True)
+
+        with pytest.raises(UnresolvedError) as err:
+            await resolver.resolve(movie(title="Barry Lyndon", year=1975, rating_key="700"))
+
+        assert err.value.step == "plex"
+        assert "clip (trailer)" in err.value.reason
+        assert search_requests(trakt) == []
+
+    async def test_unknown_rating_key_is_parked_with_step_and_reason(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        with pytest.raises(UnresolvedError) as err:
+            await make(plex=plex).resolve(movie(rating_key="123"))
+
+        assert (err.value.step, err.value.reason) == ("plex", "plex: ratingKey 123 not found")
+
+    async def test_plex_server_error_is_retryable_and_not_cached(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        resolver = make(plex=plex)
+        plex.fail_next(503)
+
+        with pytest.raises(RetryableError) as err:
+            await resolver.resolve(movie(rating_key="100"))
+        result = await resolver.resolve(movie(rating_key="100"))
+
+        assert err.value.provider == "plex"
+        assert result.item.ids.imdb == "tt0072684"
+
+    async def test_bad_plex_token_is_reported_without_the_token(
+        self, session: aiohttp.ClientSession, plex: FakePlexServer
+    ) -> None:
+        client = PlexServer(session=session, url=plex.url, token="wrong-token-value")
+
+        with pytest.raises(SourceUnavailableError) as err:
+            await client.metadata("100")
+
+        assert "plex.token" in str(err.value)
+        assert "wrong-token-value" not in str(err.value)
+
+    async def test_client_asks_for_json(
+        self, session: aiohttp.ClientSession, plex: FakePlexServer
+    ) -> None:
+        """The fake answers XML unless ``Accept: application/json`` is sent."""
+        meta = await PlexServer(session=session, url=plex.url, token=PLEX_TOKEN).metadata("215")
+
+        assert meta is not None
+        assert (meta.kind, meta.season, meta.number, meta.grandparent_rating_key) == (
+            "episode",
+            2,
+            15,
+            "200",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Step 4: Tautulli
+# --------------------------------------------------------------------------------------------
+
+
+class TestTautulli:
+    async def test_episode_gets_show_ids_from_grandparent_guids_in_one_call(
+        self, make: Callable[..., Resolver]
+    ) -> None:
+        meta = {
+            "media_type": "episode",
+            "guid": "plex://episode/5d9c1276e9d5a1001f4ff2fa",
+            "guids": ["imdb://tt3658014", "tvdb://5469015"],
+            "grandparent_guids": ["imdb://tt0944947", "tvdb://121361"],
+            "grandparent_rating_key": "1219",
+            "parent_media_index": "6",
+            "media_index": "1",
+        }
+        async with FakeTautulli(metadata={"153037": meta}) as fake:
+            result = await make(tautulli=fake).resolve(episode(rating_key="153037"))
+
+        assert result.step == "tautulli"
+        assert result.item.show_ids == Ids(imdb="tt0944947", tvdb="121361")
+        assert (result.item.season, result.item.number) == (6, 1)
+        assert fake.calls_by_cmd["get_metadata"] == 1
+
+    async def test_older_tautulli_without_grandparent_guids_asks_for_the_show(
+        self, make: Callable[..., Resolver]
+    ) -> None:
+        ep = {
+            "media_type": "episode",
+            "guids": [],
+            "grandparent_rating_key": "1219",
+            "parent_media_index": "6",
+            "media_index": "1",
+        }
+        show = {"media_type": "show", "guids": ["tvdb://121361"]}
+        async with FakeTautulli(metadata={"153037": ep, "1219": show}) as fake:
+            result = await make(tautulli=fake).resolve(episode(rating_key="153037"))
+
+        assert result.item.show_ids.tvdb == "121361"
+        assert dict(fake.metadata_calls_by_key) == {"153037": 1, "1219": 1}
+
+    async def test_tautulli_down_is_retryable(self, make: Callable[..., Resolver]) -> None:
+        async with FakeTautulli() as fake:
+            fake.fail_next(500)
+            with pytest.raises(RetryableError) as err:
+                await make(tautulli=fake).resolve(movie(rating_key="42"))
+
+        assert err.value.provider == "tautulli"
+
+
+# --------------------------------------------------------------------------------------------
+# Steps 5-6: Trakt and SIMKL id lookups
+# --------------------------------------------------------------------------------------------
+
+
+class TestSearch:
+    async def test_episode_known_by_its_own_id_gets_its_show_from_trakt(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt
+    ) -> None:
+        result = await make(trakt=trakt).resolve(episode(ids=Ids(tvdb="8031280")))
+
+        assert result.step == "trakt"
+        assert result.item.show_ids.tvdb == "353953"
+        assert result.item.show_ids.trakt is not None
+        assert (result.item.season, result.item.number) == (2, 50)
+        assert search_requests(trakt)[0][1:] == ("/search/tvdb/8031280", {"type": "episode"})
+
+    async def test_trakt_answer_is_cached(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt
+    ) -> None:
+        resolver = make(trakt=trakt)
+        await resolver.resolve(episode(ids=Ids(tvdb="8031280")))
+
+        again = await resolver.resolve(episode(ids=Ids(tvdb="8031280")))
+
+        assert again.step == "cache"
+        assert len(search_requests(trakt)) == 1
+
+    async def test_trakt_season_numbers_do_not_override_the_sources(
+        self, make: Callable[..., Resolver]
+    ) -> None:
+        """A year-numbered season from the source stays, whatever Trakt numbers it."""
+        catalog = Catalog()
+        show = catalog.add_show("Daily Show", 1996, tvdb=71256)
+        catalog.add_episode(show, 25, 40, tvdb=7000001)
+        async with FakeTrakt(client_id="trakt-cid", catalog=catalog) as fake:
+            item = episode(ids=Ids(tvdb="7000001"), season=2019, number=40)
+            result = await make(trakt=fake).resolve(item)
+
+        assert (result.item.season, result.item.number) == (2019, 40)
+        assert result.item.show_ids.tvdb == "71256"
+
+    async def test_no_trakt_match_keeps_the_partial_item_and_is_not_asked_again(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt
+    ) -> None:
+        """An episode's own id is usable by Trakt even without show ids: returned, not parked."""
+        resolver = make(trakt=trakt)
+        item = episode(ids=Ids(tvdb="999"), season=1, number=1)
+
+        first = await resolver.resolve(item)
+        second = await resolver.resolve(item)
+
+        assert first.item == second.item == item
+        assert len(search_requests(trakt)) == 1
+
+    async def test_plex_down_does_not_stop_trakt_from_resolving(
+        self, make: Callable[..., Resolver], plex: FakePlexServer, trakt: FakeTrakt
+    ) -> None:
+        """A transient failure only matters when it is why the goal was not met."""
+        plex.down = True
+        item = episode(ids=Ids(tvdb="8031280"), rating_key="77", grandparent_rating_key="78")
+
+        result = await make(plex=plex, trakt=trakt).resolve(item)
+
+        assert result.step == "trakt"
+        assert result.item.show_ids.tvdb == "353953"
+
+    async def test_unresolved_names_the_last_step_that_was_tried(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt, plex: FakePlexServer
+    ) -> None:
+        """Trakt had no id to search with, so the reason is Plex's, not Trakt's."""
+        plex.add_movie("800", "Obscure", 1931, [])
+        with pytest.raises(UnresolvedError) as err:
+            await make(plex=plex, trakt=trakt).resolve(movie(rating_key="800"))
+
+        assert (err.value.step, err.value.reason) == (
+            "plex",
+            "plex: ratingKey 800 has no external ids",
+        )
+        assert search_requests(trakt) == []
+
+    async def test_trakt_rate_limit_is_retryable_with_its_wait(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt
+    ) -> None:
+        trakt.fail_next(429, headers={"Retry-After": "7"}, path="/search/")
+
+        with pytest.raises(RetryableError) as err:
+            await make(trakt=trakt).resolve(episode(ids=Ids(tvdb="8031280")))
+
+        assert (err.value.provider, err.value.retry_after_s) == ("trakt", 7.0)
+
+    async def test_search_waits_for_the_rate_limiter(
+        self, session: aiohttp.ClientSession, trakt: FakeTrakt
+    ) -> None:
+        acquired: list[str] = []
+
+        class Recording(Limiter):
+            async def acquire(self, method: str) -> None:
+                acquired.append(method)
+                await super().acquire(method)
+
+        limiter = Recording({"get": TokenBucket(1000, 1000), "post": TokenBucket(100)})
+        search = TraktSearch(
+            session=session, limiter=limiter, client_id="trakt-cid", api_url=trakt.url
+        )
+        await search.by_id("imdb", "tt0090728", "movie")
+
+        assert acquired == ["GET"]
+
+    async def test_simkl_lookup_sends_identification_and_caches_nothing_found(
+        self, make: Callable[..., Resolver], simkl: FakeSimkl
+    ) -> None:
+        resolver = make(simkl=simkl)
+        item = movie(ids=Ids(tvdb="1876"))
+
+        first = await resolver.resolve(item)
+        second = await resolver.resolve(item)
+
+        assert first.item.ids == second.item.ids == Ids(tvdb="1876")  # partial, kept
+        searches = [r for r in simkl.requests if r["path"] == "/search/id"]
+        assert len(searches) == 1 and searches[0]["status"] == 200
+        assert searches[0]["query"]["tvdb"] == "1876"
+
+    async def test_episode_with_show_ids_and_position_asks_nobody(
+        self, make: Callable[..., Resolver], simkl: FakeSimkl, trakt: FakeTrakt
+    ) -> None:
+        """Tautulli's shape (show ids + season/number) already meets SIMKL's and Trakt's needs."""
+        item = episode(show_ids=Ids(tvdb="73871"), season=2, number=15)
+
+        result = await make(simkl=simkl, trakt=trakt).resolve(item)
+
+        assert result.step == "payload"
+        assert simkl.requests == [] and search_requests(trakt) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Step 7: exact title + year
+# --------------------------------------------------------------------------------------------
+
+
+class TestTitle:
+    async def test_title_fallback_is_off_by_default(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt
+    ) -> None:
+        with pytest.raises(UnresolvedError):
+            await make(trakt=trakt).resolve(movie(title="Barry Lyndon", year=1975))
+
+        assert search_requests(trakt) == []
+
+    async def test_exact_title_and_year_resolve_a_movie(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt
+    ) -> None:
+        result = await make(trakt=trakt, title_fallback=True).resolve(
+            movie(title="Barry Lyndon", year=1975)
+        )
+
+        assert result.step == "title"
+        assert result.item.ids.imdb == "tt0072684"
+
+    async def test_wrong_year_does_not_match(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt
+    ) -> None:
+        with pytest.raises(UnresolvedError) as err:
+            await make(trakt=trakt, title_fallback=True).resolve(
+                movie(title="Barry Lyndon", year=1976)
+            )
+
+        assert err.value.step == "title"
+
+    async def test_an_episodes_year_is_never_used_as_the_shows(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt
+    ) -> None:
+        """Futurama's first episode aired in 1999, the show's year; still no title search."""
+        item = episode(
+            title="Space Pilot 3000", year=1999, show_title="Futurama", season=1, number=1
+        )
+
+        with pytest.raises(UnresolvedError) as err:
+            await make(trakt=trakt, title_fallback=True).resolve(item)
+
+        assert err.value.step == "title"
+        assert "year" in err.value.reason
+        assert [r for r in search_requests(trakt) if r[1] == "/search/show"] == []
+
+    async def test_show_title_and_show_year_resolve_an_episode(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt
+    ) -> None:
+        item = episode(show_title="Futurama", show_year=1999, season=2, number=15)
+
+        result = await make(trakt=trakt, title_fallback=True).resolve(item)
+
+        assert result.step == "title"
+        assert result.item.show_ids.tvdb == "73871"
+
+
+# --------------------------------------------------------------------------------------------
+# build_resolver
+# --------------------------------------------------------------------------------------------
+
+
+class TestBuild:
+    async def test_use_plex_false_skips_a_configured_plex(
+        self, session: aiohttp.ClientSession, cache: IdCache, plex: FakePlexServer
+    ) -> None:
+        settings = Settings(
+            plex={"url": plex.url, "token": PLEX_TOKEN},
+            resolver={"use_plex": False},
+            trakt={"client_id": ""},
+            simkl={"client_id": ""},
+        )
+        resolver = build_resolver(
+            settings,
+            session=session,
+            cache=cache,
+            trakt_limiter=None,
+            simkl_limiter=None,
+            tautulli=None,
+        )
+
+        with pytest.raises(UnresolvedError):
+            await resolver.resolve(movie(rating_key="100"))
+        assert plex.requests == []
+
+    async def test_configured_plex_and_trakt_are_used(
+        self,
+        session: aiohttp.ClientSession,
+        cache: IdCache,
+        plex: FakePlexServer,
+        trakt: FakeTrakt,
+    ) -> None:
+        settings = Settings(
+            plex={"url": plex.url, "token": PLEX_TOKEN},
+            trakt={"client_id": "trakt-cid", "api_url": trakt.url},
+            simkl={"client_id": ""},
+        )
+        resolver = build_resolver(
+            settings,
+            session=session,
+            cache=cache,
+            trakt_limiter=fast_limiter(),
+            simkl_limiter=None,
+            tautulli=None,
+        )
+
+        a = await resolver.resolve(movie(rating_key="100"))
+        b = await resolver.resolve(episode(ids=Ids(tvdb="8031280")))
+
+        assert (a.step, b.step) == ("plex", "trakt")
