@@ -41,7 +41,7 @@ from crosswatchd.providers.base import Provider
 from crosswatchd.providers.simkl import SimklProvider
 from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter
-from crosswatchd.resolve import IdCache, build_resolver
+from crosswatchd.resolve import IdCache, Resolver, build_resolver
 from crosswatchd.sources.tautulli_api import TautulliClient
 from crosswatchd.tokens import TokenStore
 from crosswatchd.web import build_app
@@ -51,6 +51,8 @@ __all__ = [
     "data_lock",
     "ensure_webhook_secret",
     "limiters_for",
+    "open_cache",
+    "open_outbox",
     "outbox_path",
     "run_daemon",
     "services",
@@ -65,6 +67,25 @@ _SECRET_FILE = "webhook_secret"
 def outbox_path(settings: Settings) -> Path:
     """``data_dir/outbox.sqlite3``."""
     return settings.data_dir / "outbox.sqlite3"
+
+
+async def open_outbox(settings: Settings) -> Outbox:
+    """The outbox of *settings*' data_dir, fanning out to its configured targets."""
+    return await Outbox.open(
+        outbox_path(settings),
+        providers=settings.providers(),
+        dedupe_window_s=settings.delivery.dedupe_window_s,
+        synchronous=settings.delivery.sqlite_synchronous,
+    )
+
+
+async def open_cache(settings: Settings) -> IdCache:
+    """The id resolver's cache, ``data_dir/cache.sqlite3``."""
+    return await IdCache.open(
+        settings.data_dir / "cache.sqlite3",
+        positive_ttl_s=settings.resolver.positive_ttl_s,
+        negative_ttl_s=settings.resolver.negative_ttl_s,
+    )
 
 
 def webhook_url(settings: Settings, secret: str, source: str = "plex") -> str:
@@ -148,8 +169,10 @@ class Services:
     resolve: ResolveFn
     cache: IdCache
     tautulli: TautulliClient | None
+    resolver: Resolver
 
     async def close(self) -> None:
+        await self.resolver.close()
         for provider in self.providers.values():
             await provider.close()
         await self.cache.close()
@@ -192,11 +215,7 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
             api_key=settings.tautulli.api_key,
             timeout_s=settings.delivery.timeout_s,
         )
-    cache = await IdCache.open(
-        settings.data_dir / "cache.sqlite3",
-        positive_ttl_s=settings.resolver.positive_ttl_s,
-        negative_ttl_s=settings.resolver.negative_ttl_s,
-    )
+    cache = await open_cache(settings)
     resolver = build_resolver(
         settings,
         session=session,
@@ -210,7 +229,7 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         resolution = await resolver.resolve(item)
         return resolution.item, resolution.step
 
-    bundle = Services(session, providers, resolve, cache, tautulli)
+    bundle = Services(session, providers, resolve, cache, tautulli, resolver)
     try:
         yield bundle
     finally:
@@ -225,7 +244,13 @@ def _daemon_app(settings: Settings, outbox: Outbox, secret: str) -> web.Applicat
             stop = asyncio.Event()
             tasks = [
                 asyncio.create_task(
-                    Drainer(outbox, provider, settings.delivery, resolve=svc.resolve).run(stop),
+                    Drainer(
+                        outbox,
+                        provider,
+                        settings.delivery,
+                        resolve=svc.resolve,
+                        on_retry_requested=svc.cache.forget_negative,
+                    ).run(stop),
                     name=f"drain-{name}",
                 )
                 for name, provider in svc.providers.items()
@@ -259,11 +284,7 @@ async def run_daemon(settings: Settings) -> None:
                 file=sys.stderr,
                 flush=True,
             )
-        outbox = await Outbox.open(
-            outbox_path(settings),
-            providers=settings.providers(),
-            dedupe_window_s=settings.delivery.dedupe_window_s,
-        )
+        outbox = await open_outbox(settings)
         try:
             released = await outbox.release_all_leases()
             app = _daemon_app(settings, outbox, secret)

@@ -20,14 +20,14 @@ import orjson
 from crosswatchd import __version__
 from crosswatchd.app import (
     ensure_webhook_secret,
-    outbox_path,
+    open_cache,
+    open_outbox,
     run_daemon,
     webhook_url,
 )
 from crosswatchd.config import Settings, load_settings
 from crosswatchd.errors import AuthError, ConfigError, CrosswatchError, SourceUnavailableError
 from crosswatchd.logs import configure_logging
-from crosswatchd.outbox import Outbox
 from crosswatchd.tokens import TokenStore
 
 __all__ = ["main"]
@@ -171,11 +171,7 @@ def auth_simkl(ctx: click.Context) -> None:
 
 
 async def _status(settings: Settings) -> dict[str, Any]:
-    outbox = await Outbox.open(
-        outbox_path(settings),
-        providers=settings.providers(),
-        dedupe_window_s=settings.delivery.dedupe_window_s,
-    )
+    outbox = await open_outbox(settings)
     try:
         counts = await outbox.counts()
         parked = await outbox.parked(states=("parked", "dead"))
@@ -275,7 +271,7 @@ def unresolved_list(ctx: click.Context, as_json: bool, all_parked: bool) -> None
     settings = _settings(ctx)
 
     async def go() -> list[Any]:
-        outbox = await Outbox.open(outbox_path(settings), providers=settings.providers())
+        outbox = await open_outbox(settings)
         try:
             kinds = None if all_parked else ["unresolved"]
             return list(await outbox.parked(kinds=kinds))
@@ -316,7 +312,14 @@ def unresolved_retry(ctx: click.Context, delivery_id: int | None, retry_all: boo
     settings = _settings(ctx)
 
     async def go() -> int:
-        outbox = await Outbox.open(outbox_path(settings), providers=settings.providers())
+        # Cached "not found" answers would fail the retry again: forget them first (the
+        # daemon drops its in-memory copies when it sees the retry).
+        cache = await open_cache(settings)
+        try:
+            await cache.forget_negative()
+        finally:
+            await cache.close()
+        outbox = await open_outbox(settings)
         try:
             if delivery_id is not None:
                 return await outbox.retry_parked(delivery_id)
@@ -375,11 +378,7 @@ def import_tautulli(ctx: click.Context, since: Any, dry_run: bool, users: tuple[
                 api_key=settings.tautulli.api_key,
                 timeout_s=settings.delivery.timeout_s,
             )
-            outbox = await Outbox.open(
-                outbox_path(settings),
-                providers=settings.providers(),
-                dedupe_window_s=settings.delivery.dedupe_window_s,
-            )
+            outbox = await open_outbox(settings)
             try:
                 summary = await run_import(
                     client,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -129,6 +129,10 @@ class DeliverySettings(_Section):
     poll_s: float = Field(default=5.0, gt=0)
     #: Per-HTTP-request timeout.
     timeout_s: float = Field(default=30.0, gt=0)
+    #: SQLite ``PRAGMA synchronous`` for the outbox: ``normal`` survives the daemon being
+    #: killed (the WAL is in the OS cache); ``full`` also survives a power cut, at the cost of
+    #: an fsync per commit.
+    sqlite_synchronous: Literal["normal", "full"] = "normal"
 
 
 class Settings(BaseSettings):

@@ -88,7 +88,9 @@ def retry_delay_s(
 class Drainer:
     """Delivers one target's deliveries from the outbox until stopped.
 
-    ``resolve`` fills in ids (see :mod:`crosswatchd.resolve`); ``clock`` returns unix seconds.
+    ``resolve`` fills in ids (see :mod:`crosswatchd.resolve`); ``on_retry_requested`` runs
+    when a user re-queued parked plays (to forget cached negative lookups); ``clock``
+    returns unix seconds.
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class Drainer:
         settings: DeliverySettings,
         *,
         resolve: ResolveFn = passthrough_resolve,
+        on_retry_requested: Callable[[], Awaitable[object]] | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -109,6 +112,8 @@ class Drainer:
         self._rand = rand
         self._log = log.bind(provider=provider.name)
         self._auth_logged = False
+        self._on_retry_requested = on_retry_requested
+        self._retry_generation: int | None = None
 
     # -- loops -------------------------------------------------------------------------------
 
@@ -167,6 +172,7 @@ class Drainer:
         """Claim and process one batch of plays. Returns how many deliveries were settled."""
         if not self._authorized():
             return 0
+        await self._notice_retry_request()
         claimed = await self.outbox.claim(
             self.provider.name,
             "play",
@@ -183,6 +189,15 @@ class Drainer:
         if ready:
             await self._deliver_plays(ready)
         return len(claimed)
+
+    async def _notice_retry_request(self) -> None:
+        if self._on_retry_requested is None:
+            return
+        generation = await self.outbox.retry_generation()
+        if self._retry_generation is not None and generation != self._retry_generation:
+            await self._on_retry_requested()
+            self._log.info("resolve.negative_cache_cleared", reason="unresolved retry")
+        self._retry_generation = generation
 
     async def _prepare(self, delivery: Claimed) -> Play | None:
         """Resolve ids (once; stored) and check the target can take the item."""

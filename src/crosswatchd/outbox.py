@@ -1,6 +1,6 @@
 """The durable outbox: every SQL statement about events and deliveries lives here.
 
-An accepted event is committed (WAL, ``synchronous=FULL``) before the webhook is answered, and
+An accepted event is committed (WAL) before the webhook is answered, and
 fans out into one *delivery* per configured target (see the trigger in ``schema.sql``). A
 delivery moves through::
 
@@ -162,19 +162,25 @@ class Outbox:
         providers: Sequence[str],
         dedupe_window_s: float = 4 * 3600,
         clock: Callable[[], float] = time.time,
+        synchronous: str = "normal",
     ) -> Outbox:
         """Open (creating and migrating if needed) the outbox at *path*.
 
         ``providers`` are the targets new events fan out to (``["trakt", "simkl"]``).
-        ``clock`` returns unix seconds. Raises ``sqlite3.DatabaseError`` for a file that is
-        not an SQLite database.
+        ``clock`` returns unix seconds. ``synchronous`` is SQLite's ``PRAGMA synchronous``:
+        ``"normal"`` (WAL: a commit survives the process being killed, not a power cut) or
+        ``"full"`` (fsync on every commit: survives a power cut; costs intake throughput,
+        see bench/ingest.py). Raises ``sqlite3.DatabaseError`` for a file that is not an
+        SQLite database, ``ValueError`` for another ``synchronous``.
         """
+        if synchronous not in ("normal", "full"):
+            raise ValueError(f"synchronous must be 'normal' or 'full', not {synchronous!r}")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = await aiosqlite.connect(path, isolation_level=None)
         try:
             await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=FULL")
+            await conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             await conn.execute("PRAGMA foreign_keys=ON")
             await conn.execute("PRAGMA busy_timeout=5000")
             await _migrate(conn)
@@ -305,10 +311,11 @@ class Outbox:
                 continue
             at = _ts(event.occurred_at)
             marks = ",".join("?" * len(keys))
+            targets = ",".join("?" * len(self.providers))
             async with self._conn.execute(
-                f"SELECT count(DISTINCT provider) FROM play_keys WHERE key IN ({marks})"
-                " AND watched_at BETWEEN ? AND ?",
-                (*keys, at - window, at + window),
+                f"SELECT count(DISTINCT provider) FROM play_keys WHERE provider IN ({targets})"
+                f" AND key IN ({marks}) AND watched_at BETWEEN ? AND ?",
+                (*self.providers, *keys, at - window, at + window),
             ) as cur:
                 row = await cur.fetchone()
             have = int(row[0]) if row else 0
@@ -585,10 +592,29 @@ class Outbox:
             sql += f" AND reason_kind IN ({','.join('?' * len(kinds))})"
             params.extend(kinds)
         async with self._lock:
-            cur = await self._conn.execute(sql, params)
-        if cur.rowcount:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = await self._conn.execute(sql, params)
+                count = cur.rowcount
+                await self._conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('retry_generation', 1)"
+                    " ON CONFLICT (key) DO UPDATE SET value = value + 1"
+                )
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+        if count:
             self._notify()
-        return cur.rowcount
+        return int(count)
+
+    async def retry_generation(self) -> int:
+        """How many times parked plays were re-queued by a user (any process)."""
+        async with self._conn.execute(
+            "SELECT value FROM meta WHERE key = 'retry_generation'"
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     async def seen_accounts(self, source: str) -> list[str]:
         """Accounts a source reported that the filter did not accept, most recent first."""

@@ -63,6 +63,13 @@ CREATE TABLE seen_accounts (
     PRIMARY KEY (source, account)
 ) WITHOUT ROWID;
 
+-- Small counters, e.g. retry_generation (bumped by `crosswatchd unresolved retry` so a running
+-- daemon forgets its cached negative id lookups).
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- Fan-out and dedupe in the same statement as the event insert, so a batch of events is one
 -- executemany in one transaction. A completed play becomes one 'play' delivery per target unless
 -- that target already has a play sharing any identity key within the dedupe window; live state
