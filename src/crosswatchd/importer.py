@@ -1,0 +1,652 @@
+"""Backfill of Tautulli play history into the outbox (``crosswatchd import tautulli``).
+
+Flow, one history page at a time (memory stays flat however long the history is)::
+
+    get_history page ──filter──▶ completed movie/episode plays of allowed accounts
+        ──ids from the row guid──▶ enough? ──no──▶ get_metadata(rating_key)
+                                    still not? ──▶ get_metadata(grandparent_rating_key)
+        ──▶ PlayEvent(source=import, action=watched, occurred_at=row.stopped)
+        ──▶ outbox.known() / outbox.enqueue_many() in chunks
+
+Paging is newest first (``order_column=date``, ``order_dir=desc``) and ends at the last page, or
+at a safety stop: a page made only of rows already seen (a server ignoring ``start``), or
+``page_cap`` pages. A row seen twice (history shifting while we page) counts once.
+
+Every completed play (``watched_status == 1``) is its own play — rewatches included — with
+``watched_at`` = the row's ``stopped`` (Unix seconds, so UTC). Plays go through the same outbox
+as webhook plays, so its dedupe (same account and item within the dedupe window), rate limits,
+batching and crash safety apply; plays the outbox already has for every target are not
+enqueued again, so re-running an import adds nothing. A play whose ids stay incomplete is still
+enqueued (the resolver parks it visibly later) and is listed as *unresolved* with a reason.
+
+Metadata answers (including "item gone") are cached per ``rating_key`` for the run: each key is
+fetched at most once, with a few lookups in flight at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from crosswatchd.errors import ConfigError, SourceUnavailableError
+from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source, format_utc
+from crosswatchd.sources.guids import ParsedGuid, ids_from_guid_list, parse_guid
+
+if TYPE_CHECKING:
+    from crosswatchd.outbox import Outbox
+    from crosswatchd.sources.tautulli_api import TautulliClient
+
+__all__ = ["ImportSummary", "format_summary", "run_import"]
+
+log = structlog.get_logger(__name__)
+
+#: Events per ``enqueue_many`` transaction.
+CHUNK_SIZE = 500
+#: Plays kept in :attr:`ImportSummary.sample`.
+SAMPLE_SIZE = 10
+#: get_metadata lookups in flight at once (Tautulli asks the Plex server for each).
+METADATA_CONCURRENCY = 4
+#: Unresolved items (and sample plays) shown by :func:`format_summary`.
+SHOW_MAX = 25
+
+_KINDS = {"movie": MediaKind.MOVIE, "episode": MediaKind.EPISODE}
+
+
+@dataclass
+class ImportSummary:
+    """What an import saw and did.
+
+    Counts are of history rows (``rows_seen``: distinct rows read; the ``skipped_*`` ones) or of
+    completed plays (``plays``, ``enqueued``, ``already_known``, ``unresolved_plays``).
+    ``enqueued`` is plays that created at least one delivery (in a dry run: that would);
+    ``already_known`` plays every target already had (queued or delivered, within the dedupe
+    window). ``unresolved`` holds one ``(label, reason)`` per distinct item still lacking ids;
+    ``unresolved_plays`` counts their plays. ``by_kind`` counts plays per ``"movie"`` /
+    ``"episode"``; ``sample`` holds the first plays (newest first). ``safety_stop`` says why
+    paging stopped early, if it did; ``notes`` are warnings for the user.
+    """
+
+    rows_seen: int = 0
+    plays: int = 0
+    skipped_incomplete: int = 0
+    skipped_media_type: int = 0
+    skipped_user: int = 0
+    unresolved: list[tuple[str, str]] = field(default_factory=list)
+    enqueued: int = 0
+    already_known: int = 0
+    metadata_calls: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    sample: list[PlayEvent] = field(default_factory=list)
+    unresolved_plays: int = 0
+    skipped_repeated: int = 0
+    pages: int = 0
+    records_filtered: int = 0
+    safety_stop: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# -- row parsing ------------------------------------------------------------------------------
+
+
+def _int(value: Any) -> int | None:
+    """An int from Tautulli's loosely typed fields (``17``, ``"17"``, ``17.0``); else None."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _key(value: Any) -> str | None:
+    """A rating key as a string, or None for ``""``/``0``/missing."""
+    number = _int(value)
+    return str(number) if number else None
+
+
+def _completed(row: dict[str, Any]) -> bool:
+    try:
+        return float(row.get("watched_status") or 0) == 1.0
+    except (TypeError, ValueError):
+        return False
+
+
+def _row_identity(row: dict[str, Any]) -> int | tuple[Any, ...]:
+    row_id = _int(row.get("row_id")) or _int(row.get("id"))
+    if row_id:
+        return row_id
+    return (row.get("user"), row.get("rating_key"), row.get("started"), row.get("stopped"))
+
+
+def _item_from_row(
+    kind: MediaKind, row: dict[str, Any], parse: Callable[[str], ParsedGuid] = parse_guid
+) -> Item:
+    """The item as far as the history row knows it (ids only from a legacy-agent guid)."""
+    guid = str(row.get("guid") or "") or None
+    parsed = parse(guid) if guid else None
+    title = str(row.get("title") or row.get("full_title") or "")
+    if kind is MediaKind.MOVIE:
+        ids = parsed.ids if parsed is not None and parsed.scope == "item" else Ids()
+        return Item(
+            kind=kind,
+            title=title,
+            year=_int(row.get("year")) or None,
+            ids=ids,
+            rating_key=_key(row.get("rating_key")),
+            guid=guid,
+        )
+    ids, show_ids = Ids(), Ids()
+    season = _int(row.get("parent_media_index"))
+    number = _int(row.get("media_index"))
+    if parsed is not None and parsed.scope == "show":
+        show_ids = parsed.ids
+        season = season if season is not None else parsed.season
+        number = number if number is not None else parsed.number
+    elif parsed is not None and parsed.scope == "item":
+        ids = parsed.ids
+    return Item(
+        kind=kind,
+        title=title,
+        year=_int(row.get("year")) or None,
+        ids=ids,
+        show_title=str(row.get("grandparent_title") or "") or None,
+        show_ids=show_ids,
+        season=season,
+        number=number,
+        rating_key=_key(row.get("rating_key")),
+        grandparent_rating_key=_key(row.get("grandparent_rating_key")),
+        guid=guid,
+    )
+
+
+def _any_id(ids: Ids) -> bool:
+    # Same as bool(ids), without the generator (this runs several times per row).
+    return bool(ids.imdb or ids.tmdb or ids.tvdb or ids.trakt or ids.simkl or ids.anidb)
+
+
+def _has_enough_ids(item: Item) -> bool:
+    """Movie: imdb or tmdb. Episode: its own ids, or show ids plus season and number."""
+    if item.kind is MediaKind.MOVIE:
+        return bool(item.ids.imdb or item.ids.tmdb)
+    if _any_id(item.ids):
+        return True
+    return _any_id(item.show_ids) and item.season is not None and item.number is not None
+
+
+# -- metadata ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Meta:
+    """The few facts of a ``get_metadata`` answer the importer uses (not the whole dict)."""
+
+    ids: Ids  # the item's own ids (guids, or a legacy guid naming the item)
+    parent_ids: Ids  # an episode's show ids (grandparent_guids, or a legacy show guid)
+    grandparent_rating_key: str | None
+    season: int | None
+    number: int | None
+    title: str | None
+    year: int | None
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> _Meta:
+        ids = ids_from_guid_list(data.get("guids") or ())
+        parent_ids = ids_from_guid_list(data.get("grandparent_guids") or ())
+        season = _int(data.get("parent_media_index"))
+        number = _int(data.get("media_index"))
+        parsed = parse_guid(str(data.get("guid") or ""))
+        if parsed.scope == "item":
+            ids = ids.merged(parsed.ids)
+        elif parsed.scope == "show":
+            parent_ids = parent_ids.merged(parsed.ids)
+            season = season if season is not None else parsed.season
+            number = number if number is not None else parsed.number
+        return cls(
+            ids=ids,
+            parent_ids=parent_ids,
+            grandparent_rating_key=_key(data.get("grandparent_rating_key")),
+            season=season,
+            number=number,
+            title=str(data.get("title") or "") or None,
+            year=_int(data.get("year")) or None,
+        )
+
+
+class _MetadataCache:
+    """``get_metadata`` answers per rating_key for one run; ``None`` = the item is gone."""
+
+    def __init__(self, client: TautulliClient, concurrency: int) -> None:
+        self._client = client
+        self._concurrency = max(1, concurrency)
+        self._entries: dict[str, _Meta | None] = {}
+        self.calls = 0
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def get(self, key: str | None) -> _Meta | None:
+        return self._entries.get(key) if key else None
+
+    async def fetch(self, keys: Iterable[str]) -> None:
+        """Fetch every key not cached yet, a few at a time. Raises SourceUnavailableError."""
+        missing = iter([k for k in dict.fromkeys(keys) if k not in self._entries])
+
+        async def worker() -> None:
+            for key in missing:  # a shared iterator: each key goes to one worker
+                data = await self._client.get_metadata(key)
+                self.calls += 1
+                self._entries[key] = _Meta.from_data(data) if data else None
+
+        tasks = [asyncio.create_task(worker()) for _ in range(self._concurrency)]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+
+def _with_item_meta(item: Item, meta: _Meta) -> Item:
+    """Merge an item's own metadata (ids; for an episode also show ids, S/E, show key)."""
+    if item.kind is MediaKind.MOVIE:
+        return replace(item.with_ids(ids=meta.ids), year=item.year or meta.year)
+    return replace(
+        item.with_ids(ids=meta.ids, show_ids=meta.parent_ids),
+        season=item.season if item.season is not None else meta.season,
+        number=item.number if item.number is not None else meta.number,
+        grandparent_rating_key=item.grandparent_rating_key or meta.grandparent_rating_key,
+    )
+
+
+def _with_show_meta(item: Item, meta: _Meta) -> Item:
+    """Merge a show's metadata (its own ids are the episode's show ids)."""
+    merged = item.with_ids(show_ids=meta.ids.merged(meta.parent_ids))
+    return replace(
+        merged,
+        show_title=item.show_title or meta.title,
+        show_year=item.show_year or meta.year,
+    )
+
+
+def _unresolved_reason(item: Item, cache: _MetadataCache) -> str:
+    """Why *item* still lacks ids, in words a user can check against Plex."""
+    rk, grk = item.rating_key, item.grandparent_rating_key
+    where = f"guid {item.guid}" if item.guid else "no guid"
+    if item.kind is MediaKind.MOVIE:
+        if not rk:
+            return f"no imdb/tmdb id in the history row ({where}) and no rating_key to look up"
+        if cache.get(rk) is None:
+            return f"gone from Plex (get_metadata rating_key {rk} is empty); {where}"
+        return f"Plex metadata has no imdb/tmdb id (rating_key {rk}, {where})"
+    if item.show_ids and (item.season is None or item.number is None):
+        return f"show ids known but no season/episode number (rating_key {rk})"
+    episode_gone = bool(rk) and rk in cache and cache.get(rk) is None
+    show_gone = bool(grk) and grk in cache and cache.get(grk) is None
+    if (episode_gone or not rk) and (show_gone or not grk):
+        return (
+            f"neither the episode (rating_key {rk or '-'}) nor its show "
+            f"(rating_key {grk or '-'}) is on Plex any more; {where}"
+        )
+    return (
+        f"Plex metadata has no ids for the episode (rating_key {rk or '-'}) "
+        f"or its show (rating_key {grk or '-'}); {where}"
+    )
+
+
+# -- the import -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Draft:
+    item: Item
+    account: str
+    occurred_at: datetime
+    progress_pct: float | None
+    enough: bool  # _has_enough_ids(item), kept current as ids are merged in
+
+
+def _draft(
+    row: dict[str, Any],
+    allowed: frozenset[str],
+    summary: ImportSummary,
+    parse: Callable[[str], ParsedGuid],
+) -> _Draft | None:
+    """A play from one row, or None (counted as skipped) when the row is not one of ours."""
+    kind = _KINDS.get(str(row.get("media_type") or ""))
+    if kind is None or _int(row.get("live")):
+        summary.skipped_media_type += 1
+        return None
+    account = str(row.get("user") or "")
+    if account not in allowed:
+        summary.skipped_user += 1
+        return None
+    stopped = _int(row.get("stopped"))
+    if not _completed(row) or not stopped or stopped <= 0:
+        summary.skipped_incomplete += 1
+        return None
+    pct = row.get("percent_complete")
+    item = _item_from_row(kind, row, parse)
+    return _Draft(
+        item=item,
+        account=account,
+        occurred_at=datetime.fromtimestamp(stopped, UTC),
+        progress_pct=float(pct) if isinstance(pct, int | float) else None,
+        enough=_has_enough_ids(item),
+    )
+
+
+async def _resolve(drafts: list[_Draft], cache: _MetadataCache) -> None:
+    """Fill ids from get_metadata where the rows lack them (items first, then shows)."""
+    lacking = [d for d in drafts if not d.enough]
+    wanted = [d.item.rating_key for d in lacking if d.item.rating_key]
+    if not wanted:
+        return
+    await cache.fetch(wanted)
+    for d in lacking:
+        meta = cache.get(d.item.rating_key)
+        if meta is not None:
+            d.item = _with_item_meta(d.item, meta)
+            d.enough = _has_enough_ids(d.item)
+    lacking = [d for d in lacking if not d.enough and d.item.kind is MediaKind.EPISODE]
+    shows = [d.item.grandparent_rating_key for d in lacking if d.item.grandparent_rating_key]
+    if not shows:
+        return
+    await cache.fetch(shows)
+    for d in lacking:
+        meta = cache.get(d.item.grandparent_rating_key)
+        if meta is not None:
+            d.item = _with_show_meta(d.item, meta)
+            d.enough = _has_enough_ids(d.item)
+
+
+async def _settle_chunk(
+    events: list[PlayEvent], outbox: Outbox | None, dry_run: bool, summary: ImportSummary
+) -> None:
+    """Enqueue one chunk (the outbox dedupes in the same transaction), or in a dry run count
+    what would be enqueued with the read-only :meth:`Outbox.known`."""
+    if outbox is None:  # dry run without an outbox: everything would be offered
+        summary.enqueued += len(events)
+        return
+    if dry_run:
+        known = sum(await outbox.known(events))
+        summary.already_known += known
+        summary.enqueued += len(events) - known
+        return
+    for result in await outbox.enqueue_many(events, keep_duplicates=False):
+        if result.new_deliveries > 0:
+            summary.enqueued += 1
+        else:  # every target already has this play (queued or delivered) within the window
+            summary.already_known += 1
+
+
+class _Writer:
+    """Settles event chunks in order in a background task.
+
+    SQLite work runs in the outbox's thread, so while one chunk commits the next history page
+    is fetched and parsed. At most ``depth`` chunks wait, which keeps memory flat. A failure
+    of the writer surfaces at the next :meth:`put` or at :meth:`finish`.
+    """
+
+    def __init__(
+        self, outbox: Outbox | None, dry_run: bool, summary: ImportSummary, depth: int = 2
+    ) -> None:
+        self._queue: asyncio.Queue[list[PlayEvent] | None] = asyncio.Queue(maxsize=depth)
+        self._outbox = outbox
+        self._dry_run = dry_run
+        self._summary = summary
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while (chunk := await self._queue.get()) is not None:
+            await _settle_chunk(chunk, self._outbox, self._dry_run, self._summary)
+
+    async def put(self, chunk: list[PlayEvent] | None) -> None:
+        """Queue *chunk* (``None``: no more); raises what the writer raised, if it failed."""
+        put = asyncio.ensure_future(self._queue.put(chunk))
+        await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():
+            put.cancel()
+        if self._task.done():
+            self._task.result()
+
+    async def finish(self) -> None:
+        """Wait until every queued chunk is settled."""
+        await self.put(None)
+        await self._task
+
+    async def abort(self) -> None:
+        """Stop without settling what is still queued."""
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def _page_events(
+    rows: list[dict[str, Any]],
+    allowed: frozenset[str],
+    cache: _MetadataCache,
+    summary: ImportSummary,
+    unresolved: dict[tuple[str, str], None],
+    parse: Callable[[str], ParsedGuid],
+) -> list[PlayEvent]:
+    """The plays of one page of new rows, with ids filled in; updates the counts."""
+    drafts = [d for row in rows if (d := _draft(row, allowed, summary, parse)) is not None]
+    await _resolve(drafts, cache)
+    events: list[PlayEvent] = []
+    for d in drafts:
+        event = PlayEvent(
+            source=Source.IMPORT,
+            action=Action.WATCHED,
+            account=d.account,
+            item=d.item,
+            occurred_at=d.occurred_at,
+            progress_pct=d.progress_pct,
+        )
+        events.append(event)
+        kind = d.item.kind.value
+        summary.by_kind[kind] = summary.by_kind.get(kind, 0) + 1
+        if len(summary.sample) < SAMPLE_SIZE:
+            summary.sample.append(event)
+        if not d.enough:
+            summary.unresolved_plays += 1
+            unresolved.setdefault((d.item.label(), _unresolved_reason(d.item, cache)))
+    summary.plays += len(events)
+    summary.metadata_calls = cache.calls
+    return events
+
+
+async def _check_users(
+    client: TautulliClient, users: Sequence[str], summary: ImportSummary
+) -> list[str]:
+    """The wanted usernames; raises ConfigError listing the server's users when none."""
+    wanted = list(dict.fromkeys(u.strip() for u in users if u and u.strip()))
+    server_users = await client.get_users()
+    listing = ", ".join(server_users) if server_users else "(none)"
+    if not wanted:
+        raise ConfigError(
+            "tautulli.users",
+            f"no account filter; set tautulli.users or pass --user NAME "
+            f"(users on this Tautulli: {listing})",
+        )
+    known = set(server_users)
+    summary.notes.extend(
+        f"user {name!r} is not a Tautulli user (known: {listing})"
+        for name in wanted
+        if name not in known
+    )
+    return wanted
+
+
+async def run_import(
+    client: TautulliClient,
+    outbox: Outbox | None,
+    *,
+    users: Sequence[str],
+    since: date | None = None,
+    dry_run: bool = False,
+    page_size: int = 1000,
+    page_cap: int = 10_000,
+    progress: Callable[[int, int], None] | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    metadata_concurrency: int = METADATA_CONCURRENCY,
+) -> ImportSummary:
+    """Import the Tautulli play history of *users* into *outbox*.
+
+    ``users`` are Tautulli usernames (``tautulli.users`` or ``--user``); with none, raises
+    :class:`ConfigError` (key ``tautulli.users``) naming the server's users (``get_users``).
+    ``since`` keeps plays on or after that day (Tautulli's ``after``, judged by the server in
+    its own time zone). ``dry_run`` writes nothing: *outbox* (may be ``None``) is only read,
+    to count plays it already has. ``progress(rows_read, rows_total)`` is called after each
+    page. ``page_size`` rows per ``get_history`` call; at most ``page_cap`` pages;
+    ``chunk_size`` events per outbox transaction; ``metadata_concurrency`` get_metadata calls
+    in flight at once.
+
+    Returns the :class:`ImportSummary`. Raises :class:`SourceUnavailableError` when Tautulli
+    fails (plays of the pages read before stay enqueued; a re-run skips them), ``ValueError``
+    for a real run without an outbox. Reference: api_v2_reference.md, "get_history",
+    "get_metadata", "get_users".
+    """
+    if outbox is None and not dry_run:
+        raise ValueError("a real import needs an outbox")
+    if page_size < 1 or page_cap < 1 or chunk_size < 1:
+        raise ValueError("page_size, page_cap and chunk_size must be positive")
+    summary = ImportSummary()
+    wanted = await _check_users(client, users, summary)
+    allowed = frozenset(wanted)
+    server_user = wanted[0] if len(wanted) == 1 else None
+    cache = _MetadataCache(client, metadata_concurrency)
+    # Items recur (rewatches, episodes of one show): parse each distinct guid once per run.
+    parse = functools.lru_cache(maxsize=65_536)(parse_guid)
+    unresolved: dict[tuple[str, str], None] = {}
+    seen: set[int | tuple[Any, ...]] = set()
+    start = 0
+    log.info("import.start", users=wanted, since=since and since.isoformat(), dry_run=dry_run)
+    writer = _Writer(outbox, dry_run, summary)
+    try:
+        while True:
+            if summary.pages >= page_cap:
+                summary.safety_stop = f"stopped after {page_cap} pages (page cap)"
+                break
+            page = await client.get_history(
+                start=start, length=page_size, after=since, user=server_user
+            )
+            summary.pages += 1
+            summary.records_filtered = page.records_filtered
+            if not page.rows:
+                break
+            fresh: list[dict[str, Any]] = []
+            for row in page.rows:
+                identity = _row_identity(row)
+                if identity in seen:
+                    summary.skipped_repeated += 1
+                    continue
+                seen.add(identity)
+                fresh.append(row)
+            if not fresh:
+                summary.safety_stop = f"Tautulli sent a page already seen (start={start})"
+                break
+            summary.rows_seen += len(fresh)
+            events = await _page_events(fresh, allowed, cache, summary, unresolved, parse)
+            for offset in range(0, len(events), chunk_size):
+                await writer.put(events[offset : offset + chunk_size])
+            if progress is not None:
+                progress(summary.rows_seen, max(page.records_filtered, summary.rows_seen))
+            log.debug("import.page", start=start, rows=len(page.rows), plays=len(events))
+            start += len(page.rows)
+            if start >= page.records_filtered:
+                break
+        await writer.finish()
+    except SourceUnavailableError:
+        await writer.finish()  # Tautulli failed: keep the plays of the pages already read
+        raise
+    except BaseException:
+        await writer.abort()
+        raise
+    summary.unresolved = list(unresolved)
+    if summary.safety_stop:
+        log.warning("import.safety_stop", reason=summary.safety_stop, pages=summary.pages)
+    log.info(
+        "import.done",
+        dry_run=dry_run,
+        rows=summary.rows_seen,
+        plays=summary.plays,
+        enqueued=summary.enqueued,
+        already_known=summary.already_known,
+        unresolved=summary.unresolved_plays,
+        metadata_calls=summary.metadata_calls,
+    )
+    return summary
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _sample_line(event: PlayEvent) -> str:
+    item = event.item
+    ids = item.ids.as_dict() or {f"show {k}": v for k, v in item.show_ids.as_dict().items()}
+    id_text = " ".join(f"{k}={v}" for k, v in ids.items()) or "no ids yet"
+    return f"    {format_utc(event.occurred_at)}  {event.account}  {item.label()}  [{id_text}]"
+
+
+def format_summary(summary: ImportSummary, dry_run: bool) -> str:
+    """A multi-line report of *summary*; the last line is the one-line summary.
+
+    A dry run also lists a sample of the plays that would be sent. Unresolved items are
+    listed with their reasons (at most :data:`SHOW_MAX`, then a count of the rest).
+    """
+    lines = [f"Tautulli import{' (dry run: nothing written)' if dry_run else ''}"]
+    lines.append(
+        f"  history rows read:  {_n(summary.rows_seen)}"
+        f" ({summary.pages} page{'s' if summary.pages != 1 else ''})"
+    )
+    kinds = ", ".join(
+        f"{_n(v)} {k}{'s' if v != 1 else ''}" for k, v in sorted(summary.by_kind.items())
+    )
+    lines.append(f"  completed plays:    {_n(summary.plays)}" + (f" ({kinds})" if kinds else ""))
+    skipped = [
+        (summary.skipped_incomplete, "not completed"),
+        (summary.skipped_media_type, "not a movie or episode"),
+        (summary.skipped_user, "other accounts"),
+        (summary.skipped_repeated, "repeated rows"),
+    ]
+    skipped_text = ", ".join(f"{_n(n)} {what}" for n, what in skipped if n)
+    lines.append(f"  skipped rows:       {skipped_text or 'none'}")
+    lines.append(f"  get_metadata calls: {_n(summary.metadata_calls)}")
+    if summary.safety_stop:
+        lines.append(f"  safety stop:        {summary.safety_stop}")
+    lines.extend(f"  note: {note}" for note in summary.notes)
+    if dry_run and summary.sample:
+        lines.append(f"  sample (newest {len(summary.sample)}):")
+        lines.extend(_sample_line(event) for event in summary.sample)
+    if summary.unresolved:
+        lines.append(
+            f"  unresolved ({_n(len(summary.unresolved))} items, "
+            f"{_n(summary.unresolved_plays)} plays"
+            f"{'' if dry_run else '; parked until ids are found'}):"
+        )
+        lines.extend(f"    {label}: {reason}" for label, reason in summary.unresolved[:SHOW_MAX])
+        if len(summary.unresolved) > SHOW_MAX:
+            lines.append(f"    … and {_n(len(summary.unresolved) - SHOW_MAX)} more")
+    tail = (
+        f"{_n(summary.plays)} plays, {_n(summary.already_known)} already known, "
+        f"{_n(summary.unresolved_plays)} unresolved, {_n(summary.rows_seen)} rows read"
+    )
+    if dry_run:
+        lines.append(
+            f"dry run: {_n(summary.enqueued)} would be enqueued of {tail}; nothing written"
+        )
+    else:
+        lines.append(f"import: {_n(summary.enqueued)} enqueued of {tail}")
+    return "\n".join(lines)
