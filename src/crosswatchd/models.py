@@ -16,7 +16,7 @@ Shapes:
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -160,11 +160,21 @@ class Item:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (ids as dicts of known ids)."""
-        data = asdict(self)
-        data["kind"] = self.kind.value
-        data["ids"] = self.ids.as_dict()
-        data["show_ids"] = self.show_ids.as_dict()
-        return data
+        # Built by hand: dataclasses.asdict deep-copies and was the importer's largest cost.
+        return {
+            "kind": self.kind.value,
+            "title": self.title,
+            "year": self.year,
+            "ids": self.ids.as_dict(),
+            "show_title": self.show_title,
+            "show_year": self.show_year,
+            "show_ids": self.show_ids.as_dict(),
+            "season": self.season,
+            "number": self.number,
+            "rating_key": self.rating_key,
+            "grandparent_rating_key": self.grandparent_rating_key,
+            "guid": self.guid,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Item:

@@ -183,6 +183,8 @@ class Outbox:
             await conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             await conn.execute("PRAGMA foreign_keys=ON")
             await conn.execute("PRAGMA busy_timeout=5000")
+            # 32 MiB page cache: large import transactions stay in memory until commit.
+            await conn.execute("PRAGMA cache_size=-32768")
             await _migrate(conn)
         except BaseException:
             await conn.close()
@@ -229,11 +231,15 @@ class Outbox:
             self.dedupe_window_s,
         )
 
-    async def enqueue_many(self, events: Sequence[PlayEvent]) -> list[EnqueueResult]:
+    async def enqueue_many(
+        self, events: Sequence[PlayEvent], *, keep_duplicates: bool = True
+    ) -> list[EnqueueResult]:
         """Commit *events* in one transaction, fanning out deliveries with dedupe.
 
         Returns one :class:`EnqueueResult` per event, in order. The events are durable when
-        this returns.
+        this returns. ``keep_duplicates=False`` does not keep the event row of a play every
+        target already had (a re-run import then writes nothing); its result has
+        ``event_id=None``.
         """
         if not events:
             return []
@@ -254,6 +260,12 @@ class Outbox:
                 ) as cur:
                     async for event_id, n in cur:
                         counts[int(event_id)] = int(n)
+                if not keep_duplicates and self.providers:
+                    await self._conn.execute(
+                        "DELETE FROM events WHERE id BETWEEN ? AND ? AND action = 'watched'"
+                        " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+                        (first, last),
+                    )
                 await self._conn.execute("COMMIT")
             except BaseException:
                 await self._conn.execute("ROLLBACK")
@@ -263,11 +275,12 @@ class Outbox:
         for offset, event in enumerate(events):
             event_id = first + offset
             n = counts.get(event_id, 0)
+            duplicate = event.action.is_play and n == 0 and bool(self.providers)
             results.append(
                 EnqueueResult(
-                    event_id=event_id,
+                    event_id=None if duplicate and not keep_duplicates else event_id,
                     new_deliveries=n,
-                    duplicate=event.action.is_play and n == 0 and bool(self.providers),
+                    duplicate=duplicate,
                 )
             )
         return results
