@@ -1,0 +1,213 @@
+"""Settings: defaults, a TOML file, ``CROSSWATCHD_*`` environment overrides, and errors that
+name the bad key (config.load_settings)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from crosswatchd.config import Settings, load_settings
+from crosswatchd.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No CROSSWATCHD_* variable from the outside; run in an empty directory."""
+    for name in list(os.environ):
+        if name.upper().startswith("CROSSWATCHD_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def write(tmp_path: Path, text: str, name: str = "crosswatchd.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def config_error(path: Path | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    return caught.value
+
+
+class TestDefaults:
+    """Without a file or environment, the documented defaults apply."""
+
+    def test_defaults(self) -> None:
+        settings = load_settings()
+        assert settings.data_dir == Path("./data")
+        assert (settings.http.host, settings.http.port) == ("127.0.0.1", 8765)
+        assert settings.trakt.api_url == "https://api.trakt.tv"
+        assert settings.delivery.dedupe_window_s == 14_400
+        assert settings.plex.accounts == []
+        assert settings.tautulli.users == []
+        assert settings.webhook.secret == ""
+
+    def test_no_targets_without_client_ids(self) -> None:
+        assert load_settings().providers() == []
+
+
+class TestFile:
+    """Values come from the TOML file given as *path*, or named by CROSSWATCHD_CONFIG."""
+
+    TOML = """
+        data_dir = "/srv/crosswatchd"
+        log_level = "DEBUG"
+
+        [http]
+        host = "0.0.0.0"
+        port = 9000
+
+        [plex]
+        accounts = ["Alice", "bob"]
+
+        [trakt]
+        client_id = "file-id"
+        client_secret = "file-secret"
+
+        [tautulli]
+        url = "http://127.0.0.1:8181"
+        users = ["alice"]
+
+        [delivery]
+        dedupe_window_s = 600
+    """
+
+    def test_file_values_are_loaded(self, tmp_path: Path) -> None:
+        settings = load_settings(write(tmp_path, self.TOML))
+        assert settings.data_dir == Path("/srv/crosswatchd")
+        assert settings.log_level == "debug"
+        assert (settings.http.host, settings.http.port) == ("0.0.0.0", 9000)
+        assert settings.plex.accounts == ["Alice", "bob"]
+        assert (settings.trakt.client_id, settings.trakt.client_secret) == (
+            "file-id",
+            "file-secret",
+        )
+        assert settings.tautulli.users == ["alice"]
+        assert settings.delivery.dedupe_window_s == 600
+        assert settings.providers() == ["trakt"]
+
+    def test_unset_keys_of_a_section_keep_their_defaults(self, tmp_path: Path) -> None:
+        settings = load_settings(write(tmp_path, "[http]\nport = 9000\n"))
+        assert settings.http.host == "127.0.0.1"
+        assert settings.http.max_body_bytes == 1_048_576
+
+    def test_crosswatchd_config_selects_the_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("CROSSWATCHD_CONFIG", str(write(tmp_path, self.TOML)))
+        assert load_settings().http.port == 9000
+
+    def test_explicit_path_wins_over_crosswatchd_config(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("CROSSWATCHD_CONFIG", str(write(tmp_path, self.TOML, "env.toml")))
+        chosen = write(tmp_path, "[http]\nport = 9100\n", "chosen.toml")
+        assert load_settings(chosen).http.port == 9100
+
+    def test_a_file_does_not_leak_into_later_loads(self, tmp_path: Path) -> None:
+        load_settings(write(tmp_path, self.TOML))
+        assert load_settings().http.port == 8765
+        assert Settings().http.port == 8765
+
+
+class TestEnvironment:
+    """``CROSSWATCHD_SECTION__KEY`` overrides the file; other file keys stay."""
+
+    def test_env_override_beats_the_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = write(tmp_path, "[http]\nport = 9000\n[trakt]\nclient_id = 'file-id'\n")
+        monkeypatch.setenv("CROSSWATCHD_HTTP__PORT", "9200")
+        monkeypatch.setenv("CROSSWATCHD_TRAKT__CLIENT_ID", "env-id")
+        settings = load_settings(path)
+        assert settings.http.port == 9200
+        assert settings.trakt.client_id == "env-id"
+
+    def test_env_override_keeps_the_files_other_keys_of_that_section(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = write(tmp_path, "[trakt]\nclient_id = 'file-id'\nclient_secret = 'file-secret'\n")
+        monkeypatch.setenv("CROSSWATCHD_TRAKT__CLIENT_ID", "env-id")
+        settings = load_settings(path)
+        assert (settings.trakt.client_id, settings.trakt.client_secret) == (
+            "env-id",
+            "file-secret",
+        )
+
+    def test_env_without_a_file(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CROSSWATCHD_HTTP__PORT", "9300")
+        monkeypatch.setenv("CROSSWATCHD_DATA_DIR", "/var/lib/cw")
+        settings = load_settings()
+        assert settings.http.port == 9300
+        assert settings.data_dir == Path("/var/lib/cw")
+
+    def test_env_list_value_is_json(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CROSSWATCHD_TAUTULLI__USERS", '["alice", "bob"]')
+        assert load_settings().tautulli.users == ["alice", "bob"]
+
+
+class TestErrors:
+    """Every problem is one ConfigError whose text names the dotted key (or --config)."""
+
+    def test_port_out_of_range_names_http_port(self, tmp_path: Path) -> None:
+        err = config_error(write(tmp_path, "[http]\nport = 70000\n"))
+        assert err.key == "http.port"
+        assert "http.port" in str(err)
+        assert "\n" not in str(err)
+
+    def test_wrong_type_names_the_key(self, tmp_path: Path) -> None:
+        err = config_error(write(tmp_path, "[delivery]\ndedupe_window_s = 'long'\n"))
+        assert err.key == "delivery.dedupe_window_s"
+
+    def test_bad_env_value_names_the_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CROSSWATCHD_HTTP__PORT", "eighty")
+        err = config_error()
+        assert err.key == "http.port"
+
+    def test_unknown_key_in_a_section(self, tmp_path: Path) -> None:
+        err = config_error(write(tmp_path, "[http]\nprot = 9000\n"))
+        assert err.key == "http.prot"
+        assert "unknown key" in str(err)
+
+    def test_unknown_env_key_in_a_section(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CROSSWATCHD_HTTP__PROT", "9000")
+        err = config_error()
+        assert err.key == "http.prot"
+        assert "unknown key" in str(err)
+
+    def test_unknown_top_level_key(self, tmp_path: Path) -> None:
+        err = config_error(write(tmp_path, "colour = 'blue'\n"))
+        assert err.key == "colour"
+        assert "unknown key" in str(err)
+
+    def test_unknown_section(self, tmp_path: Path) -> None:
+        err = config_error(write(tmp_path, "[trackt]\nclient_id = 'x'\n"))
+        assert err.key == "trackt"
+        assert "unknown key" in str(err)
+
+    def test_bad_log_level_names_log_level(self, tmp_path: Path) -> None:
+        err = config_error(write(tmp_path, "log_level = 'loud'\n"))
+        assert err.key == "log_level"
+
+    def test_missing_file_names_config_option(self, tmp_path: Path) -> None:
+        missing = tmp_path / "nope.toml"
+        err = config_error(missing)
+        assert err.key == "--config"
+        assert "--config" in str(err)
+        assert str(missing) in str(err)
+
+    def test_missing_file_from_env_names_config_option(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("CROSSWATCHD_CONFIG", str(tmp_path / "nope.toml"))
+        assert config_error().key == "--config"
+
+    def test_invalid_toml_names_config_option(self, tmp_path: Path) -> None:
+        err = config_error(write(tmp_path, "[http\nport = = 1\n"))
+        assert err.key == "--config"
+        assert "not valid TOML" in str(err)
+        assert "\n" not in str(err)
