@@ -354,6 +354,8 @@ def import_tautulli(ctx: click.Context, since: Any, dry_run: bool, users: tuple[
     from crosswatchd.sources.tautulli_api import TautulliClient
 
     settings = _settings(ctx)
+    # stdout is the report; problems reach the user as the one-line error on stderr.
+    configure_logging("error", json=False, stream=sys.stderr)
     if not settings.tautulli.url:
         raise ConfigError("tautulli.url", "set tautulli.url (e.g. http://127.0.0.1:8181)")
     if not settings.tautulli.api_key:

@@ -303,10 +303,21 @@ class Outbox:
             del self._pending[:_GROUP_MAX]
             try:
                 results = await self.enqueue_many([event for event, _ in batch])
-            except Exception as exc:  # every waiter learns of the failure
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+            except Exception as exc:
+                if len(batch) == 1:
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(exc)
+                    continue
+                # One bad event must not fail the others: commit them one by one.
+                for event, future in batch:
+                    try:
+                        (result,) = await self.enqueue_many([event])
+                    except Exception as single:
+                        if not future.done():
+                            future.set_exception(single)
+                    else:
+                        if not future.done():
+                            future.set_result(result)
                 continue
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():

@@ -103,7 +103,10 @@ async def _plex_json(request: web.Request, limit: int) -> bytes:
         value = form.get("payload")
         if not isinstance(value, str):
             raise PayloadError("form body has no `payload` field")
-        return value.encode()
+        raw = value.encode()
+        if len(raw) > limit:
+            raise _TooLarge
+        return raw
     return await _read_limited(request, limit)
 
 
@@ -164,6 +167,8 @@ async def plex_webhook(request: web.Request) -> web.Response:
         )
     except _TooLarge:
         return _rejected("plex", 413, f"payload larger than {limit} bytes")
+    except web.HTTPRequestEntityTooLarge:
+        return _rejected("plex", 413, f"body larger than {limit * _REQUEST_FACTOR} bytes")
     except PayloadError as exc:
         return _rejected("plex", 400, str(exc))
     except (ValueError, web.HTTPException) as exc:  # broken multipart framing and the like

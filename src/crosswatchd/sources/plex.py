@@ -79,7 +79,19 @@ _EVENT_ACTIONS: Final[Mapping[str, Action]] = {
 _KINDS: Final[Mapping[str, MediaKind]] = {"movie": MediaKind.MOVIE, "episode": MediaKind.EPISODE}
 
 
+#: Largest magnitude accepted for an integer field (exact in JSON doubles, fits SQLite INTEGER).
+MAX_INT: Final = 2**53
+
+
 def _lenient_int(value: Any) -> Any:
+    """:func:`_lenient_int_unbounded`, rejecting integers beyond +-2**53 (a 400, not a 5xx)."""
+    value = _lenient_int_unbounded(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise ValueError("number out of range")
+    return value
+
+
+def _lenient_int_unbounded(value: Any) -> Any:
     """Accept ints, integral floats and numeric strings (``"15"``, ``"15.0"``); ``""`` -> None."""
     if isinstance(value, str):
         text = value.strip()

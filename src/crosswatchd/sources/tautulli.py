@@ -21,6 +21,7 @@ from crosswatchd.errors import PayloadError
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
 from crosswatchd.sources.guids import normalize_id, parse_guid
 from crosswatchd.sources.plex import (
+    MAX_INT,
     Ignored,
     load_json_object,
     progress_percent,
@@ -67,7 +68,12 @@ def _int(value: Any) -> Any:
     if not isinstance(text, str):
         return text
     match = _LEADING_INT_RE.match(text)
-    return int(match.group(1)) if match else text  # pydantic reports the bad value
+    if not match:
+        return text  # pydantic reports the bad value
+    number = int(match.group(1))
+    if number > MAX_INT:
+        raise ValueError("number out of range")
+    return number
 
 
 def _float(value: Any) -> Any:
