@@ -9,7 +9,7 @@ Sends N real Plex multipart webhooks (payload JSON + a thumb JPEG part) at concu
 each in its own process, and prints accepted/s and p50/p99 latency for both, with the ratios.
 Targets (issue #2): throughput >= 80 % of the bare handler's, p99 <= 2x the bare handler's.
 
-Run: python bench/ingest.py [-n 4000] [-c 32] [--rounds 2]
+Run: python bench/ingest.py [-n 4000] [-c 32] [--rounds 2] [--synchronous normal|full]
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
@@ -119,12 +118,12 @@ def _start_bare(port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def _start_daemon(port: int, workdir: Path) -> subprocess.Popen[bytes]:
+def _start_daemon(port: int, workdir: Path, synchronous: str) -> subprocess.Popen[bytes]:
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "bench.toml"
     config.write_text(
         f"""
-data_dir = "{workdir / 'data'}"
+data_dir = "{workdir / "data"}"
 log_level = "warning"
 [http]
 port = {port}
@@ -134,6 +133,8 @@ secret = "{SECRET}"
 client_id = "bench"
 client_secret = "bench"
 api_url = "http://127.0.0.1:9"
+[delivery]
+sqlite_synchronous = "{synchronous}"
 """
     )
     # Trakt is configured (so every play fans out into a delivery) but not authorized, so
@@ -145,9 +146,11 @@ api_url = "http://127.0.0.1:9"
     )
 
 
-async def _measure(kind: str, n: int, concurrency: int, workdir: Path) -> dict[str, float]:
+async def _measure(
+    kind: str, n: int, concurrency: int, workdir: Path, synchronous: str = "normal"
+) -> dict[str, float]:
     port = _free_port()
-    proc = _start_bare(port) if kind == "bare" else _start_daemon(port, workdir)
+    proc = _start_bare(port) if kind == "bare" else _start_daemon(port, workdir, synchronous)
     try:
         await _wait_up(port, proc)
         await _load(port, _payloads(200), concurrency)  # warm-up
@@ -162,15 +165,26 @@ async def main() -> int:
     parser.add_argument("-n", type=int, default=4000, help="webhooks per run")
     parser.add_argument("-c", type=int, default=32, help="concurrent clients")
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each")
+    parser.add_argument(
+        "--synchronous",
+        choices=["normal", "full"],
+        default="normal",
+        help="the daemon's delivery.sqlite_synchronous",
+    )
     args = parser.parse_args()
     bare_runs, daemon_runs = [], []
     with tempfile.TemporaryDirectory(prefix="crosswatchd-bench-") as tmp:
         for r in range(args.rounds):
             bare_runs.append(await _measure("bare", args.n, args.c, Path(tmp)))
-            daemon_runs.append(await _measure("daemon", args.n, args.c, Path(tmp) / f"r{r}"))
+            daemon_runs.append(
+                await _measure("daemon", args.n, args.c, Path(tmp) / f"r{r}", args.synchronous)
+            )
     bare = max(bare_runs, key=lambda m: m["per_s"])
     daemon = max(daemon_runs, key=lambda m: m["per_s"])
-    print(f"ingest: {args.n} Plex multipart webhooks, concurrency {args.c}, best of {args.rounds}")
+    print(
+        f"ingest: {args.n} Plex multipart webhooks, concurrency {args.c}, best of"
+        f" {args.rounds}, sqlite synchronous={args.synchronous}"
+    )
     print(f"{'':10} {'accepted/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'non-202':>8}")
     for name, m in (("bare", bare), ("daemon", daemon)):
         print(
@@ -181,10 +195,14 @@ async def main() -> int:
     p99_ratio = daemon["p99_ms"] / bare["p99_ms"]
     ok_tp = throughput_ratio >= 0.80
     ok_p99 = p99_ratio <= 2.0
-    print(f"throughput ratio daemon/bare: {throughput_ratio:.2f} (target >= 0.80) "
-          f"{'PASS' if ok_tp else 'FAIL'}")
-    print(f"p99 ratio daemon/bare:        {p99_ratio:.2f} (target <= 2.00) "
-          f"{'PASS' if ok_p99 else 'FAIL'}")
+    print(
+        f"throughput ratio daemon/bare: {throughput_ratio:.2f} (target >= 0.80) "
+        f"{'PASS' if ok_tp else 'FAIL'}"
+    )
+    print(
+        f"p99 ratio daemon/bare:        {p99_ratio:.2f} (target <= 2.00) "
+        f"{'PASS' if ok_p99 else 'FAIL'}"
+    )
     return 0 if ok_tp and ok_p99 and not daemon["other"] else 1
 
 
