@@ -46,9 +46,27 @@ class TokenStore:
 
     def __init__(self, data_dir: Path, provider: str) -> None:
         self.path = Path(data_dir) / "tokens" / f"{provider}.json"
+        self._seen: tuple[int, int, int] | None = None
+        self._cached: Token | None = None
 
     def load(self) -> Token | None:
-        """The stored token, or ``None`` if there is none (or the file is unreadable)."""
+        """The stored token, or ``None`` if there is none (or the file is unreadable).
+
+        Cheap to call often: the file is parsed again only when it changed (``auth`` in
+        another process replaces it, which a running daemon then picks up).
+        """
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._seen = self._cached = None
+            return None
+        signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if signature != self._seen:
+            self._cached = self._read()
+            self._seen = signature
+        return self._cached
+
+    def _read(self) -> Token | None:
         try:
             data = orjson.loads(self.path.read_bytes())
         except (FileNotFoundError, orjson.JSONDecodeError):
@@ -83,3 +101,4 @@ class TokenStore:
     def clear(self) -> None:
         """Forget the token (e.g. after the refresh token was revoked)."""
         self.path.unlink(missing_ok=True)
+        self._seen = self._cached = None

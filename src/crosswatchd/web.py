@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import BodyPartReader, hdrs, web
 from multidict import MultiDictProxy
@@ -57,8 +58,12 @@ class _TooLarge(Exception):
     pass
 
 
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
 def _reply(http_status: int, **body: Any) -> web.Response:
-    return web.json_response(body, status=http_status)
+    return web.json_response(body, status=http_status, dumps=_dumps)
 
 
 def _token_ok(request: web.Request, *, header: bool) -> bool:
