@@ -56,6 +56,7 @@ __all__ = [
     "outbox_path",
     "run_daemon",
     "services",
+    "tautulli_client",
     "webhook_url",
 ]
 
@@ -85,6 +86,16 @@ async def open_cache(settings: Settings) -> IdCache:
         settings.data_dir / "cache.sqlite3",
         positive_ttl_s=settings.resolver.positive_ttl_s,
         negative_ttl_s=settings.resolver.negative_ttl_s,
+    )
+
+
+def tautulli_client(settings: Settings, session: aiohttp.ClientSession) -> TautulliClient:
+    """A Tautulli API client for ``tautulli.url``/``tautulli.api_key``."""
+    return TautulliClient(
+        session=session,
+        url=settings.tautulli.url,
+        api_key=settings.tautulli.api_key,
+        timeout_s=settings.delivery.timeout_s,
     )
 
 
@@ -209,12 +220,7 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         )
     tautulli = None
     if settings.tautulli.url and settings.tautulli.api_key:
-        tautulli = TautulliClient(
-            session=session,
-            url=settings.tautulli.url,
-            api_key=settings.tautulli.api_key,
-            timeout_s=settings.delivery.timeout_s,
-        )
+        tautulli = tautulli_client(settings, session)
     cache = await open_cache(settings)
     resolver = build_resolver(
         settings,

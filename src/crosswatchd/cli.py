@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import date
 from typing import Any, TypeVar
 
+import aiohttp
 import click
 import orjson
 
@@ -23,6 +24,7 @@ from crosswatchd.app import (
     open_cache,
     open_outbox,
     run_daemon,
+    tautulli_client,
     webhook_url,
 )
 from crosswatchd.config import Settings, load_settings
@@ -112,6 +114,20 @@ def auth() -> None:
     """Authorize crosswatchd with a target (stores a token, mode 0600)."""
 
 
+def _authorize(
+    settings: Settings, name: str, flow: Callable[[aiohttp.ClientSession], Awaitable[object]]
+) -> None:
+    """Run an authorization *flow* with a fresh HTTP session, then say it worked."""
+    configure_logging(settings.log_level)
+
+    async def go() -> None:
+        async with aiohttp.ClientSession() as session:
+            await flow(session)
+
+    _run(go())
+    click.echo(f"{name} authorized. A running daemon picks the token up by itself.")
+
+
 @auth.command("trakt")
 @click.pass_context
 def auth_trakt(ctx: click.Context) -> None:
@@ -121,23 +137,18 @@ def auth_trakt(ctx: click.Context) -> None:
     settings = _settings(ctx)
     if not settings.trakt.client_id or not settings.trakt.client_secret:
         raise ConfigError("trakt.client_id", "set trakt.client_id and trakt.client_secret")
-    configure_logging(settings.log_level)
-
-    async def go() -> None:
-        import aiohttp
-
-        async with aiohttp.ClientSession() as session:
-            await device_auth(
-                session=session,
-                tokens=TokenStore(settings.data_dir, "trakt"),
-                client_id=settings.trakt.client_id,
-                client_secret=settings.trakt.client_secret,
-                api_url=settings.trakt.api_url,
-                out=click.echo,
-            )
-
-    _run(go())
-    click.echo("Trakt authorized. A running daemon picks the token up by itself.")
+    _authorize(
+        settings,
+        "Trakt",
+        lambda session: device_auth(
+            session=session,
+            tokens=TokenStore(settings.data_dir, "trakt"),
+            client_id=settings.trakt.client_id,
+            client_secret=settings.trakt.client_secret,
+            api_url=settings.trakt.api_url,
+            out=click.echo,
+        ),
+    )
 
 
 @auth.command("simkl")
@@ -149,22 +160,17 @@ def auth_simkl(ctx: click.Context) -> None:
     settings = _settings(ctx)
     if not settings.simkl.client_id:
         raise ConfigError("simkl.client_id", "set simkl.client_id")
-    configure_logging(settings.log_level)
-
-    async def go() -> None:
-        import aiohttp
-
-        async with aiohttp.ClientSession() as session:
-            await pin_auth(
-                session=session,
-                tokens=TokenStore(settings.data_dir, "simkl"),
-                client_id=settings.simkl.client_id,
-                api_url=settings.simkl.api_url,
-                out=click.echo,
-            )
-
-    _run(go())
-    click.echo("SIMKL authorized. A running daemon picks the token up by itself.")
+    _authorize(
+        settings,
+        "SIMKL",
+        lambda session: pin_auth(
+            session=session,
+            tokens=TokenStore(settings.data_dir, "simkl"),
+            client_id=settings.simkl.client_id,
+            api_url=settings.simkl.api_url,
+            out=click.echo,
+        ),
+    )
 
 
 # -- status --------------------------------------------------------------------------------
@@ -348,10 +354,7 @@ def import_() -> None:
 @click.pass_context
 def import_tautulli(ctx: click.Context, since: Any, dry_run: bool, users: tuple[str, ...]) -> None:
     """Backfill Tautulli's play history into the outbox (every target, deduplicated)."""
-    import aiohttp
-
     from crosswatchd.importer import format_summary, run_import
-    from crosswatchd.sources.tautulli_api import TautulliClient
 
     settings = _settings(ctx)
     # stdout is the report; problems reach the user as the one-line error on stderr.
@@ -374,12 +377,7 @@ def import_tautulli(ctx: click.Context, since: Any, dry_run: bool, users: tuple[
     async def go() -> str:
         timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            client = TautulliClient(
-                session=session,
-                url=settings.tautulli.url,
-                api_key=settings.tautulli.api_key,
-                timeout_s=settings.delivery.timeout_s,
-            )
+            client = tautulli_client(settings, session)
             outbox = await open_outbox(settings)
             try:
                 summary = await run_import(

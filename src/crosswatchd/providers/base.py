@@ -8,14 +8,16 @@ methods and those exceptions.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+import structlog
+
 from crosswatchd.models import Action, Item
 
-__all__ = ["LiveOutcome", "Play", "PlayOutcome", "Provider"]
+__all__ = ["LiveOutcome", "Play", "PlayOutcome", "Provider", "split_sendable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,28 @@ class LiveOutcome(enum.StrEnum):
     SENT = "sent"
     ALREADY = "already"  # 409: already recorded / in progress
     NOT_FOUND = "not_found"
+
+
+def split_sendable(
+    provider: str, plays: Sequence[Play], missing_ids: Callable[[Item], str | None]
+) -> tuple[list[Play], dict[int, PlayOutcome]]:
+    """Plays the target can take, and NOT_FOUND outcomes for those it cannot.
+
+    A guard inside ``add_history``: the drainer parks such plays before sending, so reaching
+    here means a caller skipped that check; the play is reported, never sent half-identified.
+    """
+    sendable: list[Play] = []
+    outcomes: dict[int, PlayOutcome] = {}
+    for play in plays:
+        reason = missing_ids(play.item)
+        if reason is None:
+            sendable.append(play)
+        else:
+            structlog.get_logger(__name__).warning(
+                f"{provider}.history.unsendable", key=play.key, reason=reason
+            )
+            outcomes[play.key] = PlayOutcome.NOT_FOUND
+    return sendable, outcomes
 
 
 class Provider(Protocol):

@@ -33,7 +33,7 @@ import structlog
 from crosswatchd import __version__
 from crosswatchd.errors import AuthError, PermanentError, RetryableError
 from crosswatchd.models import Action, Ids, Item, MediaKind, format_utc, parse_utc
-from crosswatchd.providers.base import LiveOutcome, Play, PlayOutcome
+from crosswatchd.providers.base import LiveOutcome, Play, PlayOutcome, split_sendable
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.tokens import Token, TokenStore
 
@@ -272,15 +272,7 @@ class TraktProvider:
         """
         if len(plays) > self.max_batch:
             raise ValueError(f"at most {self.max_batch} plays per call, got {len(plays)}")
-        outcomes: dict[int, PlayOutcome] = {}
-        sendable: list[Play] = []
-        for play in plays:
-            reason = self.missing_ids(play.item)
-            if reason is None:
-                sendable.append(play)
-            else:
-                log.warning("trakt.history.unsendable", key=play.key, reason=reason)
-                outcomes[play.key] = PlayOutcome.NOT_FOUND
+        sendable, outcomes = split_sendable("trakt", plays, self.missing_ids)
         if not sendable:
             return outcomes
         body, sent = _history_body(sendable)
