@@ -526,3 +526,75 @@ class TestServe:
         await daemon.stop()
         (play,) = daemon.trakt.history
         assert play["movie"]["ids"]["imdb"] == "tt0090728"
+
+
+# -- auth ------------------------------------------------------------------------------------
+
+
+class TestAuth:
+    """`crosswatchd auth trakt|simkl` as a user runs it: URL and code shown, token stored 0600."""
+
+    async def test_auth_trakt_device_flow_stores_the_token_and_status_sees_it(
+        self, home: Home
+    ) -> None:
+        async with FakeTrakt(device_interval_s=0.2, auto_approve_after=2) as fake:
+            home.configure(
+                trakt={
+                    "client_id": fake.client_id,
+                    "client_secret": fake.client_secret,
+                    "api_url": fake.url,
+                }
+            )
+            run = await cli(home.config, "auth", "trakt")
+            assert run.code == 0, run.err
+            (device,) = fake.devices.values()
+            assert device.user_code in run.out
+            assert "trakt.tv/activate" in run.out
+            token_file = home.data_dir / "tokens" / "trakt.json"
+            assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+            stored = TokenStore(home.data_dir, "trakt").load()
+            assert stored is not None and stored.refresh_token
+            assert stored.access_token not in run.out + run.err
+            status = await cli(home.config, "status", "--json")
+            assert json.loads(status.out)["providers"]["trakt"]["authorized"] is True
+
+    async def test_auth_trakt_denied_is_one_line_and_stores_nothing(self, home: Home) -> None:
+        async with FakeTrakt(device_interval_s=0.2) as fake:
+            home.configure(
+                trakt={
+                    "client_id": fake.client_id,
+                    "client_secret": fake.client_secret,
+                    "api_url": fake.url,
+                }
+            )
+            proc = asyncio.create_task(cli(home.config, "auth", "trakt"))
+            for _ in range(100):
+                if fake.devices:
+                    break
+                await asyncio.sleep(0.05)
+            (code,) = fake.devices
+            fake.deny_device(code)
+            run = await proc
+            assert run.code == 1
+            assert len(run.err_lines) == 1 and "Traceback" not in run.err
+            assert not (home.data_dir / "tokens" / "trakt.json").exists()
+
+    async def test_auth_simkl_pin_flow_stores_the_token(self, home: Home) -> None:
+        from tests.fakes.simkl import FakeSimkl
+
+        async with FakeSimkl(pin_interval_s=0.2) as fake:
+            fake.auto_approve_after = 1
+            home.configure(simkl={"client_id": fake.client_id, "api_url": fake.url})
+            run = await cli(home.config, "auth", "simkl")
+            assert run.code == 0, run.err
+            assert "simkl.com/pin" in run.out
+            token_file = home.data_dir / "tokens" / "simkl.json"
+            assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+            stored = TokenStore(home.data_dir, "simkl").load()
+            assert stored is not None and stored.access_token in fake.tokens
+
+    async def test_auth_without_credentials_names_the_key(self, home: Home) -> None:
+        home.configure(simkl={"client_id": ""})
+        run = await cli(home.config, "auth", "simkl")
+        assert run.code == 2
+        assert run.err_lines == ["crosswatchd: config error: simkl.client_id: set simkl.client_id"]
