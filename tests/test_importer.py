@@ -212,6 +212,22 @@ class TestIdempotence:
         assert await _counts(outbox) == before
         assert (summary.enqueued, summary.already_known) == (1, 1)
 
+    async def test_dry_run_counts_exactly_what_a_real_run_then_enqueues(
+        self, session: aiohttp.ClientSession, outbox: Outbox
+    ) -> None:
+        """Including plays the import itself repeats within the dedupe window (a play
+        Tautulli split into two rows an hour apart), not only plays the outbox already has."""
+        await _run([movie(1)], session, outbox)
+        rows = [
+            movie(1),
+            movie(2),
+            movie(3),
+            movie(4, rating_key=5003, stopped=T0 - 3 * DAY + 3600),
+        ]
+        dry, _ = await _run(rows, session, outbox, dry_run=True)
+        real, _ = await _run(rows, session, outbox)
+        assert (dry.enqueued, dry.already_known) == (real.enqueued, real.already_known) == (2, 2)
+
     async def test_dry_run_report_lists_sample_and_unresolved_with_reasons(
         self, session: aiohttp.ClientSession
     ) -> None:

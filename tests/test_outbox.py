@@ -499,65 +499,28 @@ class TestParked:
         assert await outbox.retry_parked() == 0
 
 
-class TestKnown:
-    async def test_known_only_when_every_provider_has_the_play(
+class TestCopy:
+    async def test_copy_to_is_a_consistent_independent_copy(
         self, tmp_path: Path, clock: Clock
     ) -> None:
-        """known() is True for a play every configured provider already has in the window;
-        a provider added later makes it unknown until it has it too."""
-        path = tmp_path / "outbox.db"
-        trakt_only = await Outbox.open(
-            path, providers=["trakt"], dedupe_window_s=WINDOW_S, clock=clock
-        )
-        await trakt_only.enqueue(watched(MOVIE_PLEX, T0))
-        assert await trakt_only.known([watched(MOVIE_TAUTULLI, T0)]) == [True]
-        await trakt_only.close()
-
-        both = await Outbox.open(path, providers=PROVIDERS, dedupe_window_s=WINDOW_S, clock=clock)
+        """copy_to writes the whole outbox elsewhere; writing the copy leaves the original."""
+        box = await Outbox.open(tmp_path / "a.db", providers=["trakt"], clock=clock)
         try:
-            assert await both.known([watched(MOVIE_TAUTULLI, T0)]) == [False]
-            await both.enqueue(watched(MOVIE_PLEX, T0))
-            probes = [
-                watched(MOVIE_TAUTULLI, T0 + timedelta(minutes=3)),
-                watched(BARRY_LYNDON, T0),
-                watched(MOVIE_PLEX, T0 + timedelta(seconds=WINDOW_S + 60)),
-                live(MOVIE_PLEX, T0),
-            ]
-            assert await both.known(probes) == [True, False, False, False]
+            await box.enqueue(watched(MOVIE_PLEX, T0))
+            await box.copy_to(tmp_path / "b.db")
+            copy = await Outbox.open(tmp_path / "b.db", providers=["trakt"], clock=clock)
+            try:
+                (dup,) = await copy.enqueue_many(
+                    [watched(MOVIE_TAUTULLI, T0 + timedelta(minutes=1))]
+                )
+                assert dup.duplicate  # the copy holds the original's play
+                await copy.enqueue(watched(BARRY_LYNDON, T0))
+                assert (await table_sizes(copy))["events"] == 3
+            finally:
+                await copy.close()
+            assert (await table_sizes(box))["events"] == 1
         finally:
-            await both.close()
-
-    async def test_known_is_read_only(self, outbox: Outbox) -> None:
-        """known() writes nothing, whatever it answers."""
-        await outbox.enqueue(watched(MOVIE_PLEX, T0))
-        before = await table_sizes(outbox)
-
-        await outbox.known([watched(MOVIE_TAUTULLI, T0), watched(BARRY_LYNDON, T0)])
-
-        assert await table_sizes(outbox) == before
-
-    async def test_known_ignores_providers_no_longer_configured(
-        self, tmp_path: Path, clock: Clock
-    ) -> None:
-        """A play only a provider that is no longer configured has is not known: enqueueing
-        it creates a delivery for the configured one, so known() must say False."""
-        path = tmp_path / "outbox.db"
-        simkl_only = await Outbox.open(
-            path, providers=["simkl"], dedupe_window_s=WINDOW_S, clock=clock
-        )
-        await simkl_only.enqueue(watched(MOVIE_PLEX, T0))
-        await simkl_only.close()
-
-        trakt_only = await Outbox.open(
-            path, providers=["trakt"], dedupe_window_s=WINDOW_S, clock=clock
-        )
-        try:
-            answer = await trakt_only.known([watched(MOVIE_PLEX, T0)])
-            result = await trakt_only.enqueue(watched(MOVIE_PLEX, T0))
-            assert result.new_deliveries == 1  # Trakt did not have it...
-            assert answer == [False]  # ...so it was not known
-        finally:
-            await trakt_only.close()
+            await box.close()
 
 
 class TestAccounts:

@@ -6,7 +6,7 @@ Flow, one history page at a time (memory stays flat however long the history is)
         ──ids from the row guid──▶ enough? ──no──▶ get_metadata(rating_key)
                                     still not? ──▶ get_metadata(grandparent_rating_key)
         ──▶ PlayEvent(source=import, action=watched, occurred_at=row.stopped)
-        ──▶ outbox.known() / outbox.enqueue_many() in chunks
+        ──▶ outbox.enqueue_many() in chunks (a dry run: into a scratch copy of the outbox)
 
 Paging is newest first (``order_column=date``, ``order_dir=desc``) and ends at the last page, or
 at a safety stop: a page made only of rows already seen (a server ignoring ``start``), or
@@ -26,20 +26,23 @@ fetched at most once, with a few lookups in flight at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Callable, Iterable, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from crosswatchd.errors import ConfigError, SourceUnavailableError
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source, format_utc
+from crosswatchd.outbox import Outbox
 from crosswatchd.sources.guids import ParsedGuid, ids_from_guid_list, parse_guid
 
 if TYPE_CHECKING:
-    from crosswatchd.outbox import Outbox
     from crosswatchd.sources.tautulli_api import TautulliClient
 
 __all__ = ["ImportSummary", "format_summary", "run_import"]
@@ -368,24 +371,31 @@ async def _resolve(drafts: list[_Draft], cache: _MetadataCache) -> None:
             d.enough = _has_enough_ids(d.item)
 
 
-async def _settle_chunk(
-    events: list[PlayEvent], outbox: Outbox | None, dry_run: bool, summary: ImportSummary
-) -> None:
-    """Enqueue one chunk (the outbox dedupes in the same transaction), or in a dry run count
-    what would be enqueued with the read-only :meth:`Outbox.known`."""
-    if outbox is None:  # dry run without an outbox: everything would be offered
-        summary.enqueued += len(events)
-        return
-    if dry_run:
-        known = sum(await outbox.known(events))
-        summary.already_known += known
-        summary.enqueued += len(events) - known
-        return
+async def _settle_chunk(events: list[PlayEvent], outbox: Outbox, summary: ImportSummary) -> None:
+    """Enqueue one chunk; the outbox dedupes against what it holds and within the chunk."""
     for result in await outbox.enqueue_many(events, keep_duplicates=False):
         if result.new_deliveries > 0:
             summary.enqueued += 1
         else:  # every target already has this play (queued or delivered) within the window
             summary.already_known += 1
+
+
+@contextlib.asynccontextmanager
+async def _scratch_copy(outbox: Outbox | None) -> AsyncIterator[Outbox]:
+    """A throw-away copy of *outbox* (or an empty one) for a dry run to import into."""
+    with tempfile.TemporaryDirectory(prefix="crosswatchd-dry-run-") as tmp:
+        path = Path(tmp) / "outbox.sqlite3"
+        if outbox is not None:
+            await outbox.copy_to(path)
+        scratch = await Outbox.open(
+            path,
+            providers=outbox.providers if outbox is not None else ["dry-run"],
+            dedupe_window_s=outbox.dedupe_window_s if outbox is not None else 4 * 3600,
+        )
+        try:
+            yield scratch
+        finally:
+            await scratch.close()
 
 
 class _Writer:
@@ -396,18 +406,15 @@ class _Writer:
     of the writer surfaces at the next :meth:`put` or at :meth:`finish`.
     """
 
-    def __init__(
-        self, outbox: Outbox | None, dry_run: bool, summary: ImportSummary, depth: int = 2
-    ) -> None:
+    def __init__(self, outbox: Outbox, summary: ImportSummary, depth: int = 2) -> None:
         self._queue: asyncio.Queue[list[PlayEvent] | None] = asyncio.Queue(maxsize=depth)
         self._outbox = outbox
-        self._dry_run = dry_run
         self._summary = summary
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
         while (chunk := await self._queue.get()) is not None:
-            await _settle_chunk(chunk, self._outbox, self._dry_run, self._summary)
+            await _settle_chunk(chunk, self._outbox, self._summary)
 
     async def put(self, chunk: list[PlayEvent] | None) -> None:
         """Queue *chunk* (``None``: no more); raises what the writer raised, if it failed."""
@@ -518,6 +525,37 @@ async def run_import(
         raise ValueError("a real import needs an outbox")
     if page_size < 1 or page_cap < 1 or chunk_size < 1:
         raise ValueError("page_size, page_cap and chunk_size must be positive")
+    options: dict[str, Any] = {
+        "users": users,
+        "since": since,
+        "page_size": page_size,
+        "page_cap": page_cap,
+        "progress": progress,
+        "chunk_size": chunk_size,
+        "metadata_concurrency": metadata_concurrency,
+    }
+    if dry_run:
+        # Import for real into a throw-away copy: the counts are exactly what a real run
+        # would enqueue (dedupe against the outbox and within the import alike).
+        async with _scratch_copy(outbox) as scratch:
+            return await _import(client, scratch, dry_run=True, **options)
+    assert outbox is not None
+    return await _import(client, outbox, dry_run=False, **options)
+
+
+async def _import(
+    client: TautulliClient,
+    outbox: Outbox,
+    *,
+    users: Sequence[str],
+    since: date | None,
+    dry_run: bool,
+    page_size: int,
+    page_cap: int,
+    progress: Callable[[int, int], None] | None,
+    chunk_size: int,
+    metadata_concurrency: int,
+) -> ImportSummary:
     summary = ImportSummary()
     wanted = await _check_users(client, users, summary)
     allowed = frozenset(wanted)
@@ -529,7 +567,7 @@ async def run_import(
     seen: set[int | tuple[Any, ...]] = set()
     start = 0
     log.info("import.start", users=wanted, since=since and since.isoformat(), dry_run=dry_run)
-    writer = _Writer(outbox, dry_run, summary)
+    writer = _Writer(outbox, summary)
     try:
         while True:
             if summary.pages >= page_cap:

@@ -336,28 +336,17 @@ class Outbox:
                 if not future.done():
                     future.set_result(result)
 
-    async def known(self, events: Sequence[PlayEvent]) -> list[bool]:
-        """Read-only: for each event, True when every target already has this play queued or
-        delivered within the dedupe window (so enqueueing it would add nothing)."""
-        out: list[bool] = []
-        window = self.dedupe_window_s
-        for event in events:
-            keys = item_keys(event.item)
-            if not keys or not self.providers or not event.action.is_play:
-                out.append(False)
-                continue
-            at = _ts(event.occurred_at)
-            marks = ",".join("?" * len(keys))
-            targets = ",".join("?" * len(self.providers))
-            async with self._conn.execute(
-                f"SELECT count(DISTINCT provider) FROM play_keys WHERE provider IN ({targets})"
-                f" AND key IN ({marks}) AND watched_at BETWEEN ? AND ?",
-                (*self.providers, *keys, at - window, at + window),
-            ) as cur:
-                row = await cur.fetchone()
-            have = int(row[0]) if row else 0
-            out.append(have >= len(self.providers))
-        return out
+    async def copy_to(self, path: Path) -> None:
+        """Write a consistent copy of the whole outbox to *path* (SQLite online backup).
+
+        Used by ``import --dry-run``, which imports into a scratch copy to report exactly
+        what a real run would enqueue, then throws the copy away.
+        """
+        target = await aiosqlite.connect(path)
+        try:
+            await self._conn.backup(target)
+        finally:
+            await target.close()
 
     async def note_account(self, source: str, account: str) -> None:
         """Remember an account a source reported but the filter did not accept."""
