@@ -196,6 +196,27 @@ class TestStatus:
         run = await cli(home.config, "status", "--json")
         assert json.loads(run.out)["providers"]["trakt"]["pending"] == 1
 
+    async def test_an_outage_shows_since_when_plays_wait_and_the_last_error(
+        self, home: Home
+    ) -> None:
+        outbox = await home.outbox(["trakt"])
+        try:
+            await outbox.enqueue(watched("Some Film"))
+            (claimed,) = await outbox.claim("trakt", "play", limit=10, lease_s=60)
+            await outbox.settle_retry(
+                claimed, delay_s=300, error="trakt: HTTP 503 from /sync/history", maybe_sent=True
+            )
+        finally:
+            await outbox.close()
+        run = await cli(home.config, "status", "--json")
+        backlog = json.loads(run.out)["providers"]["trakt"]["backlog"]
+        assert backlog["oldest_watched_at"] == "2026-01-02T20:00:00Z"
+        assert backlog["attempts"] == 1
+        assert backlog["last_error"] == "trakt: HTTP 503 from /sync/history"
+        table = await cli(home.config, "status")
+        assert "waiting since 2026-01-02T20:00:00Z" in table.out
+        assert "HTTP 503" in table.out
+
 
 # -- unresolved -----------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import date
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 import aiohttp
@@ -176,11 +176,16 @@ def auth_simkl(ctx: click.Context) -> None:
 # -- status --------------------------------------------------------------------------------
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
 async def _status(settings: Settings) -> dict[str, Any]:
     outbox = await open_outbox(settings)
     try:
         counts = await outbox.counts()
         parked = await outbox.parked(states=("parked", "dead"))
+        backlog = await outbox.backlog()
         seen_tautulli = await outbox.seen_accounts("tautulli")
         seen_plex = await outbox.seen_accounts("plex")
     finally:
@@ -196,6 +201,14 @@ async def _status(settings: Settings) -> dict[str, Any]:
             "parked": c.parked,
             "live_pending": c.live_pending,
         }
+        if name in backlog:
+            waiting = backlog[name]
+            providers[name]["backlog"] = {
+                "oldest_watched_at": _iso(waiting["oldest_watched_at"]),
+                "attempts": waiting["max_attempts"],
+                "next_attempt_at": _iso(waiting["next_attempt_at"]),
+                "last_error": waiting["last_error"],
+            }
     return {
         "version": __version__,
         "data_dir": str(settings.data_dir),
@@ -208,7 +221,7 @@ async def _status(settings: Settings) -> dict[str, Any]:
                 "kind": row.reason_kind,
                 "item": row.label,
                 "reason": row.reason,
-                "watched_at": row.watched_at.isoformat() if row.watched_at else None,
+                "watched_at": _iso(row.watched_at),
             }
             for row in parked[:50]
         ],
@@ -240,6 +253,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for name, p in report["providers"].items():
         if not p["authorized"]:
             click.echo(f"! {name} is not authorized: run `crosswatchd auth {name}`")
+        waiting = p.get("backlog")
+        if waiting and waiting["last_error"]:
+            click.echo(
+                f"! {name}: {p['pending']} play(s) waiting since {waiting['oldest_watched_at']},"
+                f" {waiting['attempts']} attempt(s), next at {waiting['next_attempt_at']};"
+                f" last error: {waiting['last_error']}"
+            )
     if report["problems"]:
         click.echo("\nNeeds attention (newest first; `crosswatchd unresolved list` for all):")
         for row in report["problems"][:10]:

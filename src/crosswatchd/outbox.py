@@ -626,6 +626,34 @@ class Outbox:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    async def backlog(self) -> dict[str, dict[str, Any]]:
+        """Per provider with pending plays: ``{"oldest_watched_at": datetime | None,
+        "max_attempts": int, "last_error": str | None, "next_attempt_at": datetime | None}``.
+
+        What ``status`` shows so a user can tell "Trakt is down since…" from "nothing to do".
+        """
+        rows = await self._conn.execute_fetchall(
+            """
+            SELECT provider, min(watched_at), max(attempts), min(next_attempt_at),
+                   (SELECT d2.last_error FROM deliveries d2
+                     WHERE d2.provider = d.provider AND d2.kind = 'play'
+                       AND d2.state IN ('pending', 'leased') AND d2.last_error IS NOT NULL
+                     ORDER BY d2.updated_at DESC LIMIT 1)
+            FROM deliveries d
+            WHERE kind = 'play' AND state IN ('pending', 'leased')
+            GROUP BY provider
+            """
+        )
+        return {
+            str(r[0]): {
+                "oldest_watched_at": _dt(r[1]),
+                "max_attempts": int(r[2]),
+                "next_attempt_at": _dt(r[3]),
+                "last_error": r[4],
+            }
+            for r in rows
+        }
+
     async def seen_accounts(self, source: str) -> list[str]:
         """Accounts a source reported that the filter did not accept, most recent first."""
         async with self._conn.execute(
