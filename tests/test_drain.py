@@ -330,6 +330,24 @@ class TestPlays:
         assert await trakt_drainer.drain_plays_once() == 0
         assert fake_trakt.history == []
 
+    async def test_a_refused_client_id_keeps_plays_pending_not_dead(
+        self, outbox: Outbox, trakt_drainer: Drainer, fake_trakt: FakeTrakt, clock: Clock
+    ) -> None:
+        """A 403 (Trakt refuses the app: wrong client id) is the config's fault, not the
+        play's: the play waits, attempt refunded, and goes through once the config is right."""
+        await outbox.enqueue(watched(BIG_TROUBLE))
+        fake_trakt.fail_next(403, path="/sync/history")
+
+        await trakt_drainer.drain_plays_once()
+
+        counts = (await outbox.counts())["trakt"]
+        assert (counts.pending, counts.dead) == (1, 0)
+        [(attempts, error)] = await rows(outbox, "attempts, last_error")
+        assert attempts == 0 and "trakt.client_id" in error
+        clock.advance(60)
+        await trakt_drainer.drain_plays_once()
+        assert trakt_titles(fake_trakt) == ["Big Trouble in Little China"]
+
 
 class TestTransientFailures:
     async def test_outage_backs_off_then_delivers_once(

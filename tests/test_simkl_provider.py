@@ -407,13 +407,14 @@ class TestErrors:
         with pytest.raises(RetryableError):
             await provider.add_history([Play(1, BIG_TROUBLE, WATCHED)])
 
-    async def test_wrong_client_id_is_permanent_with_simkl_message(
+    async def test_wrong_client_id_makes_plays_wait_not_die(
         self, session: aiohttp.ClientSession, fake: FakeSimkl, tokens: TokenStore
     ) -> None:
-        """412 client_id_failed → PermanentError quoting SIMKL's message, not the key."""
+        """412 client_id_failed → AuthError (plays wait for the config fix, never dead),
+        quoting SIMKL's message, not the key."""
         simkl = make_provider(session, fake, tokens, client_id="not-the-client-id")
 
-        with pytest.raises(PermanentError, match="client_id is wrong") as caught:
+        with pytest.raises(AuthError, match="client_id is wrong") as caught:
             await simkl.add_history([Play(1, BIG_TROUBLE, WATCHED)])
 
         assert "not-the-client-id" not in str(caught.value)

@@ -26,7 +26,8 @@ Translation of statuses (the drainer never reads a status code):
 401                          :class:`AuthError` ("run ``crosswatchd auth simkl``")
 404 / 409 on a scrobble      ``LiveOutcome.NOT_FOUND`` / ``LiveOutcome.ALREADY``
 429, 5xx, timeout, refused   :class:`RetryableError` (``Retry-After`` when given)
-412, other 4xx               :class:`PermanentError` with SIMKL's error message
+412 (bad client_id)          :class:`AuthError`: plays wait for the config to be fixed
+other 4xx                    :class:`PermanentError` with SIMKL's error message
 ===========================  =========================================================
 
 A POST is never retried in-process: after a timeout the play may have landed, and only
@@ -194,6 +195,13 @@ def _error(resp: _Response, what: str) -> ProviderError:
         return RetryableError(NAME, f"{what}: scrobble lock held (400 RATE_LIMIT)", SCROBBLE_LOCK_S)
     if resp.status == 401:
         return AuthError(NAME, f"{what}: SIMKL rejected the access token (401); {REAUTH_HINT}")
+    if resp.status == 412:
+        # SIMKL refuses the app (bad client_id): a configuration problem, not the play's.
+        # Plays wait for it to be fixed instead of dying.
+        return AuthError(
+            NAME,
+            f"{what}: SIMKL refused the app (412 {detail}): check simkl.client_id; plays wait",
+        )
     if resp.status == 429:
         return RetryableError(NAME, f"{what}: rate limited (429)", resp.retry_after_s)
     if resp.status >= 500:

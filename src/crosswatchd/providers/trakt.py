@@ -154,7 +154,11 @@ def _raise_for_status(resp: _Response) -> None:
     if status == 426:
         raise PermanentError(_PROVIDER, f"{what}: Trakt VIP only (426)")
     if status == 403:
-        raise PermanentError(_PROVIDER, f"{what}: forbidden (403): check trakt.client_id")
+        # The app itself is refused (wrong or revoked client id): a configuration problem,
+        # not the play's. Plays wait for it to be fixed instead of dying.
+        raise AuthError(
+            _PROVIDER, f"{what}: Trakt refused the app (403): check trakt.client_id; plays wait"
+        )
     if status == 412:
         raise PermanentError(_PROVIDER, f"{what}: content type rejected (412)")
     raise PermanentError(_PROVIDER, f"{what}: rejected with HTTP {status}")
