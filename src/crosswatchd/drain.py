@@ -13,7 +13,7 @@ UNCONFIRMED (2xx, no counts)      retried soon; the retry checks the target's hi
 resolver found nothing usable     parked (``unresolved``) until ``crosswatchd unresolved retry``
 RetryableError (5xx, 429, net)    pending again after Retry-After or exponential backoff +
                                   jitter, for as long as the outage lasts
-AuthError (no token, refused app)  pending again, attempt refunded; the loop waits for a fix
+AuthError (no token, bad app id)   pending again, attempt refunded; the loop waits for a fix
 PermanentError (420, 423, …)      dead with the reason
 ================================  =============================================================
 
