@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
 
 from crosswatchd.tokens import TokenStore
 from tests.e2e_support import (
+    FIXTURES,
     SECRET,
     Daemon,
     free_port,
@@ -133,4 +135,47 @@ async def test_watched_at_is_the_time_of_the_webhook_even_when_delivered_late(
     from crosswatchd.models import parse_utc
 
     assert abs(parse_utc(watched_at).timestamp() - sent_at) < 2.0
+    assert daemon.stop() == 0
+
+
+async def test_every_real_plex_payload_unmodified_gives_one_play_and_live_state_only(
+    world: tuple[FakeTrakt, Daemon],
+) -> None:
+    """The reference payloads as Plex sent them: the one scrobble is one Trakt play at its
+    receipt time; pauses/stops become /scrobble/pause below 80 % (never a play); library.new,
+    media.rate, music and another account's event are answered 200 and go nowhere."""
+    fake, daemon = world
+    await daemon.start()
+    expected = {
+        "movie_media.scrobble_plex-agent_big-trouble-in-little-china.json": 202,
+        "movie_media.rate_plex-agent_big-trouble-in-little-china.json": 200,
+        "movie_media.stop_legacy-agent_imdb_barry-lyndon.json": 202,
+        "episode_media.pause_legacy-agent_thetvdb_futurama.json": 202,
+        "episode_media.pause_plex-agent_bobs-burgers_s09e15.json": 200,  # "user": false
+        "episode_media.resume_plex-agent_solar-opposites_s01e03.json": 202,
+        "episode_library.new_plex-agent_bluey_s02e50.json": 200,
+        "official-doc-example_media.play_track.json": 200,
+    }
+    assert sorted(expected) == sorted(p.name for p in FIXTURES.glob("*.json"))
+    async with aiohttp.ClientSession() as http:
+        for name, status in expected.items():
+            payload = orjson.loads((FIXTURES / name).read_bytes())
+            assert await post_webhook(http, daemon.port, payload) == status, name
+        await wait_for(lambda: bool(fake.history), 20, "the play")
+        await wait_for(
+            lambda: sum(s["path"] == "/scrobble/pause" for s in fake.scrobbles) >= 2,
+            20,
+            "the two pauses",
+        )
+        await asyncio.sleep(1.0)
+    assert _imdb_counts(fake) == Counter({"tt0090728": 1})
+    assert all(h["action"] == "watch" for h in fake.history)
+    paused = [s["body"] for s in fake.scrobbles if s["path"] == "/scrobble/pause"]
+    assert any(b.get("movie", {}).get("ids", {}).get("imdb") == "tt0072684" for b in paused)
+    assert any(
+        b.get("show", {}).get("ids", {}).get("tvdb") == 73871
+        and b.get("episode") == {"season": 2, "number": 15}
+        for b in paused
+    ), paused
+    assert all(float(s["body"]["progress"]) < 80 for s in fake.scrobbles)
     assert daemon.stop() == 0
