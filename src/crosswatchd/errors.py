@@ -76,7 +76,17 @@ class RetryableError(ProviderError):
 
 
 class PermanentError(ProviderError):
-    """The request will never succeed as sent (e.g. Trakt 420 account limit, 423 locked)."""
+    """The request will never succeed as sent.
+
+    ``scope`` says what is refused: ``"account"`` (Trakt 420 account limit, 423 locked, 426
+    VIP only: every play would fail, the drainer marks them dead) or ``"request"`` (this
+    request's content was rejected, e.g. a 400/422: the drainer retries the plays of a batch
+    one by one and parks the one that is refused, with the reason).
+    """
+
+    def __init__(self, provider: str, message: str, *, scope: str = "request") -> None:
+        super().__init__(provider, message)
+        self.scope = scope
 
 
 class AuthError(ProviderError):

@@ -10,6 +10,7 @@ the new access token is used.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -97,6 +98,14 @@ class TokenStore:
         token = self.load()
         assert token is not None
         return token
+
+    def revoke(self) -> None:
+        """The service refused this token for good (refresh ``invalid_grant``, SIMKL 401):
+        rename the file to ``{provider}.json.revoked`` so the daemon stops using it,
+        ``status`` shows the target as not authorized, and ``crosswatchd auth`` starts anew."""
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self.path, self.path.with_name(self.path.name + ".revoked"))
+        self._seen = self._cached = None
 
     def clear(self) -> None:
         """Forget the token (e.g. after the refresh token was revoked)."""

@@ -25,11 +25,14 @@ class Play:
     """A completed play to record: ``item`` (ids resolved) watched at ``watched_at`` (UTC).
 
     ``key`` is an opaque caller reference (the outbox delivery id) echoed back in results.
+    ``sent_at`` (UTC) is when an earlier send that may have landed started, if there was one
+    (a history check can then look at what changed since, e.g. SIMKL's ``date_from``).
     """
 
     key: int
     item: Item
     watched_at: datetime
+    sent_at: datetime | None = None
 
 
 class PlayOutcome(enum.StrEnum):
@@ -101,10 +104,13 @@ class Provider(Protocol):
         """
         ...
 
-    async def find_in_history(self, plays: Sequence[Play]) -> set[int]:
-        """Keys of *plays* already in the account's history at (about) their ``watched_at``.
+    async def find_in_history(self, plays: Sequence[Play], *, tolerance_s: float = 5.0) -> set[int]:
+        """Keys of *plays* already in the account's history within ``tolerance_s`` of their
+        ``watched_at``.
 
-        Used after a crash, before re-sending a batch that may have reached the target.
+        Used after a crash or an unconfirmed send (default tolerance: the same play), and
+        before sending imported plays (tolerance: the dedupe window, so a play another
+        scrobbler already recorded is not added twice).
         """
         ...
 
