@@ -4,8 +4,9 @@ Start-up order (reverse on shutdown, through aiohttp's ``cleanup_ctx``):
 
 1. lock ``data_dir/crosswatchd.lock`` (one daemon per data directory, so leases left by a
    killed daemon can be released at once);
-2. open the outbox and return leased deliveries to pending (``sent_at`` kept: in-flight sends
-   are checked against the target's history before being sent again);
+2. open the outbox, return leased deliveries to pending (``sent_at`` kept: in-flight sends
+   are checked against the target's history before being sent again), and give targets
+   configured since the last start the plays stored before them;
 3. one ``aiohttp.ClientSession``, a rate limiter and a provider per target, the id cache and
    resolver;
 4. one drainer per target;
@@ -264,7 +265,8 @@ def _daemon_app(settings: Settings, outbox: Outbox, secret: str) -> web.Applicat
             if not tasks:
                 log.warning(
                     "daemon.no_targets",
-                    hint="set trakt.client_id and/or simkl.client_id; events are stored meanwhile",
+                    hint="set trakt.client_id and/or simkl.client_id; plays are stored"
+                    " meanwhile and delivered once a target is configured",
                 )
             yield
             stop.set()
@@ -293,6 +295,7 @@ async def run_daemon(settings: Settings) -> None:
         outbox = await open_outbox(settings)
         try:
             released = await outbox.release_all_leases()
+            adopted = await outbox.adopt_targets()
             app = _daemon_app(settings, outbox, secret)
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
@@ -312,6 +315,7 @@ async def run_daemon(settings: Settings) -> None:
                 webhook_url=webhook_url(settings, secret),
                 targets=settings.providers(),
                 released_leases=released,
+                plays_for_new_targets=adopted,
                 data_dir=str(settings.data_dir),
             )
             stop = asyncio.Event()

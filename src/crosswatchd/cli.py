@@ -186,6 +186,7 @@ async def _status(settings: Settings) -> dict[str, Any]:
         counts = await outbox.counts()
         parked = await outbox.parked(states=("parked", "dead"))
         backlog = await outbox.backlog()
+        untargeted = await outbox.untargeted_plays()
         seen_tautulli = await outbox.seen_accounts("tautulli")
         seen_plex = await outbox.seen_accounts("plex")
     finally:
@@ -225,6 +226,7 @@ async def _status(settings: Settings) -> dict[str, Any]:
             }
             for row in parked[:50]
         ],
+        "plays_without_target": untargeted,
         "accounts_ignored": {"plex": seen_plex, "tautulli": seen_tautulli},
         "tautulli_users": list(settings.tautulli.users),
     }
@@ -242,6 +244,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
         return
     if not report["providers"]:
         click.echo("No delivery targets configured (set trakt.client_id and/or simkl.client_id).")
+    if report["plays_without_target"]:
+        click.echo(
+            f"{report['plays_without_target']} play(s) stored with no target yet: they are"
+            " delivered once a target is configured and the daemon restarted."
+        )
     header = f"{'target':<8} {'auth':<5} {'pending':>8} {'delivered':>10} {'unresolved':>11}"
     header += f" {'parked':>7} {'dead':>6}"
     click.echo(header)

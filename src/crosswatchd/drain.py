@@ -9,17 +9,23 @@ outcome                           what happens to the delivery
 ================================  =============================================================
 ADDED / found in history          delivered
 NOT_FOUND                         parked (``not_found``), shown in status, not retried
-UNCONFIRMED (2xx, no counts)      retried soon; the retry checks the target's history first
+UNCONFIRMED (2xx, no counts)      retried soon; the retry checks the target's history first;
+                                  parked (``unconfirmed``) after 3 such sends
 resolver found nothing usable     parked (``unresolved``) until ``crosswatchd unresolved retry``
 RetryableError (5xx, 429, net)    pending again after Retry-After or exponential backoff +
                                   jitter, for as long as the outage lasts
 AuthError (no token, bad app id)   pending again, attempt refunded; the loop waits for a fix
-PermanentError (420, 423, …)      dead with the reason
+PermanentError, account (420…)    dead with the reason (Trakt 420, 423, 426)
+PermanentError, request (4xx)     a batch is re-sent play by play; the refused play is parked
+                                  (``rejected``); ``unresolved retry ID`` re-queues it
+unexpected exception              pending again with backoff, the error shown in status
 ================================  =============================================================
 
 A send is marked (``sent_at``) before it starts; a delivery claimed with that mark (the daemon
 died mid-send, or the send failed in a way that may have landed) is first looked up in the
-target's history, so a crash never turns into a duplicate play.
+target's history, so a crash never turns into a duplicate play. An imported play is looked up
+before its first send too, within the dedupe window, so a play another app already recorded
+is not added twice.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import structlog
 
@@ -39,7 +46,7 @@ from crosswatchd.errors import (
     RetryableError,
     UnresolvedError,
 )
-from crosswatchd.models import Item
+from crosswatchd.models import Item, Source
 from crosswatchd.outbox import Claimed, Outbox
 from crosswatchd.providers.base import LiveOutcome, Play, PlayOutcome, Provider
 
@@ -47,8 +54,12 @@ __all__ = ["Drainer", "ResolveFn", "passthrough_resolve", "retry_delay_s"]
 
 log = structlog.get_logger(__name__)
 
-#: An UNCONFIRMED play is looked up again after this many seconds.
+#: An UNCONFIRMED play is looked up again after this many seconds...
 _UNCONFIRMED_RECHECK_S = 60.0
+#: ...and parked ("unconfirmed") after this many sends the target neither confirmed nor shows.
+_UNCONFIRMED_MAX = 3
+#: A history entry this close to a play's watched_at is that very play (an earlier send).
+_SAME_PLAY_S = 5.0
 #: How often a drainer without a token looks for one (``crosswatchd auth`` writes it).
 _AUTH_POLL_S = 10.0
 
@@ -183,12 +194,26 @@ class Drainer:
             return 0
         ready: list[tuple[Claimed, Play]] = []
         for delivery in claimed:
-            play = await self._prepare(delivery)
+            try:
+                play = await self._prepare(delivery)
+            except Exception as exc:  # a bug or a surprise must not stall the whole batch
+                await self._internal_error(delivery, exc)
+                continue
             if play is not None:
                 ready.append((delivery, play))
         if ready:
-            await self._deliver_plays(ready)
+            try:
+                await self._deliver_plays(ready)
+            except Exception as exc:
+                for delivery, _ in ready:
+                    await self._internal_error(delivery, exc)
         return len(claimed)
+
+    async def _internal_error(self, delivery: Claimed, exc: Exception) -> None:
+        """Reschedule after an unexpected exception, with backoff and a visible reason."""
+        self._log.exception("drain.internal_error", delivery_id=delivery.id, item=delivery.label)
+        error = f"internal error: {type(exc).__name__}: {exc}"
+        await self._retry(delivery, RetryableError(self.provider.name, error), maybe_sent=True)
 
     async def _notice_retry_request(self) -> None:
         if self._on_retry_requested is None:
@@ -220,32 +245,66 @@ class Drainer:
             self._emit(delivery, "parked", reason=missing)
             return None
         assert delivery.watched_at is not None
-        return Play(key=delivery.id, item=item, watched_at=delivery.watched_at)
+        sent_at = (
+            None if delivery.sent_at is None else datetime.fromtimestamp(delivery.sent_at, UTC)
+        )
+        return Play(key=delivery.id, item=item, watched_at=delivery.watched_at, sent_at=sent_at)
 
     async def _deliver_plays(self, ready: list[tuple[Claimed, Play]]) -> None:
-        by_id = {d.id: d for d, _ in ready}
         started = time.perf_counter()
-        # 1. Anything that may already have landed is looked up first.
-        maybe_sent = [(d, p) for d, p in ready if d.sent_at is not None]
-        if maybe_sent:
+        # 1. Look before sending: a play that may already have landed (an interrupted or
+        #    unconfirmed send: the same play, seconds of tolerance), and an imported play
+        #    another scrobbler may have recorded long ago (the dedupe window of tolerance).
+        checks = (
+            ([(d, p) for d, p in ready if d.sent_at is not None], _SAME_PLAY_S, "found in history"),
+            (
+                [(d, p) for d, p in ready if d.sent_at is None and d.source is Source.IMPORT],
+                float(self.settings.dedupe_window_s),
+                "already in history (recorded by another app?)",
+            ),
+        )
+        for group, tolerance_s, note in checks:
+            if not group:
+                continue
             try:
-                found = await self.provider.find_in_history([p for _, p in maybe_sent])
-            except (RetryableError, AuthError, PermanentError) as exc:
+                found = await self.provider.find_in_history(
+                    [p for _, p in group], tolerance_s=tolerance_s
+                )
+            except (RetryableError, AuthError) as exc:
                 for delivery, _ in ready:
                     await self._fail(delivery, exc, maybe_sent=delivery.sent_at is not None)
                 return
-            for delivery, play in maybe_sent:
-                if play.key in found:
-                    await self.outbox.settle_delivered(delivery, note="found in history")
-                    self._emit(delivery, "already_in_history", started=started)
+            except PermanentError as exc:  # cannot look: never guess that a play is absent
+                for delivery, _ in group:
+                    await self._park_unconfirmed(delivery, f"history check refused: {exc.message}")
+                found = {p.key for _, p in group}  # settled above; keep them out of the send
+            else:
+                for delivery, play in group:
+                    if play.key in found:
+                        await self.outbox.settle_delivered(delivery, note=note)
+                        self._emit(delivery, "already_in_history", started=started, note=note)
             ready = [(d, p) for d, p in ready if p.key not in found]
-            if not ready:
-                return
-        # 2. Send, marked durably as in flight first.
+        if ready:
+            await self._send(ready, started)
+
+    async def _send(self, ready: list[tuple[Claimed, Play]], started: float) -> None:
+        """2. Send, marked durably as in flight first; settle each play by its outcome."""
+        by_id = {d.id: d for d, _ in ready}
         await self.outbox.mark_sent([d for d, _ in ready])
         try:
             outcomes = await self.provider.add_history([p for _, p in ready])
-        except (RetryableError, AuthError, PermanentError) as exc:
+        except PermanentError as exc:
+            if exc.scope == "request" and len(ready) > 1:
+                # The whole request was refused, so nothing landed: find the culprit by
+                # sending the plays one by one instead of condemning the batch.
+                self._log.warning("delivery.batch_refused", plays=len(ready), reason=exc.message)
+                for pair in ready:
+                    await self._send([pair], started)
+                return
+            for delivery, _ in ready:
+                await self._fail(delivery, exc, maybe_sent=False)
+            return
+        except (RetryableError, AuthError) as exc:
             for delivery, _ in ready:
                 await self._fail(delivery, exc, maybe_sent=True)
             return
@@ -258,12 +317,19 @@ class Drainer:
                 reason = f"{self.provider.name} does not know this item (not_found)"
                 await self.outbox.settle_parked(delivery, reason=reason, reason_kind="not_found")
                 self._emit(delivery, "parked", reason=reason, started=started)
+            elif delivery.unconfirmed + 1 >= _UNCONFIRMED_MAX:
+                await self._park_unconfirmed(
+                    delivery,
+                    f"sent {delivery.unconfirmed + 1} times; {self.provider.name} neither"
+                    " confirmed it nor shows it in history",
+                )
             else:
                 await self.outbox.settle_retry(
                     delivery,
                     delay_s=_UNCONFIRMED_RECHECK_S,
                     error="sent, but the reply confirmed nothing; checking history next",
                     maybe_sent=True,
+                    unconfirmed=True,
                 )
                 self._emit(delivery, "unconfirmed", started=started)
         for delivery, _ in ready:
@@ -272,10 +338,20 @@ class Drainer:
                     delivery, delay_s=_UNCONFIRMED_RECHECK_S, error="no outcome", maybe_sent=True
                 )
 
+    async def _park_unconfirmed(self, delivery: Claimed, reason: str) -> None:
+        """Stop re-sending a play whose fate the target will not tell (visible in status;
+        ``crosswatchd unresolved retry ID`` sends it again)."""
+        await self.outbox.settle_parked(delivery, reason=reason, reason_kind="unconfirmed")
+        self._emit(delivery, "parked", reason=reason)
+
     async def _fail(self, delivery: Claimed, exc: CrosswatchError, *, maybe_sent: bool) -> None:
-        if isinstance(exc, PermanentError):
+        if isinstance(exc, PermanentError) and exc.scope == "account":
             await self.outbox.settle_dead(delivery, reason=exc.message)
             self._emit(delivery, "dead", reason=exc.message)
+        elif isinstance(exc, PermanentError):
+            reason = f"refused by {self.provider.name}: {exc.message}"
+            await self.outbox.settle_parked(delivery, reason=reason, reason_kind="rejected")
+            self._emit(delivery, "parked", reason=reason)
         elif isinstance(exc, AuthError):
             await self.outbox.settle_retry(
                 delivery,

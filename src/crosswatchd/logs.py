@@ -62,14 +62,15 @@ def configure_logging(
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact,
     ]
     renderer: Any
     if json:
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        # Tracebacks become text before redaction, so secrets inside them are masked too.
         shared.append(structlog.processors.format_exc_info)
     else:
         renderer = structlog.dev.ConsoleRenderer()
+    shared.append(redact)
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

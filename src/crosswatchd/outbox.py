@@ -71,6 +71,23 @@ RETURNING id
 """
 
 
+# One missed play for one target (Outbox.adopt_targets), deduped like the fan-out trigger.
+_ADOPT_PLAY = """
+INSERT INTO deliveries (event_id, provider, kind, next_attempt_at, watched_at,
+                        created_at, updated_at)
+SELECT e.id, :p, 'play', :now, e.occurred_at, :now, :now
+FROM events AS e
+WHERE e.id = :id
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.event_id = e.id AND d.provider = :p)
+  AND NOT EXISTS (
+        SELECT 1 FROM play_keys AS k
+        WHERE k.provider = :p
+          AND k.key IN (SELECT value FROM json_each(e.keys))
+          AND k.watched_at BETWEEN e.occurred_at - e.dedupe_window_s
+                               AND e.occurred_at + e.dedupe_window_s)
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class EnqueueResult:
     """Outcome of enqueueing one event.
@@ -109,6 +126,7 @@ class Claimed:
     watched_at: datetime | None
     progress_pct: float | None
     sent_at: float | None
+    unconfirmed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +354,50 @@ class Outbox:
                 if not future.done():
                     future.set_result(result)
 
+    async def adopt_targets(self) -> int:
+        """Give targets configured after events arrived the plays they missed.
+
+        Each event records the targets it fanned out to. For every configured target an event
+        lacks, a play gets that target's delivery (with the same dedupe test as the fan-out
+        trigger, one event after another so the missed plays dedupe among themselves too);
+        live state gets none (it is stale by now). Safe to repeat, and after a crash between
+        its statements: an existing delivery is never created twice. Returns how many
+        deliveries were created.
+        """
+        created = 0
+        now = self._clock()
+        for provider in self.providers:
+            orphans = await self._conn.execute_fetchall(
+                "SELECT id FROM events WHERE action = 'watched' AND NOT EXISTS"
+                " (SELECT 1 FROM json_each(events.providers) WHERE value = ?) ORDER BY id",
+                (provider,),
+            )
+            if orphans:
+                await self._conn.executemany(
+                    _ADOPT_PLAY, [{"id": r[0], "p": provider, "now": now} for r in orphans]
+                )
+                rows = await self._conn.execute_fetchall(
+                    "SELECT count(*) FROM deliveries WHERE provider = ? AND created_at = ?"
+                    " AND event_id IN (SELECT value FROM json_each(?))",
+                    (provider, now, orjson.dumps([r[0] for r in orphans]).decode()),
+                )
+                created += int(rows[0][0]) if rows else 0
+            await self._conn.execute(
+                "UPDATE events SET providers = json_insert(providers, '$[#]', ?)"
+                " WHERE NOT EXISTS (SELECT 1 FROM json_each(events.providers) WHERE value = ?)",
+                (provider, provider),
+            )
+        if created:
+            self._notify()
+        return created
+
+    async def untargeted_plays(self) -> int:
+        """Plays stored while no target was configured (delivered once one is)."""
+        rows = await self._conn.execute_fetchall(
+            "SELECT count(*) FROM events WHERE action = 'watched' AND providers = '[]'"
+        )
+        return int(rows[0][0]) if rows else 0
+
     async def copy_to(self, path: Path) -> None:
         """Write a consistent copy of the whole outbox to *path* (SQLite online backup).
 
@@ -413,7 +475,7 @@ class Outbox:
             SELECT d.id, d.event_id, d.provider, d.kind, d.lease_token, d.attempts, e.action,
                    e.source, e.account, coalesce(d.resolved_item, e.item),
                    d.resolved_item IS NOT NULL, e.label, e.occurred_at, d.watched_at,
-                   e.progress_pct, d.sent_at
+                   e.progress_pct, d.sent_at, d.unconfirmed
             FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
             WHERE d.id IN ({marks}) AND d.lease_token = ?
             ORDER BY d.id
@@ -438,6 +500,7 @@ class Outbox:
                 watched_at=_dt(r[13]),
                 progress_pct=r[14],
                 sent_at=r[15],
+                unconfirmed=r[16],
             )
             for r in rows
         ]
@@ -469,6 +532,7 @@ class Outbox:
         reason_kind: str | None = None,
         keep_sent: bool = False,
         refund_attempt: bool = False,
+        unconfirmed: bool = False,
     ) -> bool:
         now = self._clock()
         cur = await self._conn.execute(
@@ -480,6 +544,7 @@ class Outbox:
                 reason = :reason, reason_kind = :reason_kind,
                 sent_at = CASE WHEN :keep_sent THEN sent_at END,
                 attempts = attempts - :refund,
+                unconfirmed = unconfirmed + :unconfirmed,
                 settled_at = CASE WHEN :state IN ('delivered', 'parked', 'dead', 'dropped')
                                   THEN :now END,
                 updated_at = :now
@@ -493,6 +558,7 @@ class Outbox:
                 "reason_kind": reason_kind,
                 "keep_sent": keep_sent,
                 "refund": 1 if refund_attempt else 0,
+                "unconfirmed": 1 if unconfirmed else 0,
                 "now": now,
                 "id": claimed.id,
                 "token": claimed.lease_token,
@@ -512,10 +578,12 @@ class Outbox:
         error: str,
         maybe_sent: bool,
         count_attempt: bool = True,
+        unconfirmed: bool = False,
     ) -> bool:
         """Back to pending, due in *delay_s*. *maybe_sent* keeps the in-flight mark so the
         next attempt checks the target's history first. ``count_attempt=False`` refunds the
-        attempt (waiting for authorization is not a failed attempt)."""
+        attempt (waiting for authorization is not a failed attempt). ``unconfirmed`` counts a
+        send the target neither confirmed nor showed (the drainer parks after a few)."""
         return await self._settle(
             claimed,
             state="pending",
@@ -523,6 +591,7 @@ class Outbox:
             error=error,
             keep_sent=maybe_sent,
             refund_attempt=not count_attempt,
+            unconfirmed=unconfirmed,
         )
 
     async def settle_parked(self, claimed: Claimed, *, reason: str, reason_kind: str) -> bool:
@@ -590,7 +659,8 @@ class Outbox:
     async def retry_parked(
         self, delivery_id: int | None = None, *, kinds: Sequence[str] = ("unresolved",)
     ) -> int:
-        """Put parked deliveries (one, or all of *kinds*) back to pending, resolving afresh.
+        """Put parked deliveries (one by id, parked or dead; or all parked of *kinds*) back
+        to pending, resolving afresh.
 
         Returns how many were re-queued.
         """
@@ -598,14 +668,14 @@ class Outbox:
         sql = (
             "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, reason = NULL,"
             " reason_kind = NULL, resolved_item = NULL, resolved_by = NULL, attempts = 0,"
-            " settled_at = NULL, updated_at = ? WHERE state = 'parked'"
+            " unconfirmed = 0, settled_at = NULL, updated_at = ?"
         )
         params: list[Any] = [now, now]
-        if delivery_id is not None:
-            sql += " AND id = ?"
+        if delivery_id is not None:  # one the user names: parked or dead alike
+            sql += " WHERE state IN ('parked', 'dead') AND kind = 'play' AND id = ?"
             params.append(delivery_id)
         else:
-            sql += f" AND reason_kind IN ({','.join('?' * len(kinds))})"
+            sql += f" WHERE state = 'parked' AND reason_kind IN ({','.join('?' * len(kinds))})"
             params.extend(kinds)
         cur = await self._conn.execute(sql, params)
         count = cur.rowcount

@@ -37,6 +37,7 @@ CREATE TABLE deliveries (
     resolved_item    TEXT,                         -- JSON of the item with resolved ids
     resolved_by      TEXT,                         -- resolver step
     watched_at       REAL,                         -- plays only
+    unconfirmed      INTEGER NOT NULL DEFAULT 0,   -- sends the target neither confirmed nor showed
     created_at       REAL    NOT NULL,
     updated_at       REAL    NOT NULL,
     settled_at       REAL
@@ -71,9 +72,10 @@ CREATE TABLE meta (
 ) WITHOUT ROWID;
 
 -- Fan-out and dedupe in the same statement as the event insert, so a batch of events is one
--- executemany in one transaction. A completed play becomes one 'play' delivery per target unless
--- that target already has a play sharing any identity key within the dedupe window; live state
--- becomes one 'live' delivery per target.
+-- statement. A completed play becomes one 'play' delivery per target unless that target
+-- already has a play sharing any identity key within the dedupe window; live state becomes one
+-- 'live' delivery per target. Outbox.adopt_targets() uses the same NOT EXISTS test for targets
+-- configured after an event arrived.
 CREATE TRIGGER events_fan_out AFTER INSERT ON events
 BEGIN
     INSERT INTO deliveries (event_id, provider, kind, next_attempt_at, watched_at,
@@ -93,9 +95,14 @@ BEGIN
               AND k.watched_at BETWEEN NEW.occurred_at - NEW.dedupe_window_s
                                    AND NEW.occurred_at + NEW.dedupe_window_s
        );
+END;
 
+-- Every play delivery, however created, records its event's identity keys for dedupe.
+CREATE TRIGGER play_keys_of_delivery AFTER INSERT ON deliveries
+WHEN NEW.kind = 'play'
+BEGIN
     INSERT INTO play_keys (provider, key, watched_at, delivery_id)
-    SELECT d.provider, nk.value, d.watched_at, d.id
-    FROM deliveries AS d, json_each(NEW.keys) AS nk
-    WHERE d.event_id = NEW.id AND d.kind = 'play';
+    SELECT NEW.provider, nk.value, NEW.watched_at, NEW.id
+    FROM events AS e, json_each(e.keys) AS nk
+    WHERE e.id = NEW.event_id;
 END;
