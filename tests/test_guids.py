@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from crosswatchd.models import Ids
-from crosswatchd.sources.guids import ParsedGuid, ids_from_guid_list, normalize_id, parse_guid
+from crosswatchd.sources.guids import (
+    ParsedGuid,
+    guid_base,
+    ids_from_guid_list,
+    normalize_id,
+    parse_guid,
+)
 
 _L = "com.plexapp.agents."
 
@@ -87,12 +93,22 @@ class TestLegacyAgentGuids:
 class TestHamaGuids:
     """HAMA (anime) GUIDs: ``<source>-<id>/<season>/<episode>``."""
 
-    @pytest.mark.parametrize("prefix", ["tvdb", "tvdb2", "tvdb3", "tvdb4"])
-    def test_tvdb_modes_give_show_tvdb_id_and_episode(self, prefix: str) -> None:
-        parsed = parse_guid(f"{_L}hama://{prefix}-12345/1/2?lang=en")
+    def test_tvdb_mode_gives_show_tvdb_id_and_episode(self) -> None:
+        parsed = parse_guid(f"{_L}hama://tvdb-12345/1/2?lang=en")
         assert parsed == ParsedGuid(
             ids=Ids(tvdb="12345"), season=1, number=2, scope="show", agent="hama"
         )
+
+    @pytest.mark.parametrize("prefix", ["tvdb2", "tvdb3", "tvdb4", "tvdb5", "tvdb6"])
+    def test_absolute_and_arc_tvdb_modes_keep_the_show_but_not_its_numbering(
+        self, prefix: str
+    ) -> None:
+        """HAMA's tvdb2-…tvdb6- paths number episodes absolutely or by arc, not as TVDB does."""
+        parsed = parse_guid(f"{_L}hama://{prefix}-12345/1/57?lang=en")
+        assert parsed == ParsedGuid(ids=Ids(tvdb="12345"), scope="show", agent="hama")
+
+    def test_bare_absolute_tvdb_mode_is_like_bare_tvdb(self) -> None:
+        assert parse_guid(f"{_L}hama://tvdb2-12345") == parse_guid(f"{_L}hama://tvdb-12345")
 
     def test_anidb_episode_gives_anidb_id(self) -> None:
         parsed = parse_guid(f"{_L}hama://anidb-123/1/5?lang=en")
@@ -199,3 +215,19 @@ class TestNormalizeId:
     )
     def test_normalize(self, name: str, value: object, expected: str | None) -> None:
         assert normalize_id(name, value) == expected
+
+
+class TestGuidBase:
+    """``guid_base`` drops what may differ between two reports of one item."""
+
+    def test_legacy_language_query_is_dropped(self) -> None:
+        assert guid_base(f" {_L}thetvdb://73871/2/15?lang=en ") == f"{_L}thetvdb://73871/2/15"
+
+    def test_plex_guid_is_unchanged(self) -> None:
+        assert guid_base("plex://episode/5de8dbdf18b6d6001db44001") == (
+            "plex://episode/5de8dbdf18b6d6001db44001"
+        )
+
+    @pytest.mark.parametrize("value", [None, "", 5])
+    def test_nothing_gives_empty_text(self, value: Any) -> None:
+        assert guid_base(value) == ""

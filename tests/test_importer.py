@@ -47,6 +47,44 @@ def episode(row_id: int, **kw: Any) -> dict[str, Any]:
     )
 
 
+NEW_MOVIE = "plex://movie/5d7768313c3c2a001fbcab72"
+NEW_EPISODE = "plex://episode/5d9c1276e9d5a1001f4ff2fa"
+
+
+def movie_meta(rating_key: str, guid: str, guids: list[str], **kw: Any) -> dict[str, Any]:
+    """get_metadata data of a movie (api_v2_reference.md, "get_metadata")."""
+    return {"rating_key": rating_key, "media_type": "movie", "guid": guid, "guids": guids, **kw}
+
+
+def episode_meta(
+    rating_key: str, guid: str, guids: list[str], *, show_rk: str, **kw: Any
+) -> dict[str, Any]:
+    """get_metadata data of Futurama S02E15 under the show *show_rk*."""
+    return {
+        "rating_key": rating_key,
+        "media_type": "episode",
+        "title": "A Clone of My Own",
+        "guid": guid,
+        "guids": guids,
+        "grandparent_rating_key": show_rk,
+        "grandparent_title": "Futurama",
+        "parent_media_index": "2",
+        "media_index": "15",
+        **kw,
+    }
+
+
+def show_meta(rating_key: str, title: str, guids: list[str]) -> dict[str, Any]:
+    """get_metadata data of a show."""
+    return {
+        "rating_key": rating_key,
+        "media_type": "show",
+        "title": title,
+        "guid": f"plex://show/{int(rating_key):024x}",
+        "guids": guids,
+    }
+
+
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
@@ -137,8 +175,8 @@ class TestMetadata:
     async def test_movie_without_ids_in_its_row_gets_them_from_get_metadata(
         self, session: aiohttp.ClientSession, outbox: Outbox
     ) -> None:
-        meta = {"900": {"rating_key": "900", "guids": ["imdb://tt0090728", "tmdb://6978"]}}
-        rows = [movie(1, rating_key=900, guid="plex://movie/5d7768313c3c2a001fbcab72")]
+        meta = {"900": movie_meta("900", NEW_MOVIE, ["imdb://tt0090728", "tmdb://6978"])}
+        rows = [movie(1, rating_key=900, guid=NEW_MOVIE)]
         await _run(rows, session, outbox, metadata=meta)
         item = (await _events(outbox))[0][2]
         assert item["ids"] == {"imdb": "tt0090728", "tmdb": "6978"}
@@ -146,10 +184,9 @@ class TestMetadata:
     async def test_each_rating_key_is_looked_up_once_per_run(
         self, session: aiohttp.ClientSession, outbox: Outbox
     ) -> None:
-        new_agent = "plex://movie/5d7768313c3c2a001fbcab72"
-        meta = {"900": {"guids": ["imdb://tt0090728"]}}  # 901 is gone from Plex
+        meta = {"900": movie_meta("900", NEW_MOVIE, ["imdb://tt0090728"])}  # 901 is gone
         rows = [
-            movie(n, rating_key=900 + n % 2, guid=new_agent) for n in range(1, 9)
+            movie(n, rating_key=900 + n % 2, guid=NEW_MOVIE) for n in range(1, 9)
         ]  # four plays each of 900 and 901, over several pages
         summary, fake = await _run(rows, session, outbox, metadata=meta, page_size=3)
         assert dict(fake.metadata_calls_by_key) == {"900": 1, "901": 1}
@@ -159,10 +196,10 @@ class TestMetadata:
         self, session: aiohttp.ClientSession, outbox: Outbox
     ) -> None:
         meta = {
-            "7015": {"rating_key": "7015", "grandparent_rating_key": "7000", "guids": []},
-            "7000": {"rating_key": "7000", "guids": ["tvdb://73871", "imdb://tt0149460"]},
+            "7015": episode_meta("7015", NEW_EPISODE, [], show_rk="7000"),
+            "7000": show_meta("7000", "Futurama", ["tvdb://73871", "imdb://tt0149460"]),
         }
-        rows = [episode(1, guid="plex://episode/5d9c1276e9d5a1001f4ff2fa")]
+        rows = [episode(1, guid=NEW_EPISODE)]
         summary, fake = await _run(rows, session, outbox, metadata=meta)
         item = (await _events(outbox))[0][2]
         assert item["show_ids"] == {"imdb": "tt0149460", "tvdb": "73871"}
@@ -172,8 +209,8 @@ class TestMetadata:
     async def test_episode_with_its_own_ids_needs_no_show_lookup(
         self, session: aiohttp.ClientSession, outbox: Outbox
     ) -> None:
-        meta = {"7015": {"guids": ["tvdb://163303"], "grandparent_rating_key": "7000"}}
-        rows = [episode(1, guid="plex://episode/5d9c1276e9d5a1001f4ff2fa")]
+        meta = {"7015": episode_meta("7015", NEW_EPISODE, ["tvdb://163303"], show_rk="7000")}
+        rows = [episode(1, guid=NEW_EPISODE)]
         _, fake = await _run(rows, session, outbox, metadata=meta)
         assert (await _events(outbox))[0][2]["ids"] == {"tvdb": "163303"}
         assert dict(fake.metadata_calls_by_key) == {"7015": 1}
@@ -190,6 +227,62 @@ class TestMetadata:
                 "gone from Plex (get_metadata rating_key 901 is empty); guid plex://movie/ab",
             )
         ]
+
+
+class TestReusedRatingKeys:
+    """Old rows' rating_keys may name other items after a library rebuild: such metadata is
+    never merged, and the play is reported unresolved with the reason."""
+
+    async def test_metadata_of_another_item_under_the_rows_key_is_not_taken(
+        self, session: aiohttp.ClientSession, outbox: Outbox
+    ) -> None:
+        meta = {"900": movie_meta("900", "plex://movie/5d776b59ad5437001f79c6f8", ["imdb://tt1"])}
+        rows = [movie(1, rating_key=900, title="Lost Film", year=1999, guid=NEW_MOVIE)]
+        summary, _ = await _run(rows, session, outbox, metadata=meta)
+        assert (await _events(outbox))[0][2]["ids"] == {}
+        assert summary.unresolved_plays == 1
+        label, reason = summary.unresolved[0]
+        assert label == "Lost Film (1999)"
+        assert reason.startswith("rating_key 900 now belongs to another item")
+        assert "guid plex://movie/5d776b59ad5437001f79c6f8" in reason
+
+    async def test_metadata_of_another_media_type_is_not_taken(
+        self, session: aiohttp.ClientSession, outbox: Outbox
+    ) -> None:
+        meta = {"7015": movie_meta("7015", NEW_EPISODE, ["imdb://tt0090728"])}
+        rows = [episode(1, guid=NEW_EPISODE)]
+        summary, fake = await _run(rows, session, outbox, metadata=meta)
+        item = (await _events(outbox))[0][2]
+        assert (item["ids"], item["show_ids"]) == ({}, {})
+        assert "rating_key 7015 now belongs to another item (a movie" in summary.unresolved[0][1]
+        assert dict(fake.metadata_calls_by_key) == {"7015": 1}  # its show was not looked up
+
+    async def test_another_show_under_the_rows_show_key_is_not_taken(
+        self, session: aiohttp.ClientSession, outbox: Outbox
+    ) -> None:
+        """The episode is gone; the row's show key now names another show."""
+        meta = {"7000": show_meta("7000", "The Simpsons", ["tvdb://71663"])}
+        rows = [episode(1, guid=NEW_EPISODE)]
+        summary, _ = await _run(rows, session, outbox, metadata=meta)
+        assert (await _events(outbox))[0][2]["show_ids"] == {}
+        assert summary.unresolved[0][1].startswith(
+            "show rating_key 7000 now belongs to another item (titled 'The Simpsons'"
+        )
+
+    async def test_a_confirmed_episode_uses_its_current_show_key(
+        self, session: aiohttp.ClientSession, outbox: Outbox
+    ) -> None:
+        """After a rebuild the episode (same guid) has a new show key; the row's is stale."""
+        meta = {
+            "7015": episode_meta("7015", NEW_EPISODE, [], show_rk="8000"),
+            "8000": show_meta("8000", "Futurama", ["tvdb://73871"]),
+            "7000": show_meta("7000", "The Simpsons", ["tvdb://71663"]),
+        }
+        rows = [episode(1, guid=NEW_EPISODE)]
+        summary, fake = await _run(rows, session, outbox, metadata=meta)
+        assert (await _events(outbox))[0][2]["show_ids"] == {"tvdb": "73871"}
+        assert dict(fake.metadata_calls_by_key) == {"7015": 1, "8000": 1}
+        assert summary.unresolved == []
 
 
 class TestIdempotence:

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 
 from crosswatchd.config import Settings
 from crosswatchd.errors import RetryableError, SourceUnavailableError, UnresolvedError
@@ -39,6 +40,7 @@ from tests.fakes.tautulli import FakeTautulli
 from tests.fakes.trakt import FakeTrakt
 
 FIXTURES = Path(__file__).parent / "fixtures" / "plex"
+BOBS_EPISODE_GUID = "plex://episode/5de8dbdf18b6d6001db44001"  # in the Bob's Burgers fixture
 PLEX_TOKEN = "plex-secret-token"
 POSITIVE_TTL_S = 1000.0
 NEGATIVE_TTL_S = 10.0
@@ -144,6 +146,20 @@ def make(cache: IdCache, session: aiohttp.ClientSession) -> Callable[..., Resolv
         )
 
     return build
+
+
+def bobs_burgers_item() -> Item:
+    """The item of the real Bob's Burgers S09E15 webhook (ratingKey 146734, show 146560)."""
+    event = plex_event(
+        parse_plex_payload(
+            (FIXTURES / "episode_media.pause_plex-agent_bobs-burgers_s09e15.json").read_bytes()
+        ),
+        received_at=datetime(2026, 1, 1, tzinfo=UTC),
+        accounts=["melissar26"],
+    )
+    assert isinstance(event, PlayEvent)
+    assert event.item.guid == BOBS_EPISODE_GUID
+    return event.item
 
 
 def search_requests(fake: FakeTrakt) -> list[tuple[str, str, dict[str, str]]]:
@@ -328,6 +344,20 @@ class TestCache:
         assert (later.item.season, later.item.number) == (2, 15)
         assert sum(plex.calls.values()) == 2  # episode + show, once each
 
+    async def test_a_confirmed_rating_key_serves_a_later_play_without_guid_from_the_cache(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        """Once the server confirmed ratingKey 215 is the webhook's item, Tautulli's guid-less
+        report of 215 needs no lookup."""
+        resolver = make(plex=plex)
+        guid = str(plex.items["215"]["guid"])
+        await resolver.resolve(episode(rating_key="215", guid=guid))
+
+        later = await resolver.resolve(episode(rating_key="215"))
+
+        assert (later.step, later.item.show_ids.tvdb) == ("cache", "73871")
+        assert sum(plex.calls.values()) == 2  # episode + show, once each
+
     async def test_positive_answer_expires_after_its_ttl(
         self, make: Callable[..., Resolver], plex: FakePlexServer, clock: FakeClock
     ) -> None:
@@ -435,32 +465,35 @@ class TestPlex:
     async def test_new_agent_episode_webhook_gets_show_ids_from_its_grandparent(
         self, make: Callable[..., Resolver], plex: FakePlexServer
     ) -> None:
-        """Real Bob's Burgers payload: Guid[] holds the episode's ids; the show's need PMS."""
+        """Real Bob's Burgers payload: Guid[] holds the episode's ids; the show's need PMS
+        (after PMS confirmed that the payload's ratingKey is this very episode)."""
         plex.add_show("146560", "Bob's Burgers", 2011, ["tvdb://194031", "imdb://tt1561755"])
-        event = plex_event(
-            parse_plex_payload(
-                (FIXTURES / "episode_media.pause_plex-agent_bobs-burgers_s09e15.json").read_bytes()
-            ),
-            received_at=datetime(2026, 1, 1, tzinfo=UTC),
-            accounts=["melissar26"],
+        plex.add_episode(
+            "146734",
+            "146560",
+            9,
+            15,
+            ["imdb://tt9413736"],
+            title="The Fresh Princ-ipal",
+            guid=BOBS_EPISODE_GUID,
         )
-        assert isinstance(event, PlayEvent)
 
-        result = await make(plex=plex).resolve(event.item)
+        result = await make(plex=plex).resolve(bobs_burgers_item())
 
         assert result.step == "plex"
         assert result.item.show_ids == Ids(tvdb="194031", imdb="tt1561755")
         assert result.item.ids.imdb == "tt9413736"  # the episode's own ids are kept
         assert (result.item.season, result.item.number) == (9, 15)
-        assert dict(plex.calls) == {"146560": 1}  # only the show was fetched
+        assert dict(plex.calls) == {"146734": 1, "146560": 1}
 
     async def test_episode_with_empty_guid_array_resolves_through_its_show(
         self, make: Callable[..., Resolver], plex: FakePlexServer
     ) -> None:
+        guid = "plex://episode/5e8339c4ec007c00412fee31"
         plex.add_show("17933", "Solar Opposites", 2020, ["tvdb://375892"])
-        plex.add_episode("17946", "17933", 1, 3, [])
+        plex.add_episode("17946", "17933", 1, 3, [], guid=guid)
         item = episode(
-            guid="plex://episode/5e8339c4ec007c00412fee31",
+            guid=guid,
             rating_key="17946",
             grandparent_rating_key="17933",
             season=1,
@@ -574,6 +607,169 @@ class TestPlex:
             15,
             "200",
         )
+
+
+class TestOtherServer:
+    """Plex webhooks also report plays on friends' servers: their ratingKeys name other items
+    on the configured server, whose ids must never be taken."""
+
+    @pytest.fixture
+    def own_futurama(self, plex: FakePlexServer) -> FakePlexServer:
+        """The own server keeps Futurama under the ratingKeys of the Bob's Burgers payload."""
+        plex.add_show("146560", "Futurama", 1999, ["tvdb://73871", "imdb://tt0149460"])
+        plex.add_episode("146734", "146560", 2, 15, ["tvdb://163303"], title="A Clone of My Own")
+        return plex
+
+    async def test_play_from_another_server_never_takes_the_own_servers_show_ids(
+        self, make: Callable[..., Resolver], own_futurama: FakePlexServer, trakt: FakeTrakt
+    ) -> None:
+        result = await make(plex=own_futurama, trakt=trakt).resolve(bobs_burgers_item())
+
+        assert result.step == "trakt"  # the chain went on past Plex
+        assert result.item.show_ids.tvdb == "194031"  # Bob's Burgers, not Futurama's 73871
+        assert "146560" not in own_futurama.calls  # the other show was never fetched
+
+    async def test_play_from_another_server_without_searches_keeps_only_its_own_ids(
+        self, make: Callable[..., Resolver], own_futurama: FakePlexServer
+    ) -> None:
+        result = await make(plex=own_futurama).resolve(bobs_burgers_item())
+
+        assert result.item.show_ids == Ids()
+        assert result.item.ids == Ids(imdb="tt9413736", tmdb="1707381", tvdb="7047159")
+
+    async def test_mismatch_is_logged_and_not_asked_again(
+        self, make: Callable[..., Resolver], own_futurama: FakePlexServer
+    ) -> None:
+        resolver = make(plex=own_futurama)
+        with structlog.testing.capture_logs() as logs:
+            await resolver.resolve(bobs_burgers_item())
+            await resolver.resolve(bobs_burgers_item())
+
+        other = [e for e in logs if e["event"] == "resolve.plex_other_server"]
+        assert other and other[0]["rating_key"] == "146734"
+        assert BOBS_EPISODE_GUID in other[0]["why"]
+        assert dict(own_futurama.calls) == {"146734": 1}
+
+    async def test_unresolved_play_from_another_server_says_so(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        plex.add_movie("100100", "Heat", 1995, ["imdb://tt0113277"])
+        item = movie(title="Stranger Movie", rating_key="100100", guid="plex://movie/5d77aaaa")
+
+        with pytest.raises(UnresolvedError) as err:
+            await make(plex=plex).resolve(item)
+
+        assert err.value.step == "plex"
+        assert "ratingKey 100100 is another item" in err.value.reason
+
+    async def test_own_items_cached_ratingkey_is_not_used_for_another_servers_play(
+        self, make: Callable[..., Resolver], own_futurama: FakePlexServer
+    ) -> None:
+        own = Item(
+            kind=MediaKind.EPISODE,
+            title="A Clone of My Own",
+            season=2,
+            number=15,
+            rating_key="146734",
+            grandparent_rating_key="146560",
+            guid=str(own_futurama.items["146734"]["guid"]),
+        )
+        resolver = make(plex=own_futurama)
+        assert (await resolver.resolve(own)).item.show_ids.tvdb == "73871"
+
+        result = await resolver.resolve(bobs_burgers_item())
+
+        assert result.step != "cache"
+        assert result.item.show_ids == Ids()
+
+    async def test_legacy_guid_matches_whatever_its_language_query(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        plex.add_show("40", "Cowboy Bebop", 1998, ["tvdb://76885"])
+        plex.add(
+            "41",
+            {
+                "type": "episode",
+                "title": "Asteroid Blues",
+                "guid": "com.plexapp.agents.hama://anidb-23/1/1?lang=en",
+                "parentIndex": 1,
+                "index": 1,
+                "grandparentRatingKey": "40",
+            },
+        )
+        item = episode(rating_key="41", guid="com.plexapp.agents.hama://anidb-23/1/1?lang=ja")
+
+        result = await make(plex=plex).resolve(item)
+
+        assert result.step == "plex"
+        assert result.item.show_ids == Ids(anidb="23", tvdb="76885")
+
+    async def test_without_a_guid_another_position_is_another_item(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        """Own 215 is Futurama S02E15; a guid-less play of S03E04 under 215 is not it."""
+        item = episode(rating_key="215", grandparent_rating_key="200", season=3, number=4)
+
+        with pytest.raises(UnresolvedError) as err:
+            await make(plex=plex).resolve(item)
+
+        assert "S02E15, the play S03E04" in err.value.reason
+        assert "200" not in plex.calls
+
+    async def test_without_a_guid_another_title_is_another_item(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        with pytest.raises(UnresolvedError) as err:
+            await make(plex=plex).resolve(movie(title="Heat", rating_key="100"))
+
+        assert "titled 'Barry Lyndon'" in err.value.reason
+
+    async def test_same_guid_but_another_season_is_another_item(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        guid = str(plex.items["215"]["guid"])
+        item = episode(rating_key="215", guid=guid, season=5, number=15)
+
+        with pytest.raises(UnresolvedError) as err:
+            await make(plex=plex).resolve(item)
+
+        assert err.value.step == "plex" and "another item" in err.value.reason
+        assert "200" not in plex.calls
+
+    async def test_tautulli_item_with_another_guid_is_not_taken(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt
+    ) -> None:
+        meta = {
+            "media_type": "episode",
+            "guid": "plex://episode/5d9c1276e9d5a1001f4ff2fa",
+            "guids": ["tvdb://5469015"],
+            "grandparent_guids": ["tvdb://121361"],
+            "grandparent_rating_key": "1219",
+            "parent_media_index": "9",
+            "media_index": "15",
+        }
+        async with FakeTautulli(metadata={"146734": meta}) as fake:
+            result = await make(tautulli=fake, trakt=trakt).resolve(bobs_burgers_item())
+
+        assert result.step == "trakt"
+        assert result.item.show_ids.tvdb == "194031"  # not Tautulli's 121361
+
+    async def test_tautulli_item_with_the_same_guid_is_taken(
+        self, make: Callable[..., Resolver]
+    ) -> None:
+        meta = {
+            "media_type": "episode",
+            "guid": BOBS_EPISODE_GUID,
+            "guids": ["imdb://tt9413736"],
+            "grandparent_guids": ["tvdb://194031"],
+            "grandparent_rating_key": "146560",
+            "parent_media_index": "9",
+            "media_index": "15",
+        }
+        async with FakeTautulli(metadata={"146734": meta}) as fake:
+            result = await make(tautulli=fake).resolve(bobs_burgers_item())
+
+        assert (result.step, result.item.show_ids) == ("tautulli", Ids(tvdb="194031"))
 
 
 # --------------------------------------------------------------------------------------------

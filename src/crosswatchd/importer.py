@@ -20,7 +20,10 @@ enqueued again, so re-running an import adds nothing. A play whose ids stay inco
 enqueued (the resolver parks it visibly later) and is listed as *unresolved* with a reason.
 
 Metadata answers (including "item gone") are cached per ``rating_key`` for the run: each key is
-fetched at most once, with a few lookups in flight at a time.
+fetched at most once, with a few lookups in flight at a time. A rating_key may have been given
+to another item since the play (a library rebuilt years ago), so an answer is used only when it
+is the row's item: the same ``media_type``, the same ``guid`` when the row has one (a show: the
+row's show title); otherwise the play stays unresolved and says so.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import structlog
 from crosswatchd.errors import ConfigError, SourceUnavailableError
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source, format_utc
 from crosswatchd.outbox import Outbox
-from crosswatchd.sources.guids import ParsedGuid, ids_from_guid_list, parse_guid
+from crosswatchd.sources.guids import ParsedGuid, guid_base, ids_from_guid_list, parse_guid
 
 if TYPE_CHECKING:
     from crosswatchd.sources.tautulli_api import TautulliClient
@@ -191,6 +194,8 @@ def _has_enough_ids(item: Item) -> bool:
 class _Meta:
     """The few facts of a ``get_metadata`` answer the importer uses (not the whole dict)."""
 
+    kind: str  # media_type, lower-case ("" when missing)
+    guid: str  # guid_base of the item's guid ("" when missing)
     ids: Ids  # the item's own ids (guids, or a legacy guid naming the item)
     parent_ids: Ids  # an episode's show ids (grandparent_guids, or a legacy show guid)
     grandparent_rating_key: str | None
@@ -205,7 +210,8 @@ class _Meta:
         parent_ids = ids_from_guid_list(data.get("grandparent_guids") or ())
         season = _int(data.get("parent_media_index"))
         number = _int(data.get("media_index"))
-        parsed = parse_guid(str(data.get("guid") or ""))
+        guid = str(data.get("guid") or "")
+        parsed = parse_guid(guid)
         if parsed.scope == "item":
             ids = ids.merged(parsed.ids)
         elif parsed.scope == "show":
@@ -213,6 +219,8 @@ class _Meta:
             season = season if season is not None else parsed.season
             number = number if number is not None else parsed.number
         return cls(
+            kind=str(data.get("media_type") or "").lower(),
+            guid=guid_base(guid),
             ids=ids,
             parent_ids=parent_ids,
             grandparent_rating_key=_key(data.get("grandparent_rating_key")),
@@ -258,6 +266,36 @@ class _MetadataCache:
             raise
 
 
+def _norm(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def _not_this_item(item: Item, meta: _Meta) -> str | None:
+    """Why *meta* (get_metadata of the row's rating_key) is another item now, or None.
+
+    Same item: the same media_type, and the same guid (query such as ``?lang=en`` ignored)
+    when the row has one, else the same title when both are known.
+    """
+    if meta.kind != item.kind.value:
+        return f"a {meta.kind or 'item of unknown type'}, not a {item.kind.value}"
+    want = guid_base(item.guid)
+    if want:
+        if meta.guid != want:
+            return f"guid {meta.guid or 'unknown'}, not {want}"
+    elif item.title and meta.title and _norm(item.title) != _norm(meta.title):
+        return f"titled {meta.title!r}, not {item.title!r}"
+    return None
+
+
+def _not_this_show(item: Item, meta: _Meta) -> str | None:
+    """Why *meta* (get_metadata of the row's show rating_key) is not the episode's show."""
+    if meta.kind != "show":
+        return f"a {meta.kind or 'item of unknown type'}, not a show"
+    if item.show_title and meta.title and _norm(item.show_title) != _norm(meta.title):
+        return f"titled {meta.title!r}, not {item.show_title!r}"
+    return None
+
+
 def _with_item_meta(item: Item, meta: _Meta) -> Item:
     """Merge an item's own metadata (ids; for an episode also show ids, S/E, show key)."""
     if item.kind is MediaKind.MOVIE:
@@ -266,7 +304,8 @@ def _with_item_meta(item: Item, meta: _Meta) -> Item:
         item.with_ids(ids=meta.ids, show_ids=meta.parent_ids),
         season=item.season if item.season is not None else meta.season,
         number=item.number if item.number is not None else meta.number,
-        grandparent_rating_key=item.grandparent_rating_key or meta.grandparent_rating_key,
+        # The item is confirmed (same guid): its show key now beats the row's old one.
+        grandparent_rating_key=meta.grandparent_rating_key or item.grandparent_rating_key,
     )
 
 
@@ -284,6 +323,9 @@ def _unresolved_reason(item: Item, cache: _MetadataCache) -> str:
     """Why *item* still lacks ids, in words a user can check against Plex."""
     rk, grk = item.rating_key, item.grandparent_rating_key
     where = f"guid {item.guid}" if item.guid else "no guid"
+    meta = cache.get(rk)
+    if meta is not None and (why := _not_this_item(item, meta)):
+        return f"rating_key {rk} now belongs to another item ({why}); {where}"
     if item.kind is MediaKind.MOVIE:
         if not rk:
             return f"no imdb/tmdb id in the history row ({where}) and no rating_key to look up"
@@ -292,6 +334,9 @@ def _unresolved_reason(item: Item, cache: _MetadataCache) -> str:
         return f"Plex metadata has no imdb/tmdb id (rating_key {rk}, {where})"
     if item.show_ids and (item.season is None or item.number is None):
         return f"show ids known but no season/episode number (rating_key {rk})"
+    show = cache.get(grk)
+    if show is not None and (why := _not_this_show(item, show)):
+        return f"show rating_key {grk} now belongs to another item ({why}); {where}"
     episode_gone = bool(rk) and rk in cache and cache.get(rk) is None
     show_gone = bool(grk) and grk in cache and cache.get(grk) is None
     if (episode_gone or not rk) and (show_gone or not grk):
@@ -354,19 +399,23 @@ async def _resolve(drafts: list[_Draft], cache: _MetadataCache) -> None:
     if not wanted:
         return
     await cache.fetch(wanted)
+    episodes: list[_Draft] = []
     for d in lacking:
         meta = cache.get(d.item.rating_key)
         if meta is not None:
+            if _not_this_item(d.item, meta) is not None:
+                continue  # the key is another item's now: unresolved (see _unresolved_reason)
             d.item = _with_item_meta(d.item, meta)
             d.enough = _has_enough_ids(d.item)
-    lacking = [d for d in lacking if not d.enough and d.item.kind is MediaKind.EPISODE]
-    shows = [d.item.grandparent_rating_key for d in lacking if d.item.grandparent_rating_key]
+        if not d.enough and d.item.kind is MediaKind.EPISODE:
+            episodes.append(d)
+    shows = [d.item.grandparent_rating_key for d in episodes if d.item.grandparent_rating_key]
     if not shows:
         return
     await cache.fetch(shows)
-    for d in lacking:
+    for d in episodes:
         meta = cache.get(d.item.grandparent_rating_key)
-        if meta is not None:
+        if meta is not None and _not_this_show(d.item, meta) is None:
             d.item = _with_show_meta(d.item, meta)
             d.enough = _has_enough_ids(d.item)
 

@@ -30,7 +30,11 @@ when they are why the goal was not met, :meth:`Resolver.resolve` raises them as
 Deliberate cases: specials (season 0) and year-numbered seasons (``2019``) are ordinary season
 numbers; ``local://`` and ``com.plexapp.agents.none://`` (personal media) and extras
 (``iva://``, Plex type ``clip``) never resolve to anything; an episode's own year is never used
-as its show's year.
+as its show's year. Plex webhooks also report plays on friends' servers, whose ratingKeys name
+other items on the configured server: the Plex and Tautulli steps first check that the item
+under the ratingKey is the played one (same GUID, else same type/title/position) and are
+skipped otherwise (``resolve.plex_other_server``); ratingKey cache handles are likewise used
+only for items without a GUID or once the configured server confirmed them.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from crosswatchd.errors import (
 )
 from crosswatchd.models import Ids, Item, MediaKind
 from crosswatchd.ratelimit import Limiter
-from crosswatchd.sources.guids import ParsedGuid, ids_from_guid_list, parse_guid
+from crosswatchd.sources.guids import ParsedGuid, guid_base, ids_from_guid_list, parse_guid
 from crosswatchd.sources.plex_server import PlexMetadata, PlexServer
 
 if TYPE_CHECKING:
@@ -629,6 +633,9 @@ class _Work:
     failed_step: str = "payload"
     reason: str = ""
     transient: RetryableError | None = None
+    # The configured server (Plex or Tautulli) confirmed that the item's ratingKey names this
+    # very item there, so its per-server handles (ratingKey, show ratingKey) may be cached.
+    own_server: bool = False
 
     def fail(self, step: str, reason: str) -> None:
         """*step* was tried and found nothing (or failed): the reason a user will see."""
@@ -709,6 +716,50 @@ def _usable(item: Item) -> bool:
 
 def _norm_title(title: str) -> str:
     return " ".join(title.casefold().split())
+
+
+def _position(season: int | None, number: int | None) -> str:
+    s = "??" if season is None else f"{season:02d}"
+    e = "??" if number is None else f"{number:02d}"
+    return f"S{s}E{e}"
+
+
+def _other_item(
+    item: Item,
+    *,
+    guid: str | None,
+    kind: str,
+    title: str | None,
+    season: int | None,
+    number: int | None,
+) -> str | None:
+    """Why the configured server's item under *item*'s ratingKey is another item, or ``None``.
+
+    Plex webhooks also report plays on friends' servers (reference/plex/README.md: the server
+    fires the webhooks of shared users too), whose ratingKeys name unrelated items here. With
+    a known ``item.guid`` the server's GUID must equal it (query such as ``?lang=en``
+    ignored); without one, the title must agree when both are known, and the type too unless
+    the titles agree (then a wrong type is the same library entry's extra, for the caller to
+    refuse). For an episode a known season and number must agree as well.
+    """
+    want = guid_base(item.guid)
+    if want:
+        have = guid_base(guid)
+        if have != want:
+            return f"its guid is {have or 'unknown'}, the play's {want}"
+    else:
+        titled = bool(item.title.strip() and title and title.strip())
+        if titled and _norm_title(item.title) != _norm_title(title or ""):
+            return f"it is titled {title!r}, the play {item.title!r}"
+        if not titled and kind != item.kind.value:
+            return f"it is a {kind or 'item of unknown type'}, the play a {item.kind.value}"
+    moved = (item.season is not None and season is not None and season != item.season) or (
+        item.number is not None and number is not None and number != item.number
+    )
+    if moved and item.kind is MediaKind.EPISODE and kind == "episode":
+        here, there = _position(season, number), _position(item.season, item.number)
+        return f"it is {here}, the play {there}"
+    return None
 
 
 def _identity(item: Item) -> dict[str, Any]:
@@ -825,7 +876,7 @@ class Resolver:
             if work.fresh or not cache_hit:
                 # Remembered too, so the next resolution of this item needs no outside call
                 # until the negative answers that stopped the chain expire.
-                await self._store(work.item, input_keys, work.step)
+                await self._store(work, input_keys)
             if not work.fresh:
                 return Resolution(work.item, "cache" if cache_hit else work.step)
             log.info(
@@ -864,11 +915,19 @@ class Resolver:
             return item.with_ids(ids=parsed.ids)
         return item
 
-    def _iter_keys(self, item: Item, parsed: ParsedGuid | None) -> Iterator[str]:
+    def _iter_keys(
+        self, item: Item, parsed: ParsedGuid | None, *, own_server: bool = False
+    ) -> Iterator[str]:
         """Final-cache keys of *item*'s stable handles, most specific first: its GUID, its
         ratingKey (per server), its typed external ids, grandparent ratingKey or show ids with
         season/number (the handles of :func:`~crosswatchd.models.item_keys`); with title
         fallback on, an exact title + year when it has nothing else.
+
+        RatingKeys only name an item on one server, and Plex webhooks also report plays on
+        friends' servers, whose ratingKeys mean something else here. So an item with a GUID
+        (every Plex webhook item) neither reads nor writes the per-server handles, unless
+        *own_server* says the configured server confirmed the ratingKey is this item's; items
+        without a GUID come only from this server's own sources (Tautulli).
         """
         guid = item.guid
         if guid and parsed is not None and parsed.agent and parsed.agent not in _NOT_CATALOGUED:
@@ -886,7 +945,8 @@ class Resolver:
         # The same typed handles as models.item_keys, generated lazily: the warm path usually
         # stops at the first one.
         handles = 0
-        if item.rating_key:
+        per_server = own_server or not guid
+        if per_server and item.rating_key:
             handles += 1
             yield f"item:{self._server}:rk:{item.rating_key}"
         kind = item.kind.value
@@ -897,7 +957,7 @@ class Resolver:
                 yield f"item:{kind}:{name}:{value}"
         if item.kind is MediaKind.EPISODE and item.season is not None and item.number is not None:
             se = f"{item.season}:{item.number}"
-            if item.grandparent_rating_key:
+            if per_server and item.grandparent_rating_key:
                 handles += 1
                 yield f"item:{self._server}:grk:{item.grandparent_rating_key}:{se}"
             show_ids = item.show_ids
@@ -967,13 +1027,13 @@ class Resolver:
         memo.last_in, memo.last_out = item, out
         return out
 
-    async def _store(self, item: Item, input_keys: list[str], step: str) -> None:
-        keys = [*input_keys, *self._iter_keys(item, None)]
-        await self._cache.put(keys, _identity(item), step=step)
+    async def _store(self, work: _Work, input_keys: list[str]) -> None:
+        keys = [*input_keys, *self._iter_keys(work.item, None, own_server=work.own_server)]
+        await self._cache.put(keys, _identity(work.item), step=work.step)
 
     async def _done(self, work: _Work, input_keys: list[str]) -> Resolution:
         step = work.step if work.fresh else "cache"
-        await self._store(work.item, input_keys, work.step)
+        await self._store(work, input_keys)
         if work.fresh:
             log.info(
                 "resolve.resolved",
@@ -1048,6 +1108,7 @@ class Resolver:
             return {
                 "kind": meta.kind,
                 "subtype": meta.subtype,
+                "guid": meta.guid,
                 "title": meta.title,
                 "year": meta.year,
                 "ids": meta.ids.as_dict(),
@@ -1059,13 +1120,15 @@ class Resolver:
                 "grk": meta.grandparent_rating_key,
             }
 
-        value = await self._ask(work, "plex", f"{self._server}:rk:{rating_key}", fetch)
+        # ":meta:" (not the former ":rk:"): answers cached before the GUID was kept are ignored.
+        value = await self._ask(work, "plex", f"{self._server}:meta:{rating_key}", fetch)
         if value is None:
             return None
         return PlexMetadata(
             rating_key=rating_key,
             kind=str(value.get("kind") or ""),
             subtype=value.get("subtype"),
+            guid=value.get("guid"),
             title=str(value.get("title") or ""),
             year=_int_or_none(value.get("year")),
             ids=Ids.from_dict(value.get("ids")),
@@ -1084,46 +1147,73 @@ class Resolver:
         what = f"{found} ({subtype})" if subtype else (found or "item of unknown type")
         raise UnresolvedError(f"{source}: ratingKey {rating_key} is a {what}, not a {want}", source)
 
+    @staticmethod
+    def _other_server(work: _Work, step: str, rating_key: str, why: str) -> None:
+        """The configured server's *rating_key* is another item: skip the step, say why.
+
+        Nothing more is asked: the server's answer stays cached (so the check costs no request
+        next time) and the chain goes on with the searches.
+        """
+        log.info(
+            "resolve.plex_other_server",
+            step=step,
+            item=work.item.label(),
+            rating_key=rating_key,
+            why=why,
+        )
+        work.fail(
+            step,
+            f"{step}: ratingKey {rating_key} is another item on the configured server ({why}); "
+            "the play was probably on another Plex server",
+        )
+
     async def _step_plex(self, work: _Work) -> None:
         if self._plex is None:
             return
         item = work.item
         rk = item.rating_key
+        if not rk:
+            return
+        # The webhook may come from a friend's server: what this server keeps under the same
+        # ratingKey (and its show) is trusted only once it is shown to be the same item.
+        meta = await self._plex_meta(work, rk)
+        if meta is None:
+            work.fail("plex", f"plex: ratingKey {rk} not found")
+            return
+        want = item.kind.value
+        other = _other_item(
+            item,
+            guid=meta.guid,
+            kind=meta.kind,
+            title=meta.title,
+            season=meta.season if meta.season is not None else meta.guid_season,
+            number=meta.number if meta.number is not None else meta.guid_number,
+        )
+        if other is not None:
+            self._other_server(work, "plex", rk, other)
+            return
+        if meta.kind != want:
+            self._wrong_kind("plex", rk, meta.kind, meta.subtype, want)
+        work.own_server = True
         if item.kind is MediaKind.MOVIE:
-            if not rk:
-                return
-            meta = await self._plex_meta(work, rk)
-            if meta is None:
-                work.fail("plex", f"plex: ratingKey {rk} not found")
-                return
-            if meta.kind != "movie":
-                self._wrong_kind("plex", rk, meta.kind, meta.subtype, "movie")
             work.add("plex", ids=meta.ids)
             if not meta.ids:
                 work.fail("plex", f"plex: ratingKey {rk} has no external ids")
             return
 
-        grk = item.grandparent_rating_key
-        if rk and (grk is None or item.season is None or item.number is None):
-            meta = await self._plex_meta(work, rk)
-            if meta is None:
-                work.fail("plex", f"plex: ratingKey {rk} not found")
-            else:
-                if meta.kind != "episode":
-                    self._wrong_kind("plex", rk, meta.kind, meta.subtype, "episode")
-                work.add(
-                    "plex",
-                    ids=meta.ids,
-                    show_ids=meta.guid_show_ids,
-                    season=meta.season if meta.season is not None else meta.guid_season,
-                    number=meta.number if meta.number is not None else meta.guid_number,
-                )
-                grk = grk or meta.grandparent_rating_key
-                if grk and not work.item.grandparent_rating_key:
-                    work.item = replace(work.item, grandparent_rating_key=grk)
-        if _goal(work.item) or not grk:
-            if not grk and not _goal(work.item) and rk:
-                work.fail("plex", f"plex: episode ratingKey {rk} has no show ratingKey")
+        work.add(
+            "plex",
+            ids=meta.ids,
+            show_ids=meta.guid_show_ids,
+            season=meta.season if meta.season is not None else meta.guid_season,
+            number=meta.number if meta.number is not None else meta.guid_number,
+        )
+        # This server's show key, not the webhook's (another server's shows differ).
+        grk = meta.grandparent_rating_key
+        if _goal(work.item):
+            return
+        if not grk:
+            work.fail("plex", f"plex: episode ratingKey {rk} has no show ratingKey")
             return
         show = await self._plex_meta(work, grk)
         if show is None:
@@ -1147,11 +1237,14 @@ class Resolver:
             data = await source.get_metadata(rating_key)
             if not data:
                 return None
-            parsed = parse_guid(str(data.get("guid") or ""))
+            raw_guid = str(data.get("guid") or "")
+            parsed = parse_guid(raw_guid)
             guids = data.get("guids")
             grand = data.get("grandparent_guids")
             return {
                 "kind": str(data.get("media_type") or "").lower(),
+                "guid": raw_guid or None,
+                "title": str(data.get("title") or ""),
                 "ids": ids_from_guid_list(guids if isinstance(guids, list) else []).as_dict(),
                 "show_ids": ids_from_guid_list(grand if isinstance(grand, list) else []).as_dict(),
                 "guid_scope": parsed.scope,
@@ -1163,45 +1256,60 @@ class Resolver:
                 "grk": str(data.get("grandparent_rating_key") or "") or None,
             }
 
-        return await self._ask(work, "tautulli", f"{self._server}:rk:{rating_key}", fetch)
+        # ":meta:" (not the former ":rk:"): answers cached before the GUID was kept are ignored.
+        return await self._ask(work, "tautulli", f"{self._server}:meta:{rating_key}", fetch)
 
     async def _step_tautulli(self, work: _Work) -> None:
         if self._tautulli is None:
             return
         item = work.item
         rk = item.rating_key
+        if not rk:
+            return
         want = item.kind.value
-        grk = item.grandparent_rating_key
-        if rk:
-            data = await self._tautulli_meta(work, rk)
-            if data is None:
-                work.fail("tautulli", f"tautulli: ratingKey {rk} not found")
-                if item.kind is MediaKind.MOVIE:
-                    return
-            else:
-                kind = data["kind"]
-                if kind != want:
-                    self._wrong_kind("tautulli", rk, kind, None, want)
-                ids = Ids.from_dict(data.get("ids"))
-                guid_ids = Ids.from_dict(data.get("guid_ids"))
-                scope = data.get("guid_scope")
-                if item.kind is MediaKind.MOVIE:
-                    work.add("tautulli", ids=ids.merged(guid_ids) if scope == "item" else ids)
-                    if not work.item.ids:
-                        work.fail("tautulli", f"tautulli: ratingKey {rk} has no external ids")
-                    return
-                season = _int_or_none(data.get("season"))
-                number = _int_or_none(data.get("number"))
-                show_ids = Ids.from_dict(data.get("show_ids"))
-                if scope == "show":
-                    show_ids = show_ids.merged(guid_ids)
-                    season = season if season is not None else data.get("guid_season")
-                    number = number if number is not None else data.get("guid_number")
-                work.add("tautulli", ids=ids, show_ids=show_ids, season=season, number=number)
-                grk = grk or data.get("grk")
-        if item.kind is MediaKind.MOVIE or _goal(work.item) or not grk:
-            if not _goal(work.item) and rk and not grk:
-                work.fail("tautulli", f"tautulli: episode ratingKey {rk} has no show ids")
+        data = await self._tautulli_meta(work, rk)
+        if data is None:
+            work.fail("tautulli", f"tautulli: ratingKey {rk} not found")
+            return
+        kind = data["kind"]
+        scope = data.get("guid_scope")
+        season = _int_or_none(data.get("season"))
+        number = _int_or_none(data.get("number"))
+        if scope == "show":
+            season = season if season is not None else _int_or_none(data.get("guid_season"))
+            number = number if number is not None else _int_or_none(data.get("guid_number"))
+        # Tautulli watches the configured server: a webhook from a friend's server names
+        # another item here under the same ratingKey (see _step_plex).
+        other = _other_item(
+            item,
+            guid=data.get("guid"),
+            kind=kind,
+            title=data.get("title"),
+            season=season,
+            number=number,
+        )
+        if other is not None:
+            self._other_server(work, "tautulli", rk, other)
+            return
+        if kind != want:
+            self._wrong_kind("tautulli", rk, kind, None, want)
+        work.own_server = True
+        ids = Ids.from_dict(data.get("ids"))
+        guid_ids = Ids.from_dict(data.get("guid_ids"))
+        if item.kind is MediaKind.MOVIE:
+            work.add("tautulli", ids=ids.merged(guid_ids) if scope == "item" else ids)
+            if not work.item.ids:
+                work.fail("tautulli", f"tautulli: ratingKey {rk} has no external ids")
+            return
+        show_ids = Ids.from_dict(data.get("show_ids"))
+        if scope == "show":
+            show_ids = show_ids.merged(guid_ids)
+        work.add("tautulli", ids=ids, show_ids=show_ids, season=season, number=number)
+        grk = data.get("grk")  # this server's show key, not the webhook's
+        if _goal(work.item):
+            return
+        if not grk:
+            work.fail("tautulli", f"tautulli: episode ratingKey {rk} has no show ids")
             return
         show = await self._tautulli_meta(work, grk)  # older Tautulli: no grandparent_guids
         if show is None:
@@ -1211,9 +1319,7 @@ class Resolver:
             self._wrong_kind("tautulli", grk, show["kind"], None, "show")
         work.add("tautulli", show_ids=Ids.from_dict(show.get("ids")))
         if not _goal(work.item):
-            work.fail(
-                "tautulli", f"tautulli: no show ids or episode number for ratingKey {rk or grk}"
-            )
+            work.fail("tautulli", f"tautulli: no show ids or episode number for ratingKey {rk}")
 
     # -- step 5: Trakt search ---------------------------------------------------------------
 

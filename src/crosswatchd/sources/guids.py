@@ -29,6 +29,7 @@ from crosswatchd.models import Ids
 __all__ = [
     "GuidScope",
     "ParsedGuid",
+    "guid_base",
     "ids_from_guid_list",
     "normalize_id",
     "parse_guid",
@@ -43,7 +44,8 @@ _LEGACY_PREFIX: Final = "com.plexapp.agents."
 _IMDB_RE: Final = re.compile(r"tt\d{5,}", re.IGNORECASE)
 _NUMERIC_RE: Final = re.compile(r"\d{1,12}")
 _SCHEME_RE: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://(.*)$", re.DOTALL)
-#: HAMA id prefixes (``tvdb2-`` … ``tvdb6-`` are HAMA's alternative numbering modes of a tvdb id).
+#: HAMA id prefixes (``tvdb2-`` … ``tvdb6-`` are HAMA's alternative numbering modes of a tvdb id:
+#: absolute or arc numbering, so their season/episode path is not TVDB's).
 _HAMA_RE: Final = re.compile(r"^(anidb|anidb\d|tvdb\d?|tmdb|tsdb|imdb)-(.+)$", re.IGNORECASE)
 
 # Legacy agents whose bare id (no /S/E path) names a show, never a movie.
@@ -132,6 +134,10 @@ def _parse_hama(parts: list[str]) -> ParsedGuid:
         ids = _ids("anidb", value)
     elif kind.startswith("tvdb"):
         ids = _ids("tvdb", value)
+        if kind != "tvdb" and ids and len(parts) > 1:
+            # tvdb2-…tvdb6-: the path numbers episodes absolutely or by arc, not as TVDB's
+            # season/episode. The show is still right; its position is left for another step.
+            return ParsedGuid(ids=ids, scope="show", agent="hama")
     elif kind in {"tmdb", "tsdb"}:
         ids = _ids("tmdb", value)
     else:
@@ -170,7 +176,9 @@ def parse_guid(guid: str) -> ParsedGuid:
     ``com.plexapp.agents.themoviedb://1399/1/2``       show tmdb id, season 1, number 2, ``show``
     ``com.plexapp.agents.thetvdb://73871/2/15``        show tvdb id, season 2, number 15, ``show``
     (also ``…tvdb://``, ``…xbmcnfotv://``)             (bare ``…thetvdb://73871``: ``show``)
-    ``com.plexapp.agents.hama://tvdb-12345/1/2``       tvdb id (``tvdb2-`` … too), S/E, ``show``
+    ``com.plexapp.agents.hama://tvdb-12345/1/2``       show tvdb id, S/E, ``show``
+    ``com.plexapp.agents.hama://tvdb2-12345/1/57``     show tvdb id, ``show``, no S/E (``tvdb2-``
+                                                       … ``tvdb6-`` number absolutely or by arc)
     ``com.plexapp.agents.hama://anidb-123/1/5``        anidb id, S/E, ``show`` (bare: ``item``)
     ``plex://movie/<hex>``, ``local://123``,           no ids, scope ``none``
     ``com.plexapp.agents.none://…``, garbage
@@ -214,3 +222,15 @@ def ids_from_guid_list(guids: Iterable[str]) -> Ids:
     except TypeError:  # not iterable: nothing to read
         return result
     return result
+
+
+def guid_base(guid: object) -> str:
+    """*guid* without surrounding space, query or fragment, for comparing two GUIDs.
+
+    Legacy agents append the metadata language (``com.plexapp.agents.thetvdb://73871/2/15
+    ?lang=en``), which may differ between two reports of one item; ``plex://`` GUIDs are
+    returned as they are. Anything but a non-empty string gives ``""``; never raises.
+    """
+    if not isinstance(guid, str):
+        return ""
+    return guid.strip().split("?", 1)[0].split("#", 1)[0]
