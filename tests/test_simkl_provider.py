@@ -343,6 +343,33 @@ class TestErrors:
         with pytest.raises(AuthError, match="crosswatchd auth simkl"):
             await provider.add_history([Play(1, BIG_TROUBLE, WATCHED)])
 
+    async def test_401_revokes_the_stored_token(
+        self, provider: SimklProvider, fake: FakeSimkl, tokens: TokenStore
+    ) -> None:
+        """After a 401 the token file is renamed simkl.json.revoked, the provider is not
+        authorized, and the next call fails at once without a request."""
+        fake.tokens.clear()
+        with pytest.raises(AuthError):
+            await provider.find_in_history([Play(1, BIG_TROUBLE, WATCHED)])
+
+        assert not tokens.path.exists()
+        assert tokens.path.with_name("simkl.json.revoked").exists()
+        assert provider.is_authorized() is False
+        sent = len(fake.requests)
+        with pytest.raises(AuthError, match="not authorized; run `crosswatchd auth simkl`"):
+            await provider.add_history([Play(1, BIG_TROUBLE, WATCHED)])
+        assert len(fake.requests) == sent
+
+    async def test_scrobble_401_revokes_too(
+        self, provider: SimklProvider, fake: FakeSimkl, tokens: TokenStore
+    ) -> None:
+        """A 401 on a live scrobble revokes the token like one on a sync call."""
+        fake.tokens.clear()
+
+        with pytest.raises(AuthError):
+            await provider.scrobble(Action.START, BIG_TROUBLE, 10.0)
+        assert provider.is_authorized() is False
+
     async def test_no_stored_token_is_auth_error_without_a_request(
         self, provider: SimklProvider, fake: FakeSimkl, tokens: TokenStore
     ) -> None:
@@ -418,6 +445,8 @@ class TestErrors:
             await simkl.add_history([Play(1, BIG_TROUBLE, WATCHED)])
 
         assert "not-the-client-id" not in str(caught.value)
+        assert simkl.is_authorized() is True  # config problem: the token is kept
+        assert tokens.path.exists()
 
     async def test_other_client_errors_are_permanent(
         self, provider: SimklProvider, fake: FakeSimkl
@@ -427,8 +456,9 @@ class TestErrors:
             400, body={"error": "wrong_parameter", "code": 400, "message": "Wrong watched_at"}
         )
 
-        with pytest.raises(PermanentError, match="Wrong watched_at"):
+        with pytest.raises(PermanentError, match="Wrong watched_at") as caught:
             await provider.add_history([Play(1, BIG_TROUBLE, WATCHED)])
+        assert caught.value.scope == "request"
 
     async def test_token_never_appears_in_errors(
         self, provider: SimklProvider, fake: FakeSimkl, tokens: TokenStore
@@ -492,14 +522,88 @@ class TestFindInHistory:
     async def test_reads_all_items_with_date_from(
         self, provider: SimklProvider, fake: FakeSimkl
     ) -> None:
-        """Look-ups use date_from (SIMKL forbids full pulls) and ask for episode watched_at."""
+        """A play never sent: date_from = watched_at − tolerance − 1 day; episodes are read
+        with their watched_at."""
         await provider.find_in_history([Play(1, FUTURAMA_S02E15, WATCHED)])
 
         request = fake.requests[-1]
         assert request["path"] == "/sync/all-items/shows"
-        assert request["query"]["date_from"] == "2024-01-14T10:30:00Z"
+        assert request["query"]["date_from"] == "2024-01-14T10:29:55Z"
         assert request["query"]["extended"] == "full"
         assert request["query"]["episode_watched_at"] == "yes"
+
+    async def test_large_tolerance_widens_date_from(
+        self, provider: SimklProvider, fake: FakeSimkl
+    ) -> None:
+        """A 4 h tolerance moves date_from 4 h earlier."""
+        await provider.find_in_history([Play(1, BIG_TROUBLE, WATCHED)], tolerance_s=14400)
+
+        assert fake.requests[-1]["query"]["date_from"] == "2024-01-14T06:30:00Z"
+
+    async def test_sent_play_is_found_with_a_narrow_date_from(
+        self, session: aiohttp.ClientSession, tmp_path: Path
+    ) -> None:
+        """A play sent just now with a watched_at years ago: date_from is sent_at − 1 day, not
+        years back, and SIMKL (filtering on update time) still returns the item. An item
+        last updated before that date_from is not downloaded, though its play matches."""
+        clock = [datetime(2020, 5, 1, tzinfo=UTC)]
+        async with FakeSimkl(
+            client_id=CLIENT_ID, get_per_s=1000, post_per_s=1000, now=lambda: clock[0]
+        ) as server:
+            store = TokenStore(tmp_path, "simkl")
+            store.save({"access_token": server.issue_token()})
+            simkl = make_provider(session, server, store)
+            long_ago = datetime(2019, 3, 2, 20, 0, tzinfo=UTC)
+            await simkl.add_history([Play(1, BARRY_LYNDON, long_ago)])  # recorded in 2020
+            clock[0] = sent_at = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+            await simkl.add_history([Play(2, BIG_TROUBLE, long_ago)])  # recorded just now
+
+            found = await simkl.find_in_history(
+                [
+                    Play(2, BIG_TROUBLE, long_ago, sent_at=sent_at),
+                    Play(3, BARRY_LYNDON, long_ago, sent_at=sent_at),
+                ]
+            )
+
+        assert found == {2}
+        assert server.requests[-1]["query"]["date_from"] == "2026-11-20T12:00:00Z"
+
+    async def test_unsent_play_date_from_follows_watched_at(
+        self, provider: SimklProvider, fake: FakeSimkl
+    ) -> None:
+        """If any play has no sent_at, date_from reaches back to its watched_at − tolerance."""
+        sent = Play(1, BIG_TROUBLE, WATCHED, sent_at=WATCHED + timedelta(days=30))
+        unsent = Play(2, BARRY_LYNDON, WATCHED + timedelta(days=2))
+
+        await provider.find_in_history([sent, unsent], tolerance_s=3600)
+
+        assert fake.requests[-1]["query"]["date_from"] == "2024-01-16T09:30:00Z"
+
+    async def test_play_recorded_by_another_app_hours_apart(self, provider: SimklProvider) -> None:
+        """An import checked with a 4 h window finds a watch recorded 3 h off (by another
+        app); the default tolerance does not."""
+        await provider.add_history([Play(1, FUTURAMA_S02E15, WATCHED + timedelta(hours=3))])
+        imported = Play(9, FUTURAMA_S02E15, WATCHED)
+
+        assert await provider.find_in_history([imported]) == set()
+        assert await provider.find_in_history([imported], tolerance_s=14400) == {9}
+
+    async def test_only_the_latest_watch_is_matched(self, provider: SimklProvider) -> None:
+        """SIMKL keeps the latest watch per item: a play near it matches within the tolerance,
+        a play near an earlier (overwritten) watch does not."""
+        await provider.add_history(
+            [Play(1, BIG_TROUBLE, WATCHED), Play(2, BIG_TROUBLE, WATCHED + timedelta(hours=5))]
+        )
+
+        found = await provider.find_in_history(
+            [
+                Play(10, BIG_TROUBLE, WATCHED + timedelta(hours=4)),
+                Play(11, BIG_TROUBLE, WATCHED - timedelta(minutes=10)),
+            ],
+            tolerance_s=14400,
+        )
+
+        assert found == {10}
 
 
 # --------------------------------------------------------------------------- scrobble
@@ -703,6 +807,32 @@ class TestFakeStrictness:
         )
 
         assert (status, body) == (200, None)
+
+    async def test_all_items_date_from_filters_on_update_time(self) -> None:
+        """date_from selects items updated (a play recorded) after it, whatever their
+        watched_at: a play of 2019 recorded in 2026 is returned for date_from in 2026."""
+        recorded = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+        async with FakeSimkl(client_id=CLIENT_ID, now=lambda: recorded) as server:
+            headers = {"Authorization": f"Bearer {server.issue_token()}"}
+            body = {
+                "movies": [{"ids": {"imdb": "tt0090728"}, "watched_at": "2019-01-01T00:00:00Z"}]
+            }
+            status, _ = await raw_request(
+                server, "POST", "/sync/history", params=IDENT, headers=headers, body=body
+            )
+            assert status == 201
+
+            async def since(date_from: str) -> Any:
+                params = {**IDENT, "date_from": date_from}
+                _, data = await raw_request(
+                    server, "GET", "/sync/all-items/movies", params=params, headers=headers
+                )
+                return data
+
+            before, after = await since("2026-11-21T11:00:00Z"), await since("2026-11-21T13:00:00Z")
+
+        assert [m["last_watched_at"] for m in before["movies"]] == ["2019-01-01T00:00:00Z"]
+        assert after is None
 
     async def test_repeat_stop_within_an_hour_is_409(self, fake: FakeSimkl) -> None:
         """A second stop >= 80 % of the same item → 409 {watched_at, expires_at}; one play."""

@@ -190,16 +190,91 @@ class TestRefresh:
         assert SECRET not in str(err.value)
         assert fake.history == []
 
+    async def test_refused_refresh_revokes_the_token(
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+    ) -> None:
+        """invalid_grant on /oauth/token: the token file becomes trakt.json.revoked, the
+        provider is no longer authorized, and the next call fails without a request."""
+        store.save(fake.issue_token())
+        fake.revoke_all()
+        trakt = make_provider(fake, session, store)
+
+        with pytest.raises(AuthError, match="revoked"):
+            await trakt.add_history([PLAY])
+
+        assert not store.path.exists()
+        assert store.path.with_name("trakt.json.revoked").exists()
+        assert not trakt.is_authorized()
+        sent = len(fake.requests)
+        with pytest.raises(AuthError, match="not authorized; run `crosswatchd auth trakt`"):
+            await trakt.add_history([PLAY])
+        assert len(fake.requests) == sent
+
+    @pytest.mark.parametrize("status", [400, 401])
+    async def test_refresh_refused_with_status_revokes(
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore, status: int
+    ) -> None:
+        """A 400 or 401 on /oauth/token (whatever the body) revokes the token."""
+        store.save(fake.issue_token(expires_in=0))
+        fake.fail_next(status, path="/oauth/token", body={"error": "invalid_request"})
+        trakt = make_provider(fake, session, store)
+
+        with pytest.raises(AuthError, match="crosswatchd auth trakt"):
+            await trakt.find_in_history([PLAY])
+        assert not trakt.is_authorized()
+        assert store.path.with_name("trakt.json.revoked").exists()
+
+    async def test_refresh_with_a_wrong_client_secret_keeps_the_token(
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+    ) -> None:
+        """invalid_client (the app's secret is wrong) is config, not the grant: AuthError
+        naming the settings, and the token stays."""
+        store.save(fake.issue_token(expires_in=0))
+        trakt = TraktProvider(
+            session=session,
+            limiter=Limiter.per_second(post_per_s=20, get_per_s=100),
+            tokens=store,
+            client_id=CID,
+            client_secret="wrong-secret",
+            api_url=fake.url,
+        )
+
+        with pytest.raises(AuthError, match="client_secret"):
+            await trakt.add_history([PLAY])
+        assert trakt.is_authorized()
+        assert not store.path.with_name("trakt.json.revoked").exists()
+
     async def test_401_after_refresh_is_auth_error(
         self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
     ) -> None:
-        """Still 401 with a fresh token: AuthError, no third attempt."""
+        """Still 401 with a fresh token: AuthError, no third attempt, the token revoked."""
         store.save(fake.issue_token())
         fake.fail_next(401, count=2, path="/sync/history")
+        trakt = make_provider(fake, session, store)
+
+        with pytest.raises(AuthError, match="crosswatchd auth trakt"):
+            await trakt.add_history([PLAY])
+        assert sum(1 for _, p, _ in fake.requests if p == "/sync/history") == 2
+        assert not trakt.is_authorized()
+        assert store.path.with_name("trakt.json.revoked").exists()
+
+    async def test_reauthorized_token_is_not_revoked_by_a_stale_refusal(
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+    ) -> None:
+        """`auth trakt` saved a new token while the old refresh token was being refused:
+        the new token is kept."""
+        store.save(fake.issue_token(expires_in=0))
+        fake.revoke_all()
+        trakt = make_provider(fake, session, store)
+        fake.delay_s = 0.2
+        call = asyncio.create_task(trakt.find_in_history([PLAY]))
+        await asyncio.sleep(0.05)  # the refresh with the old refresh token is in flight
+        fresh = store.save(fake.issue_token())
 
         with pytest.raises(AuthError):
-            await make_provider(fake, session, store).add_history([PLAY])
-        assert sum(1 for _, p, _ in fake.requests if p == "/sync/history") == 2
+            await call
+        assert refreshes(fake) == 1
+        assert store.load() == fresh
 
     async def test_no_token_is_auth_error_without_a_request(
         self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore

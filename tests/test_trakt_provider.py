@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from crosswatchd.errors import PermanentError, RetryableError
-from crosswatchd.models import Action, Ids, Item, MediaKind
+from crosswatchd.errors import AuthError, PermanentError, RetryableError
+from crosswatchd.models import Action, Ids, Item, MediaKind, format_utc
 from crosswatchd.providers.base import LiveOutcome, Play, PlayOutcome
 from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter, TokenBucket
@@ -211,12 +211,16 @@ class TestAddHistory:
     async def test_plays_neither_added_nor_listed_are_unconfirmed(
         self, trakt: TraktProvider, fake: FakeTrakt
     ) -> None:
-        """When `added` falls short without a not_found entry, the plays are UNCONFIRMED."""
-        missing_episode = Item(
-            MediaKind.EPISODE, show_ids=Ids(tvdb="73871"), season=2, number=99
-        )  # a known show, an episode the catalogue lacks: Trakt neither adds nor lists it
+        """When `added` falls short without a not_found entry, those plays are UNCONFIRMED."""
+        fake.fail_next(
+            201,
+            body={
+                "added": {"movies": 1, "episodes": 1},
+                "not_found": {"movies": [], "shows": [], "seasons": [], "episodes": []},
+            },
+        )
         outcomes = await trakt.add_history(
-            [Play(1, missing_episode, T0), Play(2, FUTURAMA_2X15, T0), Play(3, BIG_TROUBLE, T0)]
+            [Play(1, BOBS_9X15, T0), Play(2, FUTURAMA_2X15, T0), Play(3, BIG_TROUBLE, T0)]
         )
 
         assert outcomes == {
@@ -224,6 +228,52 @@ class TestAddHistory:
             2: PlayOutcome.UNCONFIRMED,
             3: PlayOutcome.ADDED,
         }
+
+    async def test_unknown_episode_of_a_known_show_is_not_found(
+        self, trakt: TraktProvider, fake: FakeTrakt
+    ) -> None:
+        """A special Trakt cannot place under a known show (Futurama S00E07) comes back in
+        not_found.shows with only that episode: it is NOT_FOUND, the movie beside it ADDED,
+        and the show's other episode in the batch is still ADDED."""
+        special = Item(MediaKind.EPISODE, show_ids=Ids(tvdb="73871"), season=0, number=7)
+
+        outcomes = await trakt.add_history(
+            [
+                Play(1, special, T0),
+                Play(2, BIG_TROUBLE, T0),
+                Play(3, FUTURAMA_2X15, T0 + timedelta(hours=1)),
+            ]
+        )
+
+        assert outcomes == {
+            1: PlayOutcome.NOT_FOUND,
+            2: PlayOutcome.ADDED,
+            3: PlayOutcome.ADDED,
+        }
+        assert sorted(h["type"] for h in fake.history) == ["episode", "movie"]
+
+    async def test_bare_not_found_episode_maps_to_its_show_form_play(
+        self, trakt: TraktProvider, fake: FakeTrakt
+    ) -> None:
+        """A not_found.episodes entry without ids (the episode object echoed) is traced to the
+        one show-form play with that season, number and watched_at."""
+        special = Item(MediaKind.EPISODE, show_ids=Ids(tvdb="73871"), season=0, number=7)
+        fake.fail_next(
+            201,
+            body={
+                "added": {"movies": 0, "episodes": 1},
+                "not_found": {
+                    "movies": [],
+                    "shows": [],
+                    "seasons": [],
+                    "episodes": [{"number": 7, "watched_at": "2026-11-21T10:54:52.000Z"}],
+                },
+            },
+        )
+
+        outcomes = await trakt.add_history([Play(1, special, T0), Play(2, FUTURAMA_2X15, T0)])
+
+        assert outcomes == {1: PlayOutcome.NOT_FOUND, 2: PlayOutcome.ADDED}
 
     async def test_item_without_usable_ids_is_not_found_and_not_sent(
         self, trakt: TraktProvider, fake: FakeTrakt
@@ -309,6 +359,94 @@ class TestFindInHistory:
 
         assert found == {5}
 
+    async def test_ranged_query_is_widened_by_the_tolerance(
+        self, trakt: TraktProvider, fake: FakeTrakt
+    ) -> None:
+        """start_at/end_at are the first and last play ∓ tolerance_s."""
+        await trakt.find_in_history(
+            [Play(1, BIG_TROUBLE, T0), Play(2, BARRY_LYNDON, T0 + timedelta(hours=1))],
+            tolerance_s=14400,
+        )
+
+        [(_, path, query)] = [r for r in fake.requests if r[0] == "GET"]
+        assert path == "/sync/history/movies"
+        assert query["start_at"] == "2026-11-21T06:54:52.000Z"
+        assert query["end_at"] == "2026-11-21T15:54:52.000Z"
+
+    async def test_large_tolerance_finds_a_play_recorded_hours_apart(
+        self, trakt: TraktProvider, fake: FakeTrakt
+    ) -> None:
+        """Another scrobbler recorded the play 3 h off: found within a 4 h tolerance, not
+        within the default 5 s; by trakt id and without one."""
+        await trakt.add_history([Play(1, BIG_TROUBLE, T0 - timedelta(hours=3))])
+        trakt_id = str(fake.catalog.movies[0]["ids"]["trakt"])
+        with_trakt = BIG_TROUBLE.with_ids(Ids(trakt=trakt_id))
+        plays = [Play(10, BIG_TROUBLE, T0), Play(11, with_trakt, T0 + timedelta(days=3))]
+        late = [Play(12, with_trakt, T0 - timedelta(hours=3, seconds=20))]
+
+        assert await trakt.find_in_history(plays[:1]) == set()
+        assert await trakt.find_in_history(plays[:1], tolerance_s=14400) == {10}
+        assert await trakt.find_in_history(late, tolerance_s=14400) == {12}
+        assert await trakt.find_in_history(plays[1:], tolerance_s=14400) == set()
+        paths = [p for m, p, _ in fake.requests if m == "GET"]
+        assert paths[-2:] == [f"/sync/history/movies/{trakt_id}"] * 2
+
+    async def test_one_history_entry_accounts_for_one_play(
+        self, trakt: TraktProvider, fake: FakeTrakt
+    ) -> None:
+        """Two plays of a movie near one recorded play: only the closer one is found."""
+        await trakt.add_history([Play(1, BIG_TROUBLE, T0)])
+
+        found = await trakt.find_in_history(
+            [
+                Play(10, BIG_TROUBLE, T0 + timedelta(hours=2)),
+                Play(11, BIG_TROUBLE, T0 - timedelta(minutes=30)),
+            ],
+            tolerance_s=14400,
+        )
+
+        assert found == {11}
+
+    async def test_batch_with_large_tolerance_costs_one_get_per_range(
+        self, trakt: TraktProvider, fake: FakeTrakt, session: aiohttp.ClientSession
+    ) -> None:
+        """100 imported plays over ten days, checked with a 4 h window, cost one GET per range
+        and page (here one), not one per play; all are found."""
+        items = [BIG_TROUBLE, BARRY_LYNDON, FUTURAMA_2X15, BOBS_9X15]
+        plays = [
+            Play(n, items[n % 4], T0 + timedelta(hours=2.4 * n)) for n in range(100)
+        ]  # 50 movies, 50 episodes
+        body: dict[str, Any] = {"movies": [], "episodes": []}
+        for play in plays:
+            watched_at = format_utc(play.watched_at)
+            if play.item is BIG_TROUBLE:
+                body["movies"].append({"ids": {"imdb": "tt0090728"}, "watched_at": watched_at})
+            elif play.item is BARRY_LYNDON:
+                body["movies"].append({"ids": {"imdb": "tt0072684"}, "watched_at": watched_at})
+            elif play.item is BOBS_9X15:
+                body["episodes"].append({"ids": {"tvdb": 7047159}, "watched_at": watched_at})
+            else:
+                body["episodes"].append({"ids": {"tvdb": 163303}, "watched_at": watched_at})
+        await seed(session, fake, body)
+
+        found = await trakt.find_in_history(plays, tolerance_s=14400)
+
+        assert found == {p.key for p in plays}
+        gets = [p for m, p, _ in fake.requests if m == "GET"]
+        assert sorted(gets) == ["/sync/history/episodes", "/sync/history/movies"]
+
+    async def test_far_apart_plays_are_separate_ranges(
+        self, trakt: TraktProvider, fake: FakeTrakt
+    ) -> None:
+        """Plays whose windows are more than 12 h apart get their own ranged queries."""
+        await trakt.find_in_history(
+            [Play(1, BIG_TROUBLE, T0), Play(2, BARRY_LYNDON, T0 + timedelta(days=2))],
+            tolerance_s=14400,
+        )
+
+        starts = sorted(q["start_at"] for m, _, q in fake.requests if m == "GET")
+        assert starts == ["2026-11-21T06:54:52.000Z", "2026-11-23T06:54:52.000Z"]
+
     async def test_empty_history_finds_nothing(self, trakt: TraktProvider) -> None:
         """Nothing recorded: nothing found."""
         assert await trakt.find_in_history([Play(1, BOBS_9X15, T0)]) == set()
@@ -389,12 +527,14 @@ class TestErrors:
             await trakt.add_history([Play(1, BIG_TROUBLE, T0)])
 
     @pytest.mark.parametrize(
-        ("status", "headers", "reason"),
+        ("status", "headers", "reason", "scope"),
         [
-            (420, {"X-Account-Limit": "100", "X-VIP-User": "false"}, "account limit"),
-            (423, {"X-Account-Locked": "true"}, "locked"),
-            (426, {}, "VIP"),
-            (422, {}, "422"),
+            (420, {"X-Account-Limit": "100", "X-VIP-User": "false"}, "account limit", "account"),
+            (423, {"X-Account-Locked": "true"}, "locked", "account"),
+            (426, {}, "VIP", "account"),
+            (422, {}, "422", "request"),
+            (400, {}, "400", "request"),
+            (404, {}, "404", "request"),
         ],
     )
     async def test_permanent_statuses(
@@ -404,12 +544,33 @@ class TestErrors:
         status: int,
         headers: dict[str, str],
         reason: str,
+        scope: str,
     ) -> None:
-        """420/423/426/other 4xx → PermanentError naming the reason."""
+        """420/423/426 refuse the account (scope "account"); other 4xx refuse the request
+        (scope "request"); each PermanentError names the reason."""
         fake.fail_next(status, headers=headers)
 
-        with pytest.raises(PermanentError, match=reason):
+        with pytest.raises(PermanentError, match=reason) as err:
             await trakt.add_history([Play(1, BIG_TROUBLE, T0)])
+        assert err.value.scope == scope
+
+    async def test_wrong_client_id_waits_and_keeps_the_token(
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+    ) -> None:
+        """403 (the app is refused): AuthError naming the setting; the token is not revoked."""
+        trakt = TraktProvider(
+            session=session,
+            limiter=fast_limiter(),
+            tokens=store,
+            client_id="not-the-client-id",
+            client_secret=SECRET,
+            api_url=fake.url,
+        )
+
+        with pytest.raises(AuthError, match="client_id"):
+            await trakt.add_history([Play(1, BIG_TROUBLE, T0)])
+        assert trakt.is_authorized()
+        assert store.path.exists()
 
     async def test_every_attempt_is_paced_and_observed(
         self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore

@@ -16,7 +16,11 @@ Modelled on SIMKL's Apiary blueprint and the newer api.simkl.org pages (see
 - scrobbles share one per-user lock (held while a scrobble is processed, up to 20 s, and for
   ``scrobble_lock_hold_s`` after it); a collision → 400 ``RATE_LIMIT``;
 - what SIMKL stores: one ``last_watched_at`` per movie and one ``watched_at`` per episode (the
-  latest), at second precision; ``/sync/all-items`` reports that, not every play.
+  latest), at second precision; ``/sync/all-items`` reports that, not every play;
+- ``/sync/all-items?date_from=`` returns only items *updated* after ``date_from`` (an item is
+  updated when a play of it is recorded, stamped with the injectable ``now``), not items
+  *watched* after it: a play sent today with a ``watched_at`` years ago is returned for
+  ``date_from`` = yesterday, and an item untouched since before ``date_from`` is left out.
 
 Usage::
 

@@ -11,7 +11,9 @@ Blueprint, ``shared/reference/trakt``):
   tokens: the old one is dead after use, 401 ``invalid_grant``).
 - "Rate Limiting": more than one authed POST/PUT/DELETE per second → 429 with ``Retry-After``
   and ``X-Ratelimit``; more than 1000 GETs per 300 s → 429. Always on.
-- "Sync / Add to History" (no de-duplication, like the real one), "Sync / Get History"
+- "Sync / Add to History" (no de-duplication, like the real one; an episode it cannot place
+  under a known show is listed in ``not_found.shows`` with only the missing episodes),
+  "Sync / Get History"
   ("Pagination"), "Scrobble" (stop ≥ 80 % records a play; a repeat within the window → 409),
   "Search / ID Lookup" and "Search / Text Query" (exact title match only).
 
@@ -498,7 +500,10 @@ class FakeTrakt:
                 if show is None:
                     not_found["shows"].append({"ids": obj.get("ids")})
                     continue
-                plays.extend(self._show_plays(show, obj, now))
+                found, missing = self._show_plays(show, obj, now)
+                plays.extend(found)
+                if missing:
+                    not_found["shows"].append({"ids": obj.get("ids"), "seasons": missing})
             for obj in body.get("seasons") or []:  # no season ids in the catalogue
                 not_found["seasons"].append({"ids": obj.get("ids")})
         except (ValueError, TypeError, AttributeError):
@@ -510,17 +515,21 @@ class FakeTrakt:
 
     def _show_plays(
         self, show: dict[str, Any], obj: dict[str, Any], now: datetime
-    ) -> list[tuple[datetime, dict[str, Any], str]]:
-        """Plays of a ``shows[]`` entry: all episodes, whole seasons, or listed episodes.
+    ) -> tuple[list[tuple[datetime, dict[str, Any], str]], list[dict[str, Any]]]:
+        """Plays of a ``shows[]`` entry (all episodes, whole seasons, or listed episodes), and
+        the ``seasons[{number, episodes[...]}]`` Trakt cannot place.
 
-        An episode number the catalogue lacks is skipped silently (neither added nor listed).
+        A listed episode the catalogue lacks (a special like S00E07, anime numbering) is not
+        added; like the real service, it is reported under ``not_found.shows`` with the show's
+        ids as sent and only the missing episodes (echoed as sent).
         """
         episodes = [e for e in self.catalog.episodes if e["show"] is show]
         show_when = self._watched_at(obj, now)
         seasons = obj.get("seasons")
         if not seasons:
-            return [(show_when, e, "episode") for e in episodes]
+            return [(show_when, e, "episode") for e in episodes], []
         out: list[tuple[datetime, dict[str, Any], str]] = []
+        missing: list[dict[str, Any]] = []
         for season in seasons:
             season_when = self._watched_at(season, show_when)
             wanted = season.get("episodes")
@@ -529,11 +538,16 @@ class FakeTrakt:
                     (season_when, e, "episode") for e in episodes if e["season"] == season["number"]
                 ]
                 continue
+            lost: list[dict[str, Any]] = []
             for ep in wanted:
                 found = self.catalog.episode_of(show, int(season["number"]), int(ep["number"]))
-                if found is not None:
+                if found is None:
+                    lost.append(dict(ep))
+                else:
                     out.append((self._watched_at(ep, season_when), found, "episode"))
-        return out
+            if lost:
+                missing.append({"number": season["number"], "episodes": lost})
+        return out, missing
 
     async def _get_history(self, request: web.Request) -> web.Response:
         kind = request.match_info.get("type")

@@ -10,24 +10,28 @@ api.simkl.org):
   Scrobbles hold a 20-second per-user lock; a collision is **400** ``RATE_LIMIT``, not 429
   (docs "Rate limits"). 412 means a bad ``client_id``.
 - Tokens never expire and there is no refresh flow (Apiary "Authentication - PIN"): a 401 means
-  the user revoked the app, so the only cure is ``crosswatchd auth simkl``.
+  the user revoked the app, so the token is revoked in the
+  :class:`~crosswatchd.tokens.TokenStore` (``simkl.json.revoked``) and the only cure is
+  ``crosswatchd auth simkl``. A 412 (bad client id) is config and keeps the token.
 - ``POST /sync/history`` answers 200 or 201 with ``{"added": {"movies", "shows", "episodes",
   "statuses"}, "not_found": {"movies", "shows", "episodes"}}``; an episode must be sent under its
   **show's** ids with season and number (Apiary "Add Items to the history").
 - ``GET /sync/all-items/{type}`` returns ``null`` when there is nothing to report and keeps one
   ``last_watched_at`` per movie and one ``watched_at`` per episode (with ``extended=full`` and
-  ``episode_watched_at=yes``), at second precision (Apiary "Get All Items").
+  ``episode_watched_at=yes``), at second precision (Apiary "Get All Items"). ``date_from``
+  selects items *updated* on SIMKL since then, and is mandatory in practice: apps that pull
+  the whole library get rate-limited or their client id blocked (api.simkl.org "Sync").
 
 Translation of statuses (the drainer never reads a status code):
 
 ===========================  =========================================================
 2xx                          success (``null`` bodies mean "empty")
 400 ``RATE_LIMIT``           :class:`RetryableError` with ``retry_after_s=20`` (never park)
-401                          :class:`AuthError` ("run ``crosswatchd auth simkl``")
+401                          :class:`AuthError` ("run ``crosswatchd auth simkl``"), token revoked
 404 / 409 on a scrobble      ``LiveOutcome.NOT_FOUND`` / ``LiveOutcome.ALREADY``
 429, 5xx, timeout, refused   :class:`RetryableError` (``Retry-After`` when given)
 412 (bad client_id)          :class:`AuthError`: plays wait for the config to be fixed
-other 4xx                    :class:`PermanentError` with SIMKL's error message
+other 4xx                    :class:`PermanentError` (``scope="request"``), SIMKL's message
 ===========================  =========================================================
 
 A POST is never retried in-process: after a timeout the play may have landed, and only
@@ -68,12 +72,11 @@ NAME = "simkl"
 MAX_BATCH = 50
 #: The per-user scrobble lock (docs "Rate limits", scrobble-checkin).
 SCROBBLE_LOCK_S = 20.0
-#: How far a stored ``watched_at`` may be from ours and still be the same play: SIMKL keeps
-#: seconds only (we send milliseconds).
+#: Default tolerance of :meth:`SimklProvider.find_in_history`: how far a stored ``watched_at``
+#: may be from ours and still be the same play (SIMKL keeps seconds only; we send milliseconds).
 MATCH_TOLERANCE_S = 5.0
-#: ``date_from`` for history look-ups is this much before the oldest play. A play is posted at or
-#: after its ``watched_at``, so the item's update time is later; the margin covers clock skew and
-#: SIMKL's note that some dates are still handled in New York time (Apiary "Dates").
+#: Slack subtracted from every ``date_from``: covers clock skew between us and SIMKL and its note
+#: that dates are still handled in New York time, GMT−05:00 (Apiary "Dates"), with room to spare.
 DATE_FROM_MARGIN = timedelta(days=1)
 #: Live progress is clamped into this range: never 0 (some players report 0 on resume) and
 #: below SIMKL's 80 % mark, so a live update can never record a play.
@@ -237,15 +240,28 @@ def _titled(ids: dict[str, str | int], title: str | None, year: int | None) -> d
     return obj
 
 
-def _close_to(raw: Any, moment: datetime) -> bool:
-    """True when SIMKL's timestamp *raw* is within :data:`MATCH_TOLERANCE_S` of *moment*."""
+def _close_to(raw: Any, moment: datetime, tolerance_s: float) -> bool:
+    """True when SIMKL's timestamp *raw* is within *tolerance_s* seconds of *moment*."""
     if not isinstance(raw, str):
         return False
     try:
         stored = parse_utc(raw)
     except ValueError:
         return False
-    return abs((stored - moment).total_seconds()) <= MATCH_TOLERANCE_S
+    return abs((stored - moment).total_seconds()) <= tolerance_s
+
+
+def _date_from(plays: Sequence[Play], tolerance_s: float) -> datetime:
+    """The ``date_from`` of a history look-up for *plays* (see ``find_in_history``).
+
+    Per play, the earliest time its item can have been updated on SIMKL by what we look for:
+    ``sent_at`` for a play we sent (our POST updated the item then), else ``watched_at −
+    tolerance`` (whoever recorded a watch at about that time did so afterwards). The minimum
+    over the plays, less :data:`DATE_FROM_MARGIN`.
+    """
+    tolerance = timedelta(seconds=tolerance_s)
+    earliest = min(p.sent_at if p.sent_at is not None else p.watched_at - tolerance for p in plays)
+    return earliest - DATE_FROM_MARGIN
 
 
 def _simkl_time(moment: datetime) -> str:
@@ -402,6 +418,8 @@ class SimklProvider:
 
     name = NAME
     max_batch = MAX_BATCH
+    #: SIMKL keeps one watched state (and last watched_at) per movie or episode.
+    keeps_every_play = False
 
     def __init__(
         self,
@@ -438,6 +456,16 @@ class SimklProvider:
             raise AuthError(NAME, f"not authorized; {REAUTH_HINT}")
         return token.access_token
 
+    def _failed(self, resp: _Response, what: str, token: str) -> ProviderError:
+        """The error for a non-2xx answer; a 401 also revokes *token* if it is still the stored
+        one (``crosswatchd auth simkl`` may have replaced it meanwhile)."""
+        if resp.status == 401:
+            current = self._tokens.load()
+            if current is not None and current.access_token == token:
+                self._tokens.revoke()
+                log.warning("simkl.token.revoked", hint=REAUTH_HINT)
+        return _error(resp, what)
+
     def missing_ids(self, item: Item) -> str | None:
         """Why SIMKL cannot take *item*, or ``None``.
 
@@ -465,7 +493,8 @@ class SimklProvider:
         :data:`MAX_BATCH` plays is a caller bug (``ValueError``).
 
         Raises :class:`RetryableError` (429, 5xx, timeout — the play may have landed),
-        :class:`AuthError` (401, no token), :class:`PermanentError` (other 4xx).
+        :class:`AuthError` (no token; 401, which also revokes the token; 412 bad client id,
+        which does not), :class:`PermanentError` (other 4xx, ``scope="request"``).
         """
         if len(plays) > self.max_batch:
             raise ValueError(f"at most {self.max_batch} plays per call, got {len(plays)}")
@@ -476,23 +505,43 @@ class SimklProvider:
         batch = _build_batch(sendable)
         resp = await self._http.request("POST", "/sync/history", body=batch.body(), token=token)
         if not resp.ok:
-            raise _error(resp, "POST /sync/history")
+            raise self._failed(resp, "POST /sync/history", token)
         outcomes.update(_read_reply(resp.data, batch))
         counts = {o.value: sum(1 for v in outcomes.values() if v is o) for o in PlayOutcome}
         log.info("simkl.history.sent", status=resp.status, plays=len(plays), **counts)
         return outcomes
 
-    async def find_in_history(self, plays: Sequence[Play]) -> set[int]:
-        """Keys of *plays* whose item SIMKL shows as watched within ±5 s of ``watched_at``.
+    async def find_in_history(
+        self, plays: Sequence[Play], *, tolerance_s: float = MATCH_TOLERANCE_S
+    ) -> set[int]:
+        """Keys of *plays* whose item SIMKL shows as watched within ±*tolerance_s* seconds of
+        ``watched_at``.
 
         Reads ``GET /sync/all-items/movies`` and ``/sync/all-items/shows?extended=full&
-        episode_watched_at=yes`` with ``date_from`` a day before the oldest play (the docs
-        demand ``date_from``). SIMKL keeps only the *latest* watch per movie and per episode,
-        so an earlier play of an item watched again since cannot be confirmed (it is then
-        reported missing, and re-sending it is harmless on SIMKL). Anime are not looked up.
+        episode_watched_at=yes`` (at most one request each) with ``date_from``. SIMKL keeps
+        only the *latest* watch per movie and per episode: a play matches when that latest
+        ``watched_at`` is within the tolerance, so an earlier play of an item watched again
+        since cannot be confirmed (it is reported missing; re-sending it to SIMKL is
+        harmless). Anime are not looked up.
 
-        Raises like :meth:`add_history`.
+        ``date_from`` filters on when an item was last *updated* on SIMKL, so it is set per
+        play to the earliest moment what we look for can have touched the item, and the
+        minimum is taken, less a day (:data:`DATE_FROM_MARGIN`, New York time and skew):
+
+        - a play with ``sent_at`` (an earlier send that may have landed): ``sent_at``. The
+          check after a crash or an unconfirmed send then downloads only the items changed
+          since that send, however old the play's ``watched_at``.
+        - a play without ``sent_at`` (the check before sending an import: was it recorded by
+          another app at about that time?): ``watched_at − tolerance``. Cheap for recent
+          plays; for plays from long ago this downloads every item updated since then, up to
+          the whole library with every episode's watched_at, once per batch (the drainer
+          batches 50 plays). Correct, but costly for large old imports: SIMKL has no cheaper
+          per-item history look-up in ``all-items``.
+
+        Raises like :meth:`add_history`; ``ValueError`` for a negative tolerance.
         """
+        if tolerance_s < 0:
+            raise ValueError(f"tolerance_s must be >= 0, got {tolerance_s}")
         if not plays:
             return set()
         token = self._token()
@@ -500,30 +549,37 @@ class SimklProvider:
         episodes = [p for p in plays if p.item.kind is MediaKind.EPISODE]
         found: set[int] = set()
         if movies:
-            data = await self._get_items("movies", movies, {}, token)
+            data = await self._get_items("movies", movies, tolerance_s, {}, token)
             entries = [e for e in _list(data, "movies") if isinstance(e, dict)]
             for play in movies:
-                if any(_has_movie(entry, play) for entry in entries):
+                if any(_has_movie(entry, play, tolerance_s) for entry in entries):
                     found.add(play.key)
         if episodes:
             extra = {"extended": "full", "episode_watched_at": "yes"}
-            data = await self._get_items("shows", episodes, extra, token)
+            data = await self._get_items("shows", episodes, tolerance_s, extra, token)
             entries = [e for e in _list(data, "shows") if isinstance(e, dict)]
             for play in episodes:
-                if any(_has_episode(entry, play) for entry in entries):
+                if any(_has_episode(entry, play, tolerance_s) for entry in entries):
                     found.add(play.key)
-        log.info("simkl.history.checked", plays=len(plays), found=len(found))
+        log.info(
+            "simkl.history.checked", plays=len(plays), found=len(found), tolerance_s=tolerance_s
+        )
         return found
 
     async def _get_items(
-        self, kind: str, plays: Sequence[Play], extra: dict[str, str], token: str
+        self,
+        kind: str,
+        plays: Sequence[Play],
+        tolerance_s: float,
+        extra: dict[str, str],
+        token: str,
     ) -> Any:
-        oldest = min(p.watched_at for p in plays)
-        params = {"date_from": _simkl_time(oldest - DATE_FROM_MARGIN), **extra}
+        date_from = _date_from(plays, tolerance_s)
+        params = {"date_from": _simkl_time(date_from), **extra}
         path = f"/sync/all-items/{kind}"
         resp = await self._http.request("GET", path, params=params, token=token)
         if not resp.ok:
-            raise _error(resp, f"GET {path}")
+            raise self._failed(resp, f"GET {path}", token)
         return resp.data
 
     async def scrobble(self, action: Action, item: Item, progress_pct: float) -> LiveOutcome:
@@ -533,7 +589,7 @@ class SimklProvider:
         is 80 %, Apiary "Stop"). Returns SENT (201), ALREADY (409: completed within the last
         hour), NOT_FOUND (404, or the item lacks the ids SIMKL needs — nothing is sent).
         Raises :class:`RetryableError` for the 20-second scrobble lock (400 ``RATE_LIMIT``,
-        ``retry_after_s=20``), 429, 5xx and timeouts; :class:`AuthError` for 401;
+        ``retry_after_s=20``), 429, 5xx and timeouts; :class:`AuthError` for 401 (token revoked);
         :class:`PermanentError` for other 4xx; ``ValueError`` for ``Action.WATCHED``.
         """
         if action is Action.WATCHED:
@@ -552,7 +608,8 @@ class SimklProvider:
         else:
             body["show"] = _titled(_api_ids(item.show_ids), item.show_title, item.show_year)
             body["episode"] = {"season": item.season, "number": item.number}
-        resp = await self._http.request("POST", path, body=body, token=self._token())
+        token = self._token()
+        resp = await self._http.request("POST", path, body=body, token=token)
         if resp.ok:
             outcome = LiveOutcome.SENT
         elif resp.status == 409:
@@ -560,7 +617,7 @@ class SimklProvider:
         elif resp.status == 404:
             outcome = LiveOutcome.NOT_FOUND
         else:
-            raise _error(resp, f"POST {path}")
+            raise self._failed(resp, f"POST {path}", token)
         log.info("simkl.scrobble", action=action.value, item=item.label(), outcome=outcome.value)
         return outcome
 
@@ -568,16 +625,16 @@ class SimklProvider:
         """Nothing to release: the HTTP session belongs to the caller (shared with Trakt)."""
 
 
-def _has_movie(entry: dict[str, Any], play: Play) -> bool:
+def _has_movie(entry: dict[str, Any], play: Play, tolerance_s: float) -> bool:
     """True when an all-items movie *entry* is *play*'s movie, last watched at its time."""
     movie = entry.get("movie")
     ids = movie.get("ids") if isinstance(movie, dict) else None
     return bool(_id_pairs(_api_ids(play.item.ids)) & _id_pairs(ids)) and _close_to(
-        entry.get("last_watched_at"), play.watched_at
+        entry.get("last_watched_at"), play.watched_at, tolerance_s
     )
 
 
-def _has_episode(entry: dict[str, Any], play: Play) -> bool:
+def _has_episode(entry: dict[str, Any], play: Play, tolerance_s: float) -> bool:
     """True when an all-items show *entry* has *play*'s episode watched at its time."""
     show = entry.get("show")
     if not _id_pairs(_api_ids(play.item.show_ids)) & _id_pairs(
@@ -591,7 +648,7 @@ def _has_episode(entry: dict[str, Any], play: Play) -> bool:
             if (
                 isinstance(episode, dict)
                 and episode.get("number") == play.item.number
-                and _close_to(episode.get("watched_at"), play.watched_at)
+                and _close_to(episode.get("watched_at"), play.watched_at, tolerance_s)
             ):
                 return True
     return False

@@ -14,6 +14,10 @@ sections named in each docstring:
   so the new one is saved (atomically, 0600) before the new access token is used.
 - "Sync / Add to History" has no de-duplication: a ``POST /sync/history`` that timed out may
   have landed, so it is never retried in-process; the drainer asks :meth:`find_in_history`.
+- A refresh token Trakt refuses (``invalid_grant``), or an access token still refused right
+  after a refresh, is revoked in the :class:`~crosswatchd.tokens.TokenStore` (the file becomes
+  ``trakt.json.revoked``): the daemon stops using it and ``crosswatchd auth trakt`` starts anew.
+  A refused *app* (403 wrong client id, ``invalid_client``) never revokes: that is config.
 """
 
 from __future__ import annotations
@@ -47,14 +51,16 @@ _PROVIDER = "trakt"
 _AUTH_HINT = "run `crosswatchd auth trakt`"
 #: Refresh when the access token expires within this many seconds.
 _REFRESH_MARGIN_S = 3600.0
-#: A history entry within this many seconds of a play's watched_at is that play.
+#: Default tolerance of :meth:`TraktProvider.find_in_history`: a history entry within this many
+#: seconds of a play's watched_at is that play.
 _MATCH_TOLERANCE_S = 5.0
 #: Scrobble progress is kept below Trakt's 80 % scrobble mark ("Scrobble / Stop").
 _SCROBBLE_MIN_PCT = 1.0
 _SCROBBLE_MAX_PCT = 79.9
 _HISTORY_PAGE_LIMIT = 100
 _HISTORY_MAX_PAGES = 200
-#: Plays further apart than this are looked up with separate ranged history queries.
+#: Plays whose look-up windows (watched_at ± tolerance) are further apart than this are looked
+#: up with separate ranged history queries; closer ones share one.
 _RANGE_GAP = timedelta(hours=12)
 #: GETs are retried in-process only for server waits up to this long.
 _MAX_INPROCESS_WAIT_S = 5.0
@@ -125,6 +131,9 @@ class _Response:
 def _raise_for_status(resp: _Response) -> None:
     """Translate a non-2xx status into an error ("Status Codes", "Rate Limiting",
     "Locked User Account", "VIP Methods"). Returns for 2xx.
+
+    420, 423 and 426 are :class:`PermanentError` with ``scope="account"``; other refused
+    requests (400, 404, 409, 412, 422, ...) ``scope="request"``.
     """
     status, what = resp.status, resp.what
     if 200 <= status < 300:
@@ -142,6 +151,7 @@ def _raise_for_status(resp: _Response) -> None:
             _PROVIDER,
             f"{what}: account limit exceeded (420, X-Account-Limit={limit}, VIP={vip}); "
             "Trakt VIP raises the limit",
+            scope="account",
         )
     if status == 423:
         locked = resp.headers.get("X-Account-Locked", "?")
@@ -150,9 +160,10 @@ def _raise_for_status(resp: _Response) -> None:
             _PROVIDER,
             f"{what}: account locked (423, locked={locked}, deactivated={deactivated}); "
             "contact Trakt support",
+            scope="account",
         )
     if status == 426:
-        raise PermanentError(_PROVIDER, f"{what}: Trakt VIP only (426)")
+        raise PermanentError(_PROVIDER, f"{what}: Trakt VIP only (426)", scope="account")
     if status == 403:
         # The app itself is refused (wrong or revoked client id): a configuration problem,
         # not the play's. Plays wait for it to be fixed instead of dying.
@@ -204,12 +215,15 @@ class TraktProvider:
     and a wall *clock* (unix seconds) for token expiry.
 
     Errors: :class:`RetryableError` (429, 5xx/52x, timeouts, connection errors, non-JSON 2xx),
-    :class:`PermanentError` (420, 423, 426 and other 4xx), :class:`AuthError` (no token,
-    refresh refused, 401 after a refresh).
+    :class:`PermanentError` (420, 423, 426 with ``scope="account"``; other 4xx with
+    ``scope="request"``), :class:`AuthError` (no token; refresh refused or 401 after a
+    refresh, both of which also revoke the token; 403 app refused, which does not).
     """
 
     name = "trakt"
     max_batch = 100
+    #: Trakt history is a list of plays ("Sync / Add to History": no de-duplication).
+    keeps_every_play = True
 
     def __init__(
         self,
@@ -308,35 +322,52 @@ class TraktProvider:
         )
         return outcomes
 
-    async def find_in_history(self, plays: Sequence[Play]) -> set[int]:
-        """Keys of *plays* already in the account's history within ±5 s of their watched_at.
+    async def find_in_history(
+        self, plays: Sequence[Play], *, tolerance_s: float = _MATCH_TOLERANCE_S
+    ) -> set[int]:
+        """Keys of *plays* already in the account's history: the same item, watched within
+        ±*tolerance_s* seconds of the play's ``watched_at`` ("Sync / Get History").
 
-        Plays with a trakt id: ``GET /sync/history/{movies|episodes}/{trakt_id}`` with
-        ``start_at``/``end_at`` around the play. Others: ranged ``GET /sync/history/{type}``
-        per cluster of nearby plays, following pagination ("Sync / Get History",
-        "Pagination"), matching by any movie id, the episode's ids, or show ids + season +
-        number. GETs are retried in-process a few times (short jittered backoff).
+        Plays are grouped per type (movies, episodes) into time ranges: plays whose windows
+        (``watched_at`` ± tolerance) lie within 12 h of each other share one range. Each range
+        is one ranged query, ``start_at`` = first play − tolerance, ``end_at`` = last play +
+        tolerance, every page followed ("Pagination", 100 per page). A range of one item with
+        a known trakt id uses ``GET /sync/history/{type}/{trakt_id}``, others
+        ``GET /sync/history/{type}``; so a batch costs one GET per range and page, not one
+        per play, whatever the tolerance (e.g. 14 400 s for the import dedupe window).
+
+        Entries match by any movie id, the episode's own ids, or show ids + season + number.
+        One history entry accounts for at most one play (the closest), so two plays of the
+        same item near one recorded play are not both reported as found.
+
+        GETs are retried in-process a few times (short jittered backoff). Raises
+        ``ValueError`` for a negative tolerance; otherwise like :meth:`add_history`.
         """
+        if tolerance_s < 0:
+            raise ValueError(f"tolerance_s must be >= 0, got {tolerance_s}")
+        tolerance = timedelta(seconds=tolerance_s)
         found: set[int] = set()
-        ranged: dict[str, list[Play]] = {"movies": [], "episodes": []}
-        for play in plays:
-            kind = "movies" if play.item.kind is MediaKind.MOVIE else "episodes"
-            trakt_id = play.item.ids.trakt
-            if trakt_id and trakt_id.isdigit():
+        queries = 0
+        for kind in ("movies", "episodes"):
+            group = [p for p in plays if (p.item.kind is MediaKind.MOVIE) == (kind == "movies")]
+            for cluster in _clusters(group, tolerance):
+                trakt_ids = {p.item.ids.trakt for p in cluster}
+                only = next(iter(trakt_ids)) if len(trakt_ids) == 1 else None
+                path = f"/sync/history/{kind}"
+                if only and only.isdigit():
+                    path += f"/{only}"
                 items = await self._history(
-                    f"/sync/history/{kind}/{trakt_id}", play.watched_at, play.watched_at
+                    path, cluster[0].watched_at - tolerance, cluster[-1].watched_at + tolerance
                 )
-                if any(_is_play(entry, play) for entry in items):
-                    found.add(play.key)
-            else:
-                ranged[kind].append(play)
-        for kind, group in ranged.items():
-            for cluster in _clusters(group):
-                items = await self._history(
-                    f"/sync/history/{kind}", cluster[0].watched_at, cluster[-1].watched_at
-                )
-                found.update(p.key for p in cluster if any(_is_play(e, p) for e in items))
-        log.info("trakt.history.checked", plays=len(plays), found=len(found))
+                queries += 1
+                found |= _matches(items, cluster, tolerance_s)
+        log.info(
+            "trakt.history.checked",
+            plays=len(plays),
+            found=len(found),
+            ranges=queries,
+            tolerance_s=tolerance_s,
+        )
         return found
 
     async def scrobble(self, action: Action, item: Item, progress_pct: float) -> LiveOutcome:
@@ -414,7 +445,11 @@ class TraktProvider:
         json_body: Any = None,
         params: Mapping[str, str] | None = None,
     ) -> _Response:
-        """An OAuth request; on 401 the token is refreshed once and the request retried once."""
+        """An OAuth request; on 401 the token is refreshed once and the request retried once.
+
+        A second 401 with the fresh token means the grant is gone: the token is revoked
+        (:meth:`TokenStore.revoke`) and :class:`AuthError` raised.
+        """
         token = await self._token()
         resp = await self._attempt(
             method, path, json_body=json_body, params=params, access_token=token.access_token
@@ -427,6 +462,8 @@ class TraktProvider:
             method, path, json_body=json_body, params=params, access_token=token.access_token
         )
         if resp.status == 401:
+            log.warning("trakt.token.revoked", reason="401 after refresh", path=path)
+            self._revoke(token)
             raise AuthError(_PROVIDER, f"{resp.what}: token rejected after refresh; {_AUTH_HINT}")
         return resp
 
@@ -457,12 +494,11 @@ class TraktProvider:
         )(once)
         return await retrying()
 
-    async def _history(self, path: str, first: datetime, last: datetime) -> list[dict[str, Any]]:
-        """All history items at *path* between *first* and *last* (± tolerance), every page."""
-        tolerance = timedelta(seconds=_MATCH_TOLERANCE_S)
+    async def _history(self, path: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """All history items at *path* watched between *start* and *end*, every page."""
         params = {
-            "start_at": format_utc(first - tolerance),
-            "end_at": format_utc(last + tolerance),
+            "start_at": format_utc(start),
+            "end_at": format_utc(end),
             "limit": str(_HISTORY_PAGE_LIMIT),
         }
         items: list[dict[str, Any]] = []
@@ -477,9 +513,18 @@ class TraktProvider:
                 pages = 1
             if page >= pages or len(data) < _HISTORY_PAGE_LIMIT:
                 break
+        else:
+            log.warning("trakt.history.truncated", path=path, pages=_HISTORY_MAX_PAGES)
         return items
 
     # --- tokens ---------------------------------------------------------------------------
+    def _revoke(self, used: Token) -> None:
+        """Revoke the stored token if it is still *used* (``auth`` may have replaced it)."""
+        current = self._tokens.load()
+        if current is not None and current.access_token == used.access_token:
+            self._tokens.revoke()
+            log.warning("trakt.token.revoked", hint=_AUTH_HINT)
+
     async def _token(self) -> Token:
         """The stored token, refreshed first when it expires within an hour."""
         token = self._tokens.load()
@@ -494,7 +539,9 @@ class TraktProvider:
         """Exchange the refresh token ("Authentication - OAuth / Refresh Token").
 
         One refresh at a time: a caller that waited for another's refresh uses its result.
-        The rotated token is saved before it is returned. Refused (400/401/403) → AuthError.
+        The rotated token is saved before it is returned. Refused grant (400, 401,
+        ``invalid_grant``) → the token is revoked and :class:`AuthError` raised; the app
+        refused (403, ``invalid_client``) → :class:`AuthError`, the token is kept.
         """
         async with self._refresh_lock:
             current = self._tokens.load()
@@ -516,7 +563,22 @@ class TraktProvider:
             if resp.status == 429 or resp.status >= 500:
                 _raise_for_status(resp)
             if resp.status != 200:
-                log.warning("trakt.refresh.refused", status=resp.status)
+                error = _oauth_error(resp)
+                log.warning("trakt.refresh.refused", status=resp.status, error=error)
+                if resp.status == 403 or error == "invalid_client":
+                    # The app is refused, not the grant: the token may be fine. Config problem.
+                    raise AuthError(
+                        _PROVIDER,
+                        f"Trakt refused the app while refreshing (HTTP {resp.status}): "
+                        "check trakt.client_id and trakt.client_secret; plays wait",
+                    )
+                if resp.status in (400, 401) or error == "invalid_grant":
+                    self._revoke(current)
+                    raise AuthError(
+                        _PROVIDER,
+                        f"refresh token refused (HTTP {resp.status}); the token was revoked; "
+                        f"{_AUTH_HINT}",
+                    )
                 raise AuthError(
                     _PROVIDER, f"refresh token refused (HTTP {resp.status}); {_AUTH_HINT}"
                 )
@@ -526,6 +588,16 @@ class TraktProvider:
             token = self._tokens.save(data)
             log.info("trakt.refresh", expires_at=token.expires_at)
             return token
+
+
+def _oauth_error(resp: _Response) -> str:
+    """The ``error`` field of an OAuth error answer (e.g. ``invalid_grant``), or ``""``."""
+    try:
+        data = orjson.loads(resp.body)
+    except orjson.JSONDecodeError:
+        return ""
+    error = data.get("error") if isinstance(data, dict) else None
+    return error if isinstance(error, str) else ""
 
 
 # --- add_history helpers ----------------------------------------------------------------------
@@ -566,7 +638,16 @@ def _history_body(plays: Sequence[Play]) -> tuple[dict[str, Any], list[_Sent]]:
 
 
 def _not_found_keys(not_found: Any, sent: Sequence[_Sent]) -> set[int]:
-    """Play keys named by the answer's ``not_found`` (entries echo the ids we sent)."""
+    """Play keys named by the answer's ``not_found`` ("Sync / Add to History").
+
+    ``movies``/``episodes`` entries echo the ids we sent. An episode sent under its show
+    (``shows[].seasons[].episodes[]``) that Trakt cannot place (a special such as S00E07,
+    anime numbering) comes back as a ``shows`` entry with the show's ids and only the
+    missing ``seasons[].episodes[]`` (no ``seasons``: the whole show); it is mapped back by
+    show ids + season + number. An ``episodes`` entry without ids (the bare episode object
+    echoed) is mapped to the one show-form play with that number (and season and
+    ``watched_at`` when given), if exactly one fits.
+    """
     if not isinstance(not_found, dict):
         return set()
     keys: set[int] = set()
@@ -578,6 +659,9 @@ def _not_found_keys(not_found: Any, sent: Sequence[_Sent]) -> set[int]:
             if not isinstance(entry, dict):
                 continue
             pairs = _id_pairs(entry.get("ids") if isinstance(entry.get("ids"), dict) else None)
+            if form == "episodes" and not pairs:
+                keys |= _bare_episode_keys(entry, sent, keys)
+                continue
             for s in sent:
                 if s.form != form or not pairs & _id_pairs(s.ids):
                     continue
@@ -585,6 +669,23 @@ def _not_found_keys(not_found: Any, sent: Sequence[_Sent]) -> set[int]:
                     continue
                 keys.add(s.play.key)
     return keys
+
+
+def _bare_episode_keys(entry: dict[str, Any], sent: Sequence[_Sent], taken: set[int]) -> set[int]:
+    """The show-form play a not-found episode object without ids stands for, if unique."""
+    number = entry.get("number")
+    if not isinstance(number, int):
+        return set()
+    hits = {
+        s.play.key
+        for s in sent
+        if s.form == "shows"
+        and s.play.key not in taken
+        and s.play.item.number == number
+        and entry.get("season", s.play.item.season) == s.play.item.season
+        and entry.get("watched_at", format_utc(s.play.watched_at)) == format_utc(s.play.watched_at)
+    }
+    return hits if len(hits) == 1 else set()
 
 
 def _listed_episode(show_entry: dict[str, Any], item: Item) -> bool:
@@ -604,27 +705,51 @@ def _listed_episode(show_entry: dict[str, Any], item: Item) -> bool:
 
 
 # --- find_in_history helpers --------------------------------------------------------------------
-def _clusters(plays: Sequence[Play]) -> list[list[Play]]:
-    """*plays* sorted by watched_at, split where consecutive plays are far apart."""
+def _clusters(plays: Sequence[Play], tolerance: timedelta) -> list[list[Play]]:
+    """*plays* sorted by watched_at, split where the look-up windows of consecutive plays
+    (watched_at ± *tolerance*) are more than :data:`_RANGE_GAP` apart."""
     ordered = sorted(plays, key=lambda p: p.watched_at)
     clusters: list[list[Play]] = []
     for play in ordered:
-        if clusters and play.watched_at - clusters[-1][-1].watched_at <= _RANGE_GAP:
+        if clusters and play.watched_at - clusters[-1][-1].watched_at <= _RANGE_GAP + 2 * tolerance:
             clusters[-1].append(play)
         else:
             clusters.append([play])
     return clusters
 
 
-def _is_play(entry: dict[str, Any], play: Play) -> bool:
-    """True if history *entry* is *play*: same item, watched within the tolerance."""
-    try:
-        watched_at = parse_utc(str(entry.get("watched_at")))
-    except ValueError:
-        return False
-    if abs((watched_at - play.watched_at).total_seconds()) > _MATCH_TOLERANCE_S:
-        return False
-    item = play.item
+def _matches(
+    entries: Sequence[dict[str, Any]], plays: Sequence[Play], tolerance_s: float
+) -> set[int]:
+    """Keys of *plays* that history *entries* account for, one entry per play at most.
+
+    Candidate pairs (same item, within *tolerance_s*) are taken closest first; an entry or a
+    play already paired is skipped. Entries are told apart by their history ``id``.
+    """
+    candidates: list[tuple[float, int, int]] = []
+    for index, entry in enumerate(entries):
+        try:
+            watched_at = parse_utc(str(entry.get("watched_at")))
+        except ValueError:
+            continue
+        for play in plays:
+            distance = abs((watched_at - play.watched_at).total_seconds())
+            if distance <= tolerance_s and _same_item(entry, play.item):
+                candidates.append((distance, index, play.key))
+    candidates.sort()
+    used: set[Any] = set()
+    found: set[int] = set()
+    for _, index, key in candidates:
+        entry_id = entries[index].get("id", ("index", index))
+        if entry_id in used or key in found:
+            continue
+        used.add(entry_id)
+        found.add(key)
+    return found
+
+
+def _same_item(entry: dict[str, Any], item: Item) -> bool:
+    """True if history *entry* is a play of *item* (any shared id; show ids + numbers)."""
     if item.kind is MediaKind.MOVIE:
         movie = entry.get("movie")
         return isinstance(movie, dict) and bool(
