@@ -56,6 +56,7 @@ class ScriptedTarget:
 
     name = "trakt"
     max_batch = 100
+    keeps_every_play = True
 
     def __init__(self) -> None:
         self.sent: list[list[str]] = []
@@ -274,3 +275,26 @@ class TestImportAgainstExistingHistory:
                     await box.close()
         titles = sorted(h["movie"]["title"] for h in fake.history)
         assert titles == ["Barry Lyndon", "Big Trouble in Little China"]
+
+
+class TestImportLookupOnlyWhereDuplicatesExist:
+    async def test_a_target_keeping_one_state_per_item_gets_imports_without_a_lookup(
+        self, outbox: Outbox, clock: Clock
+    ) -> None:
+        """SIMKL keeps one watched state per item: looking up old imported plays there would
+        download the whole library per batch (and can get a client id blocked) for nothing."""
+        target = ScriptedTarget()
+        target.keeps_every_play = False
+        await outbox.enqueue_many([watched(movie(1), T0 - timedelta(days=900), Source.IMPORT)])
+        await drainer(outbox, target, clock).drain_plays_once()
+        assert target.history_checks == 0
+        assert target.sent == [["tt7000001"]]
+
+    async def test_a_target_keeping_every_play_is_asked_first(
+        self, outbox: Outbox, clock: Clock
+    ) -> None:
+        target = ScriptedTarget()
+        await outbox.enqueue_many([watched(movie(1), T0 - timedelta(days=900), Source.IMPORT)])
+        await drainer(outbox, target, clock).drain_plays_once()
+        assert target.history_checks == 1
+        assert target.sent == [["tt7000001"]]

@@ -258,7 +258,13 @@ class Drainer:
         checks = (
             ([(d, p) for d, p in ready if d.sent_at is not None], _SAME_PLAY_S, "found in history"),
             (
-                [(d, p) for d, p in ready if d.sent_at is None and d.source is Source.IMPORT],
+                [
+                    (d, p)
+                    for d, p in ready
+                    if d.sent_at is None
+                    and d.source is Source.IMPORT
+                    and self.provider.keeps_every_play
+                ],
                 float(self.settings.dedupe_window_s),
                 "already in history (recorded by another app?)",
             ),

@@ -376,10 +376,12 @@ class Outbox:
                 await self._conn.executemany(
                     _ADOPT_PLAY, [{"id": r[0], "p": provider, "now": now} for r in orphans]
                 )
-                rows = await self._conn.execute_fetchall(
-                    "SELECT count(*) FROM deliveries WHERE provider = ? AND created_at = ?"
-                    " AND event_id IN (SELECT value FROM json_each(?))",
-                    (provider, now, orjson.dumps([r[0] for r in orphans]).decode()),
+                rows = list(
+                    await self._conn.execute_fetchall(
+                        "SELECT count(*) FROM deliveries WHERE provider = ? AND created_at = ?"
+                        " AND event_id IN (SELECT value FROM json_each(?))",
+                        (provider, now, orjson.dumps([r[0] for r in orphans]).decode()),
+                    )
                 )
                 created += int(rows[0][0]) if rows else 0
             await self._conn.execute(
@@ -393,8 +395,10 @@ class Outbox:
 
     async def untargeted_plays(self) -> int:
         """Plays stored while no target was configured (delivered once one is)."""
-        rows = await self._conn.execute_fetchall(
-            "SELECT count(*) FROM events WHERE action = 'watched' AND providers = '[]'"
+        rows = list(
+            await self._conn.execute_fetchall(
+                "SELECT count(*) FROM events WHERE action = 'watched' AND providers = '[]'"
+            )
         )
         return int(rows[0][0]) if rows else 0
 

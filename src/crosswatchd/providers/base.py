@@ -85,6 +85,10 @@ class Provider(Protocol):
     name: str
     #: Most plays :meth:`add_history` accepts in one call.
     max_batch: int
+    #: True when the history is a list of plays, so the same play sent twice is two plays
+    #: (Trakt). False when the target keeps one watched state per item (SIMKL): re-sending a
+    #: play another app recorded changes nothing, so imports need no look-up first.
+    keeps_every_play: bool
 
     def is_authorized(self) -> bool:
         """True when a token is stored (it may still be refreshed on use)."""
