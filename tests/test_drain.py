@@ -24,6 +24,7 @@ from crosswatchd.providers.simkl import SimklProvider
 from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.tokens import TokenStore
+from tests.clocks import Clock
 from tests.fakes.catalog import default_catalog
 from tests.fakes.simkl import FakeSimkl
 from tests.fakes.trakt import FakeTrakt
@@ -60,19 +61,6 @@ BOBS_9X15 = Item(
     number=15,
 )
 UNKNOWN_MOVIE = Item(MediaKind.MOVIE, "Nothing", 2000, ids=Ids(imdb="tt0000111"))
-
-
-class Clock:
-    """A wall clock (unix seconds) that tests move by hand."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def watched(item: Item, at: datetime = T0) -> PlayEvent:

@@ -25,6 +25,7 @@ from crosswatchd.providers.base import LiveOutcome, Play, PlayOutcome
 from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.tokens import TokenStore
+from tests.clocks import Clock
 from tests.fakes.catalog import default_catalog
 from tests.fakes.trakt import FakeTrakt
 
@@ -37,17 +38,6 @@ def movie(n: int) -> Item:
 
 def watched(item: Item, at: datetime = T0, source: Source = Source.PLEX) -> PlayEvent:
     return PlayEvent(source, Action.WATCHED, "alice", item, at, progress_pct=100.0)
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class ScriptedTarget:

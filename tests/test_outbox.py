@@ -16,6 +16,7 @@ import pytest
 
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
 from crosswatchd.outbox import Claimed, Outbox
+from tests.clocks import Clock
 
 PROVIDERS = ["trakt", "simkl"]
 T0 = datetime(2024, 1, 15, 10, 30, tzinfo=UTC)
@@ -69,19 +70,6 @@ BOBS_TAUTULLI = Item(
     number=15,
     rating_key="70001",
 )
-
-
-class Clock:
-    """A wall clock (unix seconds) that tests move by hand."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def watched(
