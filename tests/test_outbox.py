@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,15 @@ class TestDedupe:
             ("trakt", "play", "pending"),
             ("simkl", "play", "pending"),
         ]
+
+    async def test_a_movie_in_two_libraries_is_one_play(self, outbox: Outbox) -> None:
+        """Two ratingKeys (a 4K and an HD library), one movie: its ids make it one play."""
+        hd = replace(MOVIE_PLEX, rating_key="1001")
+        uhd = replace(MOVIE_PLEX, rating_key="2002", guid="plex://movie/another-copy")
+        await outbox.enqueue(watched(hd, T0))
+        again = await outbox.enqueue(watched(uhd, T0 + timedelta(minutes=2)))
+        assert again.duplicate
+        assert len(await deliveries(outbox)) == 2
 
     async def test_same_item_outside_the_window_is_a_second_play(self, outbox: Outbox) -> None:
         """The same item finished again after dedupe_window_s is a rewatch: new deliveries."""
