@@ -562,6 +562,33 @@ class TestPlex:
         assert "clip (trailer)" in err.value.reason
         assert search_requests(trakt) == []
 
+    async def test_episodes_of_one_show_cost_one_lookup_each_and_one_for_the_show(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        """10 webhook episodes of one show: 10 episode lookups + 1 show lookup, even when
+        resolved concurrently."""
+        plex.add_show("300", "Solar Opposites", 2020, ["tvdb://375892"])
+        items = []
+        for n in range(1, 11):
+            guid = f"plex://episode/5e8339c4ec007c00412f{n:04x}"
+            plex.add_episode(str(300 + n), "300", 1, n, [f"tvdb://{7_000_000 + n}"], guid=guid)
+            items.append(
+                episode(
+                    guid=guid,
+                    ids=Ids(tvdb=str(7_000_000 + n)),
+                    rating_key=str(300 + n),
+                    grandparent_rating_key="300",
+                    season=1,
+                    number=n,
+                )
+            )
+        resolver = make(plex=plex)
+
+        results = await asyncio.gather(*(resolver.resolve(i) for i in items))
+
+        assert {r.item.show_ids.tvdb for r in results} == {"375892"}
+        assert dict(plex.calls) == {"300": 1, **{str(300 + n): 1 for n in range(1, 11)}}
+
     async def test_unknown_rating_key_is_parked_with_step_and_reason(
         self, make: Callable[..., Resolver], plex: FakePlexServer
     ) -> None:
@@ -736,6 +763,46 @@ class TestOtherServer:
         assert err.value.step == "plex" and "another item" in err.value.reason
         assert "200" not in plex.calls
 
+    async def test_tautulli_is_not_asked_again_about_a_rating_key_plex_answered(
+        self, make: Callable[..., Resolver], own_futurama: FakePlexServer, trakt: FakeTrakt
+    ) -> None:
+        """Tautulli reads the same server: after Plex named another item under the
+        ratingKey, Tautulli would only repeat it."""
+        futurama = {
+            "media_type": "episode",
+            "guid": own_futurama.items["146734"]["guid"],
+            "guids": ["tvdb://163303"],
+            "grandparent_guids": ["tvdb://73871"],
+            "grandparent_rating_key": "146560",
+            "parent_media_index": "2",
+            "media_index": "15",
+        }
+        async with FakeTautulli(metadata={"146734": futurama}) as fake:
+            resolver = make(plex=own_futurama, tautulli=fake, trakt=trakt)
+            result = await resolver.resolve(bobs_burgers_item())
+
+        assert result.step == "trakt"
+        assert dict(own_futurama.calls) == {"146734": 1}
+        assert fake.calls_by_cmd["get_metadata"] == 0
+
+    async def test_rating_key_unknown_to_plex_is_still_asked_of_tautulli(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        meta = {
+            "media_type": "episode",
+            "guid": BOBS_EPISODE_GUID,
+            "guids": ["imdb://tt9413736"],
+            "grandparent_guids": ["tvdb://194031"],
+            "grandparent_rating_key": "146560",
+            "parent_media_index": "9",
+            "media_index": "15",
+        }
+        async with FakeTautulli(metadata={"146734": meta}) as fake:
+            result = await make(plex=plex, tautulli=fake).resolve(bobs_burgers_item())
+
+        assert (result.step, result.item.show_ids) == ("tautulli", Ids(tvdb="194031"))
+        assert dict(plex.calls) == {"146734": 1}
+
     async def test_tautulli_item_with_another_guid_is_not_taken(
         self, make: Callable[..., Resolver], trakt: FakeTrakt
     ) -> None:
@@ -814,6 +881,31 @@ class TestTautulli:
 
         assert result.item.show_ids.tvdb == "121361"
         assert dict(fake.metadata_calls_by_key) == {"153037": 1, "1219": 1}
+
+    async def test_episodes_of_one_show_share_one_show_lookup_on_older_tautulli(
+        self, make: Callable[..., Resolver]
+    ) -> None:
+        """Without grandparent_guids: 10 episodes cost 10 episode lookups + 1 show lookup."""
+        metadata: dict[str, dict[str, Any]] = {
+            "1219": {"media_type": "show", "guids": ["tvdb://121361"]}
+        }
+        for n in range(1, 11):
+            metadata[str(153_000 + n)] = {
+                "media_type": "episode",
+                "guids": [],
+                "grandparent_rating_key": "1219",
+                "parent_media_index": "6",
+                "media_index": str(n),
+            }
+        async with FakeTautulli(metadata=metadata) as fake:
+            resolver = make(tautulli=fake)
+            results = await asyncio.gather(
+                *(resolver.resolve(episode(rating_key=str(153_000 + n))) for n in range(1, 11))
+            )
+
+        assert {r.item.show_ids.tvdb for r in results} == {"121361"}
+        assert fake.metadata_calls_by_key["1219"] == 1
+        assert sum(fake.metadata_calls_by_key.values()) == 11
 
     async def test_tautulli_down_is_retryable(self, make: Callable[..., Resolver]) -> None:
         async with FakeTautulli() as fake:

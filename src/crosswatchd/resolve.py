@@ -34,7 +34,14 @@ as its show's year. Plex webhooks also report plays on friends' servers, whose r
 other items on the configured server: the Plex and Tautulli steps first check that the item
 under the ratingKey is the played one (same GUID, else same type/title/position) and are
 skipped otherwise (``resolve.plex_other_server``); ratingKey cache handles are likewise used
-only for items without a GUID or once the configured server confirmed them.
+only for items without a GUID or once the configured server confirmed them. Tautulli reads
+the same server, so once Plex has answered about a ratingKey (this item or another one)
+Tautulli is not asked about it again; only a ratingKey Plex does not know (404) or could not
+be asked about goes on to Tautulli.
+
+Cost on a cold cache: an item known by ratingKey costs one Plex lookup; an episode that needs
+its show's ids one more for the show, by the server's own ``grandparentRatingKey`` and shared
+by all the show's episodes (10 episodes of one show: 10 episode lookups + 1 show lookup).
 """
 
 from __future__ import annotations
@@ -636,6 +643,10 @@ class _Work:
     # The configured server (Plex or Tautulli) confirmed that the item's ratingKey names this
     # very item there, so its per-server handles (ratingKey, show ratingKey) may be cached.
     own_server: bool = False
+    # The Plex step got the configured server's metadata for the item's ratingKey (whichever
+    # item it names there). Tautulli's get_metadata reads the same server, so it would only
+    # repeat that answer and is not asked.
+    plex_answered: bool = False
 
     def fail(self, step: str, reason: str) -> None:
         """*step* was tried and found nothing (or failed): the reason a user will see."""
@@ -1180,6 +1191,7 @@ class Resolver:
         if meta is None:
             work.fail("plex", f"plex: ratingKey {rk} not found")
             return
+        work.plex_answered = True
         want = item.kind.value
         other = _other_item(
             item,
@@ -1264,7 +1276,7 @@ class Resolver:
             return
         item = work.item
         rk = item.rating_key
-        if not rk:
+        if not rk or work.plex_answered:
             return
         want = item.kind.value
         data = await self._tautulli_meta(work, rk)
