@@ -269,6 +269,33 @@ class TestDedupe:
         assert len(await deliveries(outbox)) == 2
 
 
+class TestEnqueueCounts:
+    @pytest.mark.parametrize("counted_insert", [True, False], ids=["returning", "fallback"])
+    async def test_reported_counts_match_the_deliveries_created(
+        self, outbox: Outbox, counted_insert: bool
+    ) -> None:
+        """Each result's new_deliveries is what the fan-out trigger really created, whether
+        the insert reports it (RETURNING) or it is counted afterwards."""
+        assert outbox._counted_insert, "this SQLite should support the one-statement path"
+        outbox._counted_insert = counted_insert
+        await outbox.enqueue(watched(BARRY_LYNDON, T0))
+        batch = [
+            watched(MOVIE_PLEX, T0),
+            watched(MOVIE_TAUTULLI, T0 + timedelta(minutes=2), Source.TAUTULLI),  # same play
+            live(FUTURAMA_LEGACY, T0),
+            watched(BARRY_LYNDON, T0 + timedelta(minutes=5)),  # already queued before
+            watched(FUTURAMA_2X14, T0),
+        ]
+        results = await outbox.enqueue_many(batch)
+        assert [r.new_deliveries for r in results] == [2, 0, 2, 0, 2]
+        assert [r.duplicate for r in results] == [False, True, False, True, False]
+        for result in results:
+            rows = await outbox.fetch_all(
+                "SELECT count(*) FROM deliveries WHERE event_id = ?", [result.event_id]
+            )
+            assert rows[0][0] == result.new_deliveries
+
+
 class TestGroupCommit:
     async def test_200_concurrent_enqueues_all_commit_with_their_own_ids(
         self, outbox: Outbox

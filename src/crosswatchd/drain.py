@@ -60,6 +60,9 @@ _UNCONFIRMED_RECHECK_S = 60.0
 _UNCONFIRMED_MAX = 3
 #: A history entry this close to a play's watched_at is that very play (an earlier send).
 _SAME_PLAY_S = 5.0
+#: After being woken by new events, wait this long for more before claiming (a burst of
+#: webhooks becomes one claim and one batched POST instead of many).
+_COALESCE_S = 0.05
 #: How often a drainer without a token looks for one (``crosswatchd auth`` writes it).
 _AUTH_POLL_S = 10.0
 
@@ -152,18 +155,23 @@ class Drainer:
             if done:
                 continue
             timeout = self.settings.poll_s
+            waiters = [asyncio.ensure_future(stop.wait())]
             if not self.provider.is_authorized():
+                # Nothing can be sent: new events need not wake us; look for a token now and then.
                 timeout = max(timeout, _AUTH_POLL_S)
             else:
                 due = await self.outbox.next_due_in(self.provider.name, kind)
                 if due is not None:
                     timeout = min(timeout, max(due, 0.05))
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+                waiters.append(asyncio.ensure_future(wake.wait()))
             try:
                 await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for waiter in waiters:
                     waiter.cancel()
+            if wake.is_set() and not stop.is_set():
+                # Coalesce a burst of webhooks into one claim (and one batched POST).
+                await asyncio.sleep(_COALESCE_S)
 
     def _authorized(self) -> bool:
         if self.provider.is_authorized():

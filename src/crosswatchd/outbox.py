@@ -22,6 +22,7 @@ connections; WAL lets readers in, and ``busy_timeout`` queues writers.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -46,8 +47,10 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
-#: Group commit: at most this many webhook events share one transaction.
+#: Group commit: at most this many webhook events share one transaction...
 _GROUP_MAX = 256
+#: ...gathered for this long after the first one arrives.
+_GROUP_WAIT_S = 0.002
 
 # A whole batch of events is ONE statement: rows come as a JSON array (one array per event) and
 # the fan-out trigger runs per row. A single statement is atomic in autocommit mode, so the
@@ -69,6 +72,45 @@ FROM json_each(:batch) AS e
 ORDER BY e.key
 RETURNING id
 """
+
+# The same insert, also returning how many deliveries the fan-out trigger creates for each
+# row: the trigger's own condition, evaluated just before that row's trigger runs (after the
+# earlier rows' triggers), so a batch needs no second query. SQLite does not document when a
+# RETURNING subquery is evaluated relative to AFTER triggers, so Outbox.open() checks it
+# (_returning_sees_earlier_rows) and falls back to counting afterwards if it ever changes.
+_EVENT_INSERT_BATCH_COUNTED = _EVENT_INSERT_BATCH.replace(
+    "RETURNING id",
+    """RETURNING id, (
+    SELECT count(*) FROM json_each(events.providers) AS p
+    WHERE events.action <> 'watched'
+       OR NOT EXISTS (
+            SELECT 1 FROM play_keys AS k
+            WHERE k.provider = p.value
+              AND k.key IN (SELECT value FROM json_each(events.keys))
+              AND k.watched_at BETWEEN events.occurred_at - events.dedupe_window_s
+                                   AND events.occurred_at + events.dedupe_window_s))""",
+)
+
+
+def _returning_sees_earlier_rows() -> bool:
+    """True if this SQLite evaluates a row's RETURNING after the earlier rows' AFTER triggers
+    and before its own (observed in SQLite 3.35-3.4x; not documented)."""
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        db.executescript(
+            "CREATE TABLE r (id INTEGER PRIMARY KEY, k TEXT); CREATE TABLE s (k TEXT);"
+            "CREATE TRIGGER r_after AFTER INSERT ON r BEGIN"
+            " INSERT INTO s (k) VALUES (NEW.k); END;"
+        )
+        rows = db.execute(
+            'INSERT INTO r (k) SELECT value FROM json_each(\'["a","a","b"]\')'
+            " ORDER BY key RETURNING id, (SELECT count(*) FROM s WHERE s.k = r.k)"
+        ).fetchall()
+        return sorted(rows) == [(1, 0), (2, 1), (3, 0)]
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
 
 
 # One missed play for one target (Outbox.adopt_targets), deduped like the fan-out trigger.
@@ -183,6 +225,7 @@ class Outbox:
         self._pending: list[tuple[PlayEvent, asyncio.Future[EnqueueResult]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._watchers: list[asyncio.Event] = []
+        self._counted_insert = _returning_sees_earlier_rows()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -277,7 +320,7 @@ class Outbox:
         now = self._clock()
         batch = orjson.dumps([self._event_row(e, now) for e in events]).decode()
         rows = await self._conn.execute_fetchall(
-            _EVENT_INSERT_BATCH,
+            _EVENT_INSERT_BATCH_COUNTED if self._counted_insert else _EVENT_INSERT_BATCH,
             {"batch": batch, "providers": self._providers_json, "window": self.dedupe_window_s},
         )
         ids = sorted(int(row[0]) for row in rows)
@@ -285,7 +328,9 @@ class Outbox:
             raise RuntimeError(f"inserted {len(ids)} events for {len(events)}")
         fanned = len(self.providers)
         counts = dict.fromkeys(ids, fanned)
-        if fanned and any(e.action.is_play for e in events):
+        if self._counted_insert:
+            counts = {int(row[0]): int(row[1]) for row in rows}
+        elif fanned and any(e.action.is_play for e in events):
             # Plays may have been deduplicated: count what the trigger created. Nothing else
             # creates deliveries for these new events, so reading after the commit is exact.
             counts = dict.fromkeys(ids, 0)
@@ -330,6 +375,8 @@ class Outbox:
 
     async def _flush(self) -> None:
         while self._pending:
+            # Let requests already being handled in this loop iteration join the batch.
+            await asyncio.sleep(_GROUP_WAIT_S)
             batch = self._pending[:_GROUP_MAX]
             del self._pending[:_GROUP_MAX]
             try:

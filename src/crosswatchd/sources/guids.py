@@ -19,6 +19,7 @@ Nothing in this module raises on bad input: garbage yields a :class:`ParsedGuid`
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ class ParsedGuid:
 
 
 _NOTHING: Final = ParsedGuid()
+_NO_IDS: Final = Ids()
 
 
 def normalize_id(name: str, value: object) -> str | None:
@@ -163,7 +165,7 @@ def _parse_legacy(agent: str, parts: list[str]) -> ParsedGuid:
     return ParsedGuid(agent=agent)
 
 
-def parse_guid(guid: str) -> ParsedGuid:
+def _parse_guid(guid: str) -> ParsedGuid:
     """Parse one Plex GUID into external ids (never raises).
 
     =================================================  =======================================
@@ -205,6 +207,18 @@ def parse_guid(guid: str) -> ParsedGuid:
     return ParsedGuid(agent=scheme)
 
 
+_parse_guid_cached = functools.lru_cache(maxsize=8192)(_parse_guid)
+
+
+def parse_guid(guid: str) -> ParsedGuid:
+    """Parse one Plex GUID into external ids (never raises); see :func:`_parse_guid` for the
+    forms understood. Memoised (results are immutable): Plex repeats the same GUIDs in every
+    event of one playback (play, pause, resume, stop, scrobble)."""
+    if not isinstance(guid, str):  # untyped JSON can hand us null or a number
+        return _NOTHING  # type: ignore[unreachable]  # reachable from untyped callers
+    return _parse_guid_cached(guid)
+
+
 def ids_from_guid_list(guids: Iterable[str]) -> Ids:
     """Merge the ids of a Plex new-agent ``Guid`` array, e.g.
     ``["imdb://tt0090728", "tmdb://6978", "tvdb://1876"]`` ->
@@ -213,15 +227,16 @@ def ids_from_guid_list(guids: Iterable[str]) -> Ids:
     Only entries whose ids name the item itself (scope ``item``) count; the first valid id of
     each kind wins. Non-strings and unparseable entries are skipped; never raises.
     """
-    result = Ids()
+    found: dict[str, str] = {}
     try:
         for entry in guids:
             parsed = parse_guid(entry)
             if parsed.scope == "item":
-                result = result.merged(parsed.ids)
+                for name, value in parsed.ids.as_dict().items():
+                    found.setdefault(name, value)
     except TypeError:  # not iterable: nothing to read
-        return result
-    return result
+        pass
+    return Ids(**found) if found else _NO_IDS
 
 
 def guid_base(guid: object) -> str:
