@@ -440,7 +440,21 @@ async def _get_json(
         ) from None
 
 
-class TraktSearch:
+class _SearchClient:
+    """What the search clients share: session, rate limiter, base URL, timeout."""
+
+    _headers: dict[str, str]
+
+    def __init__(
+        self, *, session: aiohttp.ClientSession, limiter: Limiter, api_url: str, timeout_s: float
+    ) -> None:
+        self._session = session
+        self._limiter = limiter
+        self._base = api_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+
+class TraktSearch(_SearchClient):
     """Trakt id lookups and title searches (no OAuth needed).
 
     Headers: ``trakt-api-key: <client_id>``, ``trakt-api-version: 2``, ``User-Agent``,
@@ -457,16 +471,13 @@ class TraktSearch:
         api_url: str,
         timeout_s: float = 30.0,
     ) -> None:
-        self._session = session
-        self._limiter = limiter
-        self._base = api_url.rstrip("/")
+        super().__init__(session=session, limiter=limiter, api_url=api_url, timeout_s=timeout_s)
         self._headers = {
             "trakt-api-key": client_id,
             "trakt-api-version": "2",
             "User-Agent": _USER_AGENT,
             "Content-Type": "application/json",
         }
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     async def _get(self, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
         data = await _get_json(
@@ -528,7 +539,7 @@ class TraktSearch:
         return [h for h in hits if h is not None and h.kind == kind]
 
 
-class SimklSearch:
+class SimklSearch(_SearchClient):
     """SIMKL ``GET /search/id`` lookups (no token needed).
 
     Sends ``client_id``, ``app-name`` and ``app-version`` as query parameters and
@@ -545,12 +556,9 @@ class SimklSearch:
         api_url: str,
         timeout_s: float = 30.0,
     ) -> None:
-        self._session = session
-        self._limiter = limiter
-        self._base = api_url.rstrip("/")
+        super().__init__(session=session, limiter=limiter, api_url=api_url, timeout_s=timeout_s)
         self._client_id = client_id
         self._headers = {"simkl-api-key": client_id, "User-Agent": _USER_AGENT}
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     async def by_id(
         self, id_type: str, value: str, kind: Literal["movie", "show"]
