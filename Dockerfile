@@ -6,7 +6,7 @@ FROM python:3.11-slim
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY src ./src
+COPY crosswatchd ./crosswatchd
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 --home-dir /data crosswatchd \
     && mkdir -p /data && chown crosswatchd /data

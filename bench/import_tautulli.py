@@ -28,12 +28,11 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fakes.tautulli import FakeTautulli, make_rows
-
 from crosswatchd.importer import format_summary, run_import
 from crosswatchd.logs import configure_logging
 from crosswatchd.outbox import Outbox
 from crosswatchd.sources.tautulli_api import TautulliClient
+from tests.fakes.tautulli import FakeTautulli, make_rows
 
 TARGET_ROWS_PER_S = 5_000
 TARGET_RSS_MB = 200

@@ -66,17 +66,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.fakes.catalog import Catalog  # noqa: E402
-from tests.fakes.plex_server import FakePlexServer  # noqa: E402
-from tests.fakes.simkl import FakeSimkl  # noqa: E402
-from tests.fakes.tautulli import FakeTautulli  # noqa: E402
-from tests.fakes.trakt import FakeTrakt  # noqa: E402
-
 from crosswatchd.models import Ids, Item, MediaKind  # noqa: E402
 from crosswatchd.ratelimit import Limiter  # noqa: E402
 from crosswatchd.resolve import IdCache, Resolver, SimklSearch, TraktSearch  # noqa: E402
 from crosswatchd.sources.plex_server import PlexServer  # noqa: E402
 from crosswatchd.sources.tautulli_api import TautulliClient  # noqa: E402
+from tests.fakes.catalog import Catalog  # noqa: E402
+from tests.fakes.plex_server import FakePlexServer  # noqa: E402
+from tests.fakes.simkl import FakeSimkl  # noqa: E402
+from tests.fakes.tautulli import FakeTautulli  # noqa: E402
+from tests.fakes.trakt import FakeTrakt  # noqa: E402
 
 PLEX_TOKEN = "bench-plex-token"
 DISTINCT = 10_000
