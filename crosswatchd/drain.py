@@ -42,6 +42,7 @@ from crosswatchd.config import DeliverySettings
 from crosswatchd.errors import (
     AuthError,
     CrosswatchError,
+    ErrorScope,
     PermanentError,
     RetryableError,
     UnresolvedError,
@@ -308,7 +309,7 @@ class Drainer:
         try:
             outcomes = await self.provider.add_history([p for _, p in ready])
         except PermanentError as exc:
-            if exc.scope == "request" and len(ready) > 1:
+            if exc.scope is ErrorScope.REQUEST and len(ready) > 1:
                 # The whole request was refused, so nothing landed: find the culprit by
                 # sending the plays one by one instead of condemning the batch.
                 self._log.warning("delivery.batch_refused", plays=len(ready), reason=exc.message)
@@ -359,7 +360,7 @@ class Drainer:
         self._emit(delivery, "parked", reason=reason)
 
     async def _fail(self, delivery: Claimed, exc: CrosswatchError, *, maybe_sent: bool) -> None:
-        if isinstance(exc, PermanentError) and exc.scope == "account":
+        if isinstance(exc, PermanentError) and exc.scope is ErrorScope.ACCOUNT:
             await self.outbox.settle_dead(delivery, reason=exc.message)
             self._emit(delivery, "dead", reason=exc.message)
         elif isinstance(exc, PermanentError):

@@ -15,10 +15,13 @@ Providers translate HTTP statuses into these, so the drainer never reads a statu
 
 from __future__ import annotations
 
+import enum
+
 __all__ = [
     "AuthError",
     "ConfigError",
     "CrosswatchError",
+    "ErrorScope",
     "PayloadError",
     "PermanentError",
     "ProviderError",
@@ -26,6 +29,18 @@ __all__ = [
     "SourceUnavailableError",
     "UnresolvedError",
 ]
+
+
+class ErrorScope(enum.StrEnum):
+    """What a :class:`PermanentError` refuses.
+
+    ``ACCOUNT``: the whole target account (Trakt 420 account limit, 423 locked, 426 VIP only):
+    every play would fail the same way. ``REQUEST``: this request's content (a 400/422): the
+    other plays of a batch may be fine.
+    """
+
+    ACCOUNT = "account"
+    REQUEST = "request"
 
 
 class CrosswatchError(Exception):
@@ -78,13 +93,15 @@ class RetryableError(ProviderError):
 class PermanentError(ProviderError):
     """The request will never succeed as sent.
 
-    ``scope`` says what is refused: ``"account"`` (Trakt 420 account limit, 423 locked, 426
-    VIP only: every play would fail, the drainer marks them dead) or ``"request"`` (this
-    request's content was rejected, e.g. a 400/422: the drainer retries the plays of a batch
-    one by one and parks the one that is refused, with the reason).
+    ``scope`` (:class:`ErrorScope`) says what is refused: ``ACCOUNT`` (every play would fail,
+    the drainer marks them dead) or ``REQUEST`` (this request's content was rejected: the
+    drainer retries the plays of a batch one by one and parks the one that is refused, with
+    the reason).
     """
 
-    def __init__(self, provider: str, message: str, *, scope: str = "request") -> None:
+    def __init__(
+        self, provider: str, message: str, *, scope: ErrorScope = ErrorScope.REQUEST
+    ) -> None:
         super().__init__(provider, message)
         self.scope = scope
 

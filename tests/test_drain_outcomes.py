@@ -18,7 +18,7 @@ import pytest
 
 from crosswatchd.config import DeliverySettings
 from crosswatchd.drain import Drainer
-from crosswatchd.errors import PermanentError
+from crosswatchd.errors import ErrorScope, PermanentError
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
 from crosswatchd.outbox import Outbox
 from crosswatchd.providers.base import LiveOutcome, Play, PlayOutcome
@@ -156,7 +156,7 @@ class TestRefusedBatch:
         class Locked(ScriptedTarget):
             async def add_history(self, plays: Sequence[Play]) -> dict[int, PlayOutcome]:
                 self.sent.append([p.item.ids.imdb or "" for p in plays])
-                raise PermanentError("trakt", "account locked (423)", scope="account")
+                raise PermanentError("trakt", "account locked (423)", scope=ErrorScope.ACCOUNT)
 
         target = Locked()
         await outbox.enqueue(watched(movie(1)))

@@ -35,7 +35,7 @@ import orjson
 import structlog
 
 from crosswatchd import __version__
-from crosswatchd.errors import AuthError, PermanentError, RetryableError
+from crosswatchd.errors import AuthError, ErrorScope, PermanentError, RetryableError
 from crosswatchd.models import Action, Ids, Item, MediaKind, format_utc, parse_utc
 from crosswatchd.providers.base import LiveOutcome, Play, PlayOutcome, split_sendable
 from crosswatchd.ratelimit import Limiter
@@ -151,7 +151,7 @@ def _raise_for_status(resp: _Response) -> None:
             _PROVIDER,
             f"{what}: account limit exceeded (420, X-Account-Limit={limit}, VIP={vip}); "
             "Trakt VIP raises the limit",
-            scope="account",
+            scope=ErrorScope.ACCOUNT,
         )
     if status == 423:
         locked = resp.headers.get("X-Account-Locked", "?")
@@ -160,10 +160,10 @@ def _raise_for_status(resp: _Response) -> None:
             _PROVIDER,
             f"{what}: account locked (423, locked={locked}, deactivated={deactivated}); "
             "contact Trakt support",
-            scope="account",
+            scope=ErrorScope.ACCOUNT,
         )
     if status == 426:
-        raise PermanentError(_PROVIDER, f"{what}: Trakt VIP only (426)", scope="account")
+        raise PermanentError(_PROVIDER, f"{what}: Trakt VIP only (426)", scope=ErrorScope.ACCOUNT)
     if status == 403:
         # The app itself is refused (wrong or revoked client id): a configuration problem,
         # not the play's. Plays wait for it to be fixed instead of dying.
