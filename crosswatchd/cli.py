@@ -44,7 +44,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 def _settings(ctx: click.Context) -> Settings:
     settings = ctx.obj.get("settings")
     if settings is None:
-        settings = load_settings(ctx.obj.get("config"))
+        settings = load_settings(ctx.obj.get("config"), origin=ctx.obj["config_origin"])
         ctx.obj["settings"] = settings
     assert isinstance(settings, Settings)
     return settings
@@ -81,6 +81,8 @@ def main(ctx: click.Context, config: str | None) -> None:
     """crosswatchd: Plex/Tautulli plays to Trakt and SIMKL, exactly once."""
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
+    from_env = ctx.get_parameter_source("config") is click.core.ParameterSource.ENVIRONMENT
+    ctx.obj["config_origin"] = "CROSSWATCHD_CONFIG" if from_env else "--config"
 
 
 # -- serve ---------------------------------------------------------------------------------

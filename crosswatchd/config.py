@@ -2,24 +2,32 @@
 
 Sources, highest priority first: environment (``CROSSWATCHD_HTTP__PORT=9000``; nested keys
 joined by ``__``), the TOML file (``--config PATH`` or ``CROSSWATCHD_CONFIG``), defaults.
-:func:`load_settings` turns every validation problem into one :class:`ConfigError` naming the
-first bad key.
+
+Environment values are strings. A list setting takes a JSON list (``["alice", "bob"]``) or
+comma-separated text (``alice,bob``); a whole section (``CROSSWATCHD_HTTP``) takes a JSON
+object. :func:`load_settings` turns every problem into one :class:`ConfigError` that names
+what the user wrote: the dotted key of the file (``http.port``), or the environment variable
+(``CROSSWATCHD_HTTP__PORT``) when the value came from there.
+
+A relative ``data_dir`` is relative to the config file's folder (so ``status`` run from another
+directory finds the same data); with no config file, or when ``CROSSWATCHD_DATA_DIR`` sets
+it, to the current directory.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+import types
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from crosswatchd.errors import ConfigError
 
@@ -46,7 +54,8 @@ class HttpSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
-    #: Largest accepted webhook body, bytes (Plex's thumb part is skipped, not counted).
+    #: Largest accepted webhook JSON, bytes (Plex's thumb part is skipped, not counted). A
+    #: whole request, thumbnail included, may be at most 16 times this (16 MiB by default).
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
 
@@ -135,14 +144,19 @@ class DeliverySettings(_Section):
     sqlite_synchronous: Literal["normal", "full"] = "normal"
 
 
-class Settings(BaseSettings):
-    """All settings. See ``config/crosswatchd.example.toml`` for a commented example."""
+ENV_PREFIX = "CROSSWATCHD_"
+#: Environment variables with the prefix that are not settings.
+_NOT_SETTINGS = frozenset({"CROSSWATCHD_CONFIG"})
 
-    model_config = SettingsConfigDict(
-        env_prefix="CROSSWATCHD_",
-        env_nested_delimiter="__",
-        extra="forbid",
-    )
+
+class Settings(BaseSettings):
+    """All settings. See ``config/crosswatchd.example.toml`` for a commented example.
+
+    Build with :func:`load_settings`; ``Settings(**values)`` also works (tests) and reads the
+    process environment like the loader, without a file.
+    """
+
+    model_config = SettingsConfigDict(extra="forbid")
 
     data_dir: Path = Path("./data")
     log_level: str = "info"
@@ -154,6 +168,13 @@ class Settings(BaseSettings):
     tautulli: TautulliSettings = Field(default_factory=TautulliSettings)
     resolver: ResolverSettings = Field(default_factory=ResolverSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+
+    _config_file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def config_file(self) -> Path | None:
+        """The absolute path of the TOML file these settings were read from, if any."""
+        return self._config_file
 
     @field_validator("log_level")
     @classmethod
@@ -172,9 +193,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The TOML file comes from `toml_file` in model_config, set by load_settings on a
-        # subclass; without one this source is empty.
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        # load_settings passes the file's and the environment's values in as init values (it
+        # needs to know where each came from); a bare Settings() reads the environment here.
+        return (init_settings, _EnvSource(settings_cls, os.environ))
 
     def trakt_enabled(self) -> bool:
         """Trakt is a delivery target when enabled and given a client id."""
@@ -194,35 +215,179 @@ class Settings(BaseSettings):
         return names
 
 
-def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
-    """Load settings from *path* (or ``CROSSWATCHD_CONFIG``), environment, and *overrides*.
+# -- the environment ---------------------------------------------------------------------------
 
-    Raises :class:`ConfigError` naming the first bad key, e.g.
-    ``config error: http.port: Input should be less than or equal to 65535``.
-    """
-    chosen = str(path) if path else os.environ.get("CROSSWATCHD_CONFIG", "")
-    if chosen:
-        toml_path = Path(chosen)
-        if not toml_path.is_file():
-            raise ConfigError("--config", f"no such file: {toml_path}")
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model class *annotation* names (``HttpSettings``), or None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _is_list(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is list
+
+
+def _is_optional_scalar(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    return origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(annotation)
+
+
+def _env_value(name: str, raw: str, field: FieldInfo | None) -> Any:
+    """The value of environment variable *name* for *field* (None: a whole section)."""
+    annotation = field.annotation if field is not None else None
+    whole_section = field is None or _model_of(annotation) is not None
+    if whole_section or (_is_list(annotation) and raw.lstrip().startswith("[")):
+        expected = "a JSON object" if whole_section else "a JSON list"
         try:
-            with toml_path.open("rb") as fh:
-                tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("--config", f"{toml_path} is not valid TOML: {exc}") from None
-    settings_cls: type[Settings] = Settings
-    if chosen:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ConfigError(name, f"expected {expected}") from None
+        if not isinstance(value, dict if whole_section else list):
+            raise ConfigError(name, f"expected {expected}")
+        return value
+    if _is_list(annotation):
+        # `alice,bob` as Docker users write it; `alice` alone is a one-item list.
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    if _is_optional_scalar(annotation) and not raw.strip():
+        return None
+    return raw
 
-        class _FromFile(Settings):
-            model_config = SettingsConfigDict(toml_file=Path(chosen))
 
-        settings_cls = _FromFile
+class _EnvSource(PydanticBaseSettingsSource):
+    """``CROSSWATCHD_*`` variables as nested settings values, remembering each one's origin.
+
+    ``CROSSWATCHD_HTTP__PORT=9000`` → ``{"http": {"port": "9000"}}``; names are
+    case-insensitive. An unknown section or key raises :class:`ConfigError` naming the
+    variable. ``origins`` maps each value's path, e.g. ``("http", "port")``, to its variable.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._environ = environ
+        self.origins: dict[tuple[str, ...], str] = {}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # values come from __call__ as one nested dict
+
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for name in sorted(self._environ):
+            upper = name.upper()
+            if not upper.startswith(ENV_PREFIX) or upper in _NOT_SETTINGS:
+                continue
+            path = tuple(part.lower() for part in upper[len(ENV_PREFIX) :].split("__"))
+            if not all(path):
+                raise ConfigError(name, "malformed name (sections and keys are joined by __)")
+            field = self._field(name, path)
+            node = data
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = _env_value(name, self._environ[name], field)
+            self.origins[path] = name
+        return data
+
+    def _field(self, name: str, path: tuple[str, ...]) -> FieldInfo | None:
+        """The field *path* names; None when it names a whole section. Raises ConfigError."""
+        model: type[BaseModel] = self.settings_cls
+        field: FieldInfo | None = None
+        for depth, part in enumerate(path):
+            fields = model.model_fields
+            if part not in fields:
+                where = "setting" if depth == 0 else f"key in [{'.'.join(path[:depth])}]"
+                raise ConfigError(name, f"unknown setting (no such {where}: {part})")
+            field = fields[part]
+            sub = _model_of(field.annotation)
+            if depth < len(path) - 1:
+                if sub is None:
+                    raise ConfigError(name, f"unknown setting ({part} has no keys)")
+                model = sub
+        return None if field is not None and _model_of(field.annotation) else field
+
+
+class _Values(PydanticBaseSettingsSource):
+    """A source that hands over values already read (the TOML file's)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError
+
+    def __call__(self) -> dict[str, Any]:
+        return self._values
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_toml(path: Path, origin: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(origin, f"no such file: {path}")
     try:
-        return settings_cls(**overrides)
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(origin, f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(origin, f"cannot read {path}: {exc.strerror}") from None
+
+
+def _error_key(loc: tuple[Any, ...], origins: Mapping[tuple[str, ...], str]) -> tuple[str, bool]:
+    """The name to show for an error at *loc*: the environment variable that set it (or the
+    nearest enclosing one), else the dotted key. Second: True when it is a variable."""
+    parts = tuple(str(part) for part in loc)
+    for end in range(len(parts), 0, -1):
+        if parts[:end] in origins:
+            return origins[parts[:end]], True
+    return ".".join(parts) or "config", False
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    origin: str = "--config",
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Load settings from *path* (or ``CROSSWATCHD_CONFIG``), the environment, *overrides*.
+
+    *origin* names where *path* came from, for messages (``--config``; the CLI passes
+    ``CROSSWATCHD_CONFIG`` when the path came from that variable). *environ* defaults to
+    ``os.environ``. Raises :class:`ConfigError` naming the first bad key or variable, e.g.
+    ``config error: http.port: Input should be less than or equal to 65535`` or
+    ``config error: CROSSWATCHD_HTTP__PROT: unknown setting (no such key in [http]: prot)``.
+    """
+    env = os.environ if environ is None else environ
+    chosen = str(path) if path else ""
+    if not chosen and env.get("CROSSWATCHD_CONFIG"):
+        chosen, origin = env["CROSSWATCHD_CONFIG"], "CROSSWATCHD_CONFIG"
+    config_file = Path(os.path.abspath(chosen)) if chosen else None
+    file_values = _read_toml(config_file, origin) if config_file else {}
+    env_source = _EnvSource(Settings, env)
+    env_values = env_source()
+    values = _deep_merge(_deep_merge(file_values, env_values), overrides)
+    try:
+        settings = Settings.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "config"
+        key, from_env = _error_key(tuple(first["loc"]), env_source.origins)
         message = first["msg"]
         if first["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = "unknown setting" if from_env else "unknown key"
         raise ConfigError(key, message) from None
+    if not settings.data_dir.is_absolute():
+        from_file = config_file is not None and ("data_dir",) not in env_source.origins
+        base = config_file.parent if from_file and config_file else Path.cwd()
+        settings.data_dir = Path(os.path.abspath(base / settings.data_dir))
+    settings._config_file = config_file
+    return settings

@@ -79,17 +79,23 @@ class Run:
         return [line for line in self.err.splitlines() if line.strip()]
 
 
-async def cli(config: Path, *args: str, timeout_s: float = 30.0) -> Run:
-    """Run ``crosswatchd --config CONFIG ARGS…`` to completion."""
+async def cli(
+    config: Path | None,
+    *args: str,
+    timeout_s: float = 30.0,
+    env: Mapping[str, str] | None = None,
+) -> Run:
+    """Run ``crosswatchd --config CONFIG ARGS…`` to completion (no ``--config`` for None),
+    with *env* added to a ``CROSSWATCHD_*``-free environment."""
+    options = ["--config", str(config)] if config is not None else []
     proc = await asyncio.create_subprocess_exec(
         *COMMAND,
-        "--config",
-        str(config),
+        *options,
         *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_env(),
+        env={**_env(), **(env or {})},
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     assert proc.returncode is not None
@@ -153,6 +159,45 @@ class TestBadConfig:
         assert run.code == 2
         assert len(run.err_lines) == 1, run.err
         assert "--config" in run.err
+
+    async def test_missing_config_file_from_the_environment_names_the_variable(
+        self, tmp_path: Path
+    ) -> None:
+        run = await cli(None, "status", env={"CROSSWATCHD_CONFIG": str(tmp_path / "nope.toml")})
+        assert run.code == 2
+        assert len(run.err_lines) == 1, run.err
+        assert "CROSSWATCHD_CONFIG" in run.err
+
+    @pytest.mark.parametrize(
+        ("variable", "value"),
+        [
+            ("CROSSWATCHD_HTTP", "x"),
+            ("CROSSWATCHD_HTTP__PROT", "9000"),
+            ("CROSSWATCHD_TRAK__CLIENT_ID", "abc"),
+            ("CROSSWATCHD_HTTP__PORT", "eighty"),
+            ("CROSSWATCHD_PLEX__ACCOUNTS", '["Alice"'),
+        ],
+    )
+    async def test_a_bad_environment_value_is_one_line_naming_the_variable(
+        self, home: Home, variable: str, value: str
+    ) -> None:
+        home.configure()
+        run = await cli(home.config, "status", env={variable: value})
+        assert run.code == 2
+        assert len(run.err_lines) == 1, run.err
+        assert variable in run.err
+        assert "Traceback" not in run.err + run.out
+
+    async def test_comma_separated_lists_from_the_environment(self, home: Home) -> None:
+        home.configure(trakt={"client_id": "id", "client_secret": "s"})
+        run = await cli(
+            home.config,
+            "status",
+            "--json",
+            env={"CROSSWATCHD_TAUTULLI__USERS": "alice,bob", "CROSSWATCHD_PLEX__ACCOUNTS": "Al"},
+        )
+        assert run.code == 0, run.err
+        assert json.loads(run.out)["tautulli_users"] == ["alice", "bob"]
 
 
 # -- status ---------------------------------------------------------------------------------

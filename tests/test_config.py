@@ -38,7 +38,8 @@ class TestDefaults:
 
     def test_defaults(self) -> None:
         settings = load_settings()
-        assert settings.data_dir == Path("./data")
+        assert settings.data_dir == Path.cwd() / "data"
+        assert settings.config_file is None
         assert (settings.http.host, settings.http.port) == ("127.0.0.1", 8765)
         assert settings.trakt.api_url == "https://api.trakt.tv"
         assert settings.delivery.dedupe_window_s == 14_400
@@ -149,6 +150,64 @@ class TestEnvironment:
         monkeypatch.setenv("CROSSWATCHD_TAUTULLI__USERS", '["alice", "bob"]')
         assert load_settings().tautulli.users == ["alice", "bob"]
 
+    @pytest.mark.parametrize(
+        ("raw", "expected"),
+        [
+            ("alice", ["alice"]),
+            ("alice,bob", ["alice", "bob"]),
+            (" alice , bob ,", ["alice", "bob"]),
+        ],
+    )
+    def test_env_list_value_may_be_comma_separated(
+        self, monkeypatch: pytest.MonkeyPatch, raw: str, expected: list[str]
+    ) -> None:
+        monkeypatch.setenv("CROSSWATCHD_TAUTULLI__USERS", raw)
+        monkeypatch.setenv("CROSSWATCHD_PLEX__ACCOUNTS", raw)
+        settings = load_settings()
+        assert settings.tautulli.users == expected
+        assert settings.plex.accounts == expected
+
+    def test_env_names_are_case_insensitive(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("crosswatchd_http__port", "9301")
+        assert load_settings().http.port == 9301
+
+
+class TestDataDir:
+    """A relative data_dir means the same folder whichever directory a command runs in."""
+
+    def test_relative_data_dir_is_next_to_the_config_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        conf = tmp_path / "etc"
+        conf.mkdir()
+        path = write(conf, 'data_dir = "./data"\n')
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        monkeypatch.chdir(elsewhere)
+        settings = load_settings(path)
+        assert settings.data_dir == conf / "data"
+        assert settings.config_file == path
+
+    def test_default_data_dir_with_a_config_file_is_next_to_it(self, tmp_path: Path) -> None:
+        conf = tmp_path / "etc"
+        conf.mkdir()
+        assert load_settings(write(conf, "")).data_dir == conf / "data"
+
+    def test_relative_data_dir_from_the_environment_is_the_current_directory(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        conf = tmp_path / "etc"
+        conf.mkdir()
+        monkeypatch.setenv("CROSSWATCHD_DATA_DIR", "state")
+        assert load_settings(write(conf, "")).data_dir == tmp_path / "state"
+
+    def test_config_file_path_is_absolute(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        write(tmp_path, "")
+        settings = load_settings("crosswatchd.toml")
+        assert settings.config_file == tmp_path / "crosswatchd.toml"
+
 
 class TestErrors:
     """Every problem is one ConfigError whose text names the dotted key (or --config)."""
@@ -163,10 +222,38 @@ class TestErrors:
         err = config_error(write(tmp_path, "[delivery]\ndedupe_window_s = 'long'\n"))
         assert err.key == "delivery.dedupe_window_s"
 
-    def test_bad_env_value_names_the_key(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_bad_env_value_names_the_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("CROSSWATCHD_HTTP__PORT", "eighty")
         err = config_error()
-        assert err.key == "http.port"
+        assert err.key == "CROSSWATCHD_HTTP__PORT"
+        assert "CROSSWATCHD_HTTP__PORT" in str(err)
+        assert "\n" not in str(err)
+
+    def test_a_section_set_to_a_word_names_the_variable(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("CROSSWATCHD_HTTP", "x")
+        err = config_error()
+        assert err.key == "CROSSWATCHD_HTTP"
+        assert "JSON object" in str(err)
+
+    def test_a_section_as_a_json_object(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CROSSWATCHD_HTTP", '{"port": 9444}')
+        assert load_settings().http.port == 9444
+
+    def test_a_bad_key_inside_a_json_section_names_the_variable(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("CROSSWATCHD_HTTP", '{"prot": 9444}')
+        err = config_error()
+        assert err.key == "CROSSWATCHD_HTTP"
+        assert "unknown setting" in str(err)
+
+    def test_a_bad_json_list_names_the_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CROSSWATCHD_TAUTULLI__USERS", '["alice",')
+        err = config_error()
+        assert err.key == "CROSSWATCHD_TAUTULLI__USERS"
+        assert "JSON list" in str(err)
 
     def test_unknown_key_in_a_section(self, tmp_path: Path) -> None:
         err = config_error(write(tmp_path, "[http]\nprot = 9000\n"))
@@ -176,8 +263,20 @@ class TestErrors:
     def test_unknown_env_key_in_a_section(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("CROSSWATCHD_HTTP__PROT", "9000")
         err = config_error()
-        assert err.key == "http.prot"
-        assert "unknown key" in str(err)
+        assert err.key == "CROSSWATCHD_HTTP__PROT"
+        assert "unknown setting" in str(err)
+
+    def test_unknown_env_section_is_reported_like_one_in_the_file(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("CROSSWATCHD_TRAK__CLIENT_ID", "x")
+        err = config_error()
+        assert err.key == "CROSSWATCHD_TRAK__CLIENT_ID"
+        assert "unknown setting" in str(err)
+
+    def test_unknown_top_level_env_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CROSSWATCHD_COLOUR", "blue")
+        assert config_error().key == "CROSSWATCHD_COLOUR"
 
     def test_unknown_top_level_key(self, tmp_path: Path) -> None:
         err = config_error(write(tmp_path, "colour = 'blue'\n"))
@@ -204,7 +303,9 @@ class TestErrors:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setenv("CROSSWATCHD_CONFIG", str(tmp_path / "nope.toml"))
-        assert config_error().key == "--config"
+        err = config_error()
+        assert err.key == "CROSSWATCHD_CONFIG"
+        assert str(tmp_path / "nope.toml") in str(err)
 
     def test_invalid_toml_names_config_option(self, tmp_path: Path) -> None:
         err = config_error(write(tmp_path, "[http\nport = = 1\n"))
