@@ -132,8 +132,10 @@ class Item:
     For an episode, ``ids`` are the **episode's own** ids (Plex new-agent ``Guid[]``) and
     ``show_ids`` the show's (legacy thetvdb agent, Tautulli ``thetvdb_id``…); either may be
     empty. ``season``/``number`` are Plex ``parentIndex``/``index``. ``rating_key`` and
-    ``grandparent_rating_key`` are Plex ratingKeys (strings). ``guid`` is the source's raw
-    GUID (``plex://movie/…``, ``com.plexapp.agents.imdb://tt…``), kept for resolution.
+    ``grandparent_rating_key`` are Plex ratingKeys (strings), unique only on the server
+    ``server`` names (the Plex machineIdentifier: webhook ``Server.uuid``, Tautulli
+    ``{server_machine_id}``), when known. ``guid`` is the source's raw GUID
+    (``plex://movie/…``, ``com.plexapp.agents.imdb://tt…``), kept for resolution.
     """
 
     kind: MediaKind
@@ -148,6 +150,7 @@ class Item:
     rating_key: str | None = None
     grandparent_rating_key: str | None = None
     guid: str | None = None
+    server: str | None = None
 
     def label(self) -> str:
         """Human label for logs and status, e.g. ``Futurama S02E15`` or ``Barry Lyndon (1975)``."""
@@ -174,6 +177,7 @@ class Item:
             "rating_key": self.rating_key,
             "grandparent_rating_key": self.grandparent_rating_key,
             "guid": self.guid,
+            "server": self.server,
         }
 
     @classmethod
@@ -226,12 +230,16 @@ def item_keys(item: Item) -> list[str]:
 
     Two plays are the same item when they share any key. Keys are typed so an episode's own
     imdb id never collides with its show's: ``movie:imdb:tt…``, ``episode:tvdb:…``,
-    ``show:tvdb:73871:2:15``, ``rk:59852``, ``grk:59800:2:15``. Plex ratingKeys identify an
-    item on one server, which Plex webhooks and Tautulli share.
+    ``show:tvdb:73871:2:15``, ``rk:<server>:59852``, ``grk:<server>:59800:2:15``. Plex
+    ratingKeys identify an item on one server only (a play on a friend's server may carry the
+    ratingKey of another item here), so they are scoped by the server's machineIdentifier,
+    which Plex webhooks (``Server.uuid``) and Tautulli (``server_machine_id``) both report;
+    without a known server the key is the bare ``rk:59852``.
     """
     keys: list[str] = []
+    scope = f"{item.server}:" if item.server else ""
     if item.rating_key:
-        keys.append(f"rk:{item.rating_key}")
+        keys.append(f"rk:{scope}{item.rating_key}")
     if item.kind is MediaKind.MOVIE:
         keys.extend(f"movie:{name}:{value}" for name, value in item.ids.as_dict().items())
         return keys
@@ -239,7 +247,7 @@ def item_keys(item: Item) -> list[str]:
     if item.season is not None and item.number is not None:
         se = f"{item.season}:{item.number}"
         if item.grandparent_rating_key:
-            keys.append(f"grk:{item.grandparent_rating_key}:{se}")
+            keys.append(f"grk:{scope}{item.grandparent_rating_key}:{se}")
         keys.extend(f"show:{name}:{value}:{se}" for name, value in item.show_ids.as_dict().items())
     return keys
 

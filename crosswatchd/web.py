@@ -5,38 +5,46 @@ Routes:
 - ``POST /webhook/plex?token=SECRET`` — Plex's ``multipart/form-data`` (JSON in the
   ``payload`` part; the ``thumb`` JPEG part is read past in chunks, never kept), or a plain
   JSON body, or ``application/x-www-form-urlencoded`` with ``payload=``.
-- ``POST /webhook/tautulli?token=SECRET`` (or header ``X-Crosswatchd-Token``) — the JSON
-  body of Tautulli's Webhook agent (``config/tautulli-webhook.json``).
+- ``POST /webhook/tautulli?token=SECRET`` — the JSON body of Tautulli's Webhook agent
+  (``config/tautulli-webhook.json``). Both endpoints also take the secret in an
+  ``X-Crosswatchd-Token`` header.
 - ``GET /healthz`` — ``{"status": "ok"}`` while the outbox is open.
 
-Replies: **202** once the event is committed to SQLite; **200** with a reason for events
-deliberately ignored; **400** with a one-line reason for malformed input; **401** for a wrong
-or missing token (constant-time compare); **413** above the body limit. Bad input never gets
-a 5xx.
+Replies are JSON: **202** once the event is committed to SQLite, with ``"kind": "play"`` or
+``"live"``; **200** ``"kind": "ignored"`` with a reason for events deliberately ignored;
+**400** with a one-line reason for malformed input (also a part header aiohttp cannot parse,
+an unknown charset, a body that is not the gzip it claims); **401** for a wrong or missing
+token (constant-time compare); **404**/**405**; **413** above the body limit. Bad input never
+gets a 5xx: 503 is kept for real storage faults.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import orjson
 import structlog
-from aiohttp import BodyPartReader, hdrs, web
+from aiohttp import BodyPartReader, hdrs, http_exceptions, web
+from aiohttp.web_protocol import RequestPayloadError
 from multidict import MultiDictProxy
 
 from crosswatchd.config import Settings
 from crosswatchd.errors import PayloadError
+from crosswatchd.logs import RepeatLimiter
 from crosswatchd.models import PlayEvent
 from crosswatchd.outbox import Outbox
 from crosswatchd.sources.plex import Ignored, parse_plex_payload, plex_event
 from crosswatchd.sources.tautulli import parse_tautulli_body, tautulli_event
 
-__all__ = ["OUTBOX", "SECRET", "SETTINGS", "build_app"]
+__all__ = ["OUTBOX", "SECRET", "SETTINGS", "ServerHint", "build_app"]
 
 log = structlog.get_logger(__name__)
 
@@ -46,12 +54,39 @@ SECRET = web.AppKey("secret", str)
 Clock = Callable[[], datetime]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 
+
+@dataclass(slots=True)
+class ServerHint:
+    """The Plex server (machineIdentifier) a Tautulli webhook without ``server_id`` is about.
+
+    Set at start from Tautulli's ``get_server_identity`` when the API is configured, and
+    learned from Plex webhooks sent because the webhook's owner owns the server
+    (``"owner": true``): that is the server Tautulli watches.
+    """
+
+    machine_id: str | None = None
+
+
+SERVER_HINT = web.AppKey("server_hint", ServerHint)
+REJECTIONS = web.AppKey("rejections", RepeatLimiter)
+
 #: The ``payload`` part, from the raw Content-Disposition header (``part.name`` runs aiohttp's
 #: full RFC 2231 parser, a tenth of the intake's CPU in bench/ingest.py).
 _PAYLOAD_PART = re.compile(r'(?:^|;)\s*name\s*=\s*"?payload"?\s*(?:;|$)', re.IGNORECASE)
 
 #: A whole request (payload plus Plex's thumbnail) may not exceed this many times the JSON limit.
 _REQUEST_FACTOR = 16
+
+#: What a client may send that cannot be read: its fault, answered 400 (never a 5xx).
+_UNREADABLE = (
+    ValueError,  # broken multipart framing, bad JSON in a form
+    LookupError,  # an unknown charset
+    http_exceptions.HttpProcessingError,  # malformed part headers, lines too long
+    RequestPayloadError,  # a body that does not decode as its Content-Encoding says
+    web.HTTPException,
+)
+#: The client went away mid-request: nothing to answer, nothing to log as an error.
+_GONE = (ConnectionError, aiohttp.ClientConnectionResetError, asyncio.IncompleteReadError)
 
 
 class _TooLarge(Exception):
@@ -62,16 +97,19 @@ def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
 
-def _reply(http_status: int, **body: Any) -> web.Response:
-    return web.json_response(body, status=http_status, dumps=_dumps)
+def _reply(http_status: int, headers: dict[str, str] | None = None, **body: Any) -> web.Response:
+    return web.json_response(body, status=http_status, dumps=_dumps, headers=headers)
 
 
-def _token_ok(request: web.Request, *, header: bool) -> bool:
-    given = request.query.get("token", "")
-    if not given and header:
-        given = request.headers.get("X-Crosswatchd-Token", "")
+def _token_ok(request: web.Request) -> bool:
+    """The secret from ``?token=`` or the ``X-Crosswatchd-Token`` header, compared in
+    constant time. Header bytes that are not UTF-8 arrive as surrogates; they compare
+    unequal instead of raising."""
+    given = request.query.get("token", "") or request.headers.get("X-Crosswatchd-Token", "")
     expected = request.app[SECRET]
-    return hmac.compare_digest(given.encode(), expected.encode())
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )
 
 
 async def _read_limited(part: BodyPartReader | web.Request, limit: int) -> bytes:
@@ -121,6 +159,10 @@ async def _plex_json(request: web.Request, limit: int) -> bytes:
     return await _read_limited(request, limit)
 
 
+def _since_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
 async def _accept(
     request: web.Request, source: str, event: PlayEvent | Ignored, started: float
 ) -> web.Response:
@@ -131,88 +173,115 @@ async def _accept(
         log.info(
             "webhook.ignored",
             source=source,
+            kind="ignored",
             reason=event.reason,
             account=event.account,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            duration_ms=_since_ms(started),
         )
-        return _reply(200, status="ignored", reason=event.reason)
+        return _reply(200, status="ignored", kind="ignored", reason=event.reason)
     result = await outbox.enqueue(event)
+    kind = "play" if event.action.is_play else "live"
     log.info(
         "webhook.accepted",
         source=source,
+        kind=kind,
         action=event.action.value,
         item=event.item.label(),
         account=event.account,
         event_id=result.event_id,
         duplicate=result.duplicate,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        duration_ms=_since_ms(started),
     )
     return _reply(
         202,
         status="accepted",
+        kind=kind,
         event_id=result.event_id,
         duplicate=result.duplicate,
         deliveries=result.new_deliveries,
     )
 
 
-def _rejected(source: str, status: int, reason: str) -> web.Response:
-    log.warning("webhook.rejected", source=source, status=status, reason=reason)
+def _rejected(request: web.Request, source: str, status: int, reason: str) -> web.Response:
+    """Answer a client error; repeated rejections of one kind are logged once a minute
+    with the number held back (a flood of bad tokens makes a few lines, not thousands)."""
+    held = request.app[REJECTIONS].admit(f"{source}:{status}:{reason}")
+    if held is not None:
+        extra = {"suppressed": held} if held else {}
+        log.warning("webhook.rejected", source=source, status=status, reason=reason, **extra)
     return _reply(status, error=reason)
+
+
+async def _read_event(
+    request: web.Request,
+    source: str,
+    limit: int,
+    read: Callable[[], Awaitable[PlayEvent | Ignored]],
+) -> web.Response:
+    """Run *read* (body → event) and answer: 202/200 via :func:`_accept`, or the client
+    error its input deserves (400, 413), never a 5xx for input."""
+    started = time.perf_counter()
+    if not _token_ok(request):
+        return _rejected(request, source, 401, "missing or wrong token")
+    cap = limit * _REQUEST_FACTOR if source == "plex" else limit
+    if (request.content_length or 0) > cap:
+        return _rejected(request, source, 413, f"body larger than {cap} bytes")
+    try:
+        event = await read()
+    except _TooLarge:
+        return _rejected(request, source, 413, f"payload larger than {limit} bytes")
+    except web.HTTPRequestEntityTooLarge:
+        return _rejected(request, source, 413, f"body larger than {cap} bytes")
+    except PayloadError as exc:
+        return _rejected(request, source, 400, str(exc))
+    except LookupError as exc:
+        return _rejected(request, source, 400, f"unreadable body: unknown charset ({exc})")
+    except _GONE:
+        log.info("webhook.client_gone", source=source, duration_ms=_since_ms(started))
+        return _reply(400, error="the client closed the connection before the body ended")
+    except _UNREADABLE as exc:
+        return _rejected(request, source, 400, f"unreadable body: {type(exc).__name__}")
+    return await _accept(request, source, event, started)
 
 
 async def plex_webhook(request: web.Request) -> web.Response:
     """``POST /webhook/plex`` (Plex support article "Webhooks")."""
-    started = time.perf_counter()
     settings = request.app[SETTINGS]
-    if not _token_ok(request, header=True):
-        return _rejected("plex", 401, "missing or wrong token")
     limit = settings.http.max_body_bytes
-    if (request.content_length or 0) > limit * _REQUEST_FACTOR:
-        return _rejected("plex", 413, f"body larger than {limit * _REQUEST_FACTOR} bytes")
-    try:
-        raw = await _plex_json(request, limit)
-        payload = parse_plex_payload(raw)
-        event = plex_event(
+
+    async def read() -> PlayEvent | Ignored:
+        payload = parse_plex_payload(await _plex_json(request, limit))
+        if payload.owner and payload.server and payload.server.uuid:
+            request.app[SERVER_HINT].machine_id = payload.server.uuid
+        return plex_event(
             payload, received_at=request.app[CLOCK](), accounts=settings.plex.accounts
         )
-    except _TooLarge:
-        return _rejected("plex", 413, f"payload larger than {limit} bytes")
-    except web.HTTPRequestEntityTooLarge:
-        return _rejected("plex", 413, f"body larger than {limit * _REQUEST_FACTOR} bytes")
-    except PayloadError as exc:
-        return _rejected("plex", 400, str(exc))
-    except (ValueError, web.HTTPException) as exc:  # broken multipart framing and the like
-        return _rejected("plex", 400, f"unreadable body: {type(exc).__name__}")
-    return await _accept(request, "plex", event, started)
+
+    return await _read_event(request, "plex", limit, read)
 
 
 async def tautulli_webhook(request: web.Request) -> web.Response:
     """``POST /webhook/tautulli`` (Tautulli Webhook notification agent, JSON data)."""
-    started = time.perf_counter()
     settings = request.app[SETTINGS]
-    if not _token_ok(request, header=True):
-        return _rejected("tautulli", 401, "missing or wrong token")
     limit = settings.http.max_body_bytes
-    if (request.content_length or 0) > limit:
-        return _rejected("tautulli", 413, f"body larger than {limit} bytes")
-    try:
-        raw = await _read_limited(request, limit)
-        body = parse_tautulli_body(raw)
+
+    async def read() -> PlayEvent | Ignored:
+        body = parse_tautulli_body(await _read_limited(request, limit))
         event = tautulli_event(
-            body, received_at=request.app[CLOCK](), users=settings.tautulli.users
+            body,
+            received_at=request.app[CLOCK](),
+            users=settings.tautulli.users,
+            default_server=request.app[SERVER_HINT].machine_id,
         )
-    except _TooLarge:
-        return _rejected("tautulli", 413, f"body larger than {limit} bytes")
-    except PayloadError as exc:
-        return _rejected("tautulli", 400, str(exc))
-    if isinstance(event, Ignored) and event.account_filtered and not settings.tautulli.users:
-        log.warning(
-            "tautulli.users_empty",
-            username=event.account,
-            hint="add the usernames whose plays are yours to tautulli.users",
-        )
-    return await _accept(request, "tautulli", event, started)
+        if isinstance(event, Ignored) and event.account_filtered and not settings.tautulli.users:
+            log.warning(
+                "tautulli.users_empty",
+                username=event.account,
+                hint="add the usernames whose plays are yours to tautulli.users",
+            )
+        return event
+
+    return await _read_event(request, "tautulli", limit, read)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -221,15 +290,27 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def _never_500_for_input(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every reply is JSON: 404 and 405 too (a GET on a webhook URL says it takes POST); an
+    unexpected fault of ours (the database) is a 503 asking the sender to come back."""
     try:
         response: web.StreamResponse = await handler(request)
         return response
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return _reply(
+            405,
+            headers={"Allow": allowed},
+            error=f"{request.method} is not allowed here; this URL takes {allowed}",
+        )
+    except web.HTTPNotFound:
+        return _reply(404, error=f"no such page: {request.path}")
     except web.HTTPException:
         raise
+    except _GONE:
+        return _reply(400, error="the client closed the connection")
     except Exception:
         log.exception("webhook.error", path=request.path)
-        # A fault of ours (the database), not of the input: ask the sender to come back.
         return _reply(503, error="temporarily unable to store the event")
 
 
@@ -243,16 +324,22 @@ def build_app(
     secret: str,
     *,
     clock: Callable[[], datetime] = _utc_now,
+    server_hint: ServerHint | None = None,
 ) -> web.Application:
-    """The aiohttp application. Lifecycle (drainers, sessions) is added by the caller."""
+    """The aiohttp application. Lifecycle (drainers, sessions) is added by the caller.
+
+    *server_hint* is shared with the caller, who may fill it from Tautulli's API.
+    """
     app = web.Application(
-        middlewares=[_never_500_for_input],
+        middlewares=[_json_errors],
         client_max_size=settings.http.max_body_bytes * _REQUEST_FACTOR,
     )
     app[SETTINGS] = settings
     app[OUTBOX] = outbox
     app[SECRET] = secret
     app[CLOCK] = clock
+    app[SERVER_HINT] = server_hint if server_hint is not None else ServerHint()
+    app[REJECTIONS] = RepeatLimiter()
     app.router.add_post("/webhook/plex", plex_webhook)
     app.router.add_post("/webhook/tautulli", tautulli_webhook)
     app.router.add_get("/healthz", healthz)

@@ -29,3 +29,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config._crosswatchd_exitstatus = exitstatus  # type: ignore[attr-defined]
+
+
+# The intake fixtures (``make_intake``, ``intake``) for every test module that posts webhooks.
+from tests.intake_support import intake, make_intake  # noqa: E402, F401

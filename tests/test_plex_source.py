@@ -165,6 +165,19 @@ class TestFuturamaLegacyThetvdbEpisode:
         item = play(body).item
         assert (item.season, item.number) == (2, 15)
 
+    def test_the_guids_tvdb_numbering_wins_over_another_episode_order(self) -> None:
+        """The library sorts in DVD order (parentIndex 3, index 4); the thetvdb GUID's 2/15 is
+        what goes with its TVDB show id."""
+        body = data(FUTURAMA)
+        body["Metadata"].update(parentIndex=3, index=4)
+        item = play(body).item
+        assert item.show_ids == Ids(tvdb="73871")
+        assert (item.season, item.number) == (2, 15)
+
+    def test_the_server_scopes_the_rating_keys(self) -> None:
+        item = play(raw(FUTURAMA)).item
+        assert item.server == data(FUTURAMA)["Server"]["uuid"]
+
 
 class TestBobsBurgersNewAgentEpisode:
     """media.pause of a new-agent episode from a shared user (user=false, owner=true)."""

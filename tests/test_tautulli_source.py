@@ -142,6 +142,18 @@ class TestMissingValues:
         assert item.show_ids == Ids(tvdb="73871")
         assert (item.season, item.number) == (2, 15)
 
+    def test_the_legacy_guids_numbering_wins_over_season_and_episode_num(self) -> None:
+        body = data(PLACEHOLDERS)
+        body.update(season_num="3", episode_num="4")
+        item = play(body).item
+        assert (item.season, item.number) == (2, 15)
+
+    def test_server_machine_id_scopes_the_rating_keys(self) -> None:
+        body = data(PLACEHOLDERS)
+        body["server_machine_id"] = "abc123"
+        assert play(body).item.server == "abc123"
+        assert play(data(PLACEHOLDERS)).item.server is None
+
     def test_placeholders_are_none(self) -> None:
         body = parse_tautulli_body(data(PLACEHOLDERS))
         missing = (body.unixtime, body.episode_num, body.year, body.imdb_id, body.thetvdb_id)

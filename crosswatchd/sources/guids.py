@@ -31,6 +31,7 @@ __all__ = [
     "GuidScope",
     "ParsedGuid",
     "guid_base",
+    "guid_position",
     "ids_from_guid_list",
     "normalize_id",
     "parse_guid",
@@ -249,3 +250,21 @@ def guid_base(guid: object) -> str:
     if not isinstance(guid, str):
         return ""
     return guid.strip().split("?", 1)[0].split("#", 1)[0]
+
+
+def guid_position(
+    parsed: ParsedGuid, season: int | None, number: int | None
+) -> tuple[int | None, int | None]:
+    """The season and episode number to send with the show ids of a show-scoped GUID.
+
+    A legacy TV GUID (``com.plexapp.agents.thetvdb://73871/2/15``) carries the position in
+    the numbering of the database it names; the library's ``parentIndex``/``index`` may follow
+    another episode order (DVD, absolute). With the GUID's show id, the GUID's numbers are the
+    right ones; the source's *season*/*number* only fill what the GUID lacks.
+    """
+    if parsed.season is not None and parsed.number is not None:
+        return parsed.season, parsed.number
+    return (
+        season if season is not None else parsed.season,
+        number if number is not None else parsed.number,
+    )

@@ -36,7 +36,7 @@ from crosswatchd.models import (
     PlayEvent,
     Source,
 )
-from crosswatchd.sources.guids import ids_from_guid_list, parse_guid
+from crosswatchd.sources.guids import guid_position, ids_from_guid_list, parse_guid
 
 __all__ = [
     "Ignored",
@@ -166,12 +166,21 @@ class PlexMetadata(_Edge):
         default_factory=list, alias="Guid"
     )
     rating_key: str | None = Field(default=None, alias="ratingKey")
+    key: str | None = None
     grandparent_rating_key: str | None = Field(default=None, alias="grandparentRatingKey")
     grandparent_title: str | None = Field(default=None, alias="grandparentTitle")
     parent_index: OptInt = Field(default=None, alias="parentIndex")
     index: OptInt = None
     view_offset_ms: OptInt = Field(default=None, alias="viewOffset")
     duration_ms: OptInt = Field(default=None, alias="duration")
+
+
+class PlexServerInfo(_Edge):
+    """``Server``: the media server the event happened on; ``uuid`` is its machineIdentifier
+    (ratingKeys are only unique per server)."""
+
+    title: str | None = None
+    uuid: str | None = None
 
 
 class PlexPayload(_Edge):
@@ -187,6 +196,7 @@ class PlexPayload(_Edge):
     owner: bool = False
     account: PlexAccount | None = Field(default=None, alias="Account")
     player: PlexPlayer | None = Field(default=None, alias="Player")
+    server: PlexServerInfo | None = Field(default=None, alias="Server")
     metadata: PlexMetadata | None = Field(default=None, alias="Metadata")
     rating: float | None = None
 
@@ -274,7 +284,7 @@ def _account_filter(payload: PlexPayload, accounts: Sequence[str]) -> Ignored | 
     return None
 
 
-def _item(meta: PlexMetadata, kind: MediaKind) -> Item:
+def _item(meta: PlexMetadata, kind: MediaKind, server: str | None) -> Item:
     ids = ids_from_guid_list(entry.id for entry in meta.guids)
     show_ids = Ids()
     season = meta.parent_index if kind is MediaKind.EPISODE else None
@@ -284,8 +294,7 @@ def _item(meta: PlexMetadata, kind: MediaKind) -> Item:
         ids = ids.merged(parsed.ids)
     elif parsed.scope == "show" and kind is MediaKind.EPISODE:
         show_ids = parsed.ids
-        season = season if season is not None else parsed.season
-        number = number if number is not None else parsed.number
+        season, number = guid_position(parsed, season, number)
     episode = kind is MediaKind.EPISODE
     return Item(
         kind=kind,
@@ -299,6 +308,7 @@ def _item(meta: PlexMetadata, kind: MediaKind) -> Item:
         rating_key=meta.rating_key,
         grandparent_rating_key=meta.grandparent_rating_key if episode else None,
         guid=meta.guid,
+        server=server,
     )
 
 
@@ -337,12 +347,25 @@ def plex_event(
     refused = _account_filter(payload, accounts)
     if refused is not None:
         return refused
-    kind = _KINDS.get((meta.type or "").lower())
+    if not meta.type:
+        return Ignored("plex Metadata.type is missing: not a movie or episode", account=account)
+    kind = _KINDS.get(meta.type.lower())
     if kind is None:
         return Ignored(f"plex item type {meta.type!r} is not a movie or episode", account=account)
     if meta.subtype or meta.extra_type:
+        if parse_guid(meta.guid or "").agent in ("none", "local"):
+            return Ignored(
+                f"plex item is a personal video ({meta.subtype or meta.extra_type}, no agent),"
+                " not a catalogued movie or episode",
+                account=account,
+            )
         extra = meta.subtype or f"extraType {meta.extra_type}"
         return Ignored(f"plex item is an extra ({extra}), not a movie or episode", account=account)
+    if not (meta.guid or meta.guids or meta.rating_key or meta.key or meta.title or meta.year):
+        raise PayloadError(
+            "invalid Plex payload: Metadata has no guid, Guid, ratingKey, key, title or year:"
+            " nothing identifies the item"
+        )
     progress = progress_percent(meta.view_offset_ms, meta.duration_ms)
     if action is Action.STOP and progress is not None and progress >= COMPLETED_PCT:
         action = Action.WATCHED
@@ -350,7 +373,7 @@ def plex_event(
         source=Source.PLEX,
         action=action,
         account=account or "",
-        item=_item(meta, kind),
+        item=_item(meta, kind, payload.server.uuid if payload.server else None),
         occurred_at=received_at.astimezone(UTC),
         progress_pct=progress,
         view_offset_ms=meta.view_offset_ms,

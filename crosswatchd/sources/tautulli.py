@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from crosswatchd.errors import PayloadError
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
-from crosswatchd.sources.guids import normalize_id, parse_guid
+from crosswatchd.sources.guids import guid_position, normalize_id, parse_guid
 from crosswatchd.sources.plex import (
     MAX_INT,
     Ignored,
@@ -116,6 +116,7 @@ class TautulliWebhook(BaseModel):
     duration_ms: OptInt = None
     session_key: OptStr = None
     user_rating: OptFloat = None
+    server_machine_id: OptStr = None
 
 
 def parse_tautulli_body(raw: bytes | str | Mapping[str, Any]) -> TautulliWebhook:
@@ -151,7 +152,7 @@ def _ids(body: TautulliWebhook) -> Ids:
     )
 
 
-def _item(body: TautulliWebhook, kind: MediaKind) -> Item:
+def _item(body: TautulliWebhook, kind: MediaKind, server: str | None) -> Item:
     parsed = parse_guid(body.guid or "")
     template_ids = _ids(body)
     title = body.title or ""
@@ -164,14 +165,14 @@ def _item(body: TautulliWebhook, kind: MediaKind) -> Item:
             ids=ids,
             rating_key=body.rating_key,
             guid=body.guid,
+            server=server,
         )
     show_ids = template_ids
     season, number = body.season_num, body.episode_num
     ids = Ids()
     if parsed.scope == "show":
         show_ids = show_ids.merged(parsed.ids)
-        season = season if season is not None else parsed.season
-        number = number if number is not None else parsed.number
+        season, number = guid_position(parsed, season, number)
     elif parsed.scope == "item":
         ids = parsed.ids
     # Tautulli's {title} is the full title, "Show - Episode", for episodes.
@@ -189,6 +190,7 @@ def _item(body: TautulliWebhook, kind: MediaKind) -> Item:
         rating_key=body.rating_key,
         grandparent_rating_key=body.grandparent_rating_key,
         guid=body.guid,
+        server=server,
     )
 
 
@@ -198,8 +200,18 @@ def _progress(body: TautulliWebhook) -> float | None:
     return progress_percent(body.view_offset, body.duration_ms)
 
 
+_TEMPLATE_HINT = (
+    "the JSON Data template (config/tautulli-webhook.json) may not be pasted for this trigger"
+    " (Tautulli: Settings, Notification Agents, Webhook, Data)"
+)
+
+
 def tautulli_event(
-    body: TautulliWebhook, *, received_at: datetime, users: Sequence[str]
+    body: TautulliWebhook,
+    *,
+    received_at: datetime,
+    users: Sequence[str],
+    default_server: str | None = None,
 ) -> PlayEvent | Ignored:
     """Turn a validated Tautulli body into a :class:`PlayEvent`, or say why it is ignored.
 
@@ -212,6 +224,8 @@ def tautulli_event(
       are the show's ids -> ``item.show_ids``; ``season_num``/``episode_num`` -> season/number;
       ``show_name`` -> ``show_title``. ``guid`` is parsed with
       :func:`~crosswatchd.sources.guids.parse_guid` to fill gaps.
+    - ``server_machine_id`` scopes the ratingKeys; a template without it (older copies)
+      uses *default_server* (the daemon's best knowledge of the Tautulli server).
     - ``occurred_at`` = ``unixtime`` (UTC), else *received_at*. ``progress_pct`` from
       ``progress_percent``, else ``view_offset/duration_ms``. ``session`` = ``session_key``.
 
@@ -227,7 +241,20 @@ def tautulli_event(
         return Ignored(f"tautulli action {shown} is not a playback action", account=body.username)
     username = body.username
     if username is None:
-        raise PayloadError("invalid Tautulli payload: username is missing")
+        raise PayloadError(f"invalid Tautulli payload: username is missing; {_TEMPLATE_HINT}")
+    if not (
+        body.imdb_id
+        or body.themoviedb_id
+        or body.thetvdb_id
+        or body.guid
+        or body.rating_key
+        or body.title
+        or body.show_name
+    ):
+        raise PayloadError(
+            "invalid Tautulli payload: no ids, guid, rating_key, title or show_name (all empty"
+            f" or unsubstituted {{placeholders}}); {_TEMPLATE_HINT}"
+        )
     if not users:
         return Ignored(
             "tautulli.users is empty: add this username to accept its plays",
@@ -249,7 +276,7 @@ def tautulli_event(
         source=Source.TAUTULLI,
         action=action,
         account=username,
-        item=_item(body, kind),
+        item=_item(body, kind, body.server_machine_id or default_server),
         occurred_at=_occurred_at(body.unixtime, received_at),
         progress_pct=_progress(body),
         view_offset_ms=body.view_offset,
