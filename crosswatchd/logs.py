@@ -30,6 +30,7 @@ from typing import Any, TextIO
 import orjson
 import structlog
 from aiohttp import http_exceptions
+from aiohttp.web_protocol import RequestPayloadError
 
 __all__ = ["Redactor", "RepeatLimiter", "configure_logging", "redact"]
 
@@ -107,6 +108,10 @@ class RepeatLimiter:
         return self._held.pop(key, 0)
 
 
+#: Exceptions aiohttp logs that only say a client sent something malformed (or went away).
+_CLIENT_FAULTS = (http_exceptions.HttpProcessingError, RequestPayloadError, ConnectionError)
+
+
 class _ClientErrors(logging.Filter):
     """Turns aiohttp's records about malformed requests into one quiet line, rate-limited.
 
@@ -122,7 +127,7 @@ class _ClientErrors(logging.Filter):
         if not record.name.startswith("aiohttp") or not record.exc_info:
             return True
         exc = record.exc_info[1]
-        if not isinstance(exc, http_exceptions.HttpProcessingError | ConnectionError):
+        if not isinstance(exc, _CLIENT_FAULTS):
             return True
         error = type(exc).__name__
         held = self._limiter.admit(f"bad_request:{error}")
