@@ -36,6 +36,7 @@ from crosswatchd import __version__
 from crosswatchd.config import Settings
 from crosswatchd.drain import Drainer, ResolveFn
 from crosswatchd.errors import ConfigError
+from crosswatchd.logs import configure_logging
 from crosswatchd.models import Item
 from crosswatchd.outbox import Outbox
 from crosswatchd.providers.base import Provider
@@ -45,13 +46,15 @@ from crosswatchd.ratelimit import Limiter
 from crosswatchd.resolve import IdCache, Resolver, build_resolver
 from crosswatchd.sources.tautulli_api import TautulliClient
 from crosswatchd.tokens import TokenStore
-from crosswatchd.web import build_app
+from crosswatchd.web import STOPPING, CappedSite, build_app, listen
 
 __all__ = [
     "Services",
     "data_lock",
     "ensure_webhook_secret",
+    "known_secrets",
     "limiters_for",
+    "make_data_dir",
     "open_cache",
     "open_outbox",
     "outbox_path",
@@ -123,7 +126,7 @@ def ensure_webhook_secret(settings: Settings) -> tuple[str, bool]:
         stored = ""
     if stored:
         return stored, False
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_data_dir(settings.data_dir)
     secret = secrets.token_urlsafe(24)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -131,18 +134,30 @@ def ensure_webhook_secret(settings: Settings) -> tuple[str, bool]:
     return secret, True
 
 
+def make_data_dir(path: Path) -> None:
+    """Create the data directory (and missing parents) with mode 0700: it holds the viewing
+    history, tokens and the webhook secret. An existing directory is left as it is."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+
+
 @contextlib.contextmanager
 def data_lock(settings: Settings) -> Iterator[IO[str]]:
-    """Hold an exclusive lock on ``data_dir/crosswatchd.lock`` or raise :class:`ConfigError`."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """Hold an exclusive lock on ``data_dir/crosswatchd.lock`` (mode 0600, holding the PID)
+    or raise :class:`ConfigError` naming the PID that holds it."""
+    make_data_dir(settings.data_dir)
     path = settings.data_dir / "crosswatchd.lock"
-    fh = path.open("a+", encoding="utf-8")
+    fh = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "a+", encoding="utf-8")
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip()
         fh.close()
+        who = f" (pid {holder})" if holder.isdigit() else ""
         raise ConfigError(
-            "data_dir", f"another crosswatchd is already running on {settings.data_dir}"
+            "data_dir", f"another crosswatchd{who} is already running on {settings.data_dir}"
         ) from None
     try:
         fh.seek(0)
@@ -270,7 +285,11 @@ def _daemon_app(settings: Settings, outbox: Outbox, secret: str) -> web.Applicat
                 )
             yield
             stop.set()
-            _, pending = await asyncio.wait(tasks, timeout=10.0) if tasks else (set(), set())
+            _, pending = (
+                await asyncio.wait(tasks, timeout=_DRAIN_STOP_TIMEOUT_S)
+                if tasks
+                else (set(), set())
+            )
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -279,35 +298,73 @@ def _daemon_app(settings: Settings, outbox: Outbox, secret: str) -> web.Applicat
     return app
 
 
+#: How long in-flight webhooks may take to finish once the daemon stops (then it closes them).
+_SHUTDOWN_TIMEOUT_S = 2.0
+#: How long drainers may take to finish the deliveries they are sending once stopping.
+_DRAIN_STOP_TIMEOUT_S = 4.0
+
+
+def _banner(settings: Settings) -> str:
+    """What a first start prints: the webhook URLs with the secret masked."""
+    masked = "<secret>"
+    return (
+        "crosswatchd: generated a webhook secret (stored 0600 in "
+        f"{settings.data_dir / _SECRET_FILE}).\n"
+        f"  Plex (Settings → Webhooks):   {webhook_url(settings, masked, 'plex')}\n"
+        f"  Tautulli (Webhook agent):     {webhook_url(settings, masked, 'tautulli')}\n"
+        "Run `crosswatchd webhook-url` to print them with the secret."
+    )
+
+
+def known_secrets(settings: Settings, webhook_secret: str) -> list[str]:
+    """Every secret the logs must never show verbatim (see :class:`~crosswatchd.logs.Redactor`)."""
+    return [
+        webhook_secret,
+        settings.trakt.client_secret,
+        settings.simkl.client_secret,
+        settings.tautulli.api_key,
+        settings.plex.token,
+    ]
+
+
 async def run_daemon(settings: Settings) -> None:
-    """Run until SIGTERM/SIGINT. Raises :class:`ConfigError` for an unusable data_dir."""
+    """Run until SIGTERM/SIGINT; exit within a few seconds of it, whatever clients do.
+
+    Start: lock the data dir, bind the port (a busy port or a held lock is the only output),
+    then secret, logging, outbox, app, drainers. Stop (first signal): new connections are
+    refused at once and requests on open ones get 503; in-flight webhooks get
+    ``_SHUTDOWN_TIMEOUT_S`` to finish, drainers ``_DRAIN_STOP_TIMEOUT_S``; what was in flight is
+    reclaimed on the next start. A second signal exits at once (everything acknowledged is
+    already committed). Raises :class:`ConfigError` for an unusable data_dir or port.
+    """
     with data_lock(settings):
+        try:
+            sock = listen(settings.http.host, settings.http.port)
+        except OSError as exc:
+            raise ConfigError(
+                "http.port",
+                f"cannot listen on {settings.http.host}:{settings.http.port}: "
+                f"{exc.strerror or exc}",
+            ) from None
         secret, created = ensure_webhook_secret(settings)
+        configure_logging(settings.log_level, secrets=known_secrets(settings, secret))
         if created:
-            # Shown once, on the console only: the structured log never carries the secret.
-            print(
-                "crosswatchd: generated a webhook secret. Paste this URL into Plex "
-                f"(Settings → Webhooks):\n  {webhook_url(settings, secret)}\n"
-                "Show it again any time with `crosswatchd webhook-url`.",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(_banner(settings), file=sys.stderr, flush=True)
         outbox = await open_outbox(settings)
         try:
             released = await outbox.release_all_leases()
             adopted = await outbox.adopt_targets()
             app = _daemon_app(settings, outbox, secret)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = web.AppRunner(
+                app,
+                access_log=None,
+                handle_signals=False,
+                keepalive_timeout=settings.http.idle_timeout_s,
+                shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
+            )
             await runner.setup()
-            site = web.TCPSite(runner, settings.http.host, settings.http.port)
-            try:
-                await site.start()
-            except OSError as exc:
-                await runner.cleanup()
-                raise ConfigError(
-                    "http.port",
-                    f"cannot listen on {settings.http.host}:{settings.http.port}: {exc.strerror}",
-                ) from None
+            site = CappedSite(runner, sock, max_connections=settings.http.max_connections)
+            await site.start()
             log.info(
                 "daemon.started",
                 version=__version__,
@@ -318,13 +375,30 @@ async def run_daemon(settings: Settings) -> None:
                 plays_for_new_targets=adopted,
                 data_dir=str(settings.data_dir),
             )
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
+            await _until_signalled()
             log.info("daemon.stopping")
+            app[STOPPING].set()
+            await site.stop()  # no new connections from here on
             await runner.cleanup()
         finally:
             await outbox.close()
         log.info("daemon.stopped")
+
+
+async def _until_signalled() -> None:
+    """Wait for SIGTERM or SIGINT; from then on a second one ends the process at once."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def first() -> None:
+        stop.set()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, second)
+
+    def second() -> None:
+        log.warning("daemon.forced_exit", reason="second signal while stopping")
+        os._exit(1)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, first)
+    await stop.wait()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import date, datetime
@@ -79,6 +80,9 @@ class _Group(click.Group):
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """crosswatchd: Plex/Tautulli plays to Trakt and SIMKL, exactly once."""
+    # The data dir holds the viewing history, tokens and the webhook secret: whatever the
+    # umask, every file a command creates is the user's alone (0600, directories 0700).
+    os.umask(0o077)
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
     from_env = ctx.get_parameter_source("config") is click.core.ParameterSource.ENVIRONMENT
@@ -93,7 +97,6 @@ def main(ctx: click.Context, config: str | None) -> None:
 def serve(ctx: click.Context) -> None:
     """Run the daemon: webhook intake and delivery."""
     settings = _settings(ctx)
-    configure_logging(settings.log_level)
     with contextlib.suppress(KeyboardInterrupt):  # signal handlers normally catch it
         _run(run_daemon(settings))
 

@@ -57,6 +57,13 @@ class HttpSettings(_Section):
     #: Largest accepted webhook JSON, bytes (Plex's thumb part is skipped, not counted). A
     #: whole request, thumbnail included, may be at most 16 times this (16 MiB by default).
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    #: A connection that sends no complete request for this long is closed (slow or idle
+    #: clients; the keep-alive timeout a reverse proxy would use).
+    idle_timeout_s: float = Field(default=15.0, gt=0)
+    #: A request body not received within this many seconds is answered 408.
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    #: Open connections beyond this are answered 503 and closed at once.
+    max_connections: int = Field(default=256, ge=1)
 
 
 class WebhookSettings(_Section):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,7 +45,16 @@ from crosswatchd.outbox import Outbox
 from crosswatchd.sources.plex import Ignored, parse_plex_payload, plex_event
 from crosswatchd.sources.tautulli import parse_tautulli_body, tautulli_event
 
-__all__ = ["OUTBOX", "SECRET", "SETTINGS", "ServerHint", "build_app"]
+__all__ = [
+    "OUTBOX",
+    "SECRET",
+    "SETTINGS",
+    "STOPPING",
+    "CappedSite",
+    "ServerHint",
+    "build_app",
+    "listen",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +79,8 @@ class ServerHint:
 
 SERVER_HINT = web.AppKey("server_hint", ServerHint)
 REJECTIONS = web.AppKey("rejections", RepeatLimiter)
+#: Set when the daemon is stopping: new requests get 503, never a 202 it might not keep.
+STOPPING = web.AppKey("stopping", asyncio.Event)
 
 #: The ``payload`` part, from the raw Content-Disposition header (``part.name`` runs aiohttp's
 #: full RFC 2231 parser, a tenth of the intake's CPU in bench/ingest.py).
@@ -227,7 +239,10 @@ async def _read_event(
     if (request.content_length or 0) > cap:
         return _rejected(request, source, 413, f"body larger than {cap} bytes")
     try:
-        event = await read()
+        async with asyncio.timeout(request.app[SETTINGS].http.body_timeout_s):
+            event = await read()
+    except TimeoutError:
+        return _rejected(request, source, 408, "the body did not arrive in time")
     except _TooLarge:
         return _rejected(request, source, 413, f"payload larger than {limit} bytes")
     except web.HTTPRequestEntityTooLarge:
@@ -292,7 +307,10 @@ async def healthz(request: web.Request) -> web.Response:
 @web.middleware
 async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every reply is JSON: 404 and 405 too (a GET on a webhook URL says it takes POST); an
-    unexpected fault of ours (the database) is a 503 asking the sender to come back."""
+    unexpected fault of ours (the database) is a 503 asking the sender to come back, as is
+    any request while the daemon stops."""
+    if request.app[STOPPING].is_set():
+        return _reply(503, headers={"Connection": "close"}, error="crosswatchd is stopping")
     try:
         response: web.StreamResponse = await handler(request)
         return response
@@ -340,7 +358,76 @@ def build_app(
     app[CLOCK] = clock
     app[SERVER_HINT] = server_hint if server_hint is not None else ServerHint()
     app[REJECTIONS] = RepeatLimiter()
+    app[STOPPING] = asyncio.Event()
     app.router.add_post("/webhook/plex", plex_webhook)
     app.router.add_post("/webhook/tautulli", tautulli_webhook)
     app.router.add_get("/healthz", healthz)
     return app
+
+
+# -- serving ---------------------------------------------------------------------------------
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on *host*:*port* (bound first thing at start-up, so a busy port
+    is the first and only thing the user hears about). Raises ``OSError``."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+_BUSY = orjson.dumps({"error": "too many open connections; try again"})
+
+
+class _Refuse(asyncio.Protocol):
+    """A connection over the cap: answered 503 and closed before anything is read."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(_BUSY)}\r\nConnection: close\r\n\r\n".encode()
+            + _BUSY
+        )
+        transport.close()
+
+
+class CappedSite(web.BaseSite):
+    """Serves a :class:`web.AppRunner` on an already listening socket, with at most
+    *max_connections* open connections (more are answered 503 and closed at once)."""
+
+    __slots__ = ("_max_connections", "_sock")
+
+    def __init__(self, runner: web.BaseRunner, sock: socket.socket, *, max_connections: int):
+        super().__init__(runner)
+        self._sock = sock
+        self._max_connections = max_connections
+
+    @property
+    def name(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        cap = self._max_connections
+
+        def protocol() -> asyncio.Protocol:
+            if len(server.connections) >= cap:
+                return _Refuse()
+            return server()
+
+        loop = asyncio.get_running_loop()
+        # BaseSite.stop() closes self._server: keep aiohttp's contract.
+        self._server = await loop.create_server(protocol, sock=self._sock)
