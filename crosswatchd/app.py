@@ -45,6 +45,7 @@ from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.resolve import IdCache, Resolver, build_resolver
 from crosswatchd.sources.tautulli_api import TautulliClient
+from crosswatchd.systemd import Notifier, watchdog
 from crosswatchd.tokens import TokenStore
 from crosswatchd.web import STOPPING, CappedSite, build_app, listen
 
@@ -365,6 +366,13 @@ async def run_daemon(settings: Settings) -> None:
             await runner.setup()
             site = CappedSite(runner, sock, max_connections=settings.http.max_connections)
             await site.start()
+            notifier = Notifier.from_environ()
+            notifier.ready(f"accepting webhooks on {settings.http.host}:{settings.http.port}")
+            watchdog_stop = asyncio.Event()
+            pinger = asyncio.create_task(
+                watchdog(notifier, watchdog_stop, lambda: outbox.fetch_all("SELECT 1")),
+                name="systemd-watchdog",
+            )
             log.info(
                 "daemon.started",
                 version=__version__,
@@ -377,6 +385,9 @@ async def run_daemon(settings: Settings) -> None:
             )
             await _until_signalled()
             log.info("daemon.stopping")
+            notifier.stopping()
+            watchdog_stop.set()
+            await pinger
             app[STOPPING].set()
             await site.stop()  # no new connections from here on
             await runner.cleanup()
