@@ -17,6 +17,7 @@ it, to the current directory.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import types
 import typing
@@ -35,6 +36,7 @@ __all__ = [
     "DeliverySettings",
     "HttpSettings",
     "PlexSettings",
+    "ProfileSettings",
     "ResolverSettings",
     "Settings",
     "SimklSettings",
@@ -117,6 +119,40 @@ class TautulliSettings(_Section):
     users: list[str] = Field(default_factory=list)
 
 
+#: Delivery targets a profile may name.
+TARGETS = ("trakt", "simkl")
+PROFILE_NAME = re.compile(r"[a-z0-9_-]{1,32}")
+
+
+class ProfileSettings(_Section):
+    """One household member (``[[profiles]]``): whose plays these are and where they go.
+
+    ``plex_accounts`` are Plex ``Account.title`` values (a numeric ``Account.id`` given as a
+    string matches too); ``tautulli_users`` Tautulli usernames; ``targets`` the providers this
+    person keeps a record on (default: every provider that has a client id).
+    """
+
+    name: str
+    plex_accounts: list[str] = Field(default_factory=list)
+    tautulli_users: list[str] = Field(default_factory=list)
+    targets: list[str] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not PROFILE_NAME.fullmatch(value):
+            raise ValueError("a profile name is 1-32 of a-z, 0-9, _ and -")
+        return value
+
+    @field_validator("targets")
+    @classmethod
+    def _known_targets(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or ():
+            if name not in TARGETS:
+                raise ValueError(f"unknown target {name!r} (known: {', '.join(TARGETS)})")
+        return value
+
+
 class ResolverSettings(_Section):
     """Id resolution chain knobs."""
 
@@ -175,6 +211,9 @@ class Settings(BaseSettings):
     tautulli: TautulliSettings = Field(default_factory=TautulliSettings)
     resolver: ResolverSettings = Field(default_factory=ResolverSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    #: Household members; empty: one implicit profile ``default`` made of ``plex.accounts``
+    #: and ``tautulli.users`` (see :mod:`crosswatchd.profiles`).
+    profiles: list[ProfileSettings] = Field(default_factory=list)
 
     _config_file: Path | None = PrivateAttr(default=None)
 
@@ -236,6 +275,10 @@ def _is_list(annotation: Any) -> bool:
     return typing.get_origin(annotation) is list
 
 
+def _is_list_of_models(annotation: Any) -> bool:
+    return _is_list(annotation) and any(_model_of(arg) for arg in typing.get_args(annotation))
+
+
 def _is_optional_scalar(annotation: Any) -> bool:
     origin = typing.get_origin(annotation)
     return origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(annotation)
@@ -245,7 +288,8 @@ def _env_value(name: str, raw: str, field: FieldInfo | None) -> Any:
     """The value of environment variable *name* for *field* (None: a whole section)."""
     annotation = field.annotation if field is not None else None
     whole_section = field is None or _model_of(annotation) is not None
-    if whole_section or (_is_list(annotation) and raw.lstrip().startswith("[")):
+    as_json = _is_list(annotation) and raw.lstrip().startswith("[")
+    if whole_section or as_json or _is_list_of_models(annotation):
         expected = "a JSON object" if whole_section else "a JSON list"
         try:
             value = orjson.loads(raw)
@@ -356,7 +400,55 @@ def _error_key(loc: tuple[Any, ...], origins: Mapping[tuple[str, ...], str]) -> 
     for end in range(len(parts), 0, -1):
         if parts[:end] in origins:
             return origins[parts[:end]], True
-    return ".".join(parts) or "config", False
+    return _dotted(loc), False
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    """``("profiles", 1, "name")`` → ``profiles[1].name``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "config"
+
+
+def _check_household(settings: Settings, origins: Mapping[tuple[str, ...], str]) -> None:
+    """What one profile cannot check alone; raises :class:`ConfigError` naming the key."""
+
+    def key(*loc: Any) -> str:
+        return _error_key(loc, origins)[0]
+
+    if not settings.profiles:
+        return
+    for section, field_name in (("plex", "accounts"), ("tautulli", "users")):
+        if getattr(getattr(settings, section), field_name):
+            raise ConfigError(
+                key(section, field_name),
+                "must be empty when [[profiles]] are defined: list the accounts in each"
+                " profile's plex_accounts / tautulli_users",
+            )
+    configured = set(settings.providers())
+    names: dict[str, int] = {}
+    owners: dict[tuple[str, str], str] = {}
+    for index, profile in enumerate(settings.profiles):
+        if profile.name in names:
+            raise ConfigError(key("profiles", index, "name"), f"{profile.name!r} is used twice")
+        names[profile.name] = index
+        for target in profile.targets or ():
+            if target not in configured:
+                raise ConfigError(
+                    key("profiles", index, "targets"),
+                    f"{target} is not configured (set {target}.client_id)",
+                )
+        for field_name, source in (("plex_accounts", "plex"), ("tautulli_users", "tautulli")):
+            for account in getattr(profile, field_name):
+                folded = account.strip().casefold()
+                other = owners.setdefault((source, folded), profile.name)
+                if other != profile.name:
+                    raise ConfigError(
+                        key("profiles", index, field_name),
+                        f"{source} account {account!r} is in profiles {other!r} and"
+                        f" {profile.name!r}; an account belongs to one person",
+                    )
 
 
 def load_settings(
@@ -392,6 +484,7 @@ def load_settings(
         if first["type"] == "extra_forbidden":
             message = "unknown setting" if from_env else "unknown key"
         raise ConfigError(key, message) from None
+    _check_household(settings, env_source.origins)
     if not settings.data_dir.is_absolute():
         from_file = config_file is not None and ("data_dir",) not in env_source.origins
         base = config_file.parent if from_file and config_file else Path.cwd()

@@ -1,0 +1,135 @@
+"""Households: whose play is it, and which target accounts does it go to.
+
+A *profile* is one person of the household. Each has the source accounts that are theirs
+(Plex ``Account.title`` or ``Account.id``, Tautulli usernames) and the providers they keep a
+record on. A *target account* is one profile's account on one provider (``alex`` on Trakt):
+the unit every delivery, dedupe check, rate limit, token and backoff belongs to.
+
+Without ``[[profiles]]`` there is one implicit profile, ``default``, made of
+``plex.accounts`` and ``tautulli.users``, with the rule the daemon always had: an empty
+``plex.accounts`` accepts only the webhook owner's own plays (``"user": true``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from crosswatchd.config import Settings
+
+__all__ = ["DEFAULT_PROFILE", "Household", "Profile", "TargetAccount"]
+
+#: The implicit profile's name (also the profile of rows written before households existed).
+DEFAULT_PROFILE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetAccount:
+    """One profile's account on one provider, e.g. ``TargetAccount("alex", "trakt")``."""
+
+    profile: str
+    provider: str
+
+    def __str__(self) -> str:
+        return f"{self.profile}/{self.provider}"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One household member.
+
+    ``plex_accounts``/``tautulli_users`` are case-folded; ``owner_only`` is the implicit
+    profile's rule for an empty ``plex.accounts`` (only events the webhook's own account
+    triggered, ``"user": true``). ``targets`` are provider names, in a stable order.
+    """
+
+    name: str
+    plex_accounts: frozenset[str]
+    tautulli_users: frozenset[str]
+    targets: tuple[str, ...]
+    owner_only: bool = False
+
+    def accounts(self) -> list[TargetAccount]:
+        """This profile's target accounts."""
+        return [TargetAccount(self.name, provider) for provider in self.targets]
+
+
+def _folded(names: Iterable[str]) -> frozenset[str]:
+    return frozenset(name.strip().casefold() for name in names if name.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Household:
+    """The profiles of one configuration and the routing of source accounts to them."""
+
+    profiles: tuple[Profile, ...]
+    explicit: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Household:
+        """The household *settings* describe (validated by ``load_settings``)."""
+        configured = tuple(settings.providers())
+        if not settings.profiles:
+            implicit = Profile(
+                DEFAULT_PROFILE,
+                _folded(settings.plex.accounts),
+                _folded(settings.tautulli.users),
+                configured,
+                owner_only=not settings.plex.accounts,
+            )
+            return cls((implicit,), explicit=False)
+        profiles = tuple(
+            Profile(
+                p.name,
+                _folded(p.plex_accounts),
+                _folded(p.tautulli_users),
+                tuple(t for t in configured if p.targets is None or t in p.targets),
+            )
+            for p in settings.profiles
+        )
+        return cls(profiles, explicit=True)
+
+    def names(self) -> list[str]:
+        """Profile names, in configuration order."""
+        return [p.name for p in self.profiles]
+
+    def get(self, name: str) -> Profile | None:
+        """The profile called *name*, or None."""
+        return next((p for p in self.profiles if p.name == name), None)
+
+    def accounts(self) -> list[TargetAccount]:
+        """Every target account of every profile."""
+        return [account for profile in self.profiles for account in profile.accounts()]
+
+    def for_plex(self, title: str | None, account_id: str | None, *, user: bool) -> Profile | None:
+        """The profile a Plex event belongs to, by ``Account.title`` (case-insensitive) or
+        ``Account.id`` (as a string); *user* is the payload's ``user`` flag, which alone
+        admits the implicit profile's owner when ``plex.accounts`` is empty."""
+        candidates = {name for name in (title, account_id) if name}
+        folded = {name.strip().casefold() for name in candidates}
+        for profile in self.profiles:
+            if profile.owner_only:
+                if user:
+                    return profile
+            elif folded & profile.plex_accounts:
+                return profile
+        return None
+
+    def for_tautulli(self, username: str) -> Profile | None:
+        """The profile a Tautulli username belongs to (case-insensitive), or None."""
+        folded = username.strip().casefold()
+        return next((p for p in self.profiles if folded in p.tautulli_users), None)
+
+    def tautulli_users(self) -> list[str]:
+        """Every Tautulli username some profile accepts (case-folded)."""
+        return sorted({u for p in self.profiles for u in p.tautulli_users})
+
+    def pick(self, name: str | None) -> Sequence[Profile]:
+        """The profiles a command works on: *name*'s alone, or all. Raises ``KeyError`` for an
+        unknown name."""
+        if name is None:
+            return self.profiles
+        profile = self.get(name)
+        if profile is None:
+            raise KeyError(name)
+        return (profile,)
