@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
-from crosswatchd.outbox import Claimed, Outbox
+from crosswatchd.outbox import Claimed, Outbox, ReasonKind, Settlement
 from tests.clocks import Clock
 
 PROVIDERS = ["trakt", "simkl"]
@@ -125,9 +125,9 @@ async def claim(outbox: Outbox, provider: str = "trakt", limit: int = 10) -> lis
 
 
 class TestSchema:
-    async def test_new_file_gets_schema_version_1_in_wal_mode(self, outbox: Outbox) -> None:
-        """A new outbox file is at PRAGMA user_version 1, journal_mode WAL."""
-        assert await outbox.fetch_all("PRAGMA user_version") == [(1,)]
+    async def test_new_file_gets_schema_version_2_in_wal_mode(self, outbox: Outbox) -> None:
+        """A new outbox file is at PRAGMA user_version 2, journal_mode WAL."""
+        assert await outbox.fetch_all("PRAGMA user_version") == [(2,)]
         assert await outbox.fetch_all("PRAGMA journal_mode") == [("wal",)]
 
     async def test_reopening_keeps_events_and_deliveries(
@@ -141,7 +141,7 @@ class TestSchema:
 
         again = await Outbox.open(path, providers=PROVIDERS, clock=clock)
         try:
-            assert await again.fetch_all("PRAGMA user_version") == [(1,)]
+            assert await again.fetch_all("PRAGMA user_version") == [(2,)]
             counts = await again.counts()
             assert {p: c.pending for p, c in counts.items()} == {"trakt": 1, "simkl": 1}
             [claimed] = await claim(again)
@@ -154,11 +154,11 @@ class TestSchema:
         """A file written by a newer crosswatchd is refused and left untouched."""
         path = tmp_path / "outbox.db"
         with sqlite3.connect(path) as conn:
-            conn.execute("PRAGMA user_version = 2")
+            conn.execute("PRAGMA user_version = 3")
         with pytest.raises(RuntimeError, match="newer"):
             await Outbox.open(path, providers=PROVIDERS)
         with sqlite3.connect(path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+            assert conn.execute("PRAGMA user_version").fetchone() == (3,)
             assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
 
 
@@ -359,7 +359,7 @@ class TestClaim:
         self, outbox: Outbox, clock: Clock
     ) -> None:
         """After lease_s a new claim takes the row; the stale worker's settle, mark_sent and
-        settle_dead change nothing, whatever the new owner did."""
+        a settle as dead change nothing, whatever the new owner did."""
         await outbox.enqueue(watched(MOVIE_PLEX, T0))
         [stale] = await claim(outbox)
         clock.advance(LEASE_S + 1)
@@ -368,11 +368,11 @@ class TestClaim:
         assert owner.id == stale.id
         assert owner.lease_token != stale.lease_token
         assert owner.attempts == 2
-        assert await outbox.settle_retry(owner, delay_s=100, error="503", maybe_sent=False)
+        assert await outbox.settle(owner, Settlement.pending(100, "503", keep_sent=False))
         after_owner = await row(outbox, owner.id, "state, next_attempt_at, lease_token, sent_at")
 
-        assert await outbox.settle_delivered(stale) is False
-        assert await outbox.settle_dead(stale, reason="nope") is False
+        assert await outbox.settle(stale, Settlement.delivered()) is False
+        assert await outbox.settle(stale, Settlement.dead("nope")) is False
         await outbox.mark_sent([stale])
 
         assert await row(outbox, owner.id, "state, next_attempt_at, lease_token, sent_at") == (
@@ -390,22 +390,23 @@ class TestClaim:
         clock.advance(LEASE_S + 1)
         [owner] = await claim(outbox)
 
-        assert await outbox.settle_retry(stale, delay_s=0, error="x", maybe_sent=False) is False
+        assert await outbox.settle(stale, Settlement.pending(0, "x", keep_sent=False)) is False
 
         assert await row(outbox, owner.id, "state, lease_token") == ("leased", owner.lease_token)
-        assert await outbox.settle_delivered(owner) is True
+        assert await outbox.settle(owner, Settlement.delivered()) is True
 
 
 class TestSettle:
     async def test_retry_with_maybe_sent_keeps_sent_at(self, outbox: Outbox, clock: Clock) -> None:
-        """settle_retry(maybe_sent=True) keeps the in-flight mark; the next claim sees it."""
+        """A pending settlement with keep_sent=True keeps the in-flight mark; the next claim
+        sees it."""
         await outbox.enqueue(watched(MOVIE_PLEX, T0))
         [first] = await claim(outbox)
         await outbox.mark_sent([first])
         sent_at = clock.now
         clock.advance(2)
 
-        assert await outbox.settle_retry(first, delay_s=10, error="timeout", maybe_sent=True)
+        assert await outbox.settle(first, Settlement.pending(10, "timeout", keep_sent=True))
 
         assert await row(outbox, first.id, "state, sent_at, next_attempt_at, last_error") == (
             "pending",
@@ -420,27 +421,27 @@ class TestSettle:
     async def test_retry_without_maybe_sent_clears_sent_at(
         self, outbox: Outbox, clock: Clock
     ) -> None:
-        """settle_retry(maybe_sent=False) clears the in-flight mark."""
+        """A pending settlement with keep_sent=False clears the in-flight mark."""
         await outbox.enqueue(watched(MOVIE_PLEX, T0))
         [first] = await claim(outbox)
         await outbox.mark_sent([first])
 
-        assert await outbox.settle_retry(first, delay_s=0, error="refused", maybe_sent=False)
+        assert await outbox.settle(first, Settlement.pending(0, "refused", keep_sent=False))
 
         assert await row(outbox, first.id, "state, sent_at") == ("pending", None)
         [again] = await claim(outbox)
         assert again.sent_at is None
 
     async def test_retry_without_counting_refunds_the_attempt(self, outbox: Outbox) -> None:
-        """count_attempt=False gives the claim's attempt back; the default keeps it."""
+        """refund_attempt=True gives the claim's attempt back; the default keeps it."""
         await outbox.enqueue(watched(MOVIE_PLEX, T0))
         [trakt] = await claim(outbox, "trakt")
         [simkl] = await claim(outbox, "simkl")
 
-        await outbox.settle_retry(
-            trakt, delay_s=0, error="401", maybe_sent=False, count_attempt=False
+        await outbox.settle(
+            trakt, Settlement.pending(0, "401", keep_sent=False, refund_attempt=True)
         )
-        await outbox.settle_retry(simkl, delay_s=0, error="503", maybe_sent=False)
+        await outbox.settle(simkl, Settlement.pending(0, "503", keep_sent=False))
 
         assert await deliveries(outbox, "provider, attempts") == [("trakt", 0), ("simkl", 1)]
 
@@ -463,7 +464,7 @@ class TestSettle:
             ("trakt", "pending", None, None),
             ("simkl", "pending", None, None),
         ]
-        assert await outbox.settle_delivered(in_flight) is False
+        assert await outbox.settle(in_flight, Settlement.delivered()) is False
         reclaimed = {c.id: c.sent_at for c in await claim(outbox)}
         assert reclaimed == {in_flight.id: sent_at, idle.id: None}
 
@@ -474,8 +475,8 @@ class TestParked:
         await outbox.enqueue(watched(BARRY_LYNDON, T0))
         unresolved, not_found = await claim(outbox)
         await outbox.save_resolution(unresolved, MOVIE_PLEX.with_ids(Ids(tmdb="6978")), "plex")
-        await outbox.settle_parked(unresolved, reason="plex: no ids", reason_kind="unresolved")
-        await outbox.settle_parked(not_found, reason="trakt: not_found", reason_kind="not_found")
+        await outbox.settle(unresolved, Settlement.parked("plex: no ids", ReasonKind.UNRESOLVED))
+        await outbox.settle(not_found, Settlement.parked("trakt: not_found", ReasonKind.NOT_FOUND))
         return unresolved, not_found
 
     async def test_parked_deliveries_show_in_counts_and_the_parked_list(
