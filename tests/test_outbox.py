@@ -6,6 +6,8 @@ Every test uses a real SQLite file (WAL) in ``tmp_path`` and an injected clock (
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -16,7 +18,16 @@ from typing import Any
 import pytest
 
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
-from crosswatchd.outbox import Claimed, Outbox, ReasonKind, Settlement
+from crosswatchd.outbox import (
+    SCHEMA_VERSION,
+    Claimed,
+    DeliveryKind,
+    DeliveryState,
+    Outbox,
+    ReasonKind,
+    Settlement,
+)
+from crosswatchd.outbox.queries import MIGRATIONS, QUERIES, Queries, named_blocks
 from tests.clocks import Clock
 
 PROVIDERS = ["trakt", "simkl"]
@@ -573,19 +584,83 @@ class TestAccounts:
 class TestQueryPlan:
     async def test_claim_query_uses_the_deliveries_ready_index(self, outbox: Outbox) -> None:
         """The claim's row selection is an index search on deliveries_ready, not a scan
-        (same query as Outbox.claim)."""
+        (the claim query itself)."""
         plan = await outbox.fetch_all(
-            """
-            EXPLAIN QUERY PLAN
-            SELECT id FROM deliveries
-            WHERE provider = ? AND kind = ?
-              AND state IN ('pending', 'leased') AND next_attempt_at <= ?
-            ORDER BY next_attempt_at, id
-            LIMIT ?
-            """,
-            ["trakt", "play", 0.0, 10],
+            "EXPLAIN QUERY PLAN " + QUERIES.claim,
+            {
+                "token": "t",
+                "expires": 30.0,
+                "now": 0.0,
+                "provider": "trakt",
+                "kind": "play",
+                "limit": 10,
+            },
         )
 
         details = [str(step[-1]) for step in plan]
         assert any("INDEX deliveries_ready" in d for d in details), details
         assert not any(d.startswith("SCAN deliveries") for d in details), details
+
+    @pytest.mark.parametrize(
+        ("query", "params"),
+        [
+            pytest.param(
+                "SELECT count(*) FROM event_fan_out AS f WHERE f.event_id = :id",
+                {"id": 1},
+                id="fan-out-count-of-the-intake",
+            ),
+            pytest.param(
+                QUERIES.adopt_play, {"event_id": 1, "provider": "trakt", "now": 0.0}, id="adopt"
+            ),
+        ],
+    )
+    async def test_the_dedupe_rule_searches_play_keys_by_target_key_and_time(
+        self, outbox: Outbox, query: str, params: dict[str, Any]
+    ) -> None:
+        """Every use of play_duplicates walks the event's keys and searches play_keys by its
+        primary key (target, key, time range), never scanning a target's keys."""
+        plan = await outbox.fetch_all("EXPLAIN QUERY PLAN " + query, params)
+
+        details = [str(step[-1]) for step in plan]
+        search = (
+            "SEARCH k USING PRIMARY KEY (provider=? AND key=? AND watched_at>? AND watched_at<?)"
+        )
+        assert search in details, details
+        assert not any(d.startswith("SCAN k") for d in details), details
+
+
+class TestSchemaVocabulary:
+    async def test_the_enums_are_the_states_and_kinds_the_schema_checks(
+        self, outbox: Outbox
+    ) -> None:
+        """DeliveryState and DeliveryKind list exactly what the deliveries table accepts."""
+        [(sql,)] = await outbox.fetch_all(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
+        )
+        checks = re.findall(r"CHECK \((\w+) IN \(([^)]*)\)\)", sql)
+        allowed = {column: set(re.findall(r"'(\w+)'", values)) for column, values in checks}
+
+        assert allowed == {
+            "kind": {str(k) for k in DeliveryKind},
+            "state": {str(s) for s in DeliveryState},
+        }
+
+
+class TestQueries:
+    def test_every_named_query_is_loaded_and_no_other(self) -> None:
+        """queries.sql names exactly the Queries fields; a missing or unknown name fails."""
+        text = "-- header\n" + "".join(
+            f"-- name: {f.name}\nSELECT 1\n" for f in dataclasses.fields(Queries)
+        )
+        assert Queries.parse(text).claim == "SELECT 1"
+        with pytest.raises(ValueError, match=r"missing \['claim'\]"):
+            Queries.parse(text.replace("-- name: claim\n", "-- name: claim_typo\n"))
+
+    def test_a_name_defined_twice_is_an_error(self) -> None:
+        with pytest.raises(ValueError, match="twice"):
+            named_blocks("-- name: a\nSELECT 1\n-- name: a\nSELECT 2\n", "name")
+
+    def test_the_migrations_are_numbered_in_order(self) -> None:
+        assert len(MIGRATIONS) == SCHEMA_VERSION == 2
+        assert "CREATE TABLE events" in MIGRATIONS[0]
+        assert "CREATE VIEW play_duplicates" in MIGRATIONS[1]
