@@ -41,7 +41,7 @@ _GROUP_MAX: Final = 256
 _GROUP_WAIT_S: Final = 0.002
 
 
-def returning_sees_earlier_rows() -> bool:
+def _returning_sees_earlier_rows() -> bool:
     """True if this SQLite evaluates a row's RETURNING after the earlier rows' AFTER triggers
     and before its own, with the row itself visible (observed in SQLite 3.35-3.4x; not
     documented), so ``insert_events`` reports each event's deliveries itself."""
@@ -126,7 +126,9 @@ def _claimed(row: sqlite3.Row) -> Claimed:
 class Outbox(OperatorViews):
     """The outbox of one SQLite file. Create with :meth:`open`; close with :meth:`close`.
 
-    The operator views (``counts``, ``parked``, ``backlog``…) come from
+    The constructor takes an open, migrated connection (autocommit) and reads its rows by
+    column name from then on (``row_factory = sqlite3.Row``). The operator views
+    (``counts``, ``parked``, ``backlog``…) come from
     :class:`~crosswatchd.outbox.views.OperatorViews`.
     """
 
@@ -147,7 +149,7 @@ class Outbox(OperatorViews):
         self._pending: list[tuple[PlayEvent, asyncio.Future[EnqueueResult]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._watchers: list[asyncio.Event] = []
-        self._counted_insert = returning_sees_earlier_rows()
+        self._counted_insert = _returning_sees_earlier_rows()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
