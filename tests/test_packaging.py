@@ -44,32 +44,6 @@ def _run_installed(target: Path, code: str, *args: str) -> str:
     return out.stdout.strip()
 
 
-@pytest.mark.timeout(300)
-def test_pip_install_carries_the_package_data_and_the_command(installed: Path) -> None:
-    code = (
-        "import crosswatchd, importlib.resources as r;"
-        "print(crosswatchd.__file__);"
-        "print(r.files('crosswatchd').joinpath('py.typed').is_file());"
-        "print(any(p.name.endswith('.sql') for p in r.files('crosswatchd').rglob('*.sql')))"
-    )
-    where, typed, sql = _run_installed(installed, code).splitlines()
-    assert Path(where).is_relative_to(installed), where
-    assert typed == "True"
-    assert sql == "True"
-    assert (installed / "bin" / "crosswatchd").is_file()
-    assert not (installed / "tests").exists()
-    assert not (installed / "src").exists()
-
-
-@pytest.mark.timeout(300)
-def test_installed_command_runs(installed: Path) -> None:
-    version = _run_installed(
-        installed,
-        "import sys; from crosswatchd.cli import main; sys.argv=['crosswatchd','--version'];main()",
-    )
-    assert version.startswith("crosswatchd, version ")
-
-
 _OPEN_OUTBOX = """
 import asyncio, sqlite3, sys
 from pathlib import Path
@@ -97,3 +71,29 @@ def test_installed_copy_opens_an_outbox_with_its_own_sql(installed: Path, tmp_pa
     assert version == "2"
     assert (installed / "crosswatchd" / "outbox" / "queries.sql").is_file()
     assert (installed / "crosswatchd" / "outbox" / "schema.sql").is_file()
+
+
+@pytest.mark.timeout(300)
+def test_pip_install_carries_the_package_data_and_the_command(installed: Path) -> None:
+    code = (
+        "import crosswatchd, importlib.resources as r;"
+        "print(crosswatchd.__file__);"
+        "print(r.files('crosswatchd').joinpath('py.typed').is_file());"
+        "print(any(p.name.endswith('.sql') for p in r.files('crosswatchd').rglob('*.sql')))"
+    )
+    where, typed, sql = _run_installed(installed, code).splitlines()
+    assert Path(where).is_relative_to(installed), where
+    assert typed == "True"
+    assert sql == "True"
+    assert (installed / "bin" / "crosswatchd").is_file()
+    assert not (installed / "tests").exists()
+    assert not (installed / "src").exists()
+
+
+@pytest.mark.timeout(300)
+def test_installed_command_runs(installed: Path) -> None:
+    version = _run_installed(
+        installed,
+        "import sys; from crosswatchd.cli import main; sys.argv=['crosswatchd','--version'];main()",
+    )
+    assert version.startswith("crosswatchd, version ")
