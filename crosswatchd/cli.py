@@ -31,6 +31,7 @@ from crosswatchd.app import (
 from crosswatchd.config import Settings, load_settings
 from crosswatchd.errors import AuthError, ConfigError, CrosswatchError, SourceUnavailableError
 from crosswatchd.logs import configure_logging
+from crosswatchd.outbox import DeliveryState, ReasonKind
 from crosswatchd.tokens import TokenStore
 
 __all__ = ["main"]
@@ -224,7 +225,7 @@ async def _status(settings: Settings) -> dict[str, Any]:
     outbox = await open_outbox(settings)
     try:
         counts = await outbox.counts()
-        parked = await outbox.parked(states=("parked", "dead"))
+        parked = await outbox.parked(states=(DeliveryState.PARKED, DeliveryState.DEAD))
         backlog = await outbox.backlog()
         untargeted = await outbox.untargeted_plays()
         seen_tautulli = await outbox.seen_accounts("tautulli")
@@ -346,7 +347,7 @@ def unresolved_list(ctx: click.Context, as_json: bool, all_parked: bool) -> None
     async def go() -> list[Any]:
         outbox = await open_outbox(settings)
         try:
-            kinds = None if all_parked else ["unresolved"]
+            kinds = None if all_parked else [ReasonKind.UNRESOLVED]
             return list(await outbox.parked(kinds=kinds))
         finally:
             await outbox.close()
@@ -396,7 +397,7 @@ def unresolved_retry(ctx: click.Context, delivery_id: int | None, retry_all: boo
         try:
             if delivery_id is not None:
                 return await outbox.retry_parked(delivery_id)
-            return await outbox.retry_parked(None, kinds=("unresolved",))
+            return await outbox.retry_parked(None, kinds=(ReasonKind.UNRESOLVED,))
         finally:
             await outbox.close()
 

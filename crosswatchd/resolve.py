@@ -71,6 +71,7 @@ from crosswatchd.models import Ids, Item, MediaKind
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.sources.guids import ParsedGuid, guid_base, ids_from_guid_list, parse_guid
 from crosswatchd.sources.plex_server import PlexMetadata, PlexServer
+from crosswatchd.sqlite import connect
 
 if TYPE_CHECKING:
     from crosswatchd.config import Settings
@@ -208,18 +209,10 @@ class IdCache:
     ) -> IdCache:
         """Open (creating and migrating as needed) the cache file at *path*.
 
-        ``memory_size`` is the number of entries kept in the in-memory LRU.
+        ``memory_size`` is the number of entries kept in the in-memory LRU. Raises
+        :class:`~crosswatchd.sqlite.SchemaTooNewError` for a file a newer crosswatchd wrote.
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path)
-        try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA busy_timeout=5000")
-            await cls._migrate(db)
-        except BaseException:
-            await db.close()
-            raise
+        db = await connect(path, migrations=_MIGRATIONS, what="id cache", autocommit=False)
         cache = cls(
             db,
             positive_ttl_s=positive_ttl_s,
@@ -229,16 +222,6 @@ class IdCache:
         )
         await cache.purge_expired()
         return cache
-
-    @staticmethod
-    async def _migrate(db: aiosqlite.Connection) -> None:
-        async with db.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        version = int(row[0]) if row else 0
-        for number, script in enumerate(_MIGRATIONS, start=1):
-            if number <= version:
-                continue
-            await db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
 
     async def close(self) -> None:
         """Close the database (pending writes are committed already)."""

@@ -26,7 +26,7 @@ import orjson
 import pytest
 
 from crosswatchd.models import Action, Item, MediaKind, PlayEvent, Source
-from crosswatchd.outbox import Outbox
+from crosswatchd.outbox import Outbox, ReasonKind, Settlement
 from crosswatchd.tokens import TokenStore
 from tests.fakes.tautulli import FakeTautulli, history_row
 from tests.fakes.trakt import FakeTrakt
@@ -248,8 +248,9 @@ class TestStatus:
         try:
             await outbox.enqueue(watched("Some Film"))
             (claimed,) = await outbox.claim("trakt", "play", limit=10, lease_s=60)
-            await outbox.settle_retry(
-                claimed, delay_s=300, error="trakt: HTTP 503 from /sync/history", maybe_sent=True
+            await outbox.settle(
+                claimed,
+                Settlement.pending(300, "trakt: HTTP 503 from /sync/history", keep_sent=True),
             )
         finally:
             await outbox.close()
@@ -286,8 +287,8 @@ async def parked(home: Home) -> list[int]:
         claimed = await outbox.claim("trakt", "play", limit=10, lease_s=60)
         assert len(claimed) == 2
         for c in claimed:
-            assert await outbox.settle_parked(
-                c, reason=f"no ids found for {c.item.title}", reason_kind="unresolved"
+            assert await outbox.settle(
+                c, Settlement.parked(f"no ids found for {c.item.title}", ReasonKind.UNRESOLVED)
             )
         return [c.id for c in claimed]
     finally:

@@ -16,13 +16,14 @@ import aiohttp
 import pytest
 
 from crosswatchd.config import DeliverySettings
-from crosswatchd.drain import Drainer, retry_delay_s
+from crosswatchd.drain import Drainer
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
 from crosswatchd.outbox import Outbox
 from crosswatchd.providers.base import Play
 from crosswatchd.providers.simkl import SimklProvider
 from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter
+from crosswatchd.settlement import retry_delay_s
 from crosswatchd.tokens import TokenStore
 from tests.clocks import Clock
 from tests.fakes.catalog import default_catalog

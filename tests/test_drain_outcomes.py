@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 
 from crosswatchd.config import DeliverySettings
 from crosswatchd.drain import Drainer
@@ -288,3 +289,31 @@ class TestImportLookupOnlyWhereDuplicatesExist:
         await drainer(outbox, target, clock).drain_plays_once()
         assert target.history_checks == 1
         assert target.sent == [["tt7000001"]]
+
+
+class TestLostLease:
+    async def test_a_settle_after_the_lease_was_lost_changes_nothing_and_is_logged_once(
+        self, outbox: Outbox, clock: Clock
+    ) -> None:
+        """A send that outlives its lease: another worker claims the plays meanwhile. The
+        slow worker's settlements are refused (the newer claim stands) and each is logged
+        once as delivery.lease_lost with its delivery id, never as delivered."""
+        claims: list[list[int]] = []
+
+        class Slow(ScriptedTarget):
+            async def add_history(self, plays: Sequence[Play]) -> dict[int, PlayOutcome]:
+                clock.advance(DeliverySettings().lease_s + 1)
+                newer = await outbox.claim("trakt", "play", limit=10, lease_s=60)
+                claims.append([c.id for c in newer])
+                return await super().add_history(plays)
+
+        for n in (1, 2):
+            await outbox.enqueue(watched(movie(n), T0 + timedelta(minutes=n)))
+        with structlog.testing.capture_logs() as logs:
+            await drainer(outbox, Slow(), clock).drain_plays_once()
+
+        lost = [e for e in logs if e["event"] == "delivery.lease_lost"]
+        assert sorted(e["delivery_id"] for e in lost) == claims[0] == [1, 2]
+        assert all(e["outcome"] == "delivered" for e in lost)
+        assert not [e for e in logs if e["event"] == "delivery.delivered"]
+        assert await states(outbox) == [("leased", None), ("leased", None)]

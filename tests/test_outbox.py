@@ -6,6 +6,8 @@ Every test uses a real SQLite file (WAL) in ``tmp_path`` and an injected clock (
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -16,7 +18,16 @@ from typing import Any
 import pytest
 
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
-from crosswatchd.outbox import Claimed, Outbox
+from crosswatchd.outbox import (
+    SCHEMA_VERSION,
+    Claimed,
+    DeliveryKind,
+    DeliveryState,
+    Outbox,
+    ReasonKind,
+    Settlement,
+)
+from crosswatchd.outbox.queries import MIGRATIONS, QUERIES, Queries, named_blocks
 from tests.clocks import Clock
 
 PROVIDERS = ["trakt", "simkl"]
@@ -125,9 +136,9 @@ async def claim(outbox: Outbox, provider: str = "trakt", limit: int = 10) -> lis
 
 
 class TestSchema:
-    async def test_new_file_gets_schema_version_1_in_wal_mode(self, outbox: Outbox) -> None:
-        """A new outbox file is at PRAGMA user_version 1, journal_mode WAL."""
-        assert await outbox.fetch_all("PRAGMA user_version") == [(1,)]
+    async def test_new_file_gets_schema_version_2_in_wal_mode(self, outbox: Outbox) -> None:
+        """A new outbox file is at PRAGMA user_version 2, journal_mode WAL."""
+        assert await outbox.fetch_all("PRAGMA user_version") == [(2,)]
         assert await outbox.fetch_all("PRAGMA journal_mode") == [("wal",)]
 
     async def test_reopening_keeps_events_and_deliveries(
@@ -141,7 +152,7 @@ class TestSchema:
 
         again = await Outbox.open(path, providers=PROVIDERS, clock=clock)
         try:
-            assert await again.fetch_all("PRAGMA user_version") == [(1,)]
+            assert await again.fetch_all("PRAGMA user_version") == [(2,)]
             counts = await again.counts()
             assert {p: c.pending for p, c in counts.items()} == {"trakt": 1, "simkl": 1}
             [claimed] = await claim(again)
@@ -154,11 +165,11 @@ class TestSchema:
         """A file written by a newer crosswatchd is refused and left untouched."""
         path = tmp_path / "outbox.db"
         with sqlite3.connect(path) as conn:
-            conn.execute("PRAGMA user_version = 2")
+            conn.execute("PRAGMA user_version = 3")
         with pytest.raises(RuntimeError, match="newer"):
             await Outbox.open(path, providers=PROVIDERS)
         with sqlite3.connect(path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+            assert conn.execute("PRAGMA user_version").fetchone() == (3,)
             assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
 
 
@@ -359,7 +370,7 @@ class TestClaim:
         self, outbox: Outbox, clock: Clock
     ) -> None:
         """After lease_s a new claim takes the row; the stale worker's settle, mark_sent and
-        settle_dead change nothing, whatever the new owner did."""
+        a settle as dead change nothing, whatever the new owner did."""
         await outbox.enqueue(watched(MOVIE_PLEX, T0))
         [stale] = await claim(outbox)
         clock.advance(LEASE_S + 1)
@@ -368,11 +379,11 @@ class TestClaim:
         assert owner.id == stale.id
         assert owner.lease_token != stale.lease_token
         assert owner.attempts == 2
-        assert await outbox.settle_retry(owner, delay_s=100, error="503", maybe_sent=False)
+        assert await outbox.settle(owner, Settlement.pending(100, "503", keep_sent=False))
         after_owner = await row(outbox, owner.id, "state, next_attempt_at, lease_token, sent_at")
 
-        assert await outbox.settle_delivered(stale) is False
-        assert await outbox.settle_dead(stale, reason="nope") is False
+        assert await outbox.settle(stale, Settlement.delivered()) is False
+        assert await outbox.settle(stale, Settlement.dead("nope")) is False
         await outbox.mark_sent([stale])
 
         assert await row(outbox, owner.id, "state, next_attempt_at, lease_token, sent_at") == (
@@ -390,22 +401,23 @@ class TestClaim:
         clock.advance(LEASE_S + 1)
         [owner] = await claim(outbox)
 
-        assert await outbox.settle_retry(stale, delay_s=0, error="x", maybe_sent=False) is False
+        assert await outbox.settle(stale, Settlement.pending(0, "x", keep_sent=False)) is False
 
         assert await row(outbox, owner.id, "state, lease_token") == ("leased", owner.lease_token)
-        assert await outbox.settle_delivered(owner) is True
+        assert await outbox.settle(owner, Settlement.delivered()) is True
 
 
 class TestSettle:
     async def test_retry_with_maybe_sent_keeps_sent_at(self, outbox: Outbox, clock: Clock) -> None:
-        """settle_retry(maybe_sent=True) keeps the in-flight mark; the next claim sees it."""
+        """A pending settlement with keep_sent=True keeps the in-flight mark; the next claim
+        sees it."""
         await outbox.enqueue(watched(MOVIE_PLEX, T0))
         [first] = await claim(outbox)
         await outbox.mark_sent([first])
         sent_at = clock.now
         clock.advance(2)
 
-        assert await outbox.settle_retry(first, delay_s=10, error="timeout", maybe_sent=True)
+        assert await outbox.settle(first, Settlement.pending(10, "timeout", keep_sent=True))
 
         assert await row(outbox, first.id, "state, sent_at, next_attempt_at, last_error") == (
             "pending",
@@ -420,27 +432,27 @@ class TestSettle:
     async def test_retry_without_maybe_sent_clears_sent_at(
         self, outbox: Outbox, clock: Clock
     ) -> None:
-        """settle_retry(maybe_sent=False) clears the in-flight mark."""
+        """A pending settlement with keep_sent=False clears the in-flight mark."""
         await outbox.enqueue(watched(MOVIE_PLEX, T0))
         [first] = await claim(outbox)
         await outbox.mark_sent([first])
 
-        assert await outbox.settle_retry(first, delay_s=0, error="refused", maybe_sent=False)
+        assert await outbox.settle(first, Settlement.pending(0, "refused", keep_sent=False))
 
         assert await row(outbox, first.id, "state, sent_at") == ("pending", None)
         [again] = await claim(outbox)
         assert again.sent_at is None
 
     async def test_retry_without_counting_refunds_the_attempt(self, outbox: Outbox) -> None:
-        """count_attempt=False gives the claim's attempt back; the default keeps it."""
+        """refund_attempt=True gives the claim's attempt back; the default keeps it."""
         await outbox.enqueue(watched(MOVIE_PLEX, T0))
         [trakt] = await claim(outbox, "trakt")
         [simkl] = await claim(outbox, "simkl")
 
-        await outbox.settle_retry(
-            trakt, delay_s=0, error="401", maybe_sent=False, count_attempt=False
+        await outbox.settle(
+            trakt, Settlement.pending(0, "401", keep_sent=False, refund_attempt=True)
         )
-        await outbox.settle_retry(simkl, delay_s=0, error="503", maybe_sent=False)
+        await outbox.settle(simkl, Settlement.pending(0, "503", keep_sent=False))
 
         assert await deliveries(outbox, "provider, attempts") == [("trakt", 0), ("simkl", 1)]
 
@@ -463,7 +475,7 @@ class TestSettle:
             ("trakt", "pending", None, None),
             ("simkl", "pending", None, None),
         ]
-        assert await outbox.settle_delivered(in_flight) is False
+        assert await outbox.settle(in_flight, Settlement.delivered()) is False
         reclaimed = {c.id: c.sent_at for c in await claim(outbox)}
         assert reclaimed == {in_flight.id: sent_at, idle.id: None}
 
@@ -474,8 +486,8 @@ class TestParked:
         await outbox.enqueue(watched(BARRY_LYNDON, T0))
         unresolved, not_found = await claim(outbox)
         await outbox.save_resolution(unresolved, MOVIE_PLEX.with_ids(Ids(tmdb="6978")), "plex")
-        await outbox.settle_parked(unresolved, reason="plex: no ids", reason_kind="unresolved")
-        await outbox.settle_parked(not_found, reason="trakt: not_found", reason_kind="not_found")
+        await outbox.settle(unresolved, Settlement.parked("plex: no ids", ReasonKind.UNRESOLVED))
+        await outbox.settle(not_found, Settlement.parked("trakt: not_found", ReasonKind.NOT_FOUND))
         return unresolved, not_found
 
     async def test_parked_deliveries_show_in_counts_and_the_parked_list(
@@ -572,19 +584,83 @@ class TestAccounts:
 class TestQueryPlan:
     async def test_claim_query_uses_the_deliveries_ready_index(self, outbox: Outbox) -> None:
         """The claim's row selection is an index search on deliveries_ready, not a scan
-        (same query as Outbox.claim)."""
+        (the claim query itself)."""
         plan = await outbox.fetch_all(
-            """
-            EXPLAIN QUERY PLAN
-            SELECT id FROM deliveries
-            WHERE provider = ? AND kind = ?
-              AND state IN ('pending', 'leased') AND next_attempt_at <= ?
-            ORDER BY next_attempt_at, id
-            LIMIT ?
-            """,
-            ["trakt", "play", 0.0, 10],
+            "EXPLAIN QUERY PLAN " + QUERIES.claim,
+            {
+                "token": "t",
+                "expires": 30.0,
+                "now": 0.0,
+                "provider": "trakt",
+                "kind": "play",
+                "limit": 10,
+            },
         )
 
         details = [str(step[-1]) for step in plan]
         assert any("INDEX deliveries_ready" in d for d in details), details
         assert not any(d.startswith("SCAN deliveries") for d in details), details
+
+    @pytest.mark.parametrize(
+        ("query", "params"),
+        [
+            pytest.param(
+                "SELECT count(*) FROM event_fan_out AS f WHERE f.event_id = :id",
+                {"id": 1},
+                id="fan-out-count-of-the-intake",
+            ),
+            pytest.param(
+                QUERIES.adopt_play, {"event_id": 1, "provider": "trakt", "now": 0.0}, id="adopt"
+            ),
+        ],
+    )
+    async def test_the_dedupe_rule_searches_play_keys_by_target_key_and_time(
+        self, outbox: Outbox, query: str, params: dict[str, Any]
+    ) -> None:
+        """Every use of play_duplicates walks the event's keys and searches play_keys by its
+        primary key (target, key, time range), never scanning a target's keys."""
+        plan = await outbox.fetch_all("EXPLAIN QUERY PLAN " + query, params)
+
+        details = [str(step[-1]) for step in plan]
+        search = (
+            "SEARCH k USING PRIMARY KEY (provider=? AND key=? AND watched_at>? AND watched_at<?)"
+        )
+        assert search in details, details
+        assert not any(d.startswith("SCAN k") for d in details), details
+
+
+class TestSchemaVocabulary:
+    async def test_the_enums_are_the_states_and_kinds_the_schema_checks(
+        self, outbox: Outbox
+    ) -> None:
+        """DeliveryState and DeliveryKind list exactly what the deliveries table accepts."""
+        [(sql,)] = await outbox.fetch_all(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
+        )
+        checks = re.findall(r"CHECK \((\w+) IN \(([^)]*)\)\)", sql)
+        allowed = {column: set(re.findall(r"'(\w+)'", values)) for column, values in checks}
+
+        assert allowed == {
+            "kind": {str(k) for k in DeliveryKind},
+            "state": {str(s) for s in DeliveryState},
+        }
+
+
+class TestQueries:
+    def test_every_named_query_is_loaded_and_no_other(self) -> None:
+        """queries.sql names exactly the Queries fields; a missing or unknown name fails."""
+        text = "-- header\n" + "".join(
+            f"-- name: {f.name}\nSELECT 1\n" for f in dataclasses.fields(Queries)
+        )
+        assert Queries.parse(text).claim == "SELECT 1"
+        with pytest.raises(ValueError, match=r"missing \['claim'\]"):
+            Queries.parse(text.replace("-- name: claim\n", "-- name: claim_typo\n"))
+
+    def test_a_name_defined_twice_is_an_error(self) -> None:
+        with pytest.raises(ValueError, match="twice"):
+            named_blocks("-- name: a\nSELECT 1\n-- name: a\nSELECT 2\n", "name")
+
+    def test_the_migrations_are_numbered_in_order(self) -> None:
+        assert len(MIGRATIONS) == SCHEMA_VERSION == 2
+        assert "CREATE TABLE events" in MIGRATIONS[0]
+        assert "CREATE VIEW play_duplicates" in MIGRATIONS[1]

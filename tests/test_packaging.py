@@ -33,13 +33,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-def _run_installed(target: Path, code: str) -> str:
-    """Run *code* with only the installed copy importable (cwd is not the checkout)."""
+def _run_installed(target: Path, code: str, *args: str) -> str:
+    """Run *code* (with *args* as sys.argv[1:]) with only the installed copy importable (cwd
+    is not the checkout)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     # The installed copy first; the venv's site-packages still provide the dependencies.
     env["PYTHONPATH"] = str(target)
     out = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", code, *args],
         cwd=target.parent,
         env=env,
         check=True,
@@ -48,6 +49,35 @@ def _run_installed(target: Path, code: str) -> str:
         timeout=60,
     )
     return out.stdout.strip()
+
+
+_OPEN_OUTBOX = """
+import asyncio, sqlite3, sys
+from pathlib import Path
+import crosswatchd.outbox.queries as queries
+from crosswatchd.outbox import Outbox
+
+async def main(path: Path) -> None:
+    box = await Outbox.open(path, providers=["trakt"])
+    await box.close()
+
+path = Path(sys.argv[1])
+asyncio.run(main(path))
+print(queries.__file__)
+print(sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0])
+"""
+
+
+@pytest.mark.timeout(300)
+def test_installed_copy_opens_an_outbox_with_its_own_sql(installed: Path, tmp_path: Path) -> None:
+    """The wheel carries the outbox's schema.sql and queries.sql: the installed copy loads
+    them and creates a current outbox file."""
+    out = _run_installed(installed, _OPEN_OUTBOX, str(tmp_path / "outbox.sqlite3"))
+    where, version = out.split()
+    assert Path(where).is_relative_to(installed), where
+    assert version == "2"
+    assert (installed / "crosswatchd" / "outbox" / "queries.sql").is_file()
+    assert (installed / "crosswatchd" / "outbox" / "schema.sql").is_file()
 
 
 @pytest.mark.timeout(300)

@@ -1,5 +1,9 @@
--- crosswatchd outbox schema, version 1. Applied by outbox.py when PRAGMA user_version < 1.
+-- crosswatchd outbox schema: the migrations, in order. Block "-- migration: N" brings a file
+-- from PRAGMA user_version N-1 to N; crosswatchd.sqlite.migrate applies the missing blocks in
+-- one transaction (a new file gets all of them). A change to the schema is a new block.
 -- Times are unix seconds (REAL, UTC). Items are JSON (models.Item.to_dict).
+
+-- migration: 1
 
 CREATE TABLE events (
     id              INTEGER PRIMARY KEY,
@@ -71,31 +75,9 @@ CREATE TABLE meta (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- Fan-out and dedupe in the same statement as the event insert, so a batch of events is one
--- statement. A completed play becomes one 'play' delivery per target unless that target
--- already has a play sharing any identity key within the dedupe window; live state becomes one
--- 'live' delivery per target. Outbox.adopt_targets() uses the same NOT EXISTS test for targets
--- configured after an event arrived.
-CREATE TRIGGER events_fan_out AFTER INSERT ON events
-BEGIN
-    INSERT INTO deliveries (event_id, provider, kind, next_attempt_at, watched_at,
-                            created_at, updated_at)
-    SELECT NEW.id, p.value,
-           CASE WHEN NEW.action = 'watched' THEN 'play' ELSE 'live' END,
-           NEW.received_at,
-           CASE WHEN NEW.action = 'watched' THEN NEW.occurred_at END,
-           NEW.received_at, NEW.received_at
-    FROM json_each(NEW.providers) AS p
-    WHERE NEW.action <> 'watched'
-       OR NOT EXISTS (
-            SELECT 1
-            FROM play_keys AS k
-            WHERE k.provider = p.value
-              AND k.key IN (SELECT value FROM json_each(NEW.keys))
-              AND k.watched_at BETWEEN NEW.occurred_at - NEW.dedupe_window_s
-                                   AND NEW.occurred_at + NEW.dedupe_window_s
-       );
-END;
+-- Version 1 also created the fan-out trigger, events_fan_out, with the dedupe rule written
+-- inline. Migration 2 drops it where it exists and creates its successor, so it is left out
+-- here: every file ends with the same schema, and the rule is written once (migration 2).
 
 -- Every play delivery, however created, records its event's identity keys for dedupe.
 CREATE TRIGGER play_keys_of_delivery AFTER INSERT ON deliveries
@@ -105,4 +87,48 @@ BEGIN
     SELECT NEW.provider, nk.value, NEW.watched_at, NEW.id
     FROM events AS e, json_each(e.keys) AS nk
     WHERE e.id = NEW.event_id;
+END;
+
+-- migration: 2
+-- The dedupe rule and the fan-out as views, so the trigger, the intake's RETURNING clause and
+-- Outbox.adopt_targets() all read one definition.
+
+-- THE dedupe rule: an event repeats a play a target already has when that target has a play
+-- delivery sharing any identity key with the event, watched within the event's
+-- dedupe_window_s of its occurred_at. One row per (event, target, earlier play delivery);
+-- callers ask "does a row exist for this event and target?". CROSS JOIN fixes the join order
+-- (the event's keys first, then a primary-key search of play_keys by target, key and time):
+-- left to itself the planner would scan all of the target's keys.
+CREATE VIEW play_duplicates (event_id, provider, delivery_id) AS
+SELECT e.id, k.provider, k.delivery_id
+FROM events AS e
+CROSS JOIN json_each(e.keys) AS ek
+CROSS JOIN play_keys AS k
+WHERE k.key = ek.value
+  AND k.watched_at BETWEEN e.occurred_at - e.dedupe_window_s
+                       AND e.occurred_at + e.dedupe_window_s;
+
+-- The deliveries an event fans out into: for each target it was stored for, a completed play
+-- becomes a 'play' delivery (watched at occurred_at) unless it repeats one (play_duplicates);
+-- live state becomes a 'live' delivery.
+CREATE VIEW event_fan_out (event_id, provider, kind, watched_at) AS
+SELECT e.id, p.value,
+       CASE WHEN e.action = 'watched' THEN 'play' ELSE 'live' END,
+       CASE WHEN e.action = 'watched' THEN e.occurred_at END
+FROM events AS e, json_each(e.providers) AS p
+WHERE e.action <> 'watched'
+   OR NOT EXISTS (SELECT 1 FROM play_duplicates AS x
+                  WHERE x.event_id = e.id AND x.provider = p.value);
+
+-- Fan-out in the same statement as the event insert, so a batch of events is one statement.
+-- Outbox.adopt_targets() tests play_duplicates for targets configured after an event arrived.
+DROP TRIGGER IF EXISTS events_fan_out;
+CREATE TRIGGER events_fan_out AFTER INSERT ON events
+BEGIN
+    INSERT INTO deliveries (event_id, provider, kind, next_attempt_at, watched_at,
+                            created_at, updated_at)
+    SELECT f.event_id, f.provider, f.kind, NEW.received_at, f.watched_at,
+           NEW.received_at, NEW.received_at
+    FROM event_fan_out AS f
+    WHERE f.event_id = NEW.id;
 END;

@@ -1,0 +1,107 @@
+"""The outbox's SQL, loaded once from the package's ``.sql`` files.
+
+``queries.sql`` holds every statement by name (``-- name: claim``), as procrastinate's
+``queries.sql`` does; :data:`QUERIES` has one attribute per name, so a misspelt name fails
+type checking and a query missing from the file fails at import. ``schema.sql`` holds the
+migrations (``-- migration: 1``, ``-- migration: 2``…), :data:`MIGRATIONS` in order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from importlib import resources
+from typing import Final
+
+import orjson
+
+__all__ = ["MIGRATIONS", "QUERIES", "Queries", "json_list", "named_blocks"]
+
+
+def named_blocks(text: str, label: str) -> dict[str, str]:
+    """``{name: body}`` of the blocks of *text* that start with a ``-- LABEL: NAME`` line.
+
+    A body runs to the next such line (comments included, surrounding blank lines removed);
+    text before the first block is the file's header. Raises ``ValueError`` for a name used
+    twice or an empty block.
+    """
+    parts = re.split(rf"^-- {re.escape(label)}: *(\S+) *$", text, flags=re.MULTILINE)
+    blocks: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        if name in blocks:
+            raise ValueError(f"{label} {name!r} is defined twice")
+        if not body.strip():
+            raise ValueError(f"{label} {name!r} is empty")
+        blocks[name] = body.strip("\n")
+    return blocks
+
+
+@dataclass(frozen=True, slots=True)
+class Queries:
+    """Every named statement of ``queries.sql`` (see there for what each does)."""
+
+    # intake
+    insert_events: str
+    count_deliveries_of_events: str
+    delete_events: str
+    note_account: str
+    probe_returning_schema: str
+    probe_returning: str
+    # targets configured later
+    orphan_plays: str
+    adopt_play: str
+    add_target: str
+    # claim and settle
+    release_all_leases: str
+    claim: str
+    claimed_rows: str
+    mark_sent: str
+    save_resolution: str
+    settle: str
+    retry_parked: str
+    bump_retry_generation: str
+    # operator views
+    counts: str
+    parked: str
+    backlog: str
+    next_due: str
+    retry_generation: str
+    seen_accounts: str
+    untargeted_plays: str
+
+    @classmethod
+    def parse(cls, text: str) -> Queries:
+        """The queries of a ``queries.sql`` text; ``ValueError`` unless it names exactly the
+        fields of this class."""
+        blocks = named_blocks(text, "name")
+        expected = {f.name for f in fields(cls)}
+        if set(blocks) != expected:
+            missing = sorted(expected - set(blocks))
+            unknown = sorted(set(blocks) - expected)
+            raise ValueError(f"queries.sql: missing {missing}, unknown {unknown}")
+        return cls(**blocks)
+
+
+def json_list(values: Iterable[int | str]) -> str:
+    """*values* as one JSON array parameter, for a query's ``json_each(:param)``: a list of
+    any length in a fixed statement (str enums as their values)."""
+    return orjson.dumps([v if isinstance(v, int) else str(v) for v in values]).decode()
+
+
+def _read(name: str) -> str:
+    return resources.files("crosswatchd.outbox").joinpath(name).read_text("utf-8")
+
+
+def _migrations(text: str) -> tuple[str, ...]:
+    blocks = named_blocks(text, "migration")
+    numbers = [int(n) for n in blocks]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise ValueError(f"schema.sql: migrations must be numbered 1, 2, … in order: {numbers}")
+    return tuple(blocks.values())
+
+
+#: The named queries (read from the installed package once, at import).
+QUERIES: Final = Queries.parse(_read("queries.sql"))
+#: The schema's migrations: ``MIGRATIONS[n - 1]`` brings a file from version n-1 to n.
+MIGRATIONS: Final = _migrations(_read("schema.sql"))

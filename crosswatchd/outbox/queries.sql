@@ -1,0 +1,223 @@
+-- Every statement the outbox runs, by name (crosswatchd/outbox/queries.py loads them once, as
+-- procrastinate loads its queries.sql). A block starts at "-- name: NAME" and runs to the next
+-- one; parameters are named (:param). Lists travel as one JSON array parameter, read with
+-- json_each, so no statement is ever assembled from pieces. The dedupe rule and the fan-out
+-- are the views play_duplicates and event_fan_out in schema.sql.
+-- Times are unix seconds (REAL, UTC). States, kinds and reason kinds are the values of the
+-- enums in crosswatchd/outbox/states.py.
+
+
+-- ---------------------------------------------------------------------------------------------
+-- intake
+-- ---------------------------------------------------------------------------------------------
+
+-- name: insert_events
+-- A whole batch of events as ONE statement: :batch is a JSON array with one array per event
+-- (Outbox._event_row) and the fan-out trigger runs per row. A single statement is atomic in
+-- autocommit mode, so the batch costs one round trip to the database thread. Rows are inserted
+-- in array order, so the RETURNING ids, sorted, are in input order. fanned_out is how many
+-- deliveries the trigger creates for the row, read from the same view the trigger reads just
+-- before that row's trigger runs (after the earlier rows' triggers). SQLite does not document
+-- that order, so Outbox checks it at start-up (probe_returning) and, where it does not hold,
+-- ignores fanned_out and counts afterwards (count_deliveries_of_events).
+INSERT INTO events (source, action, account, item, label, occurred_at, received_at,
+                    progress_pct, view_offset_ms, duration_ms, session, keys, providers,
+                    dedupe_window_s)
+SELECT json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'),
+       json_extract(e.value, '$[2]'), json_extract(e.value, '$[3]'),
+       json_extract(e.value, '$[4]'), json_extract(e.value, '$[5]'),
+       json_extract(e.value, '$[6]'), json_extract(e.value, '$[7]'),
+       json_extract(e.value, '$[8]'), json_extract(e.value, '$[9]'),
+       json_extract(e.value, '$[10]'), json_extract(e.value, '$[11]'),
+       :providers, :window
+FROM json_each(:batch) AS e
+ORDER BY e.key
+RETURNING id, (SELECT count(*) FROM event_fan_out AS f WHERE f.event_id = events.id) AS fanned_out
+
+-- name: count_deliveries_of_events
+-- Deliveries per event of a batch just inserted (ids :first to :last): the fallback count.
+SELECT event_id, count(*) AS deliveries
+FROM deliveries
+WHERE event_id BETWEEN :first AND :last
+GROUP BY event_id
+
+-- name: delete_events
+-- Events whose play every target already had (enqueue_many(keep_duplicates=False)).
+DELETE FROM events WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: note_account
+INSERT INTO seen_accounts (source, account, last_seen) VALUES (:source, :account, :now)
+ON CONFLICT (source, account) DO UPDATE
+SET last_seen = excluded.last_seen, events = events + 1
+
+-- name: probe_returning_schema
+-- A scratch schema for probe_returning, run on an in-memory database.
+CREATE TABLE r (id INTEGER PRIMARY KEY, k TEXT);
+CREATE TABLE s (k TEXT);
+CREATE TRIGGER r_after AFTER INSERT ON r BEGIN INSERT INTO s (k) VALUES (NEW.k); END;
+
+-- name: probe_returning
+-- insert_events' RETURNING in miniature: the row's subquery reads the row itself from its
+-- table and what the earlier rows' AFTER triggers wrote, not what its own trigger writes.
+-- Holds when the result is (1, 0), (2, 1), (3, 0) (SQLite 3.35 to 3.4x; not documented).
+INSERT INTO r (k) SELECT value FROM json_each('["a", "a", "b"]') ORDER BY key
+RETURNING id, (SELECT count(*) FROM r AS mine, s WHERE mine.id = r.id AND s.k = mine.k)
+
+
+-- ---------------------------------------------------------------------------------------------
+-- targets configured later (Outbox.adopt_targets)
+-- ---------------------------------------------------------------------------------------------
+
+-- name: orphan_plays
+-- Plays stored before :provider was a target, oldest first.
+SELECT id FROM events
+WHERE action = 'watched'
+  AND NOT EXISTS (SELECT 1 FROM json_each(events.providers) WHERE value = :provider)
+ORDER BY id
+
+-- name: adopt_play
+-- One missed play for one target, unless it has that target's delivery already or repeats a
+-- play the target has (play_duplicates: the fan-out trigger's own dedupe test).
+INSERT INTO deliveries (event_id, provider, kind, next_attempt_at, watched_at,
+                        created_at, updated_at)
+SELECT e.id, :provider, 'play', :now, e.occurred_at, :now, :now
+FROM events AS e
+WHERE e.id = :event_id
+  AND NOT EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.event_id = e.id AND d.provider = :provider)
+  AND NOT EXISTS (SELECT 1 FROM play_duplicates AS x
+                  WHERE x.event_id = e.id AND x.provider = :provider)
+
+-- name: add_target
+-- Record :provider as a target of every event (its plays were adopted just before).
+UPDATE events SET providers = json_insert(providers, '$[#]', :provider)
+WHERE NOT EXISTS (SELECT 1 FROM json_each(events.providers) WHERE value = :provider)
+
+
+-- ---------------------------------------------------------------------------------------------
+-- claim and settle
+-- ---------------------------------------------------------------------------------------------
+
+-- name: release_all_leases
+-- Daemon start: every leased delivery is pending again (sent_at kept).
+UPDATE deliveries
+SET state = 'pending', lease_token = NULL, next_attempt_at = :now, updated_at = :now
+WHERE state = 'leased'
+
+-- name: claim
+-- Lease up to :limit due deliveries of one target and kind, oldest first: pending and due,
+-- or leased with an expired lease (next_attempt_at is the lease expiry while leased, so one
+-- index, deliveries_ready, serves both). Counts the attempt.
+UPDATE deliveries
+SET state = 'leased', lease_token = :token, next_attempt_at = :expires,
+    attempts = attempts + 1, updated_at = :now
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE provider = :provider AND kind = :kind
+      AND state IN ('pending', 'leased') AND next_attempt_at <= :now
+    ORDER BY next_attempt_at, id
+    LIMIT :limit)
+RETURNING id
+
+-- name: claimed_rows
+-- What a worker needs of the deliveries it just leased (:ids, a JSON array), by id.
+SELECT d.id AS id, d.event_id AS event_id, d.provider AS provider, d.kind AS kind,
+       d.lease_token AS lease_token, d.attempts AS attempts, e.action AS action,
+       e.source AS source, e.account AS account,
+       coalesce(d.resolved_item, e.item) AS item, d.resolved_item IS NOT NULL AS resolved,
+       e.label AS label, e.occurred_at AS occurred_at, d.watched_at AS watched_at,
+       e.progress_pct AS progress_pct, d.sent_at AS sent_at, d.unconfirmed AS unconfirmed
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.id IN (SELECT value FROM json_each(:ids)) AND d.lease_token = :token
+ORDER BY d.id
+
+-- name: mark_sent
+UPDATE deliveries SET sent_at = :now, updated_at = :now
+WHERE id = :id AND lease_token = :token
+
+-- name: save_resolution
+UPDATE deliveries SET resolved_item = :item, resolved_by = :step
+WHERE id = :id AND lease_token = :token
+
+-- name: settle
+-- Apply a Settlement (crosswatchd/outbox/states.py) if the lease is still ours.
+UPDATE deliveries
+SET state = :state, lease_token = NULL,
+    next_attempt_at = coalesce(:next_attempt_at, next_attempt_at),
+    last_error = coalesce(:error, last_error),
+    reason = :reason, reason_kind = :reason_kind,
+    sent_at = CASE WHEN :keep_sent THEN sent_at END,
+    attempts = attempts - :refund,
+    unconfirmed = unconfirmed + :unconfirmed,
+    settled_at = :settled_at,
+    updated_at = :now
+WHERE id = :id AND lease_token = :token
+
+-- name: retry_parked
+-- Back to pending, to resolve afresh: the play the user names (:id; parked or dead alike),
+-- or, with :id NULL, every parked delivery of the reason kinds :kinds (a JSON array).
+-- (Not written WITH … UPDATE: Python's sqlite3 reports no rowcount for a statement that does
+-- not start with UPDATE.)
+UPDATE deliveries
+SET state = 'pending', next_attempt_at = :now, reason = NULL, reason_kind = NULL,
+    resolved_item = NULL, resolved_by = NULL, attempts = 0, unconfirmed = 0,
+    settled_at = NULL, updated_at = :now
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE id = :id AND kind = 'play' AND state IN ('parked', 'dead')
+    UNION ALL
+    SELECT id FROM deliveries
+    WHERE :id IS NULL AND state = 'parked'
+      AND reason_kind IN (SELECT value FROM json_each(:kinds)))
+
+-- name: bump_retry_generation
+INSERT INTO meta (key, value) VALUES ('retry_generation', 1)
+ON CONFLICT (key) DO UPDATE SET value = value + 1
+
+
+-- ---------------------------------------------------------------------------------------------
+-- operator views (crosswatchd/outbox/views.py): status, unresolved, the drainers' sleep
+-- ---------------------------------------------------------------------------------------------
+
+-- name: counts
+SELECT provider, kind, state, reason_kind, count(*) AS deliveries
+FROM deliveries
+GROUP BY provider, kind, state, reason_kind
+
+-- name: parked
+-- Play deliveries in the states :states (a JSON array), of the reason kinds :kinds (a JSON
+-- array; NULL: any), newest first.
+SELECT d.id AS id, d.provider AS provider, d.state AS state, e.label AS label,
+       coalesce(d.reason, '') AS reason, d.reason_kind AS reason_kind,
+       d.attempts AS attempts, d.watched_at AS watched_at
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.kind = 'play' AND d.state IN (SELECT value FROM json_each(:states))
+  AND (:kinds IS NULL OR d.reason_kind IN (SELECT value FROM json_each(:kinds)))
+ORDER BY d.id DESC
+
+-- name: backlog
+-- Per target with pending plays: the oldest play, the most attempts, the next due time, and
+-- the latest error.
+SELECT provider, min(watched_at) AS oldest_watched_at, max(attempts) AS max_attempts,
+       min(next_attempt_at) AS next_attempt_at,
+       (SELECT d2.last_error FROM deliveries AS d2
+         WHERE d2.provider = d.provider AND d2.kind = 'play'
+           AND d2.state IN ('pending', 'leased') AND d2.last_error IS NOT NULL
+         ORDER BY d2.updated_at DESC LIMIT 1) AS last_error
+FROM deliveries AS d
+WHERE kind = 'play' AND state IN ('pending', 'leased')
+GROUP BY provider
+
+-- name: next_due
+SELECT min(next_attempt_at) AS next_attempt_at
+FROM deliveries
+WHERE provider = :provider AND kind = :kind AND state IN ('pending', 'leased')
+
+-- name: retry_generation
+SELECT value FROM meta WHERE key = 'retry_generation'
+
+-- name: seen_accounts
+SELECT account FROM seen_accounts WHERE source = :source ORDER BY last_seen DESC
+
+-- name: untargeted_plays
+SELECT count(*) AS plays FROM events WHERE action = 'watched' AND providers = '[]'

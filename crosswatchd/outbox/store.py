@@ -1,0 +1,479 @@
+"""The :class:`Outbox`: intake (group commit), targets configured later, claim and settle.
+
+Every statement it runs is a named query of ``queries.sql``; the schema, with the dedupe rule
+and the fan-out, is ``schema.sql``. See the package docstring for the life of a delivery.
+
+Concurrency: one :class:`Outbox` owns one aiosqlite connection, whose thread runs calls one at
+a time. Every write is a single statement (atomic on its own), so there are no multi-statement
+transactions to interleave. Other processes (``crosswatchd status``, ``import``) use their own
+connections; WAL lets readers in, and ``busy_timeout`` queues writers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+import orjson
+
+from crosswatchd.models import Action, Item, PlayEvent, Source, item_keys
+from crosswatchd.outbox.queries import MIGRATIONS, QUERIES, json_list
+from crosswatchd.outbox.states import DeliveryKind, ReasonKind, Settlement
+from crosswatchd.outbox.views import OperatorViews, utc_from_unix
+from crosswatchd.sqlite import connect
+
+__all__ = ["SCHEMA_VERSION", "Claimed", "EnqueueResult", "Outbox"]
+
+#: The ``PRAGMA user_version`` of a current outbox file (the number of migrations).
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+#: Group commit: at most this many webhook events share one statement...
+_GROUP_MAX: Final = 256
+#: ...gathered for this long after the first one arrives.
+_GROUP_WAIT_S: Final = 0.002
+
+
+def _returning_sees_earlier_rows() -> bool:
+    """True if this SQLite evaluates a row's RETURNING after the earlier rows' AFTER triggers
+    and before its own, with the row itself visible (observed in SQLite 3.35-3.4x; not
+    documented), so ``insert_events`` reports each event's deliveries itself."""
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        db.executescript(QUERIES.probe_returning_schema)
+        rows = db.execute(QUERIES.probe_returning).fetchall()
+        return sorted(rows) == [(1, 0), (2, 1), (3, 0)]
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """Outcome of enqueueing one event.
+
+    ``new_deliveries`` is how many deliveries were created (one per target, fewer when a
+    target already had this play); ``duplicate`` is True for a play that every target already
+    had within the dedupe window.
+    """
+
+    event_id: int | None
+    new_deliveries: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery owned by a worker until it settles it with ``lease_token``.
+
+    ``item`` is the resolved item if resolution already ran, else the source's item.
+    ``sent_at`` (unix seconds) is not None when an earlier attempt may have reached the target.
+    ``attempts`` counts this one; ``unconfirmed`` the sends the target neither confirmed nor
+    showed. ``occurred_at``/``watched_at`` are UTC (``watched_at`` is None for live state).
+    """
+
+    id: int
+    event_id: int
+    provider: str
+    kind: DeliveryKind
+    lease_token: str
+    attempts: int
+    action: Action
+    source: Source
+    account: str
+    item: Item
+    resolved: bool
+    label: str
+    occurred_at: datetime
+    watched_at: datetime | None
+    progress_pct: float | None
+    sent_at: float | None
+    unconfirmed: int = 0
+
+
+def _claimed(row: sqlite3.Row) -> Claimed:
+    occurred_at = utc_from_unix(row["occurred_at"])
+    assert occurred_at is not None  # NOT NULL column
+    return Claimed(
+        id=row["id"],
+        event_id=row["event_id"],
+        provider=row["provider"],
+        kind=DeliveryKind(row["kind"]),
+        lease_token=row["lease_token"],
+        attempts=row["attempts"],
+        action=Action(row["action"]),
+        source=Source(row["source"]),
+        account=row["account"],
+        item=Item.from_dict(orjson.loads(row["item"])),
+        resolved=bool(row["resolved"]),
+        label=row["label"],
+        occurred_at=occurred_at,
+        watched_at=utc_from_unix(row["watched_at"]),
+        progress_pct=row["progress_pct"],
+        sent_at=row["sent_at"],
+        unconfirmed=row["unconfirmed"],
+    )
+
+
+class Outbox(OperatorViews):
+    """The outbox of one SQLite file. Create with :meth:`open`; close with :meth:`close`.
+
+    The constructor takes an open, migrated connection (autocommit) and reads its rows by
+    column name from then on (``row_factory = sqlite3.Row``). The operator views
+    (``counts``, ``parked``, ``backlog``…) come from
+    :class:`~crosswatchd.outbox.views.OperatorViews`.
+    """
+
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        *,
+        providers: Sequence[str],
+        dedupe_window_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._conn = conn
+        self._conn.row_factory = sqlite3.Row
+        self.providers = list(providers)
+        self._providers_json = orjson.dumps(self.providers).decode()
+        self.dedupe_window_s = float(dedupe_window_s)
+        self._clock = clock
+        self._pending: list[tuple[PlayEvent, asyncio.Future[EnqueueResult]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._watchers: list[asyncio.Event] = []
+        self._counted_insert = _returning_sees_earlier_rows()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        providers: Sequence[str],
+        dedupe_window_s: float = 4 * 3600,
+        clock: Callable[[], float] = time.time,
+        synchronous: str = "normal",
+    ) -> Outbox:
+        """Open (creating and migrating if needed) the outbox at *path*.
+
+        ``providers`` are the targets new events fan out to (``["trakt", "simkl"]``).
+        ``clock`` returns unix seconds. ``synchronous`` is SQLite's ``PRAGMA synchronous``:
+        ``"normal"`` (WAL: a commit survives the process being killed, not a power cut) or
+        ``"full"`` (fsync on every commit: survives a power cut; costs intake throughput,
+        see bench/ingest.py). Raises ``sqlite3.DatabaseError`` for a file that is not an
+        SQLite database, ``ValueError`` for another ``synchronous``,
+        :class:`~crosswatchd.sqlite.SchemaTooNewError` for a file a newer crosswatchd wrote.
+        """
+        conn = await connect(
+            path,
+            migrations=MIGRATIONS,
+            what="outbox",
+            synchronous=synchronous,
+            # 32 MiB page cache: large import transactions stay in memory until commit.
+            pragmas=("foreign_keys=ON", "cache_size=-32768"),
+        )
+        return cls(conn, providers=providers, dedupe_window_s=dedupe_window_s, clock=clock)
+
+    async def close(self) -> None:
+        """Flush queued webhook events, then close the connection."""
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        await self._conn.close()
+
+    def watch(self) -> asyncio.Event:
+        """An event set whenever deliveries become due (new events, re-queued parked ones).
+
+        Each drainer takes its own, clears it before looking, and waits on it when idle.
+        """
+        event = asyncio.Event()
+        self._watchers.append(event)
+        return event
+
+    def _notify(self) -> None:
+        for event in self._watchers:
+            event.set()
+
+    # -- intake ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _event_row(event: PlayEvent, received_at: float) -> list[Any]:
+        """One element of ``insert_events``' ``:batch`` (the order its ``$[n]`` paths read)."""
+        item = event.item
+        return [
+            event.source.value,
+            event.action.value,
+            event.account,
+            item.to_dict(),  # stored as JSON text by json_extract
+            item.label(),
+            event.occurred_at.timestamp(),
+            received_at,
+            event.progress_pct,
+            event.view_offset_ms,
+            event.duration_ms,
+            event.session,
+            item_keys(item),
+        ]
+
+    async def enqueue_many(
+        self, events: Sequence[PlayEvent], *, keep_duplicates: bool = True
+    ) -> list[EnqueueResult]:
+        """Commit *events* atomically (one statement), fanning out deliveries with dedupe.
+
+        Returns one :class:`EnqueueResult` per event, in order. The events are durable when
+        this returns. ``keep_duplicates=False`` does not keep the event row of a play every
+        target already had (a re-run import then writes nothing); its result has
+        ``event_id=None``.
+        """
+        if not events:
+            return []
+        now = self._clock()
+        batch = orjson.dumps([self._event_row(e, now) for e in events]).decode()
+        rows = await self._conn.execute_fetchall(
+            QUERIES.insert_events,
+            {"batch": batch, "providers": self._providers_json, "window": self.dedupe_window_s},
+        )
+        counts = {int(row["id"]): int(row["fanned_out"]) for row in rows}
+        ids = sorted(counts)
+        if len(ids) != len(events):  # pragma: no cover - would be an SQLite bug
+            raise RuntimeError(f"inserted {len(ids)} events for {len(events)}")
+        fanned = len(self.providers)
+        if not self._counted_insert:
+            counts = dict.fromkeys(ids, fanned)
+            if fanned and any(e.action.is_play for e in events):
+                # Plays may have been deduplicated: count what the trigger created. Nothing
+                # else creates deliveries for these new events, so reading after the commit
+                # is exact.
+                counts = dict.fromkeys(ids, 0)
+                for row in await self._conn.execute_fetchall(
+                    QUERIES.count_deliveries_of_events, {"first": ids[0], "last": ids[-1]}
+                ):
+                    counts[int(row["event_id"])] = int(row["deliveries"])
+        results = []
+        dropped: list[int] = []
+        for event_id, event in zip(ids, events, strict=True):
+            n = counts[event_id]
+            duplicate = event.action.is_play and n == 0 and fanned > 0
+            if duplicate and not keep_duplicates:
+                dropped.append(event_id)
+            results.append(
+                EnqueueResult(
+                    event_id=None if duplicate and not keep_duplicates else event_id,
+                    new_deliveries=n,
+                    duplicate=duplicate,
+                )
+            )
+        if dropped:
+            await self._conn.execute(QUERIES.delete_events, {"ids": json_list(dropped)})
+        self._notify()
+        return results
+
+    async def enqueue(self, event: PlayEvent) -> EnqueueResult:
+        """Commit one event; concurrent calls share a statement (group commit).
+
+        Returns when the event is durable. Raises what the database raised, if anything.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[EnqueueResult] = loop.create_future()
+        self._pending.append((event, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            # Let requests already being handled in this loop iteration join the batch.
+            await asyncio.sleep(_GROUP_WAIT_S)
+            batch = self._pending[:_GROUP_MAX]
+            del self._pending[:_GROUP_MAX]
+            try:
+                results = await self.enqueue_many([event for event, _ in batch])
+            except Exception as exc:
+                if len(batch) == 1:
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(exc)
+                    continue
+                # One bad event must not fail the others: commit them one by one.
+                for event, future in batch:
+                    try:
+                        (result,) = await self.enqueue_many([event])
+                    except Exception as single:
+                        if not future.done():
+                            future.set_exception(single)
+                    else:
+                        if not future.done():
+                            future.set_result(result)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def adopt_targets(self) -> int:
+        """Give targets configured after events arrived the plays they missed.
+
+        Each event records the targets it fanned out to. For every configured target an event
+        lacks, a play gets that target's delivery (with the same dedupe test as the fan-out
+        trigger, one event after another so the missed plays dedupe among themselves too);
+        live state gets none (it is stale by now). Safe to repeat, and after a crash between
+        its statements: an existing delivery is never created twice. Returns how many
+        deliveries were created.
+        """
+        created = 0
+        now = self._clock()
+        for provider in self.providers:
+            orphans = await self._conn.execute_fetchall(
+                QUERIES.orphan_plays, {"provider": provider}
+            )
+            if orphans:
+                cur = await self._conn.executemany(
+                    QUERIES.adopt_play,
+                    [{"event_id": r["id"], "provider": provider, "now": now} for r in orphans],
+                )
+                created += cur.rowcount  # summed over the rows; the trigger's rows not counted
+            await self._conn.execute(QUERIES.add_target, {"provider": provider})
+        if created:
+            self._notify()
+        return created
+
+    async def copy_to(self, path: Path) -> None:
+        """Write a consistent copy of the whole outbox to *path* (SQLite online backup).
+
+        Used by ``import --dry-run``, which imports into a scratch copy to report exactly
+        what a real run would enqueue, then throws the copy away.
+        """
+        target = await aiosqlite.connect(path)
+        try:
+            await self._conn.backup(target)
+        finally:
+            await target.close()
+
+    async def note_account(self, source: str, account: str) -> None:
+        """Remember an account a source reported but the filter did not accept."""
+        await self._conn.execute(
+            QUERIES.note_account, {"source": source, "account": account, "now": self._clock()}
+        )
+
+    # -- claim / settle ----------------------------------------------------------------------
+
+    async def release_all_leases(self) -> int:
+        """Return every leased delivery to pending (daemon start: the old owner is gone).
+
+        Only safe while no other daemon uses this file (the CLI holds a lock file for that).
+        ``sent_at`` is kept, so a delivery that was in flight is checked before resending.
+        """
+        cur = await self._conn.execute(QUERIES.release_all_leases, {"now": self._clock()})
+        return cur.rowcount
+
+    async def claim(
+        self, provider: str, kind: DeliveryKind, *, limit: int, lease_s: float
+    ) -> list[Claimed]:
+        """Lease up to *limit* due deliveries of *provider* and *kind*.
+
+        Due means pending with ``next_attempt_at <= now``, or leased with an expired lease.
+        One ``UPDATE … RETURNING`` statement; oldest first.
+        """
+        now = self._clock()
+        token = uuid.uuid4().hex
+        leased = await self._conn.execute_fetchall(
+            QUERIES.claim,
+            {
+                "token": token,
+                "expires": now + lease_s,
+                "now": now,
+                "provider": provider,
+                "kind": str(kind),
+                "limit": limit,
+            },
+        )
+        if not leased:
+            return []
+        rows = await self._conn.execute_fetchall(
+            QUERIES.claimed_rows,
+            {"ids": json_list(int(r["id"]) for r in leased), "token": token},
+        )
+        return [_claimed(r) for r in rows]
+
+    async def mark_sent(self, claimed: Iterable[Claimed]) -> None:
+        """Record, durably, that a send of these deliveries is about to start."""
+        now = self._clock()
+        await self._conn.executemany(
+            QUERIES.mark_sent,
+            [{"now": now, "id": c.id, "token": c.lease_token} for c in claimed],
+        )
+
+    async def save_resolution(self, claimed: Claimed, item: Item, step: str) -> None:
+        """Store the resolved item of a delivery (so a retry does not resolve again)."""
+        await self._conn.execute(
+            QUERIES.save_resolution,
+            {
+                "item": orjson.dumps(item.to_dict()).decode(),
+                "step": step,
+                "id": claimed.id,
+                "token": claimed.lease_token,
+            },
+        )
+
+    async def settle(self, claimed: Claimed, settlement: Settlement) -> bool:
+        """Apply *settlement* to a delivery this worker still holds the lease of.
+
+        Returns False, changing nothing, when the lease was lost (it expired and another
+        claim took the row, or the daemon restarted): the newer owner's work stands.
+        """
+        now = self._clock()
+        cur = await self._conn.execute(
+            QUERIES.settle,
+            {
+                "state": str(settlement.state),
+                "next_attempt_at": (
+                    None if settlement.delay_s is None else now + settlement.delay_s
+                ),
+                "error": settlement.error,
+                "reason": settlement.reason,
+                "reason_kind": (
+                    None if settlement.reason_kind is None else str(settlement.reason_kind)
+                ),
+                "keep_sent": settlement.keep_sent,
+                "refund": int(settlement.refund_attempt),
+                "unconfirmed": int(settlement.count_unconfirmed),
+                "settled_at": now if settlement.state.is_final else None,
+                "now": now,
+                "id": claimed.id,
+                "token": claimed.lease_token,
+            },
+        )
+        return cur.rowcount == 1
+
+    async def retry_parked(
+        self,
+        delivery_id: int | None = None,
+        *,
+        kinds: Sequence[ReasonKind] = (ReasonKind.UNRESOLVED,),
+    ) -> int:
+        """Put parked deliveries (one by id, parked or dead; or all parked of *kinds*) back
+        to pending, resolving afresh.
+
+        Returns how many were re-queued.
+        """
+        cur = await self._conn.execute(
+            QUERIES.retry_parked,
+            {"id": delivery_id, "kinds": json_list(kinds), "now": self._clock()},
+        )
+        count = cur.rowcount
+        # After the re-queue, so a daemon that sees the new generation also sees the rows.
+        await self._conn.execute(QUERIES.bump_retry_generation)
+        if count:
+            self._notify()
+        return int(count)
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read-only query (tests, benchmarks, diagnostics); rows as tuples."""
+        async with self._conn.execute(sql, params) as cur:
+            return [tuple(r) for r in await cur.fetchall()]

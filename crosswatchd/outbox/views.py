@@ -1,0 +1,163 @@
+"""Operator views of the outbox: what ``crosswatchd status`` and ``unresolved list`` show, and
+when a drainer should look again. Read-only; every query is in ``queries.sql``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+
+from crosswatchd.outbox.queries import QUERIES, json_list
+from crosswatchd.outbox.states import DeliveryKind, DeliveryState, ReasonKind
+
+__all__ = ["OperatorViews", "ParkedRow", "ProviderCounts", "utc_from_unix"]
+
+
+def utc_from_unix(seconds: float | None) -> datetime | None:
+    """A stored time (unix seconds, or NULL) as an aware UTC datetime (or ``None``)."""
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCounts:
+    """Delivery counts of one target, as ``crosswatchd status`` shows them."""
+
+    pending: int = 0
+    delivered: int = 0
+    dead: int = 0
+    unresolved: int = 0
+    parked: int = 0
+    live_pending: int = 0
+    dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedRow:
+    """A parked or dead delivery, for ``unresolved list`` and ``status``.
+
+    ``reason`` is ``""`` when none was stored; ``watched_at`` is UTC.
+    """
+
+    id: int
+    provider: str
+    state: DeliveryState
+    label: str
+    reason: str
+    reason_kind: ReasonKind | None
+    attempts: int
+    watched_at: datetime | None
+
+
+def _bucket(kind: DeliveryKind, state: DeliveryState, reason: ReasonKind | None) -> str | None:
+    """The :class:`ProviderCounts` field a group of deliveries counts in, if any."""
+    waiting = state in (DeliveryState.PENDING, DeliveryState.LEASED)
+    if kind is DeliveryKind.LIVE:
+        if waiting:
+            return "live_pending"
+        return "dropped" if state is DeliveryState.DROPPED else None
+    if waiting:
+        return "pending"
+    if state is DeliveryState.PARKED:
+        return "unresolved" if reason is ReasonKind.UNRESOLVED else "parked"
+    return str(state) if state in (DeliveryState.DELIVERED, DeliveryState.DEAD) else None
+
+
+class OperatorViews:
+    """Read-only views, mixed into :class:`~crosswatchd.outbox.Outbox` (which provides the
+    connection, its rows read by column name, the targets and the clock)."""
+
+    _conn: aiosqlite.Connection
+    _clock: Callable[[], float]
+    providers: list[str]
+
+    async def counts(self) -> dict[str, ProviderCounts]:
+        """Delivery counts per provider (every configured provider appears)."""
+        totals: dict[str, dict[str, int]] = {p: {} for p in self.providers}
+        async with self._conn.execute(QUERIES.counts) as cur:
+            async for row in cur:
+                reason = row["reason_kind"]
+                key = _bucket(
+                    DeliveryKind(row["kind"]),
+                    DeliveryState(row["state"]),
+                    None if reason is None else ReasonKind(reason),
+                )
+                if key:
+                    bucket = totals.setdefault(row["provider"], {})
+                    bucket[key] = bucket.get(key, 0) + int(row["deliveries"])
+        return {p: ProviderCounts(**v) for p, v in totals.items()}
+
+    async def parked(
+        self,
+        *,
+        kinds: Sequence[ReasonKind] | None = None,
+        states: Sequence[DeliveryState] = (DeliveryState.PARKED,),
+    ) -> list[ParkedRow]:
+        """Play deliveries in *states* (parked; dead too if asked), of reason *kinds* (any if
+        none given), newest first."""
+        params = {
+            "states": json_list(states),
+            "kinds": json_list(kinds) if kinds else None,
+        }
+        async with self._conn.execute(QUERIES.parked, params) as cur:
+            rows = await cur.fetchall()
+        return [
+            ParkedRow(
+                id=r["id"],
+                provider=r["provider"],
+                state=DeliveryState(r["state"]),
+                label=r["label"],
+                reason=r["reason"],
+                reason_kind=None if r["reason_kind"] is None else ReasonKind(r["reason_kind"]),
+                attempts=r["attempts"],
+                watched_at=utc_from_unix(r["watched_at"]),
+            )
+            for r in rows
+        ]
+
+    async def retry_generation(self) -> int:
+        """How many times parked plays were re-queued by a user (any process)."""
+        async with self._conn.execute(QUERIES.retry_generation) as cur:
+            row = await cur.fetchone()
+        return int(row["value"]) if row else 0
+
+    async def backlog(self) -> dict[str, dict[str, Any]]:
+        """Per provider with pending plays: ``{"oldest_watched_at": datetime | None,
+        "max_attempts": int, "last_error": str | None, "next_attempt_at": datetime | None}``.
+
+        What ``status`` shows so a user can tell "Trakt is down since…" from "nothing to do".
+        """
+        rows = await self._conn.execute_fetchall(QUERIES.backlog)
+        return {
+            str(r["provider"]): {
+                "oldest_watched_at": utc_from_unix(r["oldest_watched_at"]),
+                "max_attempts": int(r["max_attempts"]),
+                "next_attempt_at": utc_from_unix(r["next_attempt_at"]),
+                "last_error": r["last_error"],
+            }
+            for r in rows
+        }
+
+    async def seen_accounts(self, source: str) -> list[str]:
+        """Accounts a source reported that the filter did not accept, most recent first."""
+        async with self._conn.execute(QUERIES.seen_accounts, {"source": source}) as cur:
+            return [str(r["account"]) async for r in cur]
+
+    async def untargeted_plays(self) -> int:
+        """Plays stored while no target was configured (delivered once one is)."""
+        async with self._conn.execute(QUERIES.untargeted_plays) as cur:
+            row = await cur.fetchone()
+        return int(row["plays"]) if row else 0
+
+    async def next_due_in(self, provider: str, kind: DeliveryKind) -> float | None:
+        """Seconds until the next pending delivery of *provider*/*kind* is due (0 if one is
+        due now), or None if there is none."""
+        async with self._conn.execute(
+            QUERIES.next_due, {"provider": provider, "kind": str(kind)}
+        ) as cur:
+            row = await cur.fetchone()
+        if not row or row["next_attempt_at"] is None:
+            return None
+        return max(0.0, float(row["next_attempt_at"]) - self._clock())
