@@ -29,7 +29,13 @@ from crosswatchd.app import (
     webhook_url,
 )
 from crosswatchd.config import Settings, load_settings
-from crosswatchd.errors import AuthError, ConfigError, CrosswatchError, SourceUnavailableError
+from crosswatchd.errors import (
+    AuthError,
+    ConfigError,
+    CrosswatchError,
+    SourceUnavailableError,
+    StorageError,
+)
 from crosswatchd.logs import configure_logging
 from crosswatchd.outbox import DeliveryState, ReasonKind
 from crosswatchd.tokens import TokenStore
@@ -58,7 +64,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
+        except (ConfigError, StorageError) as exc:
             click.echo(f"crosswatchd: {exc}", err=True)
             sys.exit(2)
         except (SourceUnavailableError, AuthError) as exc:

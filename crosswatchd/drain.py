@@ -18,7 +18,9 @@ is not added twice. A batch the target refuses as a whole (a request-scoped
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -34,7 +36,7 @@ from crosswatchd.errors import (
     RetryableError,
     UnresolvedError,
 )
-from crosswatchd.models import Item, Source
+from crosswatchd.models import Action, Item, Source
 from crosswatchd.outbox import Claimed, DeliveryKind, DeliveryState, Outbox, Settlement
 from crosswatchd.providers.base import Play, Provider
 from crosswatchd.settlement import (
@@ -59,6 +61,14 @@ _SAME_PLAY_S = 5.0
 _COALESCE_S = 0.05
 #: Live deliveries claimed at a time.
 _LIVE_BATCH = 10
+#: Longest wait between tries while the outbox cannot be written.
+_STORAGE_BACKOFF_MAX_S = 30.0
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep *seconds*, or less if *stop* is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 #: ``async (item) -> (item with ids, step name)``; raises UnresolvedError or RetryableError.
@@ -111,7 +121,6 @@ class Drainer:
             provider=provider.name,
             plays=RetryPolicy(settings.backoff_base_s, settings.backoff_max_s, rand),
             live_max_age_s=settings.live_max_age_s,
-            live=RetryPolicy(base_s=1.0, max_s=30.0, rand=rand),
         )
         self._log = log.bind(provider=provider.name)
         self._auth_logged = False
@@ -131,16 +140,30 @@ class Drainer:
         self, stop: asyncio.Event, kind: DeliveryKind, once: Callable[[], Awaitable[int]]
     ) -> None:
         wake = self.outbox.watch()
+        storage_backoff_s = 0.0
         while not stop.is_set():
             wake.clear()
             try:
                 done = await once()
+            except (sqlite3.Error, OSError) as exc:
+                # The outbox cannot be written (disk full, read-only): say so once, then back
+                # off (1 s doubling to 30 s) until it can, instead of spinning on a due row.
+                if not storage_backoff_s:
+                    self._log.error(
+                        "drain.storage_unavailable", kind=kind, error=f"{type(exc).__name__}: {exc}"
+                    )
+                storage_backoff_s = min(_STORAGE_BACKOFF_MAX_S, max(1.0, storage_backoff_s * 2))
+                await _sleep_unless(stop, storage_backoff_s)
+                continue
             except CrosswatchError as exc:  # defensive: a bug must not stop delivery forever
                 self._log.error("drain.error", kind=kind, error=str(exc))
                 done = 0
             except Exception:
                 self._log.exception("drain.crashed", kind=kind)
                 done = 0
+            if storage_backoff_s:
+                self._log.info("drain.storage_recovered", kind=kind)
+                storage_backoff_s = 0.0
             if done:
                 continue
             timeout = self.settings.poll_s
@@ -342,6 +365,9 @@ class Drainer:
         delivery is claimed again."""
         if is_stale(delivery, self._rules, now_s=self._clock()):
             await self._settle(delivery, Step.CLAIM, Observation.STALE)
+            return
+        if delivery.action is Action.STOP and delivery.progress_pct is None:
+            await self._settle(delivery, Step.CLAIM, Observation.NO_PROGRESS)
             return
         started = time.perf_counter()
         step = Step.RESOLVE

@@ -5,6 +5,8 @@
     ├── PayloadError             malformed source input (webhook body); HTTP 400 with the reason
     ├── UnresolvedError          an item's ids could not be found; the delivery is parked
     ├── SourceUnavailableError   a source API (Tautulli, Plex) is unreachable or refused us
+    ├── StorageError             a database file cannot be opened (corrupt, empty, too new,
+    │                            disk full); the CLI prints one line naming the file, exit 2
     └── ProviderError            a delivery target (Trakt, SIMKL) answered badly
         ├── RetryableError       try again later (5xx, timeout, connection error, 429)
         ├── PermanentError       never retry this request (420, 423, other 4xx): dead
@@ -27,6 +29,7 @@ __all__ = [
     "ProviderError",
     "RetryableError",
     "SourceUnavailableError",
+    "StorageError",
     "UnresolvedError",
 ]
 
@@ -71,6 +74,15 @@ class UnresolvedError(CrosswatchError):
 
 class SourceUnavailableError(CrosswatchError):
     """A source API (Tautulli, Plex server) could not be used: unreachable, bad key, HTML page."""
+
+
+class StorageError(CrosswatchError):
+    """A database file cannot be used. ``path`` is the file; ``str(err)`` one line that says
+    what is wrong and what to do."""
+
+    def __init__(self, path: object, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
 
 
 class ProviderError(CrosswatchError):

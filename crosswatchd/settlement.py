@@ -39,11 +39,14 @@ Live state (``kind = live``; best effort, never a history entry):
 
 =========  =====================================  =============================================
 CLAIM      STALE (older than live_max_age_s)      dropped (``stale``)
+CLAIM      NO_PROGRESS (a stop, progress unknown) dropped: nothing to send (Plex sends a stop
+                                                  without viewOffset right after a scrobble; a
+                                                  1 % stop would leave a resume point)
 SEND       SENT / ALREADY                         delivered (the outcome as the note)
 SEND       NOT_FOUND                              dropped
 any        UnresolvedError                        dropped ("unresolved: …")
-any        RetryableError                         pending after 1-30 s backoff, or dropped if
-                                                  it would be stale by then
+any        RetryableError                         pending after the plays' backoff, or dropped
+                                                  if it would be stale by then
 any        AuthError                              pending in 10 s, attempt refunded
 any        PermanentError                         dropped
 =========  =====================================  =============================================
@@ -58,7 +61,7 @@ from __future__ import annotations
 import enum
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, TypeAlias
 
 from crosswatchd.errors import (
@@ -112,6 +115,7 @@ class Observation(enum.StrEnum):
 
     FOUND = "found"  # CHECK: the play is in the target's history already
     STALE = "stale"  # CLAIM: live state too old to be worth sending
+    NO_PROGRESS = "no_progress"  # CLAIM: a live stop whose progress is unknown
     NO_OUTCOME = "no_outcome"  # SEND: the provider reported nothing for this play (a bug)
 
 
@@ -164,15 +168,14 @@ class RetryPolicy:
 class Rules:
     """What :func:`decide` needs besides the delivery and the outcome.
 
-    ``provider`` names the target in reasons ("refused by trakt: …"); ``plays`` is the plays'
-    backoff; ``live`` the live state's (short: live state is soon stale);
-    ``live_max_age_s`` how old live state may get before it is dropped.
+    ``provider`` names the target in reasons ("refused by trakt: …"); ``plays`` is the
+    backoff of plays and live state alike (live state is dropped once a retry would make it
+    stale); ``live_max_age_s`` how old live state may get before it is dropped.
     """
 
     provider: str
     plays: RetryPolicy
     live_max_age_s: float
-    live: RetryPolicy = field(default_factory=lambda: RetryPolicy(base_s=1.0, max_s=30.0))
 
 
 def is_stale(delivery: Claimed, rules: Rules, *, now_s: float) -> bool:
@@ -229,7 +232,7 @@ def _play_error(delivery: Claimed, step: Step, exc: Exception, rules: Rules) -> 
     # earlier send whose fate is still unknown.
     maybe_sent = step is Step.SEND or delivery.sent_at is not None
     if isinstance(exc, UnresolvedError) and step is Step.RESOLVE:
-        return Settlement.parked(f"{exc.step}: {exc.reason}", ReasonKind.UNRESOLVED)
+        return Settlement.parked(_with_step(exc), ReasonKind.UNRESOLVED)
     if isinstance(exc, UnresolvedError) and step is Step.IDS:
         return Settlement.parked(exc.reason, ReasonKind.UNRESOLVED)
     if isinstance(exc, RetryableError) and step in (Step.RESOLVE, Step.CHECK, Step.SEND):
@@ -250,11 +253,20 @@ def _play_error(delivery: Claimed, step: Step, exc: Exception, rules: Rules) -> 
     return Settlement.pending(rules.plays.delay_s(delivery.attempts), error, keep_sent=True)
 
 
+def _with_step(exc: UnresolvedError) -> str:
+    """``STEP: REASON`` for a user, without repeating a step the reason already names."""
+    if exc.reason.startswith(f"{exc.step}:"):
+        return exc.reason
+    return f"{exc.step}: {exc.reason}"
+
+
 def _live(
     delivery: Claimed, step: Step, outcome: Outcome, rules: Rules, now_s: float
 ) -> Settlement:
     if step is Step.CLAIM and outcome is Observation.STALE:
         return Settlement.dropped("stale live state")
+    if step is Step.CLAIM and outcome is Observation.NO_PROGRESS:
+        return Settlement.dropped("stop with unknown progress: nothing to send")
     if step is Step.SEND and isinstance(outcome, LiveOutcome):
         if outcome is LiveOutcome.NOT_FOUND:
             return Settlement.dropped("not_found")
@@ -262,7 +274,7 @@ def _live(
     if isinstance(outcome, UnresolvedError):
         return Settlement.dropped(f"unresolved: {outcome.reason}")
     if isinstance(outcome, RetryableError):
-        delay_s = rules.live.delay_s(delivery.attempts, outcome.retry_after_s)
+        delay_s = rules.plays.delay_s(delivery.attempts, outcome.retry_after_s)
         if now_s + delay_s - delivery.occurred_at.timestamp() > rules.live_max_age_s:
             return Settlement.dropped(f"stale before retry: {outcome}")
         return Settlement.pending(delay_s, str(outcome), keep_sent=False)

@@ -15,11 +15,14 @@ touching it.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 import aiosqlite
+
+from crosswatchd.errors import StorageError
 
 __all__ = ["SYNCHRONOUS", "SchemaTooNewError", "connect", "migrate", "split_script"]
 
@@ -29,16 +32,19 @@ SYNCHRONOUS: Final = ("normal", "full")
 
 #: How long a writer waits for another process's write lock (milliseconds).
 _BUSY_TIMEOUT_MS: Final = 5000
+#: An empty database file younger than this is one being created, not one truncated.
+_CREATING_S: Final = 10.0
 
 
-class SchemaTooNewError(RuntimeError):
+class SchemaTooNewError(StorageError):
     """The file was written by a newer crosswatchd (its ``user_version`` is higher than the
     number of migrations this one knows). Nothing was changed."""
 
     def __init__(self, what: str, path: Path | str, found: int, known: int) -> None:
         super().__init__(
-            f"{what} schema version {found} at {path} is newer than this crosswatchd ({known});"
-            " upgrade crosswatchd or restore an older copy of the file"
+            path,
+            f"{what} schema version {found} is newer than this crosswatchd ({known});"
+            " upgrade crosswatchd or restore an older copy of the file",
         )
         self.found = found
         self.known = known
@@ -66,23 +72,72 @@ async def connect(
     if synchronous not in SYNCHRONOUS:
         raise ValueError(f"synchronous must be 'normal' or 'full', not {synchronous!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = (
-        await aiosqlite.connect(path, isolation_level=None)
-        if autocommit
-        else await aiosqlite.connect(path)
-    )
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        existed = None
+    else:
+        existed = stat.st_size
+        young = time.time() - stat.st_mtime < _CREATING_S
+    if existed == 0 and not young:
+        # SQLite would take an empty file for a new database and start afresh: a truncated
+        # file (a bad restore, a full disk) must not silently become an empty outbox. (A
+        # file only seconds old is one another process is creating right now.)
+        raise StorageError(
+            path,
+            f"the {what} file is empty (0 bytes); restore it from a backup, or delete it"
+            " to start with an empty one",
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = (
+            await aiosqlite.connect(path, isolation_level=None)
+            if autocommit
+            else await aiosqlite.connect(path)
+        )
+    except (sqlite3.Error, OSError) as exc:
+        raise StorageError(path, f"cannot open the {what}: {_describe(exc)}") from None
     try:
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         await conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         for pragma in pragmas:
             await conn.execute(f"PRAGMA {pragma}")
+        if existed:
+            await _quick_check(conn, path, what)
         await migrate(conn, migrations, what=what, path=path)
+    except sqlite3.Error as exc:
+        await conn.close()
+        raise StorageError(path, f"cannot use the {what}: {_describe(exc)}") from None
     except BaseException:
         await conn.close()
         raise
     return conn
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a database error, with what to do about the usual ones."""
+    text = str(exc) or type(exc).__name__
+    lowered = text.lower()
+    if "not a database" in lowered or "malformed" in lowered:
+        return (
+            f"{text}: the file is damaged or not a crosswatchd database; restore it from a backup"
+        )
+    if "disk is full" in lowered or "no space" in lowered:
+        return f"{text}: free some disk space and start again"
+    if "readonly" in lowered or "permission" in lowered or "unable to open" in lowered:
+        return f"{text}: check that the data_dir and its files are writable by this user"
+    return text
+
+
+async def _quick_check(conn: aiosqlite.Connection, path: Path, what: str) -> None:
+    """``PRAGMA quick_check``: refuse a damaged file at start instead of failing later."""
+    async with conn.execute("PRAGMA quick_check") as cur:
+        rows = [str(row[0]) for row in await cur.fetchall()]
+    if rows != ["ok"]:
+        raise StorageError(
+            path, f"the {what} is damaged ({'; '.join(rows[:3])}); restore it from a backup"
+        )
 
 
 async def _user_version(conn: aiosqlite.Connection) -> int:

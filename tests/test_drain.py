@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -600,6 +601,20 @@ class TestLive:
         assert scrobble["status"] == 201
         assert scrobble["progress"] < 80
         assert fake_trakt.history == []
+
+    async def test_a_stop_with_unknown_progress_sends_nothing(
+        self, outbox: Outbox, trakt_drainer: Drainer, fake_trakt: FakeTrakt, clock: Clock
+    ) -> None:
+        """Plex sends media.stop without viewOffset right after media.scrobble: a 1 %
+        /scrobble/pause would leave Trakt showing a resume point on an item just watched."""
+        at = datetime.fromtimestamp(clock.now - 5, UTC)
+        event = live(BIG_TROUBLE, at, Action.STOP)
+        await outbox.enqueue(replace(event, progress_pct=None))
+
+        assert await trakt_drainer.drain_live_once() == 1
+
+        assert fake_trakt.requests == []
+        assert (await outbox.counts())["trakt"].dropped == 1
 
 
 class TestIndependence:

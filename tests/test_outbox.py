@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from crosswatchd.errors import StorageError
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
 from crosswatchd.outbox import (
     SCHEMA_VERSION,
@@ -166,7 +167,7 @@ class TestSchema:
         path = tmp_path / "outbox.db"
         with sqlite3.connect(path) as conn:
             conn.execute("PRAGMA user_version = 3")
-        with pytest.raises(RuntimeError, match="newer"):
+        with pytest.raises(StorageError, match="newer"):
             await Outbox.open(path, providers=PROVIDERS)
         with sqlite3.connect(path) as conn:
             assert conn.execute("PRAGMA user_version").fetchone() == (3,)

@@ -2,11 +2,12 @@
 
 Pure: each row gives a claimed delivery (kind, attempts, unconfirmed sends, in-flight mark,
 age), the step and the outcome, and the settlement expected. Backoff jitter is fixed (the
-full delay), so delays are exact: plays back off 2 s doubling to 60 s, live state 1 s to 30 s.
+full delay), so delays are exact: plays and live state back off 2 s doubling to 60 s.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -37,7 +38,6 @@ RULES = Rules(
     provider="trakt",
     plays=RetryPolicy(base_s=2.0, max_s=60.0, rand=lambda: 1.0),
     live_max_age_s=300.0,
-    live=RetryPolicy(base_s=1.0, max_s=30.0, rand=lambda: 1.0),
 )
 MOVIE = Item(MediaKind.MOVIE, "Barry Lyndon", 1975, ids=Ids(imdb="tt0072684"))
 
@@ -92,6 +92,13 @@ TABLE = [
         UnresolvedError("no ids found", "plex"),
         parked("plex: no ids found", ReasonKind.UNRESOLVED),
         id="play-resolve-unresolved-parked",
+    ),
+    pytest.param(
+        PLAY,
+        Step.RESOLVE,
+        UnresolvedError("payload: local://5 is personal media", "payload"),
+        parked("payload: local://5 is personal media", ReasonKind.UNRESOLVED),
+        id="play-resolve-reason-naming-its-step-is-not-prefixed-twice",
     ),
     pytest.param(
         PLAY_3RD_ATTEMPT,
@@ -286,8 +293,15 @@ TABLE = [
         LIVE,
         Step.SEND,
         RetryableError("trakt", "HTTP 503"),
-        pending(1.0, "trakt: HTTP 503", keep_sent=False),
-        id="live-retryable-short-backoff",
+        pending(2.0, "trakt: HTTP 503", keep_sent=False),
+        id="live-retryable-backs-off-like-plays",
+    ),
+    pytest.param(
+        replace(LIVE, action=Action.STOP, progress_pct=None),
+        Step.CLAIM,
+        Observation.NO_PROGRESS,
+        Settlement.dropped("stop with unknown progress: nothing to send"),
+        id="live-stop-without-progress-dropped",
     ),
     pytest.param(
         LIVE_OLD,

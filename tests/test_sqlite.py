@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from crosswatchd.errors import StorageError
 from crosswatchd.resolve import IdCache
 from crosswatchd.sqlite import SchemaTooNewError, connect, split_script
 
@@ -68,14 +69,14 @@ class TestConnect:
     ) -> None:
         """Every missing migration runs in one transaction: an error undoes all of them."""
         path = tmp_path / "db.sqlite3"
-        with pytest.raises(sqlite3.OperationalError):
+        with pytest.raises(StorageError, match=r"no such column"):
             await connect(path, migrations=(V1, "CREATE TABLE b (z);\nSELECT nope;"), what="t")
 
         assert version_and_tables(path) == (0, [])
 
     async def test_a_file_newer_than_the_code_is_refused_untouched(self, tmp_path: Path) -> None:
         """A file whose user_version exceeds the known migrations raises SchemaTooNewError
-        (a RuntimeError) naming the file and both versions, and is left as it was."""
+        (a StorageError) naming the file and both versions, and is left as it was."""
         path = tmp_path / "db.sqlite3"
         with sqlite3.connect(path) as db:
             db.execute("PRAGMA user_version = 3")
