@@ -146,9 +146,10 @@ class Answer:
         return orjson.loads(self.body)
 
 
-#: Turns a transport failure of the request named ``what`` (``"GET /path"``) into the error
-#: the service raises for it (e.g. a :class:`~crosswatchd.errors.RetryableError`). The hook
-#: must not put secrets in the message: ``str(exc)`` of aiohttp errors may contain the URL.
+#: Turns a transport failure of the request named ``what`` (``"GET /path"``, or the label the
+#: caller gave it) into the error the service raises for it (e.g. a
+#: :class:`~crosswatchd.errors.RetryableError`). The hook must not put secrets in the
+#: message: ``str(exc)`` of aiohttp errors may contain the URL.
 TransportHook = Callable[[str, TimeoutError | aiohttp.ClientError], Exception]
 
 
@@ -196,10 +197,12 @@ class HttpClient:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         json_body: Any = None,
+        label: str | None = None,
     ) -> Answer:
         """Send *method* *path* once and return the answer, whatever its status.
 
-        Raises what the transport hook returns for a timeout or a connection/protocol error.
+        Raises what the transport hook returns for a timeout or a connection/protocol error;
+        the hook is told *label* (default ``"GET /path"``) as the request's name.
         """
         merged = {**self._headers, **(headers or {})}
         data: bytes | None = None
@@ -222,7 +225,7 @@ class HttpClient:
                 body = await resp.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
             # `from None`: the cause's text may carry the URL, and with it a query secret.
-            raise self._on_transport_error(f"{method} {path}", exc) from None
+            raise self._on_transport_error(label or f"{method} {path}", exc) from None
         if self._limiter is not None:
             wait_s = self._limiter.observe(method, status, resp_headers)
         else:
@@ -307,9 +310,13 @@ async def retry_get(
 
 class WireModel(BaseModel):
     """Base of the pydantic models of provider and source answers: unknown fields ignored,
-    immutable. Models are parsed at the edge and turned into frozen dataclasses inside."""
+    immutable. Models are parsed at the edge and turned into frozen dataclasses inside.
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    Validators are built on first use (``defer_build``), not at import: a CLI command that
+    never talks to a service does not pay for them.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 def _none_if_invalid(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:

@@ -17,6 +17,7 @@ import pytest
 
 from crosswatchd.config import DeliverySettings
 from crosswatchd.drain import Drainer, retry_delay_s
+from crosswatchd.http import GetRetry
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
 from crosswatchd.outbox import Outbox
 from crosswatchd.providers.base import Play
@@ -164,7 +165,7 @@ def make_trakt(
         client_secret=SECRET,
         api_url=fake.url,
         timeout_s=timeout_s,
-        get_backoff_s=0.001,
+        get_retry=GetRetry(base_s=0.001),
     )
 
 
@@ -187,6 +188,7 @@ def simkl(
         client_id=CID,
         api_url=fake_simkl.url,
         timeout_s=2.0,
+        get_retry=GetRetry(base_s=0.001),
     )
 
 

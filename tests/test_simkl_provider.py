@@ -13,6 +13,7 @@ import pytest
 
 from crosswatchd import __version__
 from crosswatchd.errors import AuthError, PermanentError, RetryableError
+from crosswatchd.http import GetRetry
 from crosswatchd.models import Action, Ids, Item, MediaKind, format_utc
 from crosswatchd.providers.base import LiveOutcome, Play, PlayOutcome
 from crosswatchd.providers.simkl import MAX_BATCH, SimklProvider
@@ -60,6 +61,10 @@ def fast_limiter() -> Limiter:
     return Limiter.per_second(post_per_s=1000, get_per_s=1000, get_capacity=1000)
 
 
+#: In-process GET retries without noticeable waits.
+FAST_RETRY = GetRetry(tries=3, base_s=0.001)
+
+
 def make_provider(
     session: aiohttp.ClientSession,
     fake: FakeSimkl,
@@ -76,6 +81,7 @@ def make_provider(
         client_id=client_id,
         api_url=fake.url,
         timeout_s=timeout_s,
+        get_retry=FAST_RETRY,
     )
 
 

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from crosswatchd.errors import SourceUnavailableError
+from crosswatchd.http import GetRetry
 from crosswatchd.sources.tautulli_api import TautulliClient
 from tests.fakes.tautulli import FakeTautulli, history_row
 
@@ -40,10 +41,16 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
+#: In-process GET retries without noticeable waits.
+FAST_RETRY = GetRetry(tries=3, base_s=0.001)
+
+
 def _client(
-    session: aiohttp.ClientSession, url: str, key: str = KEY, **kw: float
+    session: aiohttp.ClientSession, url: str, key: str = KEY, timeout_s: float = 30.0
 ) -> TautulliClient:
-    return TautulliClient(session=session, url=url, api_key=key, **kw)
+    return TautulliClient(
+        session=session, url=url, api_key=key, timeout_s=timeout_s, get_retry=FAST_RETRY
+    )
 
 
 class TestSuccess:
@@ -137,7 +144,7 @@ class TestErrors:
     async def test_http_error_names_the_status(
         self, fake: FakeTautulli, session: aiohttp.ClientSession
     ) -> None:
-        fake.fail_next(502)
+        fake.fail_next(502, FAST_RETRY.tries)
         with pytest.raises(SourceUnavailableError) as info:
             await _client(session, fake.url).get_metadata("101")
         assert "HTTP 502" in _one_line_without_key(info.value, KEY)

@@ -1,23 +1,36 @@
-"""The interface every delivery target (Trakt, SIMKL) implements for the drainer.
+"""The interface every delivery target (Trakt, SIMKL) implements for the drainer, and the
+shapes its parts share.
 
 A provider owns its HTTP client details: headers, auth tokens, rate limiting, and the
 translation of HTTP statuses into :mod:`crosswatchd.errors`. The drainer only sees these
-methods and those exceptions.
+methods and those exceptions. :class:`SearchHit` is what either provider's id search (used
+by the resolver) returns.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+import orjson
 import structlog
 
-from crosswatchd.models import Action, Item
+from crosswatchd.errors import PermanentError
+from crosswatchd.http import Answer
+from crosswatchd.models import Action, Ids, Item
 
-__all__ = ["LiveOutcome", "Play", "PlayOutcome", "Provider", "split_sendable"]
+__all__ = [
+    "LiveOutcome",
+    "Play",
+    "PlayOutcome",
+    "Provider",
+    "SearchHit",
+    "search_data",
+    "split_sendable",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +46,39 @@ class Play:
     item: Item
     watched_at: datetime
     sent_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One search result.
+
+    ``kind`` is ``"movie"``, ``"show"`` or ``"episode"``; ``ids`` the hit's own ids; for an
+    episode ``show_ids`` are its show's and ``season``/``number`` its position.
+    """
+
+    kind: str
+    title: str = ""
+    year: int | None = None
+    ids: Ids = field(default_factory=Ids)
+    show_ids: Ids = field(default_factory=Ids)
+    season: int | None = None
+    number: int | None = None
+
+
+def search_data(provider: str, answer: Answer) -> Any:
+    """The decoded body of a 2xx search answer, ``None`` when it is empty.
+
+    A body that is not JSON is :class:`~crosswatchd.errors.PermanentError`: the search step
+    fails for this item rather than the delivery waiting on a proxy page.
+    """
+    if not answer.body.strip():
+        return None
+    try:
+        return answer.json()
+    except orjson.JSONDecodeError:
+        raise PermanentError(
+            provider, f"search: HTTP {answer.status} with a body that is not JSON"
+        ) from None
 
 
 class PlayOutcome(enum.StrEnum):
