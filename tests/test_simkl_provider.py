@@ -380,7 +380,7 @@ class TestErrors:
         self, provider: SimklProvider, fake: FakeSimkl, tokens: TokenStore
     ) -> None:
         """Without a token file nothing is sent and the provider says it is not authorized."""
-        tokens.clear()
+        tokens.path.unlink()
 
         assert provider.is_authorized() is False
         with pytest.raises(AuthError, match="crosswatchd auth simkl"):
