@@ -622,6 +622,27 @@ class TestPlex:
         assert err.value.provider == "plex"
         assert result.item.ids.imdb == "tt0072684"
 
+    async def test_one_plex_server_error_is_retried_in_process(
+        self, session: aiohttp.ClientSession, plex: FakePlexServer
+    ) -> None:
+        """A single 503 costs a second request, not a failed step."""
+        client = PlexServer(session=session, url=plex.url, token=PLEX_TOKEN, get_retry=FAST_RETRY)
+        plex.fail_next(503)
+
+        meta = await client.metadata("100")
+
+        assert meta is not None and meta.ids.imdb == "tt0072684"
+        assert len(plex.requests) == 2
+
+    async def test_refused_plex_token_is_not_retried(
+        self, session: aiohttp.ClientSession, plex: FakePlexServer
+    ) -> None:
+        client = PlexServer(session=session, url=plex.url, token="wrong", get_retry=FAST_RETRY)
+
+        with pytest.raises(SourceUnavailableError):
+            await client.metadata("100")
+        assert len(plex.requests) == 1
+
     async def test_bad_plex_token_is_reported_without_the_token(
         self, session: aiohttp.ClientSession, plex: FakePlexServer
     ) -> None:
@@ -1018,6 +1039,28 @@ class TestSearch:
             await make(trakt=trakt).resolve(episode(ids=Ids(tvdb="8031280")))
 
         assert (err.value.provider, err.value.retry_after_s) == ("trakt", 7.0)
+
+    async def test_one_trakt_search_failure_is_retried_in_process(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt
+    ) -> None:
+        trakt.fail_next(502, path="/search/")
+
+        result = await make(trakt=trakt).resolve(episode(ids=Ids(tvdb="8031280")))
+
+        assert result.step == "trakt"
+        assert len(search_requests(trakt)) == 2
+
+    async def test_one_simkl_search_failure_is_retried_in_process(
+        self, make: Callable[..., Resolver], simkl: FakeSimkl
+    ) -> None:
+        """The 503 is ridden out: the answer (nothing found) is the item as it was."""
+        simkl.fail_next(503, path="/search/id")
+        item = movie(ids=Ids(tvdb="1876"))
+
+        result = await make(simkl=simkl).resolve(item)
+
+        assert result.item == item
+        assert [r["status"] for r in simkl.requests] == [503, 200]
 
     async def test_search_waits_for_the_rate_limiter(
         self, session: aiohttp.ClientSession, trakt: FakeTrakt

@@ -516,6 +516,30 @@ class TestFindInHistory:
 
         assert await provider.find_in_history([Play(9, other, WATCHED)]) == set()
 
+    async def test_transient_get_failure_is_retried_in_process(
+        self, provider: SimklProvider, fake: FakeSimkl
+    ) -> None:
+        """A 503 on an all-items GET is retried with a short backoff and the look-up still
+        answers."""
+        await provider.add_history([Play(1, BIG_TROUBLE, WATCHED)])
+        fake.fail_next(503, path="/sync/all-items")
+
+        assert await provider.find_in_history([Play(1, BIG_TROUBLE, WATCHED)]) == {1}
+        statuses = [r["status"] for r in fake.requests if r["path"] == "/sync/all-items/movies"]
+        assert statuses == [503, 200]
+
+    async def test_long_server_wait_is_left_to_the_outbox(
+        self, provider: SimklProvider, fake: FakeSimkl
+    ) -> None:
+        """A 503 asking for a minute's wait is not retried in-process: RetryableError with
+        that wait after one request."""
+        fake.fail_next(503, headers={"Retry-After": "60"}, path="/sync/all-items")
+
+        with pytest.raises(RetryableError) as caught:
+            await provider.find_in_history([Play(1, BIG_TROUBLE, WATCHED)])
+        assert caught.value.retry_after_s == 60.0
+        assert len(fake.requests) == 1
+
     async def test_null_all_items_means_nothing_found(
         self, provider: SimklProvider, fake: FakeSimkl
     ) -> None:

@@ -149,6 +149,24 @@ class TestErrors:
             await _client(session, fake.url).get_metadata("101")
         assert "HTTP 502" in _one_line_without_key(info.value, KEY)
 
+    async def test_one_server_error_is_retried_in_process(
+        self, fake: FakeTautulli, session: aiohttp.ClientSession
+    ) -> None:
+        """A single 502 costs a second request, not a failed command."""
+        fake.fail_next(502)
+
+        meta = await _client(session, fake.url).get_metadata("101")
+
+        assert meta == {"rating_key": "101", "guids": ["imdb://tt0072684"]}
+        assert len(fake.requests) == 2
+
+    async def test_wrong_api_key_is_not_retried(
+        self, fake: FakeTautulli, session: aiohttp.ClientSession
+    ) -> None:
+        with pytest.raises(SourceUnavailableError):
+            await _client(session, fake.url, key="f" * 32).get_users()
+        assert len(fake.requests) == 1
+
     async def test_api_error_message_is_passed_on(
         self, fake: FakeTautulli, session: aiohttp.ClientSession
     ) -> None:
