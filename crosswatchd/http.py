@@ -9,11 +9,11 @@ build on the pieces here:
   "Headers");
 - :func:`parse_retry_after`, the one ``Retry-After`` parser (delay-seconds or HTTP-date,
   RFC 9110 §10.2.3), also used by :meth:`crosswatchd.ratelimit.Limiter.observe`;
-- :class:`HttpClient`, which sends one request and returns an :class:`Answer`; it never reads
-  a status code, the service does;
-- :class:`GetRetry` and :func:`retry_get`: a few short jittered in-process retries of an
-  idempotent GET. POSTs never go through it: a ``POST /sync/history`` that timed out may have
-  landed, and only a history look-up can tell.
+- :class:`HttpClient`, which sends one request and returns an :class:`Answer` (it never reads
+  a status code, the service does), and retries an idempotent GET in-process with
+  :func:`retry_get` per :class:`GetRetry`: a few short jittered waits. POSTs never go through
+  it: a ``POST /sync/history`` that timed out may have landed, and only a history look-up can
+  tell.
 
 Lenient pydantic building blocks for parsing answers (:class:`WireModel`, :data:`Lenient`,
 :data:`Entries`, :data:`LenientList`) live here too, so every service reads its answers the
@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, WrapValidator
 from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 
 from crosswatchd import __version__
+from crosswatchd.errors import RetryableError
 
 if TYPE_CHECKING:
     from crosswatchd.ratelimit import Limiter
@@ -102,135 +103,6 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     if when.tzinfo is None:  # asctime and "-0000" carry no zone; HTTP-dates are GMT
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - now).total_seconds())
-
-
-# --------------------------------------------------------------------------------------------
-# One request
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """One HTTP answer, whatever its status.
-
-    ``headers`` are the response headers (case-insensitive lookup), ``body`` the raw bytes.
-    ``retry_after_s`` is the wait the answer asks for: what the limiter learnt from it
-    (``Retry-After``, Trakt's ``X-Ratelimit``, 1 s for a bare 429) when there is a limiter,
-    else :func:`parse_retry_after` of ``Retry-After``; ``None`` when it asks for none.
-    """
-
-    method: str
-    path: str
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    retry_after_s: float | None
-
-    @property
-    def what(self) -> str:
-        """``"GET /sync/history/movies"``: names the request in messages (never the query)."""
-        return f"{self.method} {self.path}"
-
-    @property
-    def ok(self) -> bool:
-        """True for a 2xx status."""
-        return 200 <= self.status < 300
-
-    @property
-    def content_type(self) -> str:
-        """The media type of ``Content-Type`` in lower case (``"text/html"``), or ``""``."""
-        return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-
-    def json(self) -> Any:
-        """The decoded body; raises ``orjson.JSONDecodeError`` when it is not JSON."""
-        return orjson.loads(self.body)
-
-
-#: Turns a transport failure of the request named ``what`` (``"GET /path"``, or the label the
-#: caller gave it) into the error the service raises for it (e.g. a
-#: :class:`~crosswatchd.errors.RetryableError`). The hook must not put secrets in the
-#: message: ``str(exc)`` of aiohttp errors may contain the URL.
-TransportHook = Callable[[str, TimeoutError | aiohttp.ClientError], Exception]
-
-
-class HttpClient:
-    """Sends one request to one service and returns its :class:`Answer`; never retries.
-
-    *session* is injected and not closed here. *base_url* is prefixed to every path;
-    *headers* and *params* are sent with every request (a request's own are merged over
-    them; a JSON body adds ``Content-Type: application/json``); ``User-Agent`` is
-    :data:`USER_AGENT`. *timeout_s* is the total time allowed per request.
-
-    With a *limiter*, every attempt first awaits ``limiter.acquire(method)`` and every answer
-    is reported to ``limiter.observe``. A timeout or an ``aiohttp.ClientError`` is raised as
-    whatever *on_transport_error* returns for it. *now* is the wall clock (aware UTC) used
-    for ``Retry-After`` dates when there is no limiter.
-    """
-
-    def __init__(
-        self,
-        *,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        timeout_s: float,
-        on_transport_error: TransportHook,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        limiter: Limiter | None = None,
-        now: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self._session = session
-        self._base = base_url.strip().rstrip("/")
-        self.timeout_s = timeout_s
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._on_transport_error = on_transport_error
-        self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
-        self._params = dict(params or {})
-        self._limiter = limiter
-        self._now = now
-
-    async def send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        json_body: Any = None,
-        label: str | None = None,
-    ) -> Answer:
-        """Send *method* *path* once and return the answer, whatever its status.
-
-        Raises what the transport hook returns for a timeout or a connection/protocol error;
-        the hook is told *label* (default ``"GET /path"``) as the request's name.
-        """
-        merged = {**self._headers, **(headers or {})}
-        data: bytes | None = None
-        if json_body is not None:
-            data = orjson.dumps(json_body)
-            merged.setdefault("Content-Type", "application/json")
-        query = {**self._params, **(params or {})}
-        if self._limiter is not None:
-            await self._limiter.acquire(method)
-        try:
-            async with self._session.request(
-                method,
-                self._base + path,
-                params=query or None,
-                data=data,
-                headers=merged,
-                timeout=self._timeout,
-            ) as resp:
-                status, resp_headers = resp.status, resp.headers
-                body = await resp.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            # `from None`: the cause's text may carry the URL, and with it a query secret.
-            raise self._on_transport_error(label or f"{method} {path}", exc) from None
-        if self._limiter is not None:
-            wait_s = self._limiter.observe(method, status, resp_headers)
-        else:
-            wait_s = parse_retry_after(resp_headers.get("Retry-After"), now=self._now())
-        return Answer(method, path, status, resp_headers, body, wait_s)
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,6 +173,159 @@ async def retry_get(
         base_s=policy.base_s,
     )(once)
     return await retrying()
+
+
+# --------------------------------------------------------------------------------------------
+# One request
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One HTTP answer, whatever its status.
+
+    ``headers`` are the response headers (case-insensitive lookup), ``body`` the raw bytes.
+    ``retry_after_s`` is the wait the answer asks for: what the limiter learnt from it
+    (``Retry-After``, Trakt's ``X-Ratelimit``, 1 s for a bare 429) when there is a limiter,
+    else :func:`parse_retry_after` of ``Retry-After``; ``None`` when it asks for none.
+    """
+
+    method: str
+    path: str
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    retry_after_s: float | None
+
+    @property
+    def what(self) -> str:
+        """``"GET /sync/history/movies"``: names the request in messages (never the query)."""
+        return f"{self.method} {self.path}"
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx status."""
+        return 200 <= self.status < 300
+
+    @property
+    def content_type(self) -> str:
+        """The media type of ``Content-Type`` in lower case (``"text/html"``), or ``""``."""
+        return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+    def json(self) -> Any:
+        """The decoded body; raises ``orjson.JSONDecodeError`` when it is not JSON."""
+        return orjson.loads(self.body)
+
+
+#: Turns a transport failure of the request named ``what`` (``"GET /path"``, or the label the
+#: caller gave it) into the error the service raises for it (e.g. a
+#: :class:`~crosswatchd.errors.RetryableError`). The hook must not put secrets in the
+#: message: ``str(exc)`` of aiohttp errors may contain the URL.
+TransportHook = Callable[[str, TimeoutError | aiohttp.ClientError], Exception]
+
+
+class HttpClient:
+    """One service's requests: :meth:`send` sends one and returns its :class:`Answer`;
+    :meth:`retry_get` retries an idempotent GET in-process.
+
+    *service* names the service in log events (``"simkl"`` → ``simkl.request``,
+    ``simkl.get.retry``). *session* is injected and not closed here. *base_url* is prefixed
+    to every path; *headers* and *params* are sent with every request (a request's own are
+    merged over them; a JSON body adds ``Content-Type: application/json``); ``User-Agent`` is
+    :data:`USER_AGENT`. *timeout_s* is the total time allowed per request.
+
+    With a *limiter*, every attempt first awaits ``limiter.acquire(method)`` and every answer
+    is reported to ``limiter.observe``. A timeout or an ``aiohttp.ClientError`` is raised as
+    whatever *on_transport_error* returns for it. *get_retry* (default :class:`GetRetry`) and
+    *retry_on* (the exception type of transient failures) drive :meth:`retry_get`. *now* is
+    the wall clock (aware UTC) used for ``Retry-After`` dates when there is no limiter.
+    """
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        timeout_s: float,
+        on_transport_error: TransportHook,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        limiter: Limiter | None = None,
+        get_retry: GetRetry | None = None,
+        retry_on: type[Exception] = RetryableError,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._service = service
+        self._get_retry = get_retry or GetRetry()
+        self._retry_on = retry_on
+        self._session = session
+        self._base = base_url.strip().rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._on_transport_error = on_transport_error
+        self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        self._params = dict(params or {})
+        self._limiter = limiter
+        self._now = now
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        bearer: str | None = None,
+        label: str | None = None,
+    ) -> Answer:
+        """Send *method* *path* once and return the answer, whatever its status; with
+        ``Authorization: Bearer`` *bearer* when given.
+
+        Raises what the transport hook returns for a timeout or a connection/protocol error;
+        the hook is told *label* (default ``"GET /path"``) as the request's name.
+        """
+        merged = {**self._headers, **(headers or {})}
+        if bearer:
+            merged["Authorization"] = f"Bearer {bearer}"
+        data: bytes | None = None
+        if json_body is not None:
+            data = orjson.dumps(json_body)
+            merged.setdefault("Content-Type", "application/json")
+        query = {**self._params, **(params or {})}
+        if self._limiter is not None:
+            await self._limiter.acquire(method)
+        try:
+            async with self._session.request(
+                method,
+                self._base + path,
+                params=query or None,
+                data=data,
+                headers=merged,
+                timeout=self._timeout,
+            ) as resp:
+                status, resp_headers = resp.status, resp.headers
+                body = await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # `from None`: the cause's text may carry the URL, and with it a query secret.
+            raise self._on_transport_error(label or f"{method} {path}", exc) from None
+        if self._limiter is not None:
+            wait_s = self._limiter.observe(method, status, resp_headers)
+        else:
+            wait_s = parse_retry_after(resp_headers.get("Retry-After"), now=self._now())
+        log.debug(f"{self._service}.request", method=method, path=path, status=status)
+        return Answer(method, path, status, resp_headers, body, wait_s)
+
+    async def retry_get(self, attempt: Callable[[], Awaitable[T]], **context: Any) -> T:
+        """Run *attempt* (one GET and the reading of its answer) with :func:`retry_get`: the
+        client's policy, retrying its *retry_on* failures; *context* goes to the log lines."""
+        return await retry_get(
+            attempt,
+            policy=self._get_retry,
+            transient=self._retry_on,
+            event=f"{self._service}.get.retry",
+            **context,
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ shapes its parts share.
 A provider owns its HTTP client details: headers, auth tokens, rate limiting, and the
 translation of HTTP statuses into :mod:`crosswatchd.errors`. The drainer only sees these
 methods and those exceptions. :class:`SearchHit` is what either provider's id search (used
-by the resolver) returns.
+by the resolver) returns; :class:`AddedCounts` and :func:`search_data` read answers both
+providers shape alike.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import orjson
 import structlog
 
 from crosswatchd.errors import PermanentError
-from crosswatchd.http import Answer
+from crosswatchd.http import Answer, OptInt, WireModel
 from crosswatchd.models import Action, Ids, Item
 
 __all__ = [
+    "AddedCounts",
     "LiveOutcome",
     "Play",
     "PlayOutcome",
@@ -63,6 +65,15 @@ class SearchHit:
     show_ids: Ids = field(default_factory=Ids)
     season: int | None = None
     number: int | None = None
+
+
+class AddedCounts(WireModel):
+    """``added`` of a ``POST /sync/history`` reply, on Trakt and SIMKL alike: how many
+    movie and episode plays were recorded (Trakt "Sync / Add to History", SIMKL Apiary "Add
+    Items to the history"). A count that is missing or not a number is ``None``."""
+
+    movies: OptInt = None
+    episodes: OptInt = None
 
 
 def search_data(provider: str, answer: Answer) -> Any:

@@ -29,15 +29,7 @@ import structlog
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
 
 from crosswatchd.errors import RetryableError, SourceUnavailableError
-from crosswatchd.http import (
-    GetRetry,
-    HttpClient,
-    Lenient,
-    LenientList,
-    OptInt,
-    WireModel,
-    retry_get,
-)
+from crosswatchd.http import GetRetry, HttpClient, Lenient, LenientList, OptInt, WireModel
 from crosswatchd.models import Ids
 from crosswatchd.sources.guids import ids_from_guid_list, parse_guid
 
@@ -120,7 +112,7 @@ class PlexMetadata:
     subtype: str | None = None
 
 
-def _metadata(rating_key: str, item: _Item) -> PlexMetadata:
+def _to_metadata(rating_key: str, item: _Item) -> PlexMetadata:
     """The :class:`PlexMetadata` of one parsed ``Metadata[]`` entry."""
     ids = ids_from_guid_list(g.id for g in item.guids if g.id is not None)
     show_ids = Ids()
@@ -172,13 +164,14 @@ class PlexServer:
         get_retry: GetRetry | None = None,
     ) -> None:
         self._where = f"plex at {url.strip().rstrip('/')}"
-        self._get_retry = get_retry or GetRetry()
         self._http = HttpClient(
+            service=_PROVIDER,
             session=session,
             base_url=url,
             timeout_s=timeout_s,
             on_transport_error=self._transport_error,
             headers={"Accept": "application/json", "X-Plex-Token": token},
+            get_retry=get_retry,
         )
 
     async def metadata(self, rating_key: str) -> PlexMetadata | None:
@@ -196,15 +189,9 @@ class PlexServer:
             # Plex ratingKeys are decimal; anything else would only produce a 404 or worse.
             return None
         path = f"/library/metadata/{rk}"
-        return await retry_get(
-            lambda: self._metadata(rk, path),
-            policy=self._get_retry,
-            transient=RetryableError,
-            event="plex.get.retry",
-            rating_key=rk,
-        )
+        return await self._http.retry_get(lambda: self._lookup(rk, path), rating_key=rk)
 
-    async def _metadata(self, rk: str, path: str) -> PlexMetadata | None:
+    async def _lookup(self, rk: str, path: str) -> PlexMetadata | None:
         """One attempt of :meth:`metadata`."""
         where = self._where
         answer = await self._http.send("GET", path, params={"includeGuids": "1"})
@@ -231,7 +218,7 @@ class PlexServer:
             raise SourceUnavailableError(f"{where}: answer has no MediaContainer")
         if not container.metadata or container.metadata[0] is None:
             return None
-        meta = _metadata(rk, container.metadata[0])
+        meta = _to_metadata(rk, container.metadata[0])
         log.debug("plex.metadata", rating_key=rk, kind=meta.kind, ids=meta.ids.as_dict())
         return meta
 

@@ -25,15 +25,7 @@ import structlog
 from pydantic import Field, ValidationError
 
 from crosswatchd.errors import SourceUnavailableError
-from crosswatchd.http import (
-    Answer,
-    Entries,
-    GetRetry,
-    HttpClient,
-    OptInt,
-    WireModel,
-    retry_get,
-)
+from crosswatchd.http import Answer, Entries, GetRetry, HttpClient, OptInt, WireModel
 
 __all__ = ["HistoryPage", "TautulliClient"]
 
@@ -114,13 +106,15 @@ class TautulliClient:
             base = base[: -len(_API_PATH)]
         self._where = f"tautulli at {base}"
         self._api_key = api_key
-        self._get_retry = get_retry or GetRetry()
         self._http = HttpClient(
+            service="tautulli",
             session=session,
             base_url=base,
             timeout_s=timeout_s,
             on_transport_error=self._transport_error,
             params={"apikey": api_key},
+            get_retry=get_retry,
+            retry_on=_Transient,
         )
 
     async def get_history(
@@ -195,13 +189,7 @@ class TautulliClient:
     async def _call(self, cmd: str, params: dict[str, str]) -> Any:
         """Run one command, retrying transient failures in-process; return the unwrapped
         ``data``. Raises SourceUnavailableError."""
-        return await retry_get(
-            lambda: self._call_once(cmd, params),
-            policy=self._get_retry,
-            transient=_Transient,
-            event="tautulli.get.retry",
-            cmd=cmd,
-        )
+        return await self._http.retry_get(lambda: self._call_once(cmd, params), cmd=cmd)
 
     async def _call_once(self, cmd: str, params: dict[str, str]) -> Any:
         """One attempt of :meth:`_call`; failures with a 5xx status are :class:`_Transient`."""

@@ -15,17 +15,17 @@ from urllib.parse import quote
 
 import aiohttp
 import structlog
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict
 
 from crosswatchd.errors import AuthError, ProviderError, RetryableError
 from crosswatchd.http import Answer, Lenient, OptStr, WireModel
 from crosswatchd.providers.simkl.http import (
     NAME,
     REAUTH_HINT,
-    SimklHttp,
     envelope,
     error_for,
     json_data,
+    simkl_client,
 )
 from crosswatchd.tokens import Token, TokenStore
 
@@ -86,16 +86,14 @@ class _Pin(WireModel):
 
 
 def _pin(answer: Answer) -> tuple[_Pin, dict[str, Any]]:
-    """The PIN answer and its raw object (``{}`` when the body is not an object).
+    """The PIN answer (every field lenient) and its raw object (``{}`` when the body is not
+    an object, the token answer as it is stored otherwise).
 
     Raises :class:`RetryableError` for a 2xx body that is not JSON.
     """
     data = json_data(answer)
     raw = data if isinstance(data, dict) else {}
-    try:
-        return _Pin.model_validate(raw), raw
-    except ValidationError:
-        return _Pin(), raw
+    return _Pin.model_validate(raw), raw
 
 
 async def pin_auth(
@@ -122,7 +120,7 @@ async def pin_auth(
     or SIMKL refuses the app (e.g. 412 bad client id); :class:`RetryableError` when the first
     request cannot reach SIMKL. Transient failures while polling are ridden out.
     """
-    http = SimklHttp(session=session, client_id=client_id, api_url=api_url, timeout_s=timeout_s)
+    http = simkl_client(session=session, client_id=client_id, api_url=api_url, timeout_s=timeout_s)
     answer = await http.send("GET", "/oauth/pin")
     pin, _ = _pin(answer)
     if not answer.ok or pin.result != "OK" or not pin.user_code:

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from crosswatchd.http import Lenient, LenientList, OptInt, OptStr, WireModel
 from crosswatchd.models import Ids, MediaKind, format_utc, parse_utc
-from crosswatchd.providers.base import Play, PlayOutcome
+from crosswatchd.providers.base import AddedCounts, Play, PlayOutcome
 
 __all__ = [
     "DATE_FROM_MARGIN",
@@ -192,15 +192,10 @@ class _NotFound(WireModel):
     episodes: _NotFoundList = []
 
 
-class _Added(WireModel):
-    movies: OptInt = None
-    episodes: OptInt = None
-
-
 class HistoryReply(WireModel):
     """The reply to ``POST /sync/history``; missing parts read as empty."""
 
-    added: Lenient[_Added] = None
+    added: Lenient[AddedCounts] = None
     not_found: Lenient[_NotFound] = None
 
 
@@ -230,7 +225,7 @@ def outcomes_of(reply: HistoryReply | None, batch: Batch) -> dict[int, PlayOutco
     """
     reply = reply or HistoryReply()
     not_found = reply.not_found or _NotFound()
-    added = reply.added or _Added()
+    added = reply.added or AddedCounts()
 
     movie_nf: set[int] = set()
     movie_unmatched = 0

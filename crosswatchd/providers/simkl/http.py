@@ -23,38 +23,32 @@ Translation of statuses (:func:`error_for`; the drainer never reads a status cod
 other 4xx                    :class:`PermanentError` (``scope=REQUEST``), SIMKL's message
 ===========================  =========================================================
 
-GETs are retried in-process a few times (:meth:`SimklHttp.retry_get`); a POST never is: after
-a timeout the play may have landed.
+GETs are retried in-process a few times (:meth:`~crosswatchd.http.HttpClient.retry_get`); a
+POST never is: after a timeout the play may have landed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import aiohttp
 import orjson
-import structlog
 from pydantic import ValidationError
 
 from crosswatchd import __version__
 from crosswatchd.errors import AuthError, PermanentError, ProviderError, RetryableError
-from crosswatchd.http import Answer, GetRetry, HttpClient, WireModel, retry_get
+from crosswatchd.http import Answer, GetRetry, HttpClient, WireModel
 from crosswatchd.ratelimit import Limiter
 
 __all__ = [
     "NAME",
     "REAUTH_HINT",
     "SCROBBLE_LOCK_S",
-    "SimklHttp",
     "envelope",
     "error_for",
     "json_data",
+    "simkl_client",
 ]
-
-log = structlog.get_logger(__name__)
-
-T = TypeVar("T")
 
 #: The provider name in errors, logs and the outbox.
 NAME: Final = "simkl"
@@ -65,70 +59,42 @@ SCROBBLE_LOCK_S: Final = 20.0
 _APP: Final = {"app-name": "crosswatchd", "app-version": __version__}
 
 
-class SimklHttp:
-    """Requests to the SIMKL API at *api_url* (``https://api.simkl.com`` or a fake).
+def simkl_client(
+    *,
+    session: aiohttp.ClientSession,
+    client_id: str,
+    api_url: str,
+    timeout_s: float = 30.0,
+    limiter: Limiter | None = None,
+    get_retry: GetRetry | None = None,
+) -> HttpClient:
+    """The client of the SIMKL API at *api_url* (``https://api.simkl.com`` or a fake), with
+    the identification on every request.
 
     *session* is the caller's; *limiter* (optional: the PIN flow has none) is awaited before
     every attempt and told about every answer; *timeout_s* is per request; *get_retry* is the
-    policy of :meth:`retry_get`. Messages name the path only: the URL carries the client id.
+    in-process retry policy of GETs, which retries :class:`RetryableError` (and so never
+    waits out the 20 s scrobble lock in-process). A transport failure is
+    :class:`RetryableError` (the request may have landed); its message names the path only:
+    the URL carries the client id. User requests pass their token as ``bearer``.
     """
 
-    def __init__(
-        self,
-        *,
-        session: aiohttp.ClientSession,
-        client_id: str,
-        api_url: str,
-        timeout_s: float = 30.0,
-        limiter: Limiter | None = None,
-        get_retry: GetRetry | None = None,
-    ) -> None:
-        self.timeout_s = timeout_s
-        self._get_retry = get_retry or GetRetry()
-        self._client = HttpClient(
-            session=session,
-            base_url=api_url,
-            timeout_s=timeout_s,
-            on_transport_error=self._transport_error,
-            headers={"simkl-api-key": client_id},
-            params={"client_id": client_id, **_APP},
-            limiter=limiter,
-        )
-
-    async def send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, str] | None = None,
-        json_body: Any = None,
-        token: str | None = None,
-    ) -> Answer:
-        """One attempt; the answer whatever its status. Transport failures raise
-        :class:`RetryableError` (the request may have landed)."""
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else None
-        answer = await self._client.send(
-            method, path, params=params, headers=headers, json_body=json_body
-        )
-        log.debug("simkl.http", method=method, path=path, status=answer.status)
-        return answer
-
-    async def retry_get(self, attempt: Callable[[], Awaitable[T]], *, path: str) -> T:
-        """Run *attempt* (a GET of *path* and the reading of its answer) with a few short,
-        jittered in-process retries of :class:`RetryableError`; none when SIMKL asks for a
-        longer wait than the policy's ``max_wait_s`` (such as the 20 s scrobble lock)."""
-        return await retry_get(
-            attempt,
-            policy=self._get_retry,
-            transient=RetryableError,
-            event="simkl.get.retry",
-            path=path,
-        )
-
-    def _transport_error(self, what: str, exc: TimeoutError | aiohttp.ClientError) -> Exception:
+    def transport_error(what: str, exc: TimeoutError | aiohttp.ClientError) -> Exception:
         if isinstance(exc, TimeoutError):
-            return RetryableError(NAME, f"{what}: no answer within {self.timeout_s}s")
+            return RetryableError(NAME, f"{what}: no answer within {timeout_s}s")
         return RetryableError(NAME, f"{what}: {type(exc).__name__}")
+
+    return HttpClient(
+        service=NAME,
+        session=session,
+        base_url=api_url,
+        timeout_s=timeout_s,
+        on_transport_error=transport_error,
+        headers={"simkl-api-key": client_id},
+        params={"client_id": client_id, **_APP},
+        limiter=limiter,
+        get_retry=get_retry,
+    )
 
 
 def json_data(answer: Answer) -> Any:

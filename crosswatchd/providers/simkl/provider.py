@@ -37,7 +37,7 @@ from crosswatchd.providers.simkl.history import (
     simkl_time,
     titled,
 )
-from crosswatchd.providers.simkl.http import NAME, SimklHttp, json_data
+from crosswatchd.providers.simkl.http import NAME, json_data, simkl_client
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.tokens import TokenStore
 
@@ -88,7 +88,7 @@ class SimklProvider:
         get_retry: GetRetry | None = None,
     ) -> None:
         self._auth = SimklAuth(tokens)
-        self._http = SimklHttp(
+        self._http = simkl_client(
             session=session,
             client_id=client_id,
             api_url=api_url,
@@ -139,7 +139,9 @@ class SimklProvider:
             return outcomes
         token = self._auth.token()
         batch = build_batch(sendable)
-        answer = await self._http.send("POST", "/sync/history", json_body=batch.body(), token=token)
+        answer = await self._http.send(
+            "POST", "/sync/history", json_body=batch.body(), bearer=token
+        )
         if not answer.ok:
             raise self._auth.error_for(answer, token)
         try:
@@ -216,7 +218,7 @@ class SimklProvider:
         path = f"/sync/all-items/{kind}"
 
         async def attempt() -> AllItems:
-            answer = await self._http.send("GET", path, params=params, token=token)
+            answer = await self._http.send("GET", path, params=params, bearer=token)
             if not answer.ok:
                 raise self._auth.error_for(answer, token)
             try:
@@ -255,7 +257,7 @@ class SimklProvider:
             body["show"] = titled(api_ids(item.show_ids), item.show_title, item.show_year)
             body["episode"] = {"season": item.season, "number": item.number}
         token = self._auth.token()
-        answer = await self._http.send("POST", path, json_body=body, token=token)
+        answer = await self._http.send("POST", path, json_body=body, bearer=token)
         if answer.ok:
             json_data(answer)  # a 2xx that is not JSON is a proxy page, not SIMKL
             outcome = LiveOutcome.SENT

@@ -3,7 +3,7 @@
 ``GET /search/id?{imdb|tmdb|tvdb|anidb}={id}&type=movie|show`` (Apiary "Search / ID Lookup",
 ``shared/reference/simkl``) answers a list of ``{type, title, year, ids}`` (``type`` ``movie``,
 ``tv``/``show`` or ``anime``), a single object, or ``null`` when nothing matches. Requests go
-through :class:`~.http.SimklHttp`: its identification, the limiter and its status → error
+through :func:`~.http.simkl_client`: its identification, the limiter and its status → error
 table, with a few in-process retries of transient failures.
 """
 
@@ -17,7 +17,7 @@ from pydantic import ConfigDict, RootModel
 from crosswatchd.http import GetRetry, Lenient, LenientList, OptInt, OptStr, WireModel
 from crosswatchd.models import Ids
 from crosswatchd.providers.base import SearchHit, search_data
-from crosswatchd.providers.simkl.http import NAME, SimklHttp, error_for
+from crosswatchd.providers.simkl.http import NAME, error_for, simkl_client
 from crosswatchd.ratelimit import Limiter
 
 __all__ = ["SimklSearch"]
@@ -56,7 +56,7 @@ class SimklSearch:
         timeout_s: float = 30.0,
         get_retry: GetRetry | None = None,
     ) -> None:
-        self._http = SimklHttp(
+        self._http = simkl_client(
             session=session,
             client_id=client_id,
             api_url=api_url,

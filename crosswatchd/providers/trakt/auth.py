@@ -21,18 +21,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import aiohttp
-import orjson
 import structlog
 from pydantic import ConfigDict, ValidationError
 
 from crosswatchd.errors import AuthError, RetryableError
-from crosswatchd.http import Answer, OptStr, WireModel
+from crosswatchd.http import Answer, HttpClient, OptStr, WireModel
 from crosswatchd.providers.trakt.http import (
     AUTH_HINT,
     NAME,
-    TraktHttp,
     raise_for_status,
     read_json,
+    trakt_client,
 )
 from crosswatchd.tokens import Token, TokenStore
 
@@ -70,16 +69,6 @@ class _DeviceCode(WireModel):
     expires_in: float = 600.0
 
 
-def _token_answer(raw: bytes) -> dict[str, Any] | None:
-    """The token answer as the object to store, or ``None`` when it holds no access token."""
-    try:
-        data = orjson.loads(raw)
-        _TokenAnswer.model_validate(data)
-    except (orjson.JSONDecodeError, ValidationError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _oauth_error(answer: Answer) -> str:
     """The ``error`` field of an OAuth error answer (e.g. ``invalid_grant``), or ``""``."""
     try:
@@ -101,7 +90,7 @@ class TraktAuth:
     def __init__(
         self,
         *,
-        http: TraktHttp,
+        http: HttpClient,
         tokens: TokenStore,
         client_id: str,
         client_secret: str,
@@ -134,14 +123,14 @@ class TraktAuth:
         """
         token = await self._token()
         answer = await self._http.send(
-            method, path, json_body=json_body, params=params, access_token=token.access_token
+            method, path, json_body=json_body, params=params, bearer=token.access_token
         )
         if answer.status != 401:
             return answer
         log.info("trakt.unauthorized", method=method, path=path)
         token = await self._refresh(token)
         answer = await self._http.send(
-            method, path, json_body=json_body, params=params, access_token=token.access_token
+            method, path, json_body=json_body, params=params, bearer=token.access_token
         )
         if answer.status == 401:
             log.warning("trakt.token.revoked", reason="401 after refresh", path=path)
@@ -253,7 +242,7 @@ async def device_auth(
     seconds (by *clock*, monotonic) have passed. On 200 the token is saved (0600) in *tokens*
     and returned.
     """
-    http = TraktHttp(session=session, client_id=client_id, api_url=api_url, timeout_s=timeout_s)
+    http = trakt_client(session=session, client_id=client_id, api_url=api_url, timeout_s=timeout_s)
     try:
         answer = await http.send("POST", "/oauth/device/code", json_body={"client_id": client_id})
     except RetryableError as exc:
@@ -282,10 +271,11 @@ async def device_auth(
             log.warning("trakt.device.poll_failed", reason=exc.message)
             continue
         if answer.status == 200:
-            data = _token_answer(answer.body)
-            if data is None:
-                raise AuthError(NAME, "token answer was not understood; try again")
-            token = tokens.save(data)
+            try:
+                read_json(answer, _TokenAnswer, "no access token")
+            except RetryableError:
+                raise AuthError(NAME, "token answer was not understood; try again") from None
+            token = tokens.save(answer.json())
             log.info("trakt.device.authorized", expires_at=token.expires_at)
             return token
         if answer.status == 400:

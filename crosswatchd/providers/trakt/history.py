@@ -23,7 +23,7 @@ from pydantic import ConfigDict, RootModel
 
 from crosswatchd.http import Entries, Lenient, LenientList, OptInt, OptStr, WireModel
 from crosswatchd.models import Ids, Item, MediaKind, format_utc, parse_utc
-from crosswatchd.providers.base import Play, PlayOutcome
+from crosswatchd.providers.base import AddedCounts, Play, PlayOutcome
 
 __all__ = [
     "EPISODE_ID_KEYS",
@@ -97,15 +97,10 @@ class _NotFound(WireModel):
     shows: LenientList[_NotFoundEntry] = []
 
 
-class _Added(WireModel):
-    movies: OptInt = None
-    episodes: OptInt = None
-
-
 class HistoryReply(WireModel):
     """The reply to ``POST /sync/history`` (a JSON object; missing parts read as empty)."""
 
-    added: Lenient[_Added] = None
+    added: Lenient[AddedCounts] = None
     not_found: Lenient[_NotFound] = None
 
 
@@ -196,7 +191,7 @@ def outcomes_of(reply: HistoryReply, sent: Sequence[Sent]) -> dict[int, PlayOutc
     otherwise ``UNCONFIRMED``: never assume what the reply does not say.
     """
     missing = not_found_keys(reply, sent)
-    added = reply.added or _Added()
+    added = reply.added or AddedCounts()
     outcomes: dict[int, PlayOutcome] = {}
     for count, movies in ((added.movies, True), (added.episodes, False)):
         rest = [

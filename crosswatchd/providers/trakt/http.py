@@ -9,15 +9,14 @@ Facts from Trakt's API Blueprint (``shared/reference/trakt/trakt.apib``), by sec
   :class:`~crosswatchd.ratelimit.Limiter` when there is one.
 - "Status Codes", "Locked User Account", "VIP Methods": :func:`raise_for_status`.
 
-GETs are retried in-process a few times (:meth:`TraktHttp.retry_get`); POSTs never are:
-"Sync / Add to History" does not de-duplicate, so a timed-out ``POST /sync/history`` may have
-landed.
+GETs are retried in-process a few times (:meth:`~crosswatchd.http.HttpClient.retry_get`);
+POSTs never are: "Sync / Add to History" does not de-duplicate, so a timed-out
+``POST /sync/history`` may have landed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import aiohttp
 import orjson
@@ -25,14 +24,13 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from crosswatchd.errors import AuthError, ErrorScope, PermanentError, RetryableError
-from crosswatchd.http import Answer, GetRetry, HttpClient, retry_get
+from crosswatchd.http import Answer, GetRetry, HttpClient
 from crosswatchd.ratelimit import Limiter
 
-__all__ = ["AUTH_HINT", "NAME", "TraktHttp", "raise_for_status", "read_json"]
+__all__ = ["AUTH_HINT", "NAME", "raise_for_status", "read_json", "trakt_client"]
 
 log = structlog.get_logger(__name__)
 
-T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 #: The provider name in errors, logs and the outbox.
@@ -47,73 +45,44 @@ def _describe(exc: TimeoutError | aiohttp.ClientError, timeout_s: float) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-class TraktHttp:
-    """Requests to the Trakt API at *api_url* (``https://api.trakt.tv`` or a fake).
+def trakt_client(
+    *,
+    session: aiohttp.ClientSession,
+    client_id: str,
+    api_url: str,
+    timeout_s: float = 30.0,
+    limiter: Limiter | None = None,
+    get_retry: GetRetry | None = None,
+) -> HttpClient:
+    """The client of the Trakt API at *api_url* (``https://api.trakt.tv`` or a fake), with
+    the "Required Headers" on every request.
 
     *session* is the caller's; *limiter* (optional: the device flow has none) is awaited
     before every attempt and told about every answer; *timeout_s* is per request;
-    *get_retry* is the policy of :meth:`retry_get`.
+    *get_retry* is the in-process retry policy of GETs, which retries
+    :class:`RetryableError`. A transport failure is :class:`RetryableError` (the request may
+    have landed). OAuth requests pass their token as ``bearer``.
     """
 
-    def __init__(
-        self,
-        *,
-        session: aiohttp.ClientSession,
-        client_id: str,
-        api_url: str,
-        timeout_s: float = 30.0,
-        limiter: Limiter | None = None,
-        get_retry: GetRetry | None = None,
-    ) -> None:
-        self.timeout_s = timeout_s
-        self._get_retry = get_retry or GetRetry()
-        self._client = HttpClient(
-            session=session,
-            base_url=api_url,
-            timeout_s=timeout_s,
-            on_transport_error=self._transport_error,
-            headers={
-                "Content-Type": "application/json",
-                "trakt-api-key": client_id,
-                "trakt-api-version": "2",
-            },
-            limiter=limiter,
-        )
-
-    async def send(
-        self,
-        method: str,
-        path: str,
-        *,
-        json_body: Any = None,
-        params: dict[str, str] | None = None,
-        access_token: str | None = None,
-    ) -> Answer:
-        """One attempt; the answer whatever its status. Transport failures raise
-        :class:`RetryableError` (the request may have landed)."""
-        headers = {"Authorization": f"Bearer {access_token}"} if access_token else None
-        answer = await self._client.send(
-            method, path, params=params, headers=headers, json_body=json_body
-        )
-        log.debug("trakt.request", method=method, path=path, status=answer.status)
-        return answer
-
-    async def retry_get(self, attempt: Callable[[], Awaitable[T]], *, path: str) -> T:
-        """Run *attempt* (a GET of *path* and the reading of its answer) with a few short,
-        jittered in-process retries of :class:`RetryableError`; none when Trakt asks for a
-        longer wait than the policy's ``max_wait_s``."""
-        return await retry_get(
-            attempt,
-            policy=self._get_retry,
-            transient=RetryableError,
-            event="trakt.get.retry",
-            path=path,
-        )
-
-    def _transport_error(self, what: str, exc: TimeoutError | aiohttp.ClientError) -> Exception:
-        reason = _describe(exc, self.timeout_s)
+    def transport_error(what: str, exc: TimeoutError | aiohttp.ClientError) -> Exception:
+        reason = _describe(exc, timeout_s)
         log.warning("trakt.request.failed", request=what, reason=reason)
         return RetryableError(NAME, f"{what}: {reason}")
+
+    return HttpClient(
+        service=NAME,
+        session=session,
+        base_url=api_url,
+        timeout_s=timeout_s,
+        on_transport_error=transport_error,
+        headers={
+            "Content-Type": "application/json",
+            "trakt-api-key": client_id,
+            "trakt-api-version": "2",
+        },
+        limiter=limiter,
+        get_retry=get_retry,
+    )
 
 
 def raise_for_status(answer: Answer) -> None:

@@ -37,7 +37,7 @@ from crosswatchd.providers.trakt.history import (
     matches,
     outcomes_of,
 )
-from crosswatchd.providers.trakt.http import NAME, TraktHttp, raise_for_status, read_json
+from crosswatchd.providers.trakt.http import NAME, raise_for_status, read_json, trakt_client
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.tokens import TokenStore
 
@@ -93,7 +93,7 @@ class TraktProvider:
         clock: Callable[[], float] = time.time,
         get_retry: GetRetry | None = None,
     ) -> None:
-        self._http = TraktHttp(
+        self._http = trakt_client(
             session=session,
             client_id=client_id,
             api_url=api_url,

@@ -3,7 +3,7 @@
 "Search / ID Lookup": ``GET /search/{id_type}/{id}?type=movie|show|episode`` and "Search / Text
 Query": ``GET /search/{type}?query=…`` (Trakt API Blueprint,
 ``shared/reference/trakt/trakt.apib``) answer ``[{"type", "score", "movie"|"show"|"episode"
-(+ "show")}]``. Requests go through :class:`~.http.TraktHttp`: its headers, the limiter and its
+(+ "show")}]``. Requests go through :func:`~.http.trakt_client`: its headers, the limiter and its
 status → error table, with a few in-process retries of transient failures.
 """
 
@@ -17,7 +17,7 @@ from pydantic import ConfigDict, RootModel
 from crosswatchd.http import GetRetry, Lenient, LenientList, OptInt, OptStr, WireModel
 from crosswatchd.models import Ids
 from crosswatchd.providers.base import SearchHit, search_data
-from crosswatchd.providers.trakt.http import NAME, TraktHttp, raise_for_status
+from crosswatchd.providers.trakt.http import NAME, raise_for_status, trakt_client
 from crosswatchd.ratelimit import Limiter
 
 __all__ = ["TraktSearch"]
@@ -86,7 +86,7 @@ class TraktSearch:
         timeout_s: float = 30.0,
         get_retry: GetRetry | None = None,
     ) -> None:
-        self._http = TraktHttp(
+        self._http = trakt_client(
             session=session,
             client_id=client_id,
             api_url=api_url,
