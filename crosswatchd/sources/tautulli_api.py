@@ -21,8 +21,9 @@ from datetime import date
 from typing import Any, Final
 
 import aiohttp
+import orjson
 import structlog
-from pydantic import Field, ValidationError
+from pydantic import Field, InstanceOf, ValidationError
 
 from crosswatchd.errors import SourceUnavailableError
 from crosswatchd.http import Answer, Entries, GetRetry, HttpClient, OptInt, WireModel
@@ -68,9 +69,10 @@ class _Envelope(WireModel):
 
 
 class _History(WireModel):
-    """``get_history``'s ``data``; rows that are not objects are skipped."""
+    """``get_history``'s ``data``; rows that are not objects are skipped, the others are
+    kept as they are (not copied: a page holds thousands)."""
 
-    data: Entries[dict[str, Any]]
+    data: Entries[InstanceOf[dict[str, Any]]]
     records_filtered: OptInt = Field(None, alias="recordsFiltered")
     records_total: OptInt = Field(None, alias="recordsTotal")
 
@@ -195,8 +197,8 @@ class TautulliClient:
         """One attempt of :meth:`_call`; failures with a 5xx status are :class:`_Transient`."""
         answer = await self._http.send("GET", _API_PATH, params={"cmd": cmd, **params}, label=cmd)
         try:
-            wrapper: _Wrapper | None = _Envelope.model_validate_json(answer.body).response
-        except ValidationError:
+            wrapper: _Wrapper | None = _Envelope.model_validate(answer.json()).response
+        except (orjson.JSONDecodeError, ValidationError):
             wrapper = None
         message = self._failure(answer, cmd, wrapper)
         if message is None:
