@@ -95,8 +95,8 @@ class TraktSearch:
             get_retry=get_retry,
         )
 
-    async def _get(self, path: str, params: dict[str, str]) -> list[_Result]:
-        """The results of one search; ``[]`` for a 404 or an empty body.
+    async def _search(self, path: str, params: dict[str, str], kind: str) -> list[SearchHit]:
+        """The hits of *kind* one search finds; ``[]`` for a 404 or an empty body.
 
         Raises what :func:`~.http.raise_for_status` raises for other statuses, and
         :class:`~crosswatchd.errors.PermanentError` for a 2xx body that is not JSON.
@@ -109,7 +109,8 @@ class TraktSearch:
             raise_for_status(answer)
             return _Results.model_validate(search_data(NAME, answer)).root
 
-        return await self._http.retry_get(attempt, path=path)
+        hits = [_hit(r) for r in await self._http.retry_get(attempt, path=path)]
+        return [h for h in hits if h is not None and h.kind == kind]
 
     async def by_id(
         self, id_type: str, value: str, kind: Literal["movie", "show", "episode"]
@@ -120,9 +121,7 @@ class TraktSearch:
         Raises :class:`~crosswatchd.errors.RetryableError` (429, 5xx, timeouts, after the
         in-process retries) or another :class:`~crosswatchd.errors.ProviderError` (refused).
         """
-        results = await self._get(f"/search/{id_type}/{value}", {"type": kind})
-        hits = [_hit(r) for r in results]
-        return [h for h in hits if h is not None and h.kind == kind]
+        return await self._search(f"/search/{id_type}/{value}", {"type": kind}, kind)
 
     async def by_title(
         self, kind: Literal["movie", "show"], title: str, year: int
@@ -130,8 +129,5 @@ class TraktSearch:
         """``GET /search/{kind}?query=…&years=…&fields=title`` ("Search / Text Query").
         Returns the raw hits; exactness is checked by the caller. Raises like :meth:`by_id`.
         """
-        results = await self._get(
-            f"/search/{kind}", {"query": title, "years": str(year), "fields": "title"}
-        )
-        hits = [_hit(r) for r in results]
-        return [h for h in hits if h is not None and h.kind == kind]
+        params = {"query": title, "years": str(year), "fields": "title"}
+        return await self._search(f"/search/{kind}", params, kind)
