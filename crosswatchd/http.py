@@ -11,7 +11,7 @@ build on the pieces here:
   RFC 9110 §10.2.3), also used by :meth:`crosswatchd.ratelimit.Limiter.observe`;
 - :class:`HttpClient`, which sends one request and returns an :class:`Answer` (it never reads
   a status code, the service does), and retries an idempotent GET in-process with
-  :func:`retry_get` per :class:`GetRetry`: a few short jittered waits. POSTs never go through
+  :class:`RetryGet` per :class:`GetRetry`: a few short jittered waits. POSTs never go through
   it: a ``POST /sync/history`` that timed out may have landed, and only a history look-up can
   tell.
 
@@ -54,10 +54,10 @@ __all__ = [
     "LenientList",
     "OptInt",
     "OptStr",
+    "RetryGet",
     "TransportHook",
     "WireModel",
     "parse_retry_after",
-    "retry_get",
     "utc_now",
 ]
 
@@ -135,44 +135,53 @@ def _waits(base_s: float) -> Generator[float, Exception | None, None]:
         step += 1
 
 
-async def retry_get(
-    attempt: Callable[[], Awaitable[T]],
-    *,
-    policy: GetRetry,
-    transient: type[Exception] | tuple[type[Exception], ...],
-    event: str,
-    **context: Any,
-) -> T:
-    """Run *attempt* (one idempotent GET and the reading of its answer), retrying it per
-    *policy* while it raises a *transient* exception.
+class RetryGet:
+    """Runs an idempotent GET (an *attempt*: the request and the reading of its answer) with
+    a few short, jittered in-process retries, per *policy*, of the *transient* exceptions.
 
     Gives up at once, re-raising, on any other exception and on a transient one whose
     ``retry_after_s`` is above ``policy.max_wait_s``; after ``policy.tries`` attempts the
     last failure is re-raised. Each retry is logged as *event* (``"simkl.get.retry"``) with
-    ``tries``, ``wait_s`` and *context*.
+    ``tries``, ``wait_s`` and the call's context. Built once per client (the ``backoff``
+    decorator is not rebuilt per request); safe to share between concurrent requests.
     """
 
-    async def once() -> T:  # backoff needs a coroutine function to await it
+    def __init__(
+        self,
+        *,
+        policy: GetRetry,
+        transient: type[Exception] | tuple[type[Exception], ...],
+        event: str,
+    ) -> None:
+        self._max_wait_s = policy.max_wait_s
+        self._event = event
+        self._run: Callable[..., Awaitable[Any]] = backoff.on_exception(
+            _waits,
+            transient,
+            max_tries=max(1, policy.tries),
+            jitter=None,
+            giveup=self._give_up,
+            on_backoff=self._on_backoff,
+            logger=None,
+            base_s=policy.base_s,
+        )(self._once)
+
+    async def __call__(self, attempt: Callable[[], Awaitable[T]], **context: Any) -> T:
+        """The attempt's result; *context* (e.g. ``path=…``) goes to the retry log lines."""
+        result: T = await self._run(attempt, **context)
+        return result
+
+    @staticmethod
+    async def _once(attempt: Callable[[], Awaitable[T]], **_: Any) -> T:
         return await attempt()
 
-    def give_up(exc: Exception) -> bool:
+    def _give_up(self, exc: Exception) -> bool:
         wait_s = getattr(exc, "retry_after_s", None)
-        return wait_s is not None and wait_s > policy.max_wait_s
+        return wait_s is not None and wait_s > self._max_wait_s
 
-    def on_backoff(details: Mapping[str, Any]) -> None:
-        log.info(event, tries=details["tries"], wait_s=round(details["wait"], 3), **context)
-
-    retrying: Callable[[], Awaitable[T]] = backoff.on_exception(
-        _waits,
-        transient,
-        max_tries=max(1, policy.tries),
-        jitter=None,
-        giveup=give_up,
-        on_backoff=on_backoff,
-        logger=None,
-        base_s=policy.base_s,
-    )(once)
-    return await retrying()
+    def _on_backoff(self, details: Mapping[str, Any]) -> None:
+        context = details.get("kwargs") or {}
+        log.info(self._event, tries=details["tries"], wait_s=round(details["wait"], 3), **context)
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,8 +266,11 @@ class HttpClient:
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._service = service
-        self._get_retry = get_retry or GetRetry()
-        self._retry_on = retry_on
+        self._retry_get = RetryGet(
+            policy=get_retry or GetRetry(),
+            transient=retry_on,
+            event=f"{service}.get.retry",
+        )
         self._session = session
         self._base = base_url.strip().rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -317,15 +329,9 @@ class HttpClient:
         return Answer(method, path, status, resp_headers, body, wait_s)
 
     async def retry_get(self, attempt: Callable[[], Awaitable[T]], **context: Any) -> T:
-        """Run *attempt* (one GET and the reading of its answer) with :func:`retry_get`: the
+        """Run *attempt* (one GET and the reading of its answer) with :class:`RetryGet`: the
         client's policy, retrying its *retry_on* failures; *context* goes to the log lines."""
-        return await retry_get(
-            attempt,
-            policy=self._get_retry,
-            transient=self._retry_on,
-            event=f"{self._service}.get.retry",
-            **context,
-        )
+        return await self._retry_get(attempt, **context)
 
 
 # --------------------------------------------------------------------------------------------

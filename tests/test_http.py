@@ -16,9 +16,9 @@ from crosswatchd.http import (
     Lenient,
     LenientList,
     OptInt,
+    RetryGet,
     WireModel,
     parse_retry_after,
-    retry_get,
 )
 from crosswatchd.ratelimit import Limiter, TokenBucket
 
@@ -95,7 +95,8 @@ class TestRetryGet:
     """A few short jittered retries of transient failures, and no more."""
 
     async def retry(self, attempt: Flaky, policy: GetRetry = FAST) -> str:
-        return await retry_get(attempt, policy=policy, transient=RetryableError, event="t.retry")
+        retry = RetryGet(policy=policy, transient=RetryableError, event="t.retry")
+        return await retry(attempt)
 
     async def test_a_transient_failure_is_retried_until_the_attempt_answers(self) -> None:
         attempt = Flaky(transient(), transient())
@@ -124,7 +125,7 @@ class TestRetryGet:
         started = loop.time()
 
         assert await self.retry(attempt) == "ok"
-        assert loop.time() - started >= 0.05
+        assert loop.time() - started >= 0.04  # the loop may wake within its clock resolution
 
     async def test_other_errors_are_not_retried(self) -> None:
         attempt = Flaky(PermanentError("svc", "HTTP 400"))
