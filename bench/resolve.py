@@ -67,8 +67,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from crosswatchd.models import Ids, Item, MediaKind  # noqa: E402
+from crosswatchd.providers.simkl import SimklSearch  # noqa: E402
+from crosswatchd.providers.trakt import TraktSearch  # noqa: E402
 from crosswatchd.ratelimit import Limiter  # noqa: E402
-from crosswatchd.resolve import IdCache, Resolver, SimklSearch, TraktSearch  # noqa: E402
+from crosswatchd.resolve import IdCache, Resolver  # noqa: E402
 from crosswatchd.sources.plex_server import PlexServer  # noqa: E402
 from crosswatchd.sources.tautulli_api import TautulliClient  # noqa: E402
 from tests.fakes.catalog import Catalog  # noqa: E402

@@ -36,6 +36,7 @@ from crosswatchd import __version__
 from crosswatchd.config import Settings
 from crosswatchd.drain import Drainer, ResolveFn
 from crosswatchd.errors import ConfigError
+from crosswatchd.http import USER_AGENT
 from crosswatchd.logs import configure_logging
 from crosswatchd.models import Item
 from crosswatchd.outbox import Outbox
@@ -211,9 +212,7 @@ class Services:
 async def services(settings: Settings) -> AsyncIterator[Services]:
     """Open the HTTP session, providers, id cache and resolver; close them on exit."""
     timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_s)
-    session = aiohttp.ClientSession(
-        timeout=timeout, headers={"User-Agent": f"crosswatchd/{__version__}"}
-    )
+    session = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": USER_AGENT})
     limiters = limiters_for(settings)
     providers: dict[str, Provider] = {}
     if settings.trakt_enabled():

@@ -5,8 +5,9 @@ its method class (``"get"`` or ``"post"``; PUT and DELETE count as ``"post"``, a
 ``AUTHED_API_POST_LIMIT``). A server's ``Retry-After`` or an exhausted ``X-Ratelimit`` header
 blocks the whole provider until the given time, so one 429 cannot turn into a storm.
 
-Time is injected (``clock`` returns monotonic seconds, ``sleep`` waits) so tests can drive a
-fake clock instead of sleeping.
+Time is injected (``clock`` returns monotonic seconds, ``sleep`` waits, ``now`` is the wall
+clock for ``Retry-After`` dates and ``X-Ratelimit``'s ``until``) so tests can drive a fake clock
+instead of sleeping.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 import orjson
+
+from crosswatchd.http import parse_retry_after, utc_now
 
 __all__ = ["Limiter", "TokenBucket", "method_class"]
 
@@ -90,9 +93,11 @@ class Limiter:
         buckets: Mapping[str, TokenBucket],
         *,
         clock: Clock = time.monotonic,
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._buckets = dict(buckets)
         self._clock = clock
+        self._now = now
 
     @classmethod
     def per_second(
@@ -103,6 +108,7 @@ class Limiter:
         get_capacity: float = 1.0,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        now: Callable[[], datetime] = utc_now,
     ) -> Limiter:
         """A limiter with one POST bucket (capacity 1) and one GET bucket."""
         return cls(
@@ -111,6 +117,7 @@ class Limiter:
                 "get": TokenBucket(get_per_s, get_capacity, clock=clock, sleep=sleep),
             },
             clock=clock,
+            now=now,
         )
 
     async def acquire(self, method: str) -> None:
@@ -127,24 +134,21 @@ class Limiter:
     def observe(self, method: str, status: int, headers: Mapping[str, str]) -> float | None:
         """Learn from a response: returns the wait in seconds it demands, if any.
 
-        ``Retry-After: <seconds>`` (any status) blocks the method's class. Trakt's
+        ``Retry-After`` (any status; seconds or an HTTP-date, see
+        :func:`~crosswatchd.http.parse_retry_after`) blocks the method's class. Trakt's
         ``X-Ratelimit: {"name","period","limit","remaining","until"}`` with ``remaining`` 0
-        blocks it until ``until`` (Trakt API docs, "Rate Limiting").
+        blocks it until ``until`` (Trakt API docs, "Rate Limiting"). A 429 without either
+        blocks it for 1 s.
         """
-        wait: float | None = None
-        retry_after = headers.get("Retry-After")
-        if retry_after:
-            try:
-                wait = max(0.0, float(retry_after))
-            except ValueError:
-                wait = None
+        now = self._now()
+        wait = parse_retry_after(headers.get("Retry-After"), now=now)
         raw = headers.get("X-Ratelimit")
         if raw:
             try:
                 info = orjson.loads(raw)
                 if int(info.get("remaining", 1)) <= 0 and info.get("until"):
                     until = datetime.fromisoformat(str(info["until"]).replace("Z", "+00:00"))
-                    ahead = (until - datetime.now(UTC)).total_seconds()
+                    ahead = (until - now).total_seconds()
                     wait = max(wait or 0.0, min(ahead, 3600.0))
             except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError):
                 pass

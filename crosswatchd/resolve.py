@@ -59,15 +59,15 @@ import aiosqlite
 import orjson
 import structlog
 
-from crosswatchd import __version__
 from crosswatchd.errors import (
-    PermanentError,
     ProviderError,
     RetryableError,
     SourceUnavailableError,
     UnresolvedError,
 )
 from crosswatchd.models import Ids, Item, MediaKind
+from crosswatchd.providers.simkl import SimklSearch
+from crosswatchd.providers.trakt import TraktSearch
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.sources.guids import ParsedGuid, guid_base, ids_from_guid_list, parse_guid
 from crosswatchd.sources.plex_server import PlexMetadata, PlexServer
@@ -84,9 +84,6 @@ __all__ = [
     "MetadataSource",
     "Resolution",
     "Resolver",
-    "SearchHit",
-    "SimklSearch",
-    "TraktSearch",
     "build_resolver",
 ]
 
@@ -96,7 +93,6 @@ log = structlog.get_logger(__name__)
 #: :attr:`UnresolvedError.step`.
 STEPS: Final = ("payload", "cache", "plex", "tautulli", "trakt", "simkl", "title")
 
-_USER_AGENT: Final = f"crosswatchd/{__version__}"
 #: Show ids that satisfy the episode goal (anidb alone does not: Trakt cannot use it).
 _STRONG: Final = ("imdb", "tmdb", "tvdb", "trakt", "simkl")
 #: GUID agents of personal media and extras: never an external id, never searched by title.
@@ -108,7 +104,6 @@ _ID_ORDER: Final = {
     "episode": ("tvdb", "imdb", "tmdb"),
 }
 _SIMKL_ID_ORDER: Final = ("imdb", "tmdb", "tvdb", "anidb")
-_SIMKL_SHOW_TYPES: Final = frozenset({"tv", "show", "anime"})
 _ID_FIELDS: Final = ("imdb", "tmdb", "tvdb", "trakt", "simkl", "anidb")
 
 Clock = Callable[[], float]
@@ -340,28 +335,6 @@ class IdCache:
         return cur.rowcount
 
 
-# --------------------------------------------------------------------------------------------
-# Search clients (Trakt, SIMKL)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SearchHit:
-    """One search result.
-
-    ``kind`` is ``"movie"``, ``"show"`` or ``"episode"``; ``ids`` the hit's own ids; for an
-    episode ``show_ids`` are its show's and ``season``/``number`` its position.
-    """
-
-    kind: str
-    title: str = ""
-    year: int | None = None
-    ids: Ids = field(default_factory=Ids)
-    show_ids: Ids = field(default_factory=Ids)
-    season: int | None = None
-    number: int | None = None
-
-
 def _int_or_none(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
@@ -370,226 +343,6 @@ def _int_or_none(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value)
     return None
-
-
-def _retry_after(headers: Any) -> float | None:
-    raw = headers.get("Retry-After")
-    try:
-        return max(0.0, float(raw)) if raw else None
-    except ValueError:
-        return None
-
-
-async def _get_json(
-    *,
-    provider: str,
-    session: aiohttp.ClientSession,
-    limiter: Limiter,
-    url: str,
-    params: dict[str, str],
-    headers: dict[str, str],
-    client_timeout: aiohttp.ClientTimeout,
-) -> Any:
-    """One rate-limited GET; returns the decoded JSON (``None`` for 404 or a JSON null).
-
-    Raises RetryableError (429, 5xx, timeout, connection error) or PermanentError (other 4xx,
-    a body that is not JSON).
-    """
-    await limiter.acquire("GET")
-    try:
-        async with session.get(url, params=params, headers=headers, timeout=client_timeout) as resp:
-            status = resp.status
-            resp_headers = resp.headers
-            body = await resp.read()
-    except TimeoutError:
-        raise RetryableError(provider, "search: no answer within the timeout") from None
-    except aiohttp.ClientError as exc:
-        raise RetryableError(provider, f"search: unreachable ({type(exc).__name__})") from None
-    waited = limiter.observe("GET", status, resp_headers)
-    if status == 404:
-        return None
-    if status == 429 or status >= 500:
-        retry = _retry_after(resp_headers) if status == 429 else None
-        raise RetryableError(provider, f"search: HTTP {status}", retry or waited)
-    if status >= 400:
-        raise PermanentError(provider, f"search refused with HTTP {status}")
-    if not body.strip():
-        return None
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise PermanentError(
-            provider, f"search: HTTP {status} with a body that is not JSON"
-        ) from None
-
-
-class _SearchClient:
-    """What the search clients share: session, rate limiter, base URL, timeout."""
-
-    _headers: dict[str, str]
-
-    def __init__(
-        self, *, session: aiohttp.ClientSession, limiter: Limiter, api_url: str, timeout_s: float
-    ) -> None:
-        self._session = session
-        self._limiter = limiter
-        self._base = api_url.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-
-
-class TraktSearch(_SearchClient):
-    """Trakt id lookups and title searches (no OAuth needed).
-
-    Headers: ``trakt-api-key: <client_id>``, ``trakt-api-version: 2``, ``User-Agent``,
-    ``Content-Type: application/json`` (Trakt API, "Required Headers"). Every request first
-    awaits ``limiter.acquire("GET")`` and reports its response to ``limiter.observe``.
-    """
-
-    def __init__(
-        self,
-        *,
-        session: aiohttp.ClientSession,
-        limiter: Limiter,
-        client_id: str,
-        api_url: str,
-        timeout_s: float = 30.0,
-    ) -> None:
-        super().__init__(session=session, limiter=limiter, api_url=api_url, timeout_s=timeout_s)
-        self._headers = {
-            "trakt-api-key": client_id,
-            "trakt-api-version": "2",
-            "User-Agent": _USER_AGENT,
-            "Content-Type": "application/json",
-        }
-
-    async def _get(self, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
-        data = await _get_json(
-            provider="trakt",
-            session=self._session,
-            limiter=self._limiter,
-            url=self._base + path,
-            params=params,
-            headers=self._headers,
-            client_timeout=self._timeout,
-        )
-        return [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
-
-    @staticmethod
-    def _hit(entry: dict[str, Any]) -> SearchHit | None:
-        kind = entry.get("type")
-        obj = entry.get(kind) if isinstance(kind, str) else None
-        if kind not in ("movie", "show", "episode") or not isinstance(obj, dict):
-            return None
-        ids = Ids.from_dict(obj.get("ids") if isinstance(obj.get("ids"), dict) else None)
-        if kind != "episode":
-            return SearchHit(
-                kind=kind,
-                title=str(obj.get("title") or ""),
-                year=_int_or_none(obj.get("year")),
-                ids=ids,
-            )
-        show = entry.get("show")
-        show_raw = show.get("ids") if isinstance(show, dict) else None
-        return SearchHit(
-            kind="episode",
-            title=str(obj.get("title") or ""),
-            ids=ids,
-            show_ids=Ids.from_dict(show_raw if isinstance(show_raw, dict) else None),
-            season=_int_or_none(obj.get("season")),
-            number=_int_or_none(obj.get("number")),
-        )
-
-    async def by_id(self, id_type: str, value: str, kind: SearchKind) -> list[SearchHit]:
-        """``GET /search/{id_type}/{value}?type={kind}``: hits of that kind (Trakt API,
-        "Search / ID Lookup"; an episode hit carries its show). ``[]`` when nothing matches.
-
-        Raises RetryableError / PermanentError (provider ``"trakt"``).
-        """
-        entries = await self._get(f"/search/{id_type}/{value}", {"type": kind})
-        hits = [self._hit(e) for e in entries]
-        return [h for h in hits if h is not None and h.kind == kind]
-
-    async def by_title(
-        self, kind: Literal["movie", "show"], title: str, year: int
-    ) -> list[SearchHit]:
-        """``GET /search/{kind}?query=…&years=…&fields=title`` (Trakt API, "Search / Text
-        Query"). Returns the raw hits; exactness is checked by the caller.
-        """
-        entries = await self._get(
-            f"/search/{kind}", {"query": title, "years": str(year), "fields": "title"}
-        )
-        hits = [self._hit(e) for e in entries]
-        return [h for h in hits if h is not None and h.kind == kind]
-
-
-class SimklSearch(_SearchClient):
-    """SIMKL ``GET /search/id`` lookups (no token needed).
-
-    Sends ``client_id``, ``app-name`` and ``app-version`` as query parameters and
-    ``simkl-api-key`` and ``User-Agent`` headers (api.simkl.org, "Headers"). A JSON ``null``
-    answer means nothing was found. Rate-limited like :class:`TraktSearch`.
-    """
-
-    def __init__(
-        self,
-        *,
-        session: aiohttp.ClientSession,
-        limiter: Limiter,
-        client_id: str,
-        api_url: str,
-        timeout_s: float = 30.0,
-    ) -> None:
-        super().__init__(session=session, limiter=limiter, api_url=api_url, timeout_s=timeout_s)
-        self._client_id = client_id
-        self._headers = {"simkl-api-key": client_id, "User-Agent": _USER_AGENT}
-
-    async def by_id(
-        self, id_type: str, value: str, kind: Literal["movie", "show"]
-    ) -> list[SearchHit]:
-        """``GET /search/id?{id_type}={value}&type={kind}`` (SIMKL API, "Search / ID Lookup");
-        hits of that kind (SIMKL types shows ``tv`` or ``anime``). ``[]`` for ``null``.
-
-        Raises RetryableError / PermanentError (provider ``"simkl"``).
-        """
-        params = {
-            id_type: value,
-            "type": kind,
-            "client_id": self._client_id,
-            "app-name": "crosswatchd",
-            "app-version": __version__,
-        }
-        data = await _get_json(
-            provider="simkl",
-            session=self._session,
-            limiter=self._limiter,
-            url=self._base + "/search/id",
-            params=params,
-            headers=self._headers,
-            client_timeout=self._timeout,
-        )
-        if isinstance(data, dict):
-            data = [data]
-        if not isinstance(data, list):
-            return []
-        hits: list[SearchHit] = []
-        for entry in data:
-            if not isinstance(entry, dict):
-                continue
-            etype = str(entry.get("type") or "")
-            if (kind == "movie") != (etype == "movie") or (
-                kind == "show" and etype not in _SIMKL_SHOW_TYPES
-            ):
-                continue
-            raw_ids = entry.get("ids") if isinstance(entry.get("ids"), dict) else None
-            hits.append(
-                SearchHit(
-                    kind=kind,
-                    title=str(entry.get("title") or ""),
-                    year=_int_or_none(entry.get("year")),
-                    ids=Ids.from_dict(raw_ids),
-                )
-            )
-        return hits
 
 
 class MetadataSource(Protocol):

@@ -106,8 +106,3 @@ class TokenStore:
         with contextlib.suppress(FileNotFoundError):
             os.replace(self.path, self.path.with_name(self.path.name + ".revoked"))
         self._seen = self._cached = None
-
-    def clear(self) -> None:
-        """Forget the token (e.g. after the refresh token was revoked)."""
-        self.path.unlink(missing_ok=True)
-        self._seen = self._cached = None

@@ -18,6 +18,7 @@ import pytest
 
 from crosswatchd.config import DeliverySettings
 from crosswatchd.drain import Drainer
+from crosswatchd.http import GetRetry
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
 from crosswatchd.outbox import Outbox
 from crosswatchd.providers.base import Play
@@ -166,7 +167,7 @@ def make_trakt(
         client_secret=SECRET,
         api_url=fake.url,
         timeout_s=timeout_s,
-        get_backoff_s=0.001,
+        get_retry=GetRetry(base_s=0.001),
     )
 
 
@@ -189,6 +190,7 @@ def simkl(
         client_id=CID,
         api_url=fake_simkl.url,
         timeout_s=2.0,
+        get_retry=GetRetry(base_s=0.001),
     )
 
 

@@ -19,16 +19,12 @@ import structlog
 
 from crosswatchd.config import Settings
 from crosswatchd.errors import RetryableError, SourceUnavailableError, UnresolvedError
+from crosswatchd.http import GetRetry
 from crosswatchd.models import Ids, Item, MediaKind, PlayEvent
+from crosswatchd.providers.simkl import SimklSearch
+from crosswatchd.providers.trakt import TraktSearch
 from crosswatchd.ratelimit import Limiter, TokenBucket
-from crosswatchd.resolve import (
-    _PLEX_GUID,
-    IdCache,
-    Resolver,
-    SimklSearch,
-    TraktSearch,
-    build_resolver,
-)
+from crosswatchd.resolve import _PLEX_GUID, IdCache, Resolver, build_resolver
 from crosswatchd.sources.guids import parse_guid
 from crosswatchd.sources.plex import parse_plex_payload, plex_event
 from crosswatchd.sources.plex_server import PlexServer
@@ -66,6 +62,10 @@ def episode(**kw: Any) -> Item:
 
 def fast_limiter() -> Limiter:
     return Limiter.per_second(post_per_s=100, get_per_s=1000, get_capacity=1000)
+
+
+#: In-process GET retries without noticeable waits.
+FAST_RETRY = GetRetry(tries=3, base_s=0.001)
 
 
 @pytest.fixture
@@ -128,17 +128,29 @@ def make(cache: IdCache, session: aiohttp.ClientSession) -> Callable[..., Resolv
     ) -> Resolver:
         return Resolver(
             cache=id_cache or cache,
-            plex=PlexServer(session=session, url=plex.url, token=PLEX_TOKEN) if plex else None,
-            tautulli=TautulliClient(session=session, url=tautulli.url, api_key="key")
+            plex=PlexServer(session=session, url=plex.url, token=PLEX_TOKEN, get_retry=FAST_RETRY)
+            if plex
+            else None,
+            tautulli=TautulliClient(
+                session=session, url=tautulli.url, api_key="key", get_retry=FAST_RETRY
+            )
             if tautulli
             else None,
             trakt_search=TraktSearch(
-                session=session, limiter=fast_limiter(), client_id="trakt-cid", api_url=trakt.url
+                session=session,
+                limiter=fast_limiter(),
+                client_id="trakt-cid",
+                api_url=trakt.url,
+                get_retry=FAST_RETRY,
             )
             if trakt
             else None,
             simkl_search=SimklSearch(
-                session=session, limiter=fast_limiter(), client_id="simkl-cid", api_url=simkl.url
+                session=session,
+                limiter=fast_limiter(),
+                client_id="simkl-cid",
+                api_url=simkl.url,
+                get_retry=FAST_RETRY,
             )
             if simkl
             else None,
@@ -601,7 +613,7 @@ class TestPlex:
         self, make: Callable[..., Resolver], plex: FakePlexServer
     ) -> None:
         resolver = make(plex=plex)
-        plex.fail_next(503)
+        plex.fail_next(503, FAST_RETRY.tries)
 
         with pytest.raises(RetryableError) as err:
             await resolver.resolve(movie(rating_key="100"))
@@ -609,6 +621,27 @@ class TestPlex:
 
         assert err.value.provider == "plex"
         assert result.item.ids.imdb == "tt0072684"
+
+    async def test_one_plex_server_error_is_retried_in_process(
+        self, session: aiohttp.ClientSession, plex: FakePlexServer
+    ) -> None:
+        """A single 503 costs a second request, not a failed step."""
+        client = PlexServer(session=session, url=plex.url, token=PLEX_TOKEN, get_retry=FAST_RETRY)
+        plex.fail_next(503)
+
+        meta = await client.metadata("100")
+
+        assert meta is not None and meta.ids.imdb == "tt0072684"
+        assert len(plex.requests) == 2
+
+    async def test_refused_plex_token_is_not_retried(
+        self, session: aiohttp.ClientSession, plex: FakePlexServer
+    ) -> None:
+        client = PlexServer(session=session, url=plex.url, token="wrong", get_retry=FAST_RETRY)
+
+        with pytest.raises(SourceUnavailableError):
+            await client.metadata("100")
+        assert len(plex.requests) == 1
 
     async def test_bad_plex_token_is_reported_without_the_token(
         self, session: aiohttp.ClientSession, plex: FakePlexServer
@@ -909,7 +942,7 @@ class TestTautulli:
 
     async def test_tautulli_down_is_retryable(self, make: Callable[..., Resolver]) -> None:
         async with FakeTautulli() as fake:
-            fake.fail_next(500)
+            fake.fail_next(500, FAST_RETRY.tries)
             with pytest.raises(RetryableError) as err:
                 await make(tautulli=fake).resolve(movie(rating_key="42"))
 
@@ -1006,6 +1039,28 @@ class TestSearch:
             await make(trakt=trakt).resolve(episode(ids=Ids(tvdb="8031280")))
 
         assert (err.value.provider, err.value.retry_after_s) == ("trakt", 7.0)
+
+    async def test_one_trakt_search_failure_is_retried_in_process(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt
+    ) -> None:
+        trakt.fail_next(502, path="/search/")
+
+        result = await make(trakt=trakt).resolve(episode(ids=Ids(tvdb="8031280")))
+
+        assert result.step == "trakt"
+        assert len(search_requests(trakt)) == 2
+
+    async def test_one_simkl_search_failure_is_retried_in_process(
+        self, make: Callable[..., Resolver], simkl: FakeSimkl
+    ) -> None:
+        """The 503 is ridden out: the answer (nothing found) is the item as it was."""
+        simkl.fail_next(503, path="/search/id")
+        item = movie(ids=Ids(tvdb="1876"))
+
+        result = await make(simkl=simkl).resolve(item)
+
+        assert result.item == item
+        assert [r["status"] for r in simkl.requests] == [503, 200]
 
     async def test_search_waits_for_the_rate_limiter(
         self, session: aiohttp.ClientSession, trakt: FakeTrakt

@@ -13,6 +13,7 @@ import pytest
 
 from crosswatchd import __version__
 from crosswatchd.errors import AuthError, PermanentError, RetryableError
+from crosswatchd.http import GetRetry
 from crosswatchd.models import Action, Ids, Item, MediaKind, format_utc
 from crosswatchd.providers.base import LiveOutcome, Play, PlayOutcome
 from crosswatchd.providers.simkl import MAX_BATCH, SimklProvider
@@ -60,6 +61,10 @@ def fast_limiter() -> Limiter:
     return Limiter.per_second(post_per_s=1000, get_per_s=1000, get_capacity=1000)
 
 
+#: In-process GET retries without noticeable waits.
+FAST_RETRY = GetRetry(tries=3, base_s=0.001)
+
+
 def make_provider(
     session: aiohttp.ClientSession,
     fake: FakeSimkl,
@@ -76,6 +81,7 @@ def make_provider(
         client_id=client_id,
         api_url=fake.url,
         timeout_s=timeout_s,
+        get_retry=FAST_RETRY,
     )
 
 
@@ -374,7 +380,7 @@ class TestErrors:
         self, provider: SimklProvider, fake: FakeSimkl, tokens: TokenStore
     ) -> None:
         """Without a token file nothing is sent and the provider says it is not authorized."""
-        tokens.clear()
+        tokens.path.unlink()
 
         assert provider.is_authorized() is False
         with pytest.raises(AuthError, match="crosswatchd auth simkl"):
@@ -509,6 +515,30 @@ class TestFindInHistory:
         )
 
         assert await provider.find_in_history([Play(9, other, WATCHED)]) == set()
+
+    async def test_transient_get_failure_is_retried_in_process(
+        self, provider: SimklProvider, fake: FakeSimkl
+    ) -> None:
+        """A 503 on an all-items GET is retried with a short backoff and the look-up still
+        answers."""
+        await provider.add_history([Play(1, BIG_TROUBLE, WATCHED)])
+        fake.fail_next(503, path="/sync/all-items")
+
+        assert await provider.find_in_history([Play(1, BIG_TROUBLE, WATCHED)]) == {1}
+        statuses = [r["status"] for r in fake.requests if r["path"] == "/sync/all-items/movies"]
+        assert statuses == [503, 200]
+
+    async def test_long_server_wait_is_left_to_the_outbox(
+        self, provider: SimklProvider, fake: FakeSimkl
+    ) -> None:
+        """A 503 asking for a minute's wait is not retried in-process: RetryableError with
+        that wait after one request."""
+        fake.fail_next(503, headers={"Retry-After": "60"}, path="/sync/all-items")
+
+        with pytest.raises(RetryableError) as caught:
+            await provider.find_in_history([Play(1, BIG_TROUBLE, WATCHED)])
+        assert caught.value.retry_after_s == 60.0
+        assert len(fake.requests) == 1
 
     async def test_null_all_items_means_nothing_found(
         self, provider: SimklProvider, fake: FakeSimkl

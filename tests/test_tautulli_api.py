@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from crosswatchd.errors import SourceUnavailableError
+from crosswatchd.http import GetRetry
 from crosswatchd.sources.tautulli_api import TautulliClient
 from tests.fakes.tautulli import FakeTautulli, history_row
 
@@ -40,10 +41,16 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
+#: In-process GET retries without noticeable waits.
+FAST_RETRY = GetRetry(tries=3, base_s=0.001)
+
+
 def _client(
-    session: aiohttp.ClientSession, url: str, key: str = KEY, **kw: float
+    session: aiohttp.ClientSession, url: str, key: str = KEY, timeout_s: float = 30.0
 ) -> TautulliClient:
-    return TautulliClient(session=session, url=url, api_key=key, **kw)
+    return TautulliClient(
+        session=session, url=url, api_key=key, timeout_s=timeout_s, get_retry=FAST_RETRY
+    )
 
 
 class TestSuccess:
@@ -137,10 +144,28 @@ class TestErrors:
     async def test_http_error_names_the_status(
         self, fake: FakeTautulli, session: aiohttp.ClientSession
     ) -> None:
-        fake.fail_next(502)
+        fake.fail_next(502, FAST_RETRY.tries)
         with pytest.raises(SourceUnavailableError) as info:
             await _client(session, fake.url).get_metadata("101")
         assert "HTTP 502" in _one_line_without_key(info.value, KEY)
+
+    async def test_one_server_error_is_retried_in_process(
+        self, fake: FakeTautulli, session: aiohttp.ClientSession
+    ) -> None:
+        """A single 502 costs a second request, not a failed command."""
+        fake.fail_next(502)
+
+        meta = await _client(session, fake.url).get_metadata("101")
+
+        assert meta == {"rating_key": "101", "guids": ["imdb://tt0072684"]}
+        assert len(fake.requests) == 2
+
+    async def test_wrong_api_key_is_not_retried(
+        self, fake: FakeTautulli, session: aiohttp.ClientSession
+    ) -> None:
+        with pytest.raises(SourceUnavailableError):
+            await _client(session, fake.url, key="f" * 32).get_users()
+        assert len(fake.requests) == 1
 
     async def test_api_error_message_is_passed_on(
         self, fake: FakeTautulli, session: aiohttp.ClientSession

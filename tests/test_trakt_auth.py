@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from crosswatchd.errors import AuthError
+from crosswatchd.http import GetRetry
 from crosswatchd.models import Ids, Item, MediaKind
 from crosswatchd.providers.base import Play, PlayOutcome
 from crosswatchd.providers.trakt import TraktProvider, device_auth
@@ -57,7 +58,7 @@ def make_provider(
         client_id=CID,
         client_secret=SECRET,
         api_url=fake.url,
-        get_backoff_s=0.01,
+        get_retry=GetRetry(base_s=0.01),
     )
 
 

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from crosswatchd.errors import AuthError, PermanentError, RetryableError
+from crosswatchd.http import GetRetry
 from crosswatchd.models import Action, Ids, Item, MediaKind, format_utc
 from crosswatchd.providers.base import LiveOutcome, Play, PlayOutcome
 from crosswatchd.providers.trakt import TraktProvider
@@ -105,7 +106,7 @@ def make_provider(
         client_id=CID,
         client_secret=SECRET,
         api_url=api_url or fake.url,
-        get_backoff_s=0.01,
+        get_retry=GetRetry(base_s=0.01),
         **kwargs,
     )
 

@@ -1,23 +1,38 @@
-"""The interface every delivery target (Trakt, SIMKL) implements for the drainer.
+"""The interface every delivery target (Trakt, SIMKL) implements for the drainer, and the
+shapes its parts share.
 
 A provider owns its HTTP client details: headers, auth tokens, rate limiting, and the
 translation of HTTP statuses into :mod:`crosswatchd.errors`. The drainer only sees these
-methods and those exceptions.
+methods and those exceptions. :class:`SearchHit` is what either provider's id search (used
+by the resolver) returns; :class:`AddedCounts` and :func:`search_data` read answers both
+providers shape alike.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+import orjson
 import structlog
 
-from crosswatchd.models import Action, Item
+from crosswatchd.errors import PermanentError
+from crosswatchd.http import Answer, OptInt, WireModel
+from crosswatchd.models import Action, Ids, Item
 
-__all__ = ["LiveOutcome", "Play", "PlayOutcome", "Provider", "split_sendable"]
+__all__ = [
+    "AddedCounts",
+    "LiveOutcome",
+    "Play",
+    "PlayOutcome",
+    "Provider",
+    "SearchHit",
+    "search_data",
+    "split_sendable",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +48,48 @@ class Play:
     item: Item
     watched_at: datetime
     sent_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One search result.
+
+    ``kind`` is ``"movie"``, ``"show"`` or ``"episode"``; ``ids`` the hit's own ids; for an
+    episode ``show_ids`` are its show's and ``season``/``number`` its position.
+    """
+
+    kind: str
+    title: str = ""
+    year: int | None = None
+    ids: Ids = field(default_factory=Ids)
+    show_ids: Ids = field(default_factory=Ids)
+    season: int | None = None
+    number: int | None = None
+
+
+class AddedCounts(WireModel):
+    """``added`` of a ``POST /sync/history`` reply, on Trakt and SIMKL alike: how many
+    movie and episode plays were recorded (Trakt "Sync / Add to History", SIMKL Apiary "Add
+    Items to the history"). A count that is missing or not a number is ``None``."""
+
+    movies: OptInt = None
+    episodes: OptInt = None
+
+
+def search_data(provider: str, answer: Answer) -> Any:
+    """The decoded body of a 2xx search answer, ``None`` when it is empty.
+
+    A body that is not JSON is :class:`~crosswatchd.errors.PermanentError`: the search step
+    fails for this item rather than the delivery waiting on a proxy page.
+    """
+    if not answer.body.strip():
+        return None
+    try:
+        return answer.json()
+    except orjson.JSONDecodeError:
+        raise PermanentError(
+            provider, f"search: HTTP {answer.status} with a body that is not JSON"
+        ) from None
 
 
 class PlayOutcome(enum.StrEnum):

@@ -8,22 +8,28 @@ items list their external ids in ``Guid: [{"id": "imdb://tt…"}, …]`` (only w
 "Observations useful for a parser"). For an episode ``Guid[]`` holds the **episode's** ids; the
 show's ids need a second call for ``grandparentRatingKey``.
 
-Errors: a connection error, a timeout or a 5xx is :class:`~crosswatchd.errors.RetryableError`
-(provider ``"plex"``); 401/403 (bad ``plex.token``), another 4xx or a body that is not the
-expected JSON is :class:`~crosswatchd.errors.SourceUnavailableError`. The token never appears in
-a message or a log line.
+This module is the Plex server's one HTTP layer, built on :mod:`crosswatchd.http`: headers,
+status → error translation and in-process retries of the GET. A connection error, a timeout or
+a 5xx is retried a few times with short jittered waits (none when the server asks for a longer
+wait than :class:`~crosswatchd.http.GetRetry` allows), then is
+:class:`~crosswatchd.errors.RetryableError` (provider ``"plex"``); 401/403 (bad ``plex.token``),
+another 4xx or a body that is not the expected JSON is
+:class:`~crosswatchd.errors.SourceUnavailableError`. The token never appears in a message or a
+log line.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import aiohttp
 import orjson
 import structlog
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
 
 from crosswatchd.errors import RetryableError, SourceUnavailableError
+from crosswatchd.http import GetRetry, HttpClient, Lenient, LenientList, OptInt, WireModel
 from crosswatchd.models import Ids
 from crosswatchd.sources.guids import ids_from_guid_list, parse_guid
 
@@ -34,21 +40,48 @@ log = structlog.get_logger(__name__)
 _PROVIDER: Final = "plex"
 
 
-def _opt_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
-
-
-def _opt_str(value: Any) -> str | None:
+def _text(value: Any) -> Any:
+    """Names and keys as text: numbers become strings, blanks and booleans ``None``."""
     if value is None or isinstance(value, bool):
         return None
-    text = str(value).strip()
-    return text or None
+    if isinstance(value, int | float | str):
+        return str(value).strip() or None
+    return value
+
+
+_Text = Lenient[Annotated[str, BeforeValidator(_text)]]
+
+
+class _Guid(WireModel):
+    id: _Text = None
+
+
+class _Item(WireModel):
+    """One ``MediaContainer.Metadata[]`` entry (reference/plex/README.md)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    rating_key: _Text = Field(None, alias="ratingKey")
+    type: _Text = None
+    title: _Text = None
+    year: OptInt = None
+    guid: _Text = None
+    guids: LenientList[_Guid] = Field([], alias="Guid")
+    parent_index: OptInt = Field(None, alias="parentIndex")
+    index: OptInt = None
+    grandparent_rating_key: _Text = Field(None, alias="grandparentRatingKey")
+    grandparent_title: _Text = Field(None, alias="grandparentTitle")
+    subtype: _Text = None
+
+
+class _Container(WireModel):
+    #: Every entry keeps its place (one that is not an object reads as ``None``): the first
+    #: entry is the item.
+    metadata: LenientList[Lenient[_Item]] = Field([], alias="Metadata")
+
+
+class _Answer(WireModel):
+    media_container: Lenient[_Container] = Field(None, alias="MediaContainer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,53 +111,47 @@ class PlexMetadata:
     grandparent_title: str | None = None
     subtype: str | None = None
 
-    @classmethod
-    def from_json(cls, rating_key: str, meta: dict[str, Any]) -> PlexMetadata:
-        """Build from one ``MediaContainer.Metadata[]`` entry (lenient about types)."""
-        raw_guids = meta.get("Guid")
-        entries = (
-            [e.get("id") for e in raw_guids if isinstance(e, dict)]
-            if isinstance(raw_guids, list)
-            else []
-        )
-        ids = ids_from_guid_list(e for e in entries if isinstance(e, str))
-        guid = _opt_str(meta.get("guid"))
-        show_ids = Ids()
-        g_season: int | None = None
-        g_number: int | None = None
-        if guid:
-            parsed = parse_guid(guid)
-            if parsed.scope == "item":
-                ids = ids.merged(parsed.ids)
-            elif parsed.scope == "show":
-                show_ids = parsed.ids
-                g_season, g_number = parsed.season, parsed.number
-        kind = (_opt_str(meta.get("type")) or "").lower()
-        episode = kind == "episode"
-        return cls(
-            rating_key=_opt_str(meta.get("ratingKey")) or rating_key,
-            kind=kind,
-            title=_opt_str(meta.get("title")) or "",
-            year=_opt_int(meta.get("year")),
-            guid=guid,
-            ids=ids,
-            guid_show_ids=show_ids,
-            guid_season=g_season,
-            guid_number=g_number,
-            season=_opt_int(meta.get("parentIndex")) if episode else None,
-            number=_opt_int(meta.get("index")) if episode else None,
-            grandparent_rating_key=_opt_str(meta.get("grandparentRatingKey")),
-            grandparent_title=_opt_str(meta.get("grandparentTitle")),
-            subtype=_opt_str(meta.get("subtype")),
-        )
+
+def _to_metadata(rating_key: str, item: _Item) -> PlexMetadata:
+    """The :class:`PlexMetadata` of one parsed ``Metadata[]`` entry."""
+    ids = ids_from_guid_list(g.id for g in item.guids if g.id is not None)
+    show_ids = Ids()
+    g_season: int | None = None
+    g_number: int | None = None
+    if item.guid:
+        parsed = parse_guid(item.guid)
+        if parsed.scope == "item":
+            ids = ids.merged(parsed.ids)
+        elif parsed.scope == "show":
+            show_ids = parsed.ids
+            g_season, g_number = parsed.season, parsed.number
+    kind = (item.type or "").lower()
+    episode = kind == "episode"
+    return PlexMetadata(
+        rating_key=item.rating_key or rating_key,
+        kind=kind,
+        title=item.title or "",
+        year=item.year,
+        guid=item.guid,
+        ids=ids,
+        guid_show_ids=show_ids,
+        guid_season=g_season,
+        guid_number=g_number,
+        season=item.parent_index if episode else None,
+        number=item.index if episode else None,
+        grandparent_rating_key=item.grandparent_rating_key,
+        grandparent_title=item.grandparent_title,
+        subtype=item.subtype,
+    )
 
 
 class PlexServer:
     """Metadata lookups on one Plex Media Server.
 
     ``url`` is the server's base URL (``http://127.0.0.1:32400``), ``token`` an ``X-Plex-Token``
-    with access to its libraries, ``timeout_s`` the total time per request. The session is
-    injected and not closed here. No rate limiter: the server is the user's own.
+    with access to its libraries, ``timeout_s`` the total time per request, ``get_retry`` the
+    in-process retry policy. The session is injected and not closed here. No rate limiter:
+    the server is the user's own.
     """
 
     def __init__(
@@ -134,16 +161,18 @@ class PlexServer:
         url: str,
         token: str,
         timeout_s: float = 30.0,
+        get_retry: GetRetry | None = None,
     ) -> None:
-        self._session = session
-        self._base = url.strip().rstrip("/")
-        self._token = token
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-
-    @property
-    def base_url(self) -> str:
-        """The configured base URL (never contains the token)."""
-        return self._base
+        self._where = f"plex at {url.strip().rstrip('/')}"
+        self._http = HttpClient(
+            service=_PROVIDER,
+            session=session,
+            base_url=url,
+            timeout_s=timeout_s,
+            on_transport_error=self._transport_error,
+            headers={"Accept": "application/json", "X-Plex-Token": token},
+            get_retry=get_retry,
+        )
 
     async def metadata(self, rating_key: str) -> PlexMetadata | None:
         """The item with *rating_key*, or ``None`` when the server does not have it (404).
@@ -152,27 +181,21 @@ class PlexServer:
         and ``X-Plex-Token``; reads ``MediaContainer.Metadata[0]``.
 
         Raises :class:`RetryableError` (provider ``"plex"``) on a connection error, timeout or
-        5xx, and :class:`SourceUnavailableError` on 401/403, another 4xx or a non-JSON body.
+        5xx that persists through the in-process retries, and
+        :class:`SourceUnavailableError` on 401/403, another 4xx or a non-JSON body.
         """
-        where = f"plex at {self._base}"
         rk = str(rating_key).strip()
         if not rk.isdigit():
             # Plex ratingKeys are decimal; anything else would only produce a 404 or worse.
             return None
-        url = f"{self._base}/library/metadata/{rk}"
-        headers = {"Accept": "application/json", "X-Plex-Token": self._token}
-        try:
-            async with self._session.get(
-                url, params={"includeGuids": "1"}, headers=headers, timeout=self._timeout
-            ) as resp:
-                status = resp.status
-                body = await resp.read()
-        except TimeoutError:
-            raise RetryableError(_PROVIDER, f"{where}: no answer within the timeout") from None
-        except aiohttp.ClientError as exc:
-            raise RetryableError(
-                _PROVIDER, f"{where} is unreachable ({type(exc).__name__})"
-            ) from None
+        path = f"/library/metadata/{rk}"
+        return await self._http.retry_get(lambda: self._lookup(rk, path), rating_key=rk)
+
+    async def _lookup(self, rk: str, path: str) -> PlexMetadata | None:
+        """One attempt of :meth:`metadata`."""
+        where = self._where
+        answer = await self._http.send("GET", path, params={"includeGuids": "1"})
+        status = answer.status
         if status == 404:
             return None
         if status in (401, 403):
@@ -180,19 +203,26 @@ class PlexServer:
                 f"{where} refused the token (HTTP {status}); check plex.token"
             )
         if status >= 500:
-            raise RetryableError(_PROVIDER, f"{where}: HTTP {status}")
+            raise RetryableError(_PROVIDER, f"{where}: HTTP {status}", answer.retry_after_s)
         if status >= 400:
             raise SourceUnavailableError(f"{where}: metadata lookup failed with HTTP {status}")
         try:
-            data = orjson.loads(body)
+            data = answer.json()
         except orjson.JSONDecodeError:
             raise SourceUnavailableError(f"{where}: answer is not JSON") from None
-        container = data.get("MediaContainer") if isinstance(data, dict) else None
-        entries = container.get("Metadata") if isinstance(container, dict) else None
-        if not isinstance(container, dict):
+        try:
+            container = _Answer.model_validate(data).media_container
+        except ValidationError:
+            container = None
+        if container is None:
             raise SourceUnavailableError(f"{where}: answer has no MediaContainer")
-        if not isinstance(entries, list) or not entries or not isinstance(entries[0], dict):
+        if not container.metadata or container.metadata[0] is None:
             return None
-        meta = PlexMetadata.from_json(rk, entries[0])
+        meta = _to_metadata(rk, container.metadata[0])
         log.debug("plex.metadata", rating_key=rk, kind=meta.kind, ids=meta.ids.as_dict())
         return meta
+
+    def _transport_error(self, _: str, exc: TimeoutError | aiohttp.ClientError) -> Exception:
+        if isinstance(exc, TimeoutError):
+            return RetryableError(_PROVIDER, f"{self._where}: no answer within the timeout")
+        return RetryableError(_PROVIDER, f"{self._where} is unreachable ({type(exc).__name__})")

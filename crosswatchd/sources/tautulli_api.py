@@ -5,30 +5,34 @@ Used by the history importer (``get_history``, ``get_users``) and by the id reso
 ``{"response": {"result": "success"|"error", "message": null|str, "data": …}}``
 (api_v2_reference.md, "General structure"); this client unwraps it and returns ``data``.
 
-Every failure is a :class:`~crosswatchd.errors.SourceUnavailableError` whose message is one line
-a user can act on: wrong API key, server unreachable or too slow, an HTML page where JSON was
-expected (typically a reverse-proxy login page), an HTTP error. The API key is never part of a
-message or a log line: requests carry it as a query parameter, and only the base URL is ever
-shown.
+This module is Tautulli's one HTTP layer, built on :mod:`crosswatchd.http`. Every failure is a
+:class:`~crosswatchd.errors.SourceUnavailableError` whose message is one line a user can act
+on: wrong API key, server unreachable or too slow, an HTML page where JSON was expected
+(typically a reverse-proxy login page), an HTTP error. Transient failures (a timeout, a
+connection error, a 5xx) are first retried in-process a few times with short jittered waits
+(:class:`~crosswatchd.http.GetRetry`). The API key is never part of a message or a log line:
+requests carry it as a query parameter, and only the base URL is ever shown.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import orjson
 import structlog
+from pydantic import Field, InstanceOf, ValidationError
 
 from crosswatchd.errors import SourceUnavailableError
+from crosswatchd.http import Answer, Entries, GetRetry, HttpClient, OptInt, WireModel
 
 __all__ = ["HistoryPage", "TautulliClient"]
 
 log = structlog.get_logger(__name__)
 
-_API_PATH = "/api/v2"
+_API_PATH: Final = "/api/v2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +51,47 @@ class HistoryPage:
     records_total: int
 
 
+class _Transient(SourceUnavailableError):
+    """A failure worth retrying in-process: a timeout, a connection error, a 5xx."""
+
+
+class _Wrapper(WireModel):
+    """``response`` of every answer: ``{"result": "success"|"error", "message", "data"}``
+    (api_v2_reference.md, "General structure")."""
+
+    result: Any = None
+    message: Any = None
+    data: Any = None
+
+
+class _Envelope(WireModel):
+    response: _Wrapper
+
+
+class _History(WireModel):
+    """``get_history``'s ``data``; rows that are not objects are skipped, the others are
+    kept as they are (not copied: a page holds thousands)."""
+
+    data: Entries[InstanceOf[dict[str, Any]]]
+    records_filtered: OptInt = Field(None, alias="recordsFiltered")
+    records_total: OptInt = Field(None, alias="recordsTotal")
+
+
+class _User(WireModel):
+    username: Any = None
+
+
+class _Users(WireModel):
+    users: Entries[_User]
+
+
 class TautulliClient:
     """Thin async client for the Tautulli API v2.
 
     ``url`` is the Tautulli base URL including any HTTP root (``http://host:8181`` or
     ``https://host/tautulli``); ``/api/v2`` is appended unless already present. ``timeout_s`` is
-    the total time allowed per request. The session is injected and not closed here.
+    the total time allowed per request, ``get_retry`` the in-process retry policy. The session
+    is injected and not closed here.
     """
 
     def __init__(
@@ -62,20 +101,23 @@ class TautulliClient:
         url: str,
         api_key: str,
         timeout_s: float = 30.0,
+        get_retry: GetRetry | None = None,
     ) -> None:
         base = url.strip().rstrip("/")
         if base.endswith(_API_PATH):
             base = base[: -len(_API_PATH)]
-        self._session = session
-        self._base = base
-        self._endpoint = base + _API_PATH
+        self._where = f"tautulli at {base}"
         self._api_key = api_key
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-
-    @property
-    def base_url(self) -> str:
-        """The configured base URL (never contains the API key)."""
-        return self._base
+        self._http = HttpClient(
+            service="tautulli",
+            session=session,
+            base_url=base,
+            timeout_s=timeout_s,
+            on_transport_error=self._transport_error,
+            params={"apikey": api_key},
+            get_retry=get_retry,
+            retry_on=_Transient,
+        )
 
     async def get_history(
         self,
@@ -106,15 +148,17 @@ class TautulliClient:
         if user:
             params["user"] = user
         data = await self._call("get_history", params)
-        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        try:
+            history = _History.model_validate(data)
+        except ValidationError:
             raise SourceUnavailableError(
-                f"tautulli at {self._base}: get_history answered without a data list"
-            )
-        rows = [row for row in data["data"] if isinstance(row, dict)]
+                f"{self._where}: get_history answered without a data list"
+            ) from None
+        rows = history.data
         return HistoryPage(
             rows=rows,
-            records_filtered=_as_int(data.get("recordsFiltered"), default=len(rows)),
-            records_total=_as_int(data.get("recordsTotal"), default=len(rows)),
+            records_filtered=_or(history.records_filtered, len(rows)),
+            records_total=_or(history.records_total, len(rows)),
         )
 
     async def get_metadata(self, rating_key: str) -> dict[str, Any] | None:
@@ -128,9 +172,7 @@ class TautulliClient:
         Raises :class:`SourceUnavailableError`. Reference: api_v2_reference.md, "get_metadata".
         """
         data = await self._call("get_metadata", {"rating_key": str(rating_key)})
-        if isinstance(data, dict) and data:
-            return data
-        return None
+        return data if isinstance(data, dict) and data else None
 
     async def get_users(self) -> list[str]:
         """Usernames of everyone Tautulli knows (``get_users`` → ``[{"username": …}, …]``).
@@ -138,85 +180,69 @@ class TautulliClient:
         Raises :class:`SourceUnavailableError`. Reference: api_v2_reference.md, "get_users".
         """
         data = await self._call("get_users", {})
-        if not isinstance(data, list):
+        try:
+            users = _Users.model_validate({"users": data}).users
+        except ValidationError:
             raise SourceUnavailableError(
-                f"tautulli at {self._base}: get_users answered without a user list"
-            )
-        names: list[str] = []
-        for entry in data:
-            if isinstance(entry, dict) and (name := entry.get("username")):
-                names.append(str(name))
-        return names
+                f"{self._where}: get_users answered without a user list"
+            ) from None
+        return [str(u.username) for u in users if u.username]
 
     async def _call(self, cmd: str, params: dict[str, str]) -> Any:
-        """Run one command; return the unwrapped ``data``. Raises SourceUnavailableError."""
-        query = {"apikey": self._api_key, "cmd": cmd, **params}
-        where = f"tautulli at {self._base}"
-        try:
-            async with self._session.get(
-                self._endpoint, params=query, timeout=self._timeout, allow_redirects=True
-            ) as resp:
-                status = resp.status
-                content_type = resp.content_type
-                body = await resp.read()
-        except TimeoutError:
-            raise SourceUnavailableError(
-                f"{where}: no answer to {cmd} within the timeout"
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            reason = self._redact(str(exc.os_error) or type(exc).__name__)
-            raise SourceUnavailableError(f"{where} is unreachable: {reason}") from None
-        except aiohttp.ClientError as exc:
-            # str(exc) of response errors embeds the request URL, which carries the key.
-            reason = type(exc).__name__
-            raise SourceUnavailableError(f"{where}: {cmd} failed ({reason})") from None
+        """Run one command, retrying transient failures in-process; return the unwrapped
+        ``data``. Raises SourceUnavailableError."""
+        return await self._http.retry_get(lambda: self._call_once(cmd, params), cmd=cmd)
 
-        wrapper = _parse_wrapper(body)
+    async def _call_once(self, cmd: str, params: dict[str, str]) -> Any:
+        """One attempt of :meth:`_call`; failures with a 5xx status are :class:`_Transient`."""
+        answer = await self._http.send("GET", _API_PATH, params={"cmd": cmd, **params}, label=cmd)
+        try:
+            wrapper: _Wrapper | None = _Envelope.model_validate(answer.json()).response
+        except (orjson.JSONDecodeError, ValidationError):
+            wrapper = None
+        message = self._failure(answer, cmd, wrapper)
+        if message is None:
+            assert wrapper is not None
+            return wrapper.data
+        raise (_Transient if answer.status >= 500 else SourceUnavailableError)(message)
+
+    def _failure(self, answer: Answer, cmd: str, wrapper: _Wrapper | None) -> str | None:
+        """The one-line message for a failed command, ``None`` when it succeeded."""
+        where, status = self._where, answer.status
         if wrapper is None:
-            if content_type == "text/html" or body.lstrip()[:1] == b"<":
-                raise SourceUnavailableError(
+            if answer.content_type == "text/html" or answer.body.lstrip()[:1] == b"<":
+                return (
                     f"{where}: got an HTML page (HTTP {status}) instead of API JSON; "
                     "check tautulli.url (a reverse-proxy login page?)"
                 )
             if status >= 400:
-                raise SourceUnavailableError(f"{where}: {cmd} failed with HTTP {status}")
-            raise SourceUnavailableError(
-                f"{where}: {cmd} answered with something that is not API JSON"
-            )
-
-        result = wrapper.get("result")
-        message = self._redact(" ".join(str(wrapper.get("message") or "").split()))
-        if result != "success":
+                return f"{where}: {cmd} failed with HTTP {status}"
+            return f"{where}: {cmd} answered with something that is not API JSON"
+        message = self._redact(" ".join(str(wrapper.message or "").split()))
+        if wrapper.result != "success":
             log.warning("tautulli.error", cmd=cmd, status=status, message=message)
             if message.lower() == "invalid apikey":
-                raise SourceUnavailableError(
-                    f"{where} rejected the API key (Invalid apikey); check tautulli.api_key"
-                )
+                return f"{where} rejected the API key (Invalid apikey); check tautulli.api_key"
             if message:
-                raise SourceUnavailableError(f"{where}: {cmd} failed: {message[:200]}")
-            raise SourceUnavailableError(f"{where}: {cmd} failed with HTTP {status}")
+                return f"{where}: {cmd} failed: {message[:200]}"
+            return f"{where}: {cmd} failed with HTTP {status}"
         if status >= 400:
-            raise SourceUnavailableError(f"{where}: {cmd} failed with HTTP {status}")
-        return wrapper.get("data")
+            return f"{where}: {cmd} failed with HTTP {status}"
+        return None
+
+    def _transport_error(self, cmd: str, exc: TimeoutError | aiohttp.ClientError) -> Exception:
+        where = self._where
+        if isinstance(exc, TimeoutError):
+            return _Transient(f"{where}: no answer to {cmd} within the timeout")
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            reason = self._redact(str(exc.os_error) or type(exc).__name__)
+            return _Transient(f"{where} is unreachable: {reason}")
+        # str(exc) of response errors embeds the request URL, which carries the key.
+        return _Transient(f"{where}: {cmd} failed ({type(exc).__name__})")
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
 
 
-def _parse_wrapper(body: bytes) -> dict[str, Any] | None:
-    """The ``response`` object of an API answer, or ``None`` when *body* is not one."""
-    try:
-        decoded = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(decoded, dict):
-        return None
-    wrapper = decoded.get("response")
-    return wrapper if isinstance(wrapper, dict) else None
-
-
-def _as_int(value: Any, *, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
