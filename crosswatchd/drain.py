@@ -366,7 +366,13 @@ class Drainer:
         if is_stale(delivery, self._rules, now_s=self._clock()):
             await self._settle(delivery, Step.CLAIM, Observation.STALE)
             return
-        if delivery.action is Action.STOP and delivery.progress_pct is None:
+        if (
+            delivery.action is Action.STOP
+            and delivery.progress_pct is None
+            and await self.outbox.played_just_before(delivery.event_id, delivery.provider)
+        ):
+            # Plex sends media.stop without viewOffset right after media.scrobble: a 1 %
+            # pause would leave the target showing a resume point on an item just watched.
             await self._settle(delivery, Step.CLAIM, Observation.NO_PROGRESS)
             return
         started = time.perf_counter()

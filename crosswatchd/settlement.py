@@ -39,9 +39,9 @@ Live state (``kind = live``; best effort, never a history entry):
 
 =========  =====================================  =============================================
 CLAIM      STALE (older than live_max_age_s)      dropped (``stale``)
-CLAIM      NO_PROGRESS (a stop, progress unknown) dropped: nothing to send (Plex sends a stop
-                                                  without viewOffset right after a scrobble; a
-                                                  1 % stop would leave a resume point)
+CLAIM      NO_PROGRESS (a stop of unknown         dropped: nothing to send (Plex sends a stop
+           progress right after a play of the     without viewOffset right after a scrobble; a
+           same item)                             1 % pause would leave a resume point)
 SEND       SENT / ALREADY                         delivered (the outcome as the note)
 SEND       NOT_FOUND                              dropped
 any        UnresolvedError                        dropped ("unresolved: …")
@@ -115,7 +115,7 @@ class Observation(enum.StrEnum):
 
     FOUND = "found"  # CHECK: the play is in the target's history already
     STALE = "stale"  # CLAIM: live state too old to be worth sending
-    NO_PROGRESS = "no_progress"  # CLAIM: a live stop whose progress is unknown
+    NO_PROGRESS = "no_progress"  # CLAIM: a stop of unknown progress right after a play
     NO_OUTCOME = "no_outcome"  # SEND: the provider reported nothing for this play (a bug)
 
 
@@ -266,7 +266,7 @@ def _live(
     if step is Step.CLAIM and outcome is Observation.STALE:
         return Settlement.dropped("stale live state")
     if step is Step.CLAIM and outcome is Observation.NO_PROGRESS:
-        return Settlement.dropped("stop with unknown progress: nothing to send")
+        return Settlement.dropped("stop of unknown progress right after the play: nothing to send")
     if step is Step.SEND and isinstance(outcome, LiveOutcome):
         if outcome is LiveOutcome.NOT_FOUND:
             return Settlement.dropped("not_found")

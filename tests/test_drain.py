@@ -604,19 +604,30 @@ class TestLive:
         assert scrobble["progress"] < 80
         assert fake_trakt.history == []
 
-    async def test_a_stop_with_unknown_progress_sends_nothing(
+    async def test_a_stop_with_unknown_progress_right_after_the_play_sends_nothing(
         self, outbox: Outbox, trakt_drainer: Drainer, fake_trakt: FakeTrakt, clock: Clock
     ) -> None:
         """Plex sends media.stop without viewOffset right after media.scrobble: a 1 %
         /scrobble/pause would leave Trakt showing a resume point on an item just watched."""
         at = datetime.fromtimestamp(clock.now - 5, UTC)
+        await outbox.enqueue(watched(BIG_TROUBLE, at - timedelta(seconds=20)))
         event = live(BIG_TROUBLE, at, Action.STOP)
         await outbox.enqueue(replace(event, progress_pct=None))
 
         assert await trakt_drainer.drain_live_once() == 1
 
-        assert fake_trakt.requests == []
+        assert [s for s in fake_trakt.scrobbles] == []
         assert (await outbox.counts())["trakt"].dropped == 1
+
+    async def test_a_stop_with_unknown_progress_and_no_play_before_is_still_sent(
+        self, outbox: Outbox, trakt_drainer: Drainer, fake_trakt: FakeTrakt, clock: Clock
+    ) -> None:
+        at = datetime.fromtimestamp(clock.now - 5, UTC)
+        await outbox.enqueue(replace(live(BIG_TROUBLE, at, Action.STOP), progress_pct=None))
+
+        assert await trakt_drainer.drain_live_once() == 1
+
+        assert [s["path"] for s in fake_trakt.scrobbles] == ["/scrobble/pause"]
 
 
 class TestIndependence:

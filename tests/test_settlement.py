@@ -300,7 +300,7 @@ TABLE = [
         replace(LIVE, action=Action.STOP, progress_pct=None),
         Step.CLAIM,
         Observation.NO_PROGRESS,
-        Settlement.dropped("stop with unknown progress: nothing to send"),
+        Settlement.dropped("stop of unknown progress right after the play: nothing to send"),
         id="live-stop-without-progress-dropped",
     ),
     pytest.param(

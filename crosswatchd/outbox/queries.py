@@ -65,6 +65,7 @@ class Queries:
     counts: str
     parked: str
     backlog: str
+    played_just_before: str
     next_due: str
     retry_generation: str
     seen_accounts: str

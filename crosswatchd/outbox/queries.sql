@@ -208,6 +208,19 @@ FROM deliveries AS d
 WHERE kind = 'play' AND state IN ('pending', 'leased')
 GROUP BY provider
 
+-- name: played_just_before
+-- Does the target hold a play of this event's item from within the event's dedupe window
+-- before it (a stop reported right after the scrobble that completed the play)?
+SELECT EXISTS (
+    SELECT 1
+    FROM events AS e CROSS JOIN json_each(e.keys) AS ek
+    CROSS JOIN play_keys AS k
+    WHERE e.id = :event_id
+      AND k.provider = :provider
+      AND k.key = ek.value
+      AND k.watched_at BETWEEN e.occurred_at - e.dedupe_window_s AND e.occurred_at + 60
+) AS played
+
 -- name: next_due
 SELECT min(next_attempt_at) AS next_attempt_at
 FROM deliveries

@@ -151,6 +151,15 @@ class OperatorViews:
             row = await cur.fetchone()
         return int(row["plays"]) if row else 0
 
+    async def played_just_before(self, event_id: int, provider: str) -> bool:
+        """True when *provider* holds a play of event *event_id*'s item from the event's
+        dedupe window before it (up to a minute after): the play a live event follows."""
+        async with self._conn.execute(
+            QUERIES.played_just_before, {"event_id": event_id, "provider": provider}
+        ) as cur:
+            row = await cur.fetchone()
+        return bool(row and row["played"])
+
     async def next_due_in(self, provider: str, kind: DeliveryKind) -> float | None:
         """Seconds until the next pending delivery of *provider*/*kind* is due (0 if one is
         due now), or None if there is none."""
