@@ -479,7 +479,7 @@ class FakePlexServer:
                 rows = [r for r in rows if r["librarySectionID"] == query["librarySectionID"]]
             if "metadataItemID" in query:
                 rows = [r for r in rows if r["ratingKey"] == query["metadataItemID"]]
-            bounds = {
+            bounds: dict[str, Callable[[int, int], bool]] = {
                 "viewedAt>": lambda v, b: v >= b,
                 "viewedAt>>": lambda v, b: v > b,
                 "viewedAt<": lambda v, b: v <= b,

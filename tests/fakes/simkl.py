@@ -950,7 +950,7 @@ class FakeSimkl:
                 if self._forget(user, "show", simkl, now):
                     deleted["shows"] += 1
                 continue
-            wanted: set[tuple[int, int]] = set()
+            wanted: set[tuple[Any, Any]] = set()
             for season in obj["seasons"]:
                 number = season.get("number") if isinstance(season, dict) else None
                 episodes = season.get("episodes") if isinstance(season, dict) else None
@@ -1301,8 +1301,8 @@ class FakeSimkl:
             }
             group = "movies"
 
-            def make_play(moment: datetime, movie: dict[str, Any] = movie) -> dict[str, Any]:
-                return self._movie_play(movie, record["ids"], _fmt_ms(moment), moment, "scrobble")
+            def make_play(moment: datetime, item: dict[str, Any] = movie) -> dict[str, Any]:
+                return self._movie_play(item, record["ids"], _fmt_ms(moment), moment, "scrobble")
         elif isinstance(show_obj, dict) and isinstance(body.get("episode"), dict):
             ep_obj = body["episode"]
             season, number = ep_obj.get("season"), ep_obj.get("number")
@@ -1328,9 +1328,9 @@ class FakeSimkl:
             }
             group = self._group("show", show["ids"]["simkl"])
 
-            def make_play(moment: datetime, episode: dict[str, Any] = found) -> dict[str, Any]:
+            def make_play(moment: datetime, item: dict[str, Any] = found) -> dict[str, Any]:
                 return self._episode_play(
-                    episode, record["ids"], None, _fmt_ms(moment), moment, "scrobble"
+                    item, record["ids"], None, _fmt_ms(moment), moment, "scrobble"
                 )
         else:
             record["status"] = 400
