@@ -7,8 +7,13 @@ their catalogue (anything else is ``not_found``, as on the real services). Each 
 Shapes (all ids as in the services' JSON: imdb a string, the others ints)::
 
     movie   {"title", "year", "ids": {"trakt", "slug", "imdb", "tmdb", "simkl"}}
-    show    {"title", "year", "ids": {"trakt", "slug", "imdb", "tmdb", "tvdb", "simkl"}}
-    episode {"season", "number", "title", "ids": {"trakt", "imdb", "tmdb", "tvdb"}, "show": show}
+    show    {"title", "year", "anime", "ids": {"trakt", "slug", "imdb", "tmdb", "tvdb", "simkl"}}
+    episode {"season", "number", "number_abs", "title", "ids": {"trakt", "imdb", "tmdb", "tvdb"},
+             "show": show}
+
+Seasons are not entries of their own: a season exists when the catalogue has an episode in it,
+and its ids are derived from the show's (:meth:`Catalog.season_ids`), so the fakes can rate,
+watchlist and look up seasons by id as Trakt does ("Standard Media Objects / season").
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Any
 __all__ = ["Catalog", "default_catalog"]
 
 _ID_KEYS = ("trakt", "imdb", "tmdb", "tvdb", "simkl", "slug")
+#: Season trakt ids are ``_SEASON_BASE + show trakt id * 100 + number`` (no clash with items).
+_SEASON_BASE = 90_000_000
 
 
 def _norm(ids: dict[str, Any]) -> set[tuple[str, str]]:
@@ -51,25 +58,40 @@ class Catalog:
         self.movies.append(movie)
         return movie
 
-    def add_show(self, title: str, year: int, **ids: Any) -> dict[str, Any]:
-        """Add a show; *ids* like ``tvdb=73871, imdb="tt0149460"``. Returns the show dict."""
+    def add_show(self, title: str, year: int, *, anime: bool = False, **ids: Any) -> dict[str, Any]:
+        """Add a show; *ids* like ``tvdb=73871, imdb="tt0149460"``. Returns the show dict.
+
+        *anime* marks a show SIMKL files under ``anime`` rather than ``shows``.
+        """
         n = next(self._seq)
         show = {
             "title": title,
             "year": year,
+            "anime": anime,
             "ids": {"trakt": n, "slug": _slug(title), "simkl": n + 500_000, **ids},
         }
         self.shows.append(show)
         return show
 
     def add_episode(
-        self, show: dict[str, Any], season: int, number: int, title: str = "", **ids: Any
+        self,
+        show: dict[str, Any],
+        season: int,
+        number: int,
+        title: str = "",
+        *,
+        number_abs: int | None = None,
+        **ids: Any,
     ) -> dict[str, Any]:
-        """Add an episode of *show* (from :meth:`add_show`); *ids* are the episode's own."""
+        """Add an episode of *show* (from :meth:`add_show`); *ids* are the episode's own.
+
+        *number_abs* is its absolute number (anime), as Trakt's full episode object has it.
+        """
         n = next(self._seq)
         episode = {
             "season": season,
             "number": number,
+            "number_abs": number_abs,
             "title": title or f"Episode {number}",
             "ids": {"trakt": n, **ids},
             "show": show,
@@ -105,6 +127,49 @@ class Catalog:
             if ep["show"] is show and ep["season"] == season and ep["number"] == number:
                 return ep
         return None
+
+    def episode_abs(self, show: dict[str, Any], number_abs: int) -> dict[str, Any] | None:
+        """The episode of *show* with absolute number *number_abs*, or None."""
+        for ep in self.episodes:
+            if ep["show"] is show and ep.get("number_abs") == number_abs:
+                return ep
+        return None
+
+    def episodes_of(self, show: dict[str, Any], season: int | None = None) -> list[dict[str, Any]]:
+        """Episodes of *show* (of *season* only, if given), by season and number."""
+        found = [
+            ep
+            for ep in self.episodes
+            if ep["show"] is show and (season is None or ep["season"] == season)
+        ]
+        return sorted(found, key=lambda ep: (ep["season"], ep["number"]))
+
+    def seasons_of(self, show: dict[str, Any]) -> list[int]:
+        """Season numbers of *show* that have at least one episode, ascending."""
+        return sorted({ep["season"] for ep in self.episodes if ep["show"] is show})
+
+    @staticmethod
+    def season_ids(show: dict[str, Any], number: int) -> dict[str, Any]:
+        """The (derived) ids of season *number* of *show*: a trakt id, no tvdb/tmdb."""
+        return {
+            "trakt": _SEASON_BASE + int(show["ids"]["trakt"]) * 100 + number,
+            "tvdb": None,
+            "tmdb": None,
+        }
+
+    def season(self, ids: dict[str, Any]) -> tuple[dict[str, Any], int] | None:
+        """``(show, number)`` of the season whose trakt id is in *ids*, or None."""
+        try:
+            trakt = int(ids.get("trakt") or 0)
+        except (TypeError, ValueError):
+            return None
+        if trakt <= _SEASON_BASE:
+            return None
+        show_trakt, number = divmod(trakt - _SEASON_BASE, 100)
+        show = self._match(self.shows, {"trakt": show_trakt})
+        if show is None or number not in self.seasons_of(show):
+            return None
+        return show, number
 
 
 def default_catalog() -> Catalog:

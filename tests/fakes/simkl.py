@@ -1,7 +1,8 @@
 """A strict fake of the SIMKL API (https://api.simkl.com), served for real on 127.0.0.1.
 
-Modelled on SIMKL's Apiary blueprint and the newer api.simkl.org pages (see
-``shared/reference/simkl``). It is as strict as the docs:
+Modelled on SIMKL's Apiary blueprint (``shared/reference/simkl/simkl_apiary.apib``, extract
+``simkl_api_extract_auth_scrobble_sync.md``; sections named below) and the newer api.simkl.org
+pages (``api_simkl_org_notes.md``). It is as strict as the docs:
 
 - every request needs the client id (``client_id`` query or ``simkl-api-key`` header; wrong or
   missing → 412 ``client_id_failed``), ``app-name`` and ``app-version`` query parameters and a
@@ -9,28 +10,48 @@ Modelled on SIMKL's Apiary blueprint and the newer api.simkl.org pages (see
 - ``/sync/*`` and ``/scrobble/*`` need ``Authorization: Bearer <token>`` (401 otherwise);
 - errors use SIMKL's envelope ``{"error": <id>, "code": <status>, "message": <text>}``
   (api.simkl.org "Errors");
+- **several users**: each token belongs to one user (:class:`SimklUser`; ``issue_token(user=)``,
+  ``approve_pin(code, user=)``); history, lists, ratings, activities, playbacks, the scrobble
+  lock and the 409 window are that user's. The default user (``default_user``) is the one the
+  single-user API (``history``, ``issue_token()``) stands for;
 - per token (or per client id when unauthenticated): more than ``get_per_s`` GETs in a second →
   429; more than ``post_per_s`` POSTs → a temporary block of ``post_block_s`` seconds during
   which every POST is refused (and each refused POST extends it) — api.simkl.org "Rate limits".
-  The POST check allows 100 ms of arrival jitter, so a client pacing at exactly 1 POST/s passes;
+  The POST check allows 100 ms of arrival jitter, so a client pacing at exactly 1 POST/s passes.
+  Refusals are logged in ``rate_limited`` and in the token user's ``rate_limited``;
 - scrobbles share one per-user lock (held while a scrobble is processed, up to 20 s, and for
   ``scrobble_lock_hold_s`` after it); a collision → 400 ``RATE_LIMIT``;
 - what SIMKL stores: one ``last_watched_at`` per movie and one ``watched_at`` per episode (the
   latest), at second precision; ``/sync/all-items`` reports that, not every play;
-- ``/sync/all-items?date_from=`` returns only items *updated* after ``date_from`` (an item is
-  updated when a play of it is recorded, stamped with the injectable ``now``), not items
-  *watched* after it: a play sent today with a ``watched_at`` years ago is returned for
-  ``date_from`` = yesterday, and an item untouched since before ``date_from`` is left out.
+- each item of a user is in at most one list (``plantowatch``, ``watching``, ``completed``,
+  ``hold``, ``dropped``): a play puts a movie in ``completed`` and a show in ``watching`` (or
+  ``completed`` once every catalogued episode is watched); ``POST /sync/add-to-list`` moves it
+  ("Add Item to the List"); a rating puts an unlisted movie in ``completed`` and an unlisted show
+  in ``watching`` ("Last Activities" note, "Add Ratings");
+- ``/sync/all-items?date_from=`` returns only items *updated* after ``date_from`` (a play
+  recorded, a list move, a rating that moved the item — stamped with the injectable ``now``),
+  not items *watched* after it: a play sent today with a ``watched_at`` years ago is returned
+  for ``date_from`` = yesterday, and an item untouched since before ``date_from`` is left out. A
+  rating change alone does not update the item; it is seen through ``/sync/ratings?date_from=``
+  ("Last Activities": ``rated_at`` → "use the Get Ratings endpoint with date_from");
+- ``/sync/activities`` (GET or POST): per user, each timestamp is when that list/rating/
+  playback data last changed; ``removed_from_list`` when an item left the lists;
+- ``POST /sync/history/remove`` ("Remove Items from History and from Lists"): a movie or a show
+  without seasons leaves the lists with its watched history *and its rating*; seasons/episodes
+  only unmark those episodes.
 
 Usage::
 
     async with FakeSimkl(client_id="cid", catalog=default_catalog()) as fake:
-        token = fake.issue_token()
+        token = fake.issue_token()            # the default user
+        sam = fake.issue_token(user="sam")
         ...  # point a client at fake.url
         assert fake.history[0]["watched_at"] == "2024-01-15T10:30:00.000Z"
+        assert fake.user("sam").status_of("movie", 500_000) is None
 
-Recorded state (plain attributes): ``history`` (every play, no dedupe), ``scrobbles``,
-``requests`` (every request with its status), ``rate_limited``, ``pin_polls``, ``tokens``.
+Recorded state (plain attributes): ``history`` (the default user's plays, no dedupe; others in
+``user(name).history``), ``users``, ``scrobbles``, ``requests`` (every request with its status),
+``rate_limited``, ``pin_polls``, ``tokens`` (valid tokens; clearing it revokes them all).
 Knobs: ``fail_next()``, ``down``, ``delay_s`` (the response is held back *after* the request
 was processed: a timed-out POST still landed), ``ack_empty_next``, ``approve_pin()``,
 ``auto_approve_after``, ``pin_slow_down_below_s``, ``scrobble_lock_hold_s``,
@@ -47,7 +68,7 @@ import secrets
 import string
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -55,10 +76,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from crosswatchd.models import format_utc, parse_utc
 from tests.fakes.catalog import Catalog, default_catalog
 
-__all__ = ["PIN_VERIFICATION_URL", "TOKEN_LIFETIME_S", "FakeSimkl"]
+__all__ = ["PIN_VERIFICATION_URL", "TOKEN_LIFETIME_S", "FakeSimkl", "SimklEntry", "SimklUser"]
 
 #: Where users enter the PIN (api.simkl.org "get-pin").
 PIN_VERIFICATION_URL = "https://simkl.com/pin"
@@ -83,11 +103,21 @@ _STATUS_ERRORS = {
     502: "bad_gateway",
     503: "service_unavailable",
 }
-_LIST_STATUSES = {"watching", "plantowatch", "hold", "completed", "dropped"}
+_LIST_STATUSES = ("plantowatch", "watching", "completed", "hold", "dropped")
+#: Movies have no Watching / On Hold list (api.simkl.org "add-to-list").
+_MOVIE_STATUSES = ("plantowatch", "completed", "dropped")
 _ALL_ITEM_TYPES = {"movies", "shows", "anime"}
 _ID_OUT_KEYS = ("imdb", "tmdb", "tvdb")
+#: "Last Activities": the fields of each group (movies lack watching/hold).
+_ACTIVITY_FIELDS = {
+    "tv_shows": ("all", "rated_at", "playback", *_LIST_STATUSES, "removed_from_list"),
+    "anime": ("all", "rated_at", "playback", *_LIST_STATUSES, "removed_from_list"),
+    "movies": ("all", "rated_at", "playback", *_MOVIE_STATUSES, "removed_from_list"),
+}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: ``("movie", simkl id)`` or ``("show", simkl id)`` (anime are shows).
+EntryKey = tuple[str, int]
 
 
 class _BadRequest(Exception):
@@ -131,10 +161,11 @@ class _Pin:
     last_poll: float
     polls: int = 0
     approved: bool = False
+    user: str | None = None
 
 
 @dataclass
-class _User:
+class _Limits:
     """Rate-limit state of one token (or one client id when unauthenticated)."""
 
     get: _Bucket
@@ -142,9 +173,83 @@ class _User:
     post_blocked_until: float = 0.0
 
 
+@dataclass
+class SimklEntry:
+    """One movie or show in a user's lists: its list, rating and when it last changed.
+
+    ``updated_at`` drives ``/sync/all-items?date_from``; ``rating_changed_at`` drives
+    ``/sync/ratings?date_from``; ``watched_at`` is a completion date sent with
+    ``add-to-list`` (``to: completed``) without a play.
+    """
+
+    kind: str  # movie | show
+    simkl: int
+    status: str | None
+    added_at: datetime
+    updated_at: datetime
+    rating: int | None = None
+    rated_at: datetime | None = None
+    rating_changed_at: datetime | None = None
+    watched_at: datetime | None = None
+
+
+@dataclass
+class SimklUser:
+    """One SIMKL account inside the fake."""
+
+    name: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+    entries: dict[EntryKey, SimklEntry] = field(default_factory=dict)
+    activities: dict[str, Any] = field(default_factory=dict)
+    scrobbles: list[dict[str, Any]] = field(default_factory=list)
+    rate_limited: list[dict[str, Any]] = field(default_factory=list)
+    scrobble_lock_until: float = field(default=0.0, repr=False)
+    duplicates: dict[tuple[Any, ...], tuple[datetime, datetime]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        if not self.activities:
+            self.activities = {"all": None, "settings": {"all": None}}
+            for group, names in _ACTIVITY_FIELDS.items():
+                self.activities[group] = dict.fromkeys(names)
+
+    def touch(self, when: datetime, group: str, *names: str) -> None:
+        """Move ``activities[group][name]`` for each name, and the group's and overall ``all``."""
+        stamp = _fmt_s(when)
+        fields = self.activities[group]
+        for name in names:
+            fields[name] = stamp
+        fields["all"] = max(fields["all"] or stamp, stamp)
+        self.activities["all"] = max(self.activities["all"] or stamp, stamp)
+
+    def status_of(self, kind: str, simkl: int) -> str | None:
+        """The list (*kind* ``movie``/``show``) the item is in, or None."""
+        entry = self.entries.get((kind, simkl))
+        return None if entry is None else entry.status
+
+    def rating_of(self, kind: str, simkl: int) -> int | None:
+        """The user's rating of the item, or None."""
+        entry = self.entries.get((kind, simkl))
+        return None if entry is None else entry.rating
+
+
 def _fmt_s(moment: datetime) -> str:
     """SIMKL's own timestamps: second precision, ``Z`` (Apiary "Dates")."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _fmt_ms(moment: datetime) -> str:
+    """How a client sends timestamps: ``2026-11-21T10:54:52.000Z``."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _parse_utc(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp without a timezone: {value!r}")
+    return parsed.astimezone(UTC)
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -183,11 +288,20 @@ def _progress_out(progress: float) -> float | int:
     return int(progress) if float(progress).is_integer() else round(progress, 2)
 
 
+def _objects(body: dict[str, Any], kind: str) -> list[Any]:
+    value = body.get(kind)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _BadRequest("wrong_parameter", f'"{kind}" must be an array')
+    return value
+
+
 class FakeSimkl:
     """The fake server. See the module docstring for behaviour, state and knobs.
 
     *clock* (monotonic seconds) drives rate limits, the PIN flow and the scrobble lock; *now*
-    (aware UTC datetime) stamps plays and list updates. Both are injectable for tests.
+    (aware UTC datetime) stamps plays, list updates and activities. Both are injectable.
     """
 
     def __init__(
@@ -202,6 +316,7 @@ class FakeSimkl:
         post_block_s: float = 5.0,
         pin_interval_s: float = 5,
         pin_expires_in_s: float = 900,
+        default_user: str = "me",
     ) -> None:
         self.client_id = client_id
         self.catalog = catalog if catalog is not None else default_catalog()
@@ -212,8 +327,10 @@ class FakeSimkl:
         self.post_block_s = post_block_s
         self.pin_interval_s = pin_interval_s
         self.pin_expires_in_s = pin_expires_in_s
+        self.default_user = default_user
         # Recorded state.
-        self.history: list[dict[str, Any]] = []
+        self.users: dict[str, SimklUser] = {default_user: SimklUser(default_user)}
+        self.history: list[dict[str, Any]] = self.users[default_user].history
         self.scrobbles: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.rate_limited: list[dict[str, Any]] = []
@@ -230,11 +347,9 @@ class FakeSimkl:
         self.search_null_when_empty = False
         self.post_block_status = 429
         # Internals.
+        self._token_user: dict[str, str] = {}
         self._failures: list[_Failure] = []
-        self._users: dict[str, _User] = {}
-        self._scrobble_lock_until = 0.0
-        self._duplicates: dict[tuple[Any, ...], tuple[datetime, datetime]] = {}
-        self._playback_at: dict[str, datetime] = {}
+        self._limits: dict[str, _Limits] = {}
         self._scrobble_ids = itertools.count(10_000_000_001)
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -249,18 +364,23 @@ class FakeSimkl:
     async def start(self) -> None:
         """Serve on 127.0.0.1 on a free port."""
         app = web.Application(middlewares=[self._middleware])
-        app.router.add_get("/oauth/pin", self._pin_new)
-        app.router.add_get("/oauth/pin/{user_code}", self._pin_poll)
-        app.router.add_get("/search/id", self._search_id)
-        app.router.add_post("/sync/history", self._sync_history)
-        app.router.add_get("/sync/activities", self._activities)
-        app.router.add_post("/sync/activities", self._activities)
-        app.router.add_get("/sync/all-items", self._all_items)
-        app.router.add_get("/sync/all-items/", self._all_items)
-        app.router.add_get("/sync/all-items/{type}", self._all_items)
-        app.router.add_get("/sync/all-items/{type}/", self._all_items)
-        app.router.add_get("/sync/all-items/{type}/{status}", self._all_items)
-        app.router.add_post("/scrobble/{action}", self._scrobble)
+        router = app.router
+        router.add_get("/oauth/pin", self._pin_new)
+        router.add_get("/oauth/pin/{user_code}", self._pin_poll)
+        router.add_get("/search/id", self._search_id)
+        router.add_post("/sync/history", self._sync_history)
+        router.add_post("/sync/history/remove", self._history_remove)
+        router.add_get("/sync/activities", self._activities)
+        router.add_post("/sync/activities", self._activities)
+        router.add_post("/sync/ratings", self._add_ratings)
+        router.add_post("/sync/ratings/remove", self._remove_ratings)  # before /{type}
+        router.add_post("/sync/add-to-list", self._add_to_list)
+        for tail in ("", "/", "/{type}", "/{type}/", "/{type}/{status}"):
+            router.add_get("/sync/all-items" + tail, self._all_items)
+            router.add_get("/sync/ratings" + tail, self._get_ratings)
+            if tail:  # "Get Ratings" is documented as a POST too
+                router.add_post("/sync/ratings" + tail, self._get_ratings)
+        router.add_post("/scrobble/{action}", self._scrobble)
         self._runner = web.AppRunner(
             app, handler_cancellation=True, shutdown_timeout=0.2, access_log=None
         )
@@ -288,7 +408,25 @@ class FakeSimkl:
     ) -> None:
         await self.stop()
 
-    # ------------------------------------------------------------------ knobs
+    # ------------------------------------------------------------------ users and knobs
+
+    def user(self, name: str | None = None) -> SimklUser:
+        """The user *name* (created on first use; None → the default user)."""
+        name = self.default_user if name is None else name
+        found = self.users.get(name)
+        if found is None:
+            found = self.users[name] = SimklUser(name)
+        return found
+
+    def token_user(self, token: str) -> str | None:
+        """Whose valid *token* is (None when unknown or revoked)."""
+        return self._token_user.get(token, self.default_user) if token in self.tokens else None
+
+    def revoke_all(self, user: str | None = None) -> None:
+        """Every token (of *user* only, if given) stops working: the user revoked the app."""
+        for token in list(self.tokens):
+            if user is None or self._token_user.get(token) == user:
+                self.tokens.discard(token)
 
     def fail_next(
         self,
@@ -305,15 +443,22 @@ class FakeSimkl:
         processed (nothing is recorded besides the request log)."""
         self._failures.append(_Failure(status, count, dict(headers or {}), body, path))
 
-    def issue_token(self) -> str:
-        """Mint a valid access token (as if a user had authorized the app)."""
+    def issue_token(self, *, user: str | None = None) -> str:
+        """Mint a valid access token of *user* (default user if None), as if they had
+        authorized the app."""
         token = secrets.token_hex(32)
         self.tokens.add(token)
+        self._token_user[token] = self.user(user).name
         return token
 
-    def approve_pin(self, user_code: str) -> None:
-        """The user entered *user_code* at simkl.com/pin and approved the app."""
-        self.pins[user_code].approved = True
+    def approve_pin(self, user_code: str | None = None, user: str | None = None) -> None:
+        """*user* (default user if None) entered *user_code* (the latest one if None) at
+        simkl.com/pin and approved the app."""
+        code = user_code if user_code is not None else self.last_user_code
+        assert code is not None, "no PIN code issued"
+        pin = self.pins[code]
+        pin.approved = True
+        pin.user = self.user(user).name
 
     @property
     def last_user_code(self) -> str | None:
@@ -406,41 +551,54 @@ class FakeSimkl:
             return _envelope(401, "user_token_failed", "Authorization token is missing or wrong")
         return None
 
-    def _user(self, request: web.Request) -> _User:
+    def _request_user(self, request: web.Request) -> SimklUser:
+        """The user of the request's (valid) token; only for routes behind ``_check_auth``."""
+        token = self._bearer(request) or ""
+        return self.user(self._token_user.get(token))
+
+    def _limits_of(self, request: web.Request) -> _Limits:
         token = self._bearer(request)
         key = f"token:{token}" if token in self.tokens else f"client:{self.client_id}"
-        user = self._users.get(key)
-        if user is None:
+        limits = self._limits.get(key)
+        if limits is None:
             now = self.clock()
-            user = _User(
+            limits = _Limits(
                 get=_Bucket(
                     self.get_per_s, max(1.0, self.get_per_s), max(1.0, self.get_per_s), now
                 ),
                 post=_Bucket(self.post_per_s, 1.0, 1.0, now),
             )
-            self._users[key] = user
-        return user
+            self._limits[key] = limits
+        return limits
+
+    def _log_refusal(self, request: web.Request, entry: dict[str, Any]) -> None:
+        token = self._bearer(request)
+        if token in self.tokens:
+            owner = self.user(self._token_user.get(token or ""))
+            entry["user"] = owner.name
+            owner.rate_limited.append(entry)
+        self.rate_limited.append(entry)
 
     def _check_rate(self, request: web.Request) -> web.Response | None:
-        user = self._user(request)
+        limits = self._limits_of(request)
         now = self.clock()
         entry = {"method": request.method, "path": request.path, "at": now}
         if request.method in {"GET", "HEAD"}:
-            if user.get.take(now, 1.0):
+            if limits.get.take(now, 1.0):
                 return None
-            self.rate_limited.append({**entry, "status": 429, "reason": "get_rate"})
+            self._log_refusal(request, {**entry, "status": 429, "reason": "get_rate"})
             return _envelope(
                 429, "too_many_requests", "Rate limit exceeded", **{"Retry-After": "1"}
             )
-        if now < user.post_blocked_until:
+        if now < limits.post_blocked_until:
             reason = "post_blocked"
-        elif user.post.take(now, 1.0 - POST_JITTER_S * self.post_per_s):
+        elif limits.post.take(now, 1.0 - POST_JITTER_S * self.post_per_s):
             return None
         else:
             reason = "post_rate"
-        user.post_blocked_until = now + self.post_block_s  # repeated overages extend the block
+        limits.post_blocked_until = now + self.post_block_s  # repeated overages extend it
         status = self.post_block_status
-        self.rate_limited.append({**entry, "status": status, "reason": reason})
+        self._log_refusal(request, {**entry, "status": status, "reason": reason})
         retry_after = str(max(1, math.ceil(self.post_block_s)))
         return _envelope(
             status,
@@ -458,20 +616,86 @@ class FakeSimkl:
         except orjson.JSONDecodeError:
             raise _BadRequest("wrong_parameter", "Request body is not valid JSON") from None
 
+    async def _object_body(self, request: web.Request) -> dict[str, Any]:
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            raise _BadRequest("wrong_parameter", "Body must be an object")
+        return body
+
     def _watched_at(self, value: Any) -> tuple[str, datetime]:
         if value is None:
             moment = self.now()
-            return format_utc(moment), moment
+            return _fmt_ms(moment), moment
         if not isinstance(value, str):
             raise _BadRequest("wrong_parameter", 'Wrong "watched_at" value')
         try:
-            return value, parse_utc(value)
+            return value, _parse_utc(value)
         except ValueError:
             raise _BadRequest("wrong_parameter", f'Wrong "watched_at" value: {value}') from None
 
-    def _record(self, play: dict[str, Any]) -> None:
-        play["recorded_at"] = self.now()
-        self.history.append(play)
+    @staticmethod
+    def _date(value: Any, name: str) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return _parse_utc(str(value))
+        except ValueError:
+            raise _BadRequest("wrong_parameter", f'Wrong "{name}" value') from None
+
+    def _group(self, kind: str, simkl: int) -> str:
+        """The activities group of an item: ``movies``, ``tv_shows`` or ``anime``."""
+        if kind == "movie":
+            return "movies"
+        show = self.catalog.show({"simkl": simkl})
+        return "anime" if show is not None and show.get("anime") else "tv_shows"
+
+    def _simkl_type(self, kind: str, simkl: int) -> str:
+        group = self._group(kind, simkl)
+        return {"movies": "movie", "tv_shows": "tv", "anime": "anime"}[group]
+
+    def _show_plays(self, user: SimklUser, simkl: int) -> dict[tuple[int, int], datetime]:
+        """Latest ``watched_at`` per (season, number) of a show's plays."""
+        latest: dict[tuple[int, int], datetime] = {}
+        for p in user.history:
+            if p["type"] == "episode" and p["simkl"] == simkl:
+                key = (p["season"], p["number"])
+                latest[key] = max(latest.get(key, p["watched_at_dt"]), p["watched_at_dt"])
+        return latest
+
+    def _show_status(self, user: SimklUser, simkl: int) -> str:
+        show = self.catalog.show({"simkl": simkl})
+        assert show is not None
+        total = len(self.catalog.episodes_of(show))
+        return "completed" if len(self._show_plays(user, simkl)) >= total else "watching"
+
+    def _set_status(
+        self, user: SimklUser, kind: str, simkl: int, status: str | None, when: datetime
+    ) -> SimklEntry:
+        """Put the item in list *status* (None: keep it where it is), stamping it updated and
+        moving the activity timestamps of the lists it left and entered."""
+        group = self._group(kind, simkl)
+        entry = user.entries.get((kind, simkl))
+        if entry is None:
+            entry = user.entries[(kind, simkl)] = SimklEntry(kind, simkl, None, when, when)
+        old = entry.status
+        if status is not None:
+            entry.status = status
+        entry.updated_at = when
+        names = {n for n in (old, entry.status) if n is not None}
+        user.touch(when, group, *sorted(names))
+        return entry
+
+    def _record(self, user: SimklUser, play: dict[str, Any]) -> SimklEntry:
+        """Store a play and move its item to the list a play puts it in."""
+        now = self.now()
+        play["recorded_at"] = now
+        play["user"] = user.name
+        user.history.append(play)
+        if play["type"] == "movie":
+            return self._set_status(user, "movie", play["simkl"], "completed", now)
+        return self._set_status(
+            user, "show", play["simkl"], self._show_status(user, play["simkl"]), now
+        )
 
     # ------------------------------------------------------------------ PIN flow
 
@@ -522,7 +746,7 @@ class FakeSimkl:
         return _json(
             {
                 "result": "OK",
-                "access_token": self.issue_token(),
+                "access_token": self.issue_token(user=pin.user),
                 "token_type": "bearer",
                 "scope": "public",
                 "expires_in": TOKEN_LIFETIME_S,
@@ -571,46 +795,47 @@ class FakeSimkl:
             return _json(None)
         return _json(results)
 
-    # ------------------------------------------------------------------ sync
+    # ------------------------------------------------------------------ sync/history
 
     async def _sync_history(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
-        if not isinstance(body, dict):
-            raise _BadRequest("wrong_parameter", "Body must be an object")
+        """ "Add Items to the history": plays; ``added.statuses`` says which list each
+        requested movie/show is in afterwards."""
+        user = self._request_user(request)
+        body = await self._object_body(request)
         plays: list[dict[str, Any]] = []
+        requested: list[tuple[dict[str, Any], str, int]] = []
         added: dict[str, Any] = {"movies": 0, "shows": 0, "episodes": 0, "statuses": []}
         not_found: dict[str, list[Any]] = {"movies": [], "shows": [], "episodes": []}
-        for obj in body.get("movies") or []:
+        for obj in _objects(body, "movies"):
             movie = self.catalog.movie(obj.get("ids") or {}) if isinstance(obj, dict) else None
             if movie is None:
                 not_found["movies"].append(obj)
                 continue
             text, moment = self._watched_at(obj.get("watched_at"))
             plays.append(self._movie_play(movie, obj.get("ids"), text, moment, "history"))
+            requested.append((obj, "movie", movie["ids"]["simkl"]))
             added["movies"] += 1
-        for obj in body.get("shows") or []:
+        for obj in [*_objects(body, "shows"), *_objects(body, "anime")]:
             show = self.catalog.show(obj.get("ids") or {}) if isinstance(obj, dict) else None
             if show is None:
-                not_found["shows"].append(obj)
+                not_found["shows"].append(obj)  # unresolved anime too (no not_found.anime)
                 continue
             added["shows"] += 1
+            requested.append((obj, "show", show["ids"]["simkl"]))
             seasons = obj.get("seasons")
             if obj.get("episodes") is not None:  # shorthand: wraps to season 1
                 seasons = [*(seasons or []), {"number": 1, "episodes": obj["episodes"]}]
             if not seasons:  # the whole show
                 seasons = [
                     {"number": ep["season"], "episodes": [{"number": ep["number"]}]}
-                    for ep in self.catalog.episodes
-                    if ep["show"] is show
+                    for ep in self.catalog.episodes_of(show)
                 ]
             for season in seasons:
                 number = season.get("number")
                 episodes = season.get("episodes")
                 if episodes is None:  # the whole season
                     episodes = [
-                        {"number": ep["number"]}
-                        for ep in self.catalog.episodes
-                        if ep["show"] is show and ep["season"] == number
+                        {"number": ep["number"]} for ep in self.catalog.episodes_of(show, number)
                     ]
                 for ep_obj in episodes:
                     episode = self.catalog.episode_of(show, number, ep_obj.get("number"))
@@ -626,7 +851,7 @@ class FakeSimkl:
                         self._episode_play(episode, obj.get("ids"), ep_obj.get("ids"), text, moment)
                     )
                     added["episodes"] += 1
-        for obj in body.get("episodes") or []:
+        for obj in _objects(body, "episodes"):
             episode = self.catalog.episode(obj.get("ids") or {}) if isinstance(obj, dict) else None
             if episode is None:
                 not_found["episodes"].append(obj)
@@ -635,12 +860,24 @@ class FakeSimkl:
             plays.append(self._episode_play(episode, None, obj.get("ids"), text, moment))
             added["episodes"] += 1
         for play in plays:
-            self._record(play)
+            self._record(user, play)
+        for obj, kind, simkl in requested:
+            added["statuses"].append(
+                {"request": obj, "response": self._status_response(user, kind, simkl)}
+            )
         if self.ack_empty_next > 0:
             self.ack_empty_next -= 1
             empty = {"movies": 0, "shows": 0, "episodes": 0, "statuses": []}
             return _json({"added": empty, "not_found": {"movies": [], "shows": [], "episodes": []}})
         return _json({"added": added, "not_found": not_found}, 201)
+
+    def _status_response(self, user: SimklUser, kind: str, simkl: int) -> dict[str, Any]:
+        simkl_type = self._simkl_type(kind, simkl)
+        return {
+            "status": user.status_of(kind, simkl),
+            "simkl_type": simkl_type,
+            "anime_type": "tv" if simkl_type == "anime" else None,
+        }
 
     @staticmethod
     def _movie_play(
@@ -682,174 +919,326 @@ class FakeSimkl:
             "via": via,
         }
 
+    async def _history_remove(self, request: web.Request) -> web.Response:
+        """ "Remove Items from History and from Lists": a movie, or a show sent without
+        seasons, leaves every list with its watched history and its rating ("When removing
+        show or movie, ratings are removed automatically"); a show with ``seasons`` (and
+        ``episodes``) only unmarks those episodes.
+
+        The apib shows no reply body; this fake answers 201 ``{"deleted": {movies, shows,
+        episodes}, "not_found": {movies, shows}}`` (items SIMKL does not know are not found;
+        known items absent from the lists are simply not counted).
+        """
+        user = self._request_user(request)
+        body = await self._object_body(request)
+        now = self.now()
+        deleted = {"movies": 0, "shows": 0, "episodes": 0}
+        not_found: dict[str, list[Any]] = {"movies": [], "shows": []}
+        for obj in _objects(body, "movies"):
+            movie = self.catalog.movie(obj.get("ids") or {}) if isinstance(obj, dict) else None
+            if movie is None:
+                not_found["movies"].append(obj)
+            elif self._forget(user, "movie", movie["ids"]["simkl"], now):
+                deleted["movies"] += 1
+        for obj in [*_objects(body, "shows"), *_objects(body, "anime")]:
+            show = self.catalog.show(obj.get("ids") or {}) if isinstance(obj, dict) else None
+            if show is None:
+                not_found["shows"].append(obj)
+                continue
+            simkl = show["ids"]["simkl"]
+            if not obj.get("seasons"):
+                if self._forget(user, "show", simkl, now):
+                    deleted["shows"] += 1
+                continue
+            wanted: set[tuple[Any, Any]] = set()
+            for season in obj["seasons"]:
+                number = season.get("number") if isinstance(season, dict) else None
+                episodes = season.get("episodes") if isinstance(season, dict) else None
+                if episodes is None:
+                    wanted |= {
+                        (number, e["number"]) for e in self.catalog.episodes_of(show, number)
+                    }
+                else:
+                    wanted |= {(number, e.get("number")) for e in episodes if isinstance(e, dict)}
+            kept = [
+                p
+                for p in user.history
+                if not (
+                    p["type"] == "episode"
+                    and p["simkl"] == simkl
+                    and (p["season"], p["number"]) in wanted
+                )
+            ]
+            removed = len(user.history) - len(kept)
+            if removed:
+                user.history[:] = kept
+                deleted["episodes"] += removed
+                still = self._show_plays(user, simkl)
+                status = None if not still else self._show_status(user, simkl)
+                self._set_status(user, "show", simkl, status, now)
+        return _json({"deleted": deleted, "not_found": not_found}, 201)
+
+    def _forget(self, user: SimklUser, kind: str, simkl: int, now: datetime) -> bool:
+        """Drop an item from the lists, with its plays and rating. True if it was there."""
+        entry = user.entries.pop((kind, simkl), None)
+        play_type = "movie" if kind == "movie" else "episode"
+        kept = [p for p in user.history if not (p["type"] == play_type and p["simkl"] == simkl)]
+        had_plays = len(kept) != len(user.history)
+        user.history[:] = kept
+        if entry is None and not had_plays:
+            return False
+        group = self._group(kind, simkl)
+        names = ["removed_from_list"]
+        if entry is not None and entry.rating is not None:
+            names.append("rated_at")
+        user.touch(now, group, *names)
+        return True
+
+    # ------------------------------------------------------------------ sync/activities
+
     async def _activities(self, request: web.Request) -> web.Response:
-        def last(kind: str) -> datetime | None:
-            stamps = [p["recorded_at"] for p in self.history if p["type"] == kind]
-            return max(stamps) if stamps else None
+        """ "Last Activities" (GET; the how-to also POSTs): this user's timestamps."""
+        return _json(self._request_user(request).activities)
 
-        def fmt(moment: datetime | None) -> str | None:
-            return _fmt_s(moment) if moment else None
-
-        movies, shows = last("movie"), last("episode")
-        everything = [m for m in (movies, shows, *self._playback_at.values()) if m]
-        return _json(
-            {
-                "all": fmt(max(everything)) if everything else None,
-                "settings": {"all": None},
-                "tv_shows": {
-                    "all": fmt(
-                        max(
-                            [m for m in (shows, self._playback_at.get("episode")) if m],
-                            default=None,
-                        )
-                    ),
-                    "rated_at": None,
-                    "playback": fmt(self._playback_at.get("episode")),
-                    "plantowatch": None,
-                    "watching": fmt(shows),
-                    "completed": None,
-                    "hold": None,
-                    "dropped": None,
-                    "removed_from_list": None,
-                },
-                "anime": {
-                    "all": None,
-                    "rated_at": None,
-                    "playback": None,
-                    "plantowatch": None,
-                    "watching": None,
-                    "completed": None,
-                    "hold": None,
-                    "dropped": None,
-                    "removed_from_list": None,
-                },
-                "movies": {
-                    "all": fmt(
-                        max(
-                            [m for m in (movies, self._playback_at.get("movie")) if m], default=None
-                        )
-                    ),
-                    "rated_at": None,
-                    "playback": fmt(self._playback_at.get("movie")),
-                    "plantowatch": None,
-                    "completed": fmt(movies),
-                    "dropped": None,
-                    "removed_from_list": None,
-                },
-            }
-        )
+    # ------------------------------------------------------------------ sync/all-items
 
     async def _all_items(self, request: web.Request) -> web.Response:
+        """ "Get All Items" ``/{type}/{status}``: ``null`` when there is nothing to report;
+        ``date_from`` on the item's update time; ``extended=full`` adds watched episodes
+        (``episode_watched_at=yes`` their ``watched_at``); ``simkl_ids_only``/``ids_only``
+        minify each row to its media object with ids (shape not in the reference: chosen)."""
+        user = self._request_user(request)
         kind = request.match_info.get("type") or None
         status = request.match_info.get("status") or None
         if kind is not None and kind not in _ALL_ITEM_TYPES:
             raise _BadRequest("wrong_parameter", f'Wrong "type" value: {kind}')
         if status is not None and status not in _LIST_STATUSES:
             raise _BadRequest("wrong_parameter", f'Wrong "status" value: {status}')
-        date_from: datetime | None = None
-        if request.query.get("date_from"):
-            try:
-                date_from = parse_utc(request.query["date_from"])
-            except ValueError:
-                raise _BadRequest("wrong_parameter", 'Wrong "date_from" value') from None
+        date_from = self._date(request.query.get("date_from") or None, "date_from")
         extended = request.query.get("extended", "")
         with_episodes = extended in {"full", "full_anime_seasons"}
         with_watched_at = request.query.get("episode_watched_at") == "yes"
-        out: dict[str, Any] = {}
-        if kind in (None, "movies"):
-            movies = self._movie_items(date_from, status)
-            if movies:
-                out["movies"] = movies
-        if kind in (None, "shows"):
-            shows = self._show_items(date_from, status, with_episodes, with_watched_at)
-            if shows:
-                out["shows"] = shows
+        out: dict[str, list[dict[str, Any]]] = {}
+        for entry in sorted(user.entries.values(), key=lambda e: e.added_at):
+            if entry.status is None or (status is not None and entry.status != status):
+                continue
+            if date_from is not None and entry.updated_at <= date_from:
+                continue
+            group = {"movies": "movies", "tv_shows": "shows", "anime": "anime"}[
+                self._group(entry.kind, entry.simkl)
+            ]
+            if kind is not None and group != kind:
+                continue
+            if extended in {"simkl_ids_only", "ids_only"}:
+                row = self._ids_row(entry, simkl_only=extended == "simkl_ids_only")
+            else:
+                row = self._row(user, entry, with_episodes, with_watched_at)
+            out.setdefault(group, []).append(row)
         return _json(out or None)  # nothing to report: the whole body is `null`
 
-    def _movie_items(self, date_from: datetime | None, status: str | None) -> list[dict[str, Any]]:
-        if status not in (None, "completed"):
-            return []
-        grouped: dict[int, list[dict[str, Any]]] = {}
-        for play in self.history:
-            if play["type"] == "movie":
-                grouped.setdefault(play["simkl"], []).append(play)
-        items = []
-        for simkl_id, plays in grouped.items():
-            updated = max(p["recorded_at"] for p in plays)
-            if date_from is not None and updated <= date_from:
-                continue
-            movie = self.catalog.movie({"simkl": simkl_id})
-            assert movie is not None
-            items.append(
-                {
-                    "added_to_watchlist_at": _fmt_s(min(p["recorded_at"] for p in plays)),
-                    "last_watched_at": _fmt_s(max(p["watched_at_dt"] for p in plays)),
-                    "user_rated_at": None,
-                    "user_rating": None,
-                    "status": "completed",
-                    "movie": {
-                        "title": movie["title"],
-                        "year": movie["year"],
-                        "ids": _out_ids(movie["ids"]),
-                    },
-                }
-            )
-        return items
+    def _media(self, entry: SimklEntry) -> dict[str, Any]:
+        found = (
+            self.catalog.movie({"simkl": entry.simkl})
+            if entry.kind == "movie"
+            else self.catalog.show({"simkl": entry.simkl})
+        )
+        assert found is not None
+        return found
 
-    def _show_items(
-        self,
-        date_from: datetime | None,
-        status: str | None,
-        with_episodes: bool,
-        with_watched_at: bool,
-    ) -> list[dict[str, Any]]:
-        grouped: dict[int, list[dict[str, Any]]] = {}
-        for play in self.history:
-            if play["type"] == "episode":
-                grouped.setdefault(play["simkl"], []).append(play)
-        items = []
-        for simkl_id, plays in grouped.items():
-            updated = max(p["recorded_at"] for p in plays)
-            if date_from is not None and updated <= date_from:
+    def _ids_row(self, entry: SimklEntry, *, simkl_only: bool) -> dict[str, Any]:
+        ids = _out_ids(self._media(entry)["ids"])
+        if simkl_only:
+            ids = {"simkl": ids["simkl"], "slug": ids["slug"]}
+        return {"movie" if entry.kind == "movie" else "show": {"ids": ids}}
+
+    def _row(
+        self, user: SimklUser, entry: SimklEntry, with_episodes: bool, with_watched_at: bool
+    ) -> dict[str, Any]:
+        media = self._media(entry)
+        common: dict[str, Any] = {
+            "added_to_watchlist_at": _fmt_s(entry.added_at),
+            "last_watched_at": None,
+            "user_rated_at": _fmt_s(entry.rated_at) if entry.rated_at else None,
+            "user_rating": entry.rating,
+            "status": entry.status,
+        }
+        obj = {"title": media["title"], "year": media["year"], "ids": _out_ids(media["ids"])}
+        if entry.kind == "movie":
+            watched = [
+                p["watched_at_dt"]
+                for p in user.history
+                if p["type"] == "movie" and p["simkl"] == entry.simkl
+            ]
+            if entry.watched_at is not None:
+                watched.append(entry.watched_at)
+            common["last_watched_at"] = _fmt_s(max(watched)) if watched else None
+            return {**common, "movie": obj}
+        latest = self._show_plays(user, entry.simkl)
+        episodes = self.catalog.episodes_of(media)
+        last_key = max(latest, key=lambda k: latest[k]) if latest else None
+        unwatched = [e for e in episodes if (e["season"], e["number"]) not in latest]
+        row: dict[str, Any] = {
+            **common,
+            "last_watched_at": _fmt_s(latest[last_key]) if last_key else None,
+            "last_watched": f"S{last_key[0]:02d}E{last_key[1]:02d}" if last_key else None,
+            "next_to_watch": (
+                f"S{unwatched[0]['season']:02d}E{unwatched[0]['number']:02d}" if unwatched else None
+            ),
+            "watched_episodes_count": len(latest),
+            "total_episodes_count": len(episodes),
+            "not_aired_episodes_count": 0,
+            "show": obj,
+        }
+        if media.get("anime"):
+            row["anime_type"] = "tv"
+        if with_episodes:
+            seasons: dict[int, list[dict[str, Any]]] = {}
+            for (season, number), moment in sorted(latest.items()):
+                episode: dict[str, Any] = {"number": number}
+                if with_watched_at:
+                    episode["watched_at"] = _fmt_s(moment)
+                seasons.setdefault(season, []).append(episode)
+            row["seasons"] = [{"number": s, "episodes": eps} for s, eps in seasons.items()]
+        return row
+
+    # ------------------------------------------------------------------ sync/ratings
+
+    def _rated_items(
+        self, body: dict[str, Any]
+    ) -> tuple[list[tuple[dict[str, Any], str, int]], dict[str, list[Any]]]:
+        """The movies and shows (anime are shows) a ratings/list body names, and the rest."""
+        found: list[tuple[dict[str, Any], str, int]] = []
+        not_found: dict[str, list[Any]] = {"movies": [], "shows": []}
+        for obj in _objects(body, "movies"):
+            movie = self.catalog.movie(obj.get("ids") or {}) if isinstance(obj, dict) else None
+            if movie is None:
+                not_found["movies"].append(obj)
+            else:
+                found.append((obj, "movie", movie["ids"]["simkl"]))
+        for obj in [*_objects(body, "shows"), *_objects(body, "anime")]:
+            show = self.catalog.show(obj.get("ids") or {}) if isinstance(obj, dict) else None
+            if show is None:
+                not_found["shows"].append(obj)
+            else:
+                found.append((obj, "show", show["ids"]["simkl"]))
+        return found, not_found
+
+    async def _add_ratings(self, request: web.Request) -> web.Response:
+        """ "Add Ratings": ``rating`` an integer 1–10 (anything else: 400 ``wrong_parameter``,
+        nothing rated — the apib lists the values, not the error), optional ``rated_at``.
+        An unlisted movie moves to Completed, an unlisted show to Watching; 201 (api.simkl.org
+        "POST → 201") ``{added: {movies, shows, statuses}, not_found: {movies, shows}}``."""
+        user = self._request_user(request)
+        body = await self._object_body(request)
+        found, not_found = self._rated_items(body)
+        now = self.now()
+        checked = []
+        for obj, kind, simkl in found:
+            rating = obj.get("rating")
+            if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 10:
+                raise _BadRequest("wrong_parameter", f'Wrong "rating" value: {rating!r}')
+            rated_at = self._date(obj.get("rated_at"), "rated_at") or now
+            checked.append((obj, kind, simkl, rating, rated_at))
+        added: dict[str, Any] = {"movies": 0, "shows": 0, "statuses": []}
+        for obj, kind, simkl, rating, rated_at in checked:
+            entry = user.entries.get((kind, simkl))
+            if entry is None or entry.status is None:
+                entry = self._set_status(
+                    user, kind, simkl, "completed" if kind == "movie" else "watching", now
+                )
+            entry.rating, entry.rated_at, entry.rating_changed_at = rating, rated_at, now
+            user.touch(now, self._group(kind, simkl), "rated_at")
+            added["movies" if kind == "movie" else "shows"] += 1
+            added["statuses"].append({"request": obj, "response": {"status": entry.status}})
+        return _json({"added": added, "not_found": not_found}, 201)
+
+    async def _remove_ratings(self, request: web.Request) -> web.Response:
+        """ "Remove Ratings": the items stay in their lists, unrated. The apib shows no reply
+        body; this fake answers 201 ``{deleted: {movies, shows}, not_found}``."""
+        user = self._request_user(request)
+        body = await self._object_body(request)
+        found, not_found = self._rated_items(body)
+        now = self.now()
+        deleted = {"movies": 0, "shows": 0}
+        for _, kind, simkl in found:
+            entry = user.entries.get((kind, simkl))
+            if entry is None or entry.rating is None:
                 continue
-            show = self.catalog.show({"simkl": simkl_id})
-            assert show is not None
-            latest: dict[tuple[int, int], datetime] = {}
-            for p in plays:
-                key = (p["season"], p["number"])
-                latest[key] = max(latest.get(key, p["watched_at_dt"]), p["watched_at_dt"])
-            total = sum(1 for ep in self.catalog.episodes if ep["show"] is show)
-            list_status = "completed" if len(latest) >= total else "watching"
-            if status not in (None, list_status):
+            entry.rating, entry.rated_at, entry.rating_changed_at = None, None, now
+            user.touch(now, self._group(kind, simkl), "rated_at")
+            deleted["movies" if kind == "movie" else "shows"] += 1
+        return _json({"deleted": deleted, "not_found": not_found}, 201)
+
+    async def _get_ratings(self, request: web.Request) -> web.Response:
+        """ "Get Ratings" ``/{type}/{rating}`` (GET, or POST as the apib heading has it):
+        ``rating`` one or comma-separated values; ``date_from`` selects ratings *changed* on
+        SIMKL after it (not by ``rated_at``) and then also lists ratings deleted since, with
+        ``user_rating: null`` ("skip items with deleted ratings" by filtering on rating).
+        ``null`` when nothing matches (as "Get All Items"; the reference shows no empty reply).
+        """
+        user = self._request_user(request)
+        kind = request.match_info.get("type") or None
+        raw = request.match_info.get("status") or None  # the {rating} segment
+        if kind is not None and kind not in _ALL_ITEM_TYPES:
+            raise _BadRequest("wrong_parameter", f'Wrong "type" value: {kind}')
+        wanted: set[int] | None = None
+        if raw is not None:
+            try:
+                wanted = {int(v) for v in raw.split(",") if v.strip()}
+            except ValueError:
+                raise _BadRequest("wrong_parameter", f'Wrong "rating" value: {raw}') from None
+            if not wanted or not wanted <= set(range(1, 11)):
+                raise _BadRequest("wrong_parameter", f'Wrong "rating" value: {raw}')
+        date_from = self._date(request.query.get("date_from") or None, "date_from")
+        out: dict[str, list[dict[str, Any]]] = {}
+        for entry in user.entries.values():
+            if entry.rating_changed_at is None:
                 continue
-            last_key = max(latest, key=lambda k: latest[k])
-            item: dict[str, Any] = {
-                "added_to_watchlist_at": _fmt_s(min(p["recorded_at"] for p in plays)),
-                "last_watched_at": _fmt_s(latest[last_key]),
-                "user_rated_at": None,
-                "user_rating": None,
-                "status": list_status,
-                "last_watched": f"S{last_key[0]:02d}E{last_key[1]:02d}",
-                "next_to_watch": None,
-                "watched_episodes_count": len(latest),
-                "total_episodes_count": total,
-                "not_aired_episodes_count": 0,
-                "show": {
-                    "title": show["title"],
-                    "year": show["year"],
-                    "ids": _out_ids(show["ids"]),
-                },
-            }
-            if with_episodes:
-                seasons: dict[int, list[dict[str, Any]]] = {}
-                for (season, number), moment in sorted(latest.items()):
-                    episode: dict[str, Any] = {"number": number}
-                    if with_watched_at:
-                        episode["watched_at"] = _fmt_s(moment)
-                    seasons.setdefault(season, []).append(episode)
-                item["seasons"] = [{"number": s, "episodes": eps} for s, eps in seasons.items()]
-            items.append(item)
-        return items
+            if entry.rating is None and (date_from is None or wanted is not None):
+                continue
+            if wanted is not None and entry.rating not in wanted:
+                continue
+            if date_from is not None and entry.rating_changed_at <= date_from:
+                continue
+            group = {"movies": "movies", "tv_shows": "shows", "anime": "anime"}[
+                self._group(entry.kind, entry.simkl)
+            ]
+            if kind is not None and group != kind:
+                continue
+            row = self._row(user, entry, with_episodes=False, with_watched_at=False)
+            row.pop("added_to_watchlist_at", None)
+            out.setdefault(group, []).append(row)
+        return _json(out or None)
+
+    # ------------------------------------------------------------------ sync/add-to-list
+
+    async def _add_to_list(self, request: web.Request) -> web.Response:
+        """ "Add Item to the List": ``to`` plantowatch|watching|completed|hold|dropped
+        (movies: plantowatch|completed|dropped) moves the item there from whatever list it was
+        in; ``watched_at`` only with ``completed``. A bad ``to`` is 400 ``wrong_parameter``
+        (the reference does not say; chosen). 201 ``{added: {movies: [...], shows: [...]},
+        not_found}``, each added item echoed with its ``to`` and ``type``."""
+        user = self._request_user(request)
+        body = await self._object_body(request)
+        found, not_found = self._rated_items(body)
+        checked = []
+        for obj, kind, simkl in found:
+            to = obj.get("to")
+            allowed = _MOVIE_STATUSES if kind == "movie" else _LIST_STATUSES
+            if to not in allowed:
+                raise _BadRequest("wrong_parameter", f'Wrong "to" value: {to!r}')
+            watched_at = self._date(obj.get("watched_at"), "watched_at")
+            if watched_at is not None and to != "completed":
+                raise _BadRequest("wrong_parameter", '"watched_at" is only for "completed"')
+            checked.append((obj, kind, simkl, to, watched_at))
+        now = self.now()
+        added: dict[str, list[dict[str, Any]]] = {"movies": [], "shows": []}
+        for obj, kind, simkl, to, watched_at in checked:
+            entry = self._set_status(user, kind, simkl, to, now)
+            if watched_at is not None:
+                entry.watched_at = watched_at
+            added["movies" if kind == "movie" else "shows"].append({**obj, "type": kind})
+        return _json({"added": added, "not_found": not_found}, 201)
 
     # ------------------------------------------------------------------ scrobble
 
@@ -857,29 +1246,33 @@ class FakeSimkl:
         action = request.match_info["action"]
         if action not in {"start", "pause", "stop"}:
             raise web.HTTPNotFound()
+        user = self._request_user(request)
         now = self.clock()
-        if now < self._scrobble_lock_until:
-            self.rate_limited.append(
+        if now < user.scrobble_lock_until:
+            self._log_refusal(
+                request,
                 {
                     "method": "POST",
                     "path": request.path,
                     "at": now,
                     "status": 400,
                     "reason": "scrobble_lock",
-                }
+                },
             )
             return _envelope(
                 400, "RATE_LIMIT", "Another scrobble is being processed, try again in 20 seconds"
             )
-        self._scrobble_lock_until = now + SCROBBLE_LOCK_S
+        user.scrobble_lock_until = now + SCROBBLE_LOCK_S
         try:
-            return await self._scrobble_locked(request, action)
+            return await self._scrobble_locked(request, user, action)
         finally:
-            self._scrobble_lock_until = self.clock() + min(
+            user.scrobble_lock_until = self.clock() + min(
                 self.scrobble_lock_hold_s, SCROBBLE_LOCK_S
             )
 
-    async def _scrobble_locked(self, request: web.Request, action: str) -> web.Response:
+    async def _scrobble_locked(
+        self, request: web.Request, user: SimklUser, action: str
+    ) -> web.Response:
         body = await self._body(request)
         if not isinstance(body, dict):
             raise _BadRequest("wrong_parameter", "Body must be an object")
@@ -888,8 +1281,9 @@ class FakeSimkl:
             raise _BadRequest("empty_field", 'Missed "progress" parameter')
         if not 0 <= progress <= 100:
             raise _BadRequest("wrong_parameter", 'Wrong "progress" value')
-        record: dict[str, Any] = {"endpoint": action, "progress": progress}
+        record: dict[str, Any] = {"endpoint": action, "progress": progress, "user": user.name}
         self.scrobbles.append(record)
+        user.scrobbles.append(record)
         show_obj = body.get("show") or body.get("anime")
         if isinstance(body.get("movie"), dict) and show_obj is None:
             record.update(type="movie", ids=dict(body["movie"].get("ids") or {}))
@@ -905,12 +1299,10 @@ class FakeSimkl:
                     "ids": _out_ids(movie["ids"]),
                 }
             }
-            kind = "movie"
+            group = "movies"
 
-            def make_play(moment: datetime, movie: dict[str, Any] = movie) -> dict[str, Any]:
-                return self._movie_play(
-                    movie, record["ids"], format_utc(moment), moment, "scrobble"
-                )
+            def make_play(moment: datetime, item: dict[str, Any] = movie) -> dict[str, Any]:
+                return self._movie_play(item, record["ids"], _fmt_ms(moment), moment, "scrobble")
         elif isinstance(show_obj, dict) and isinstance(body.get("episode"), dict):
             ep_obj = body["episode"]
             season, number = ep_obj.get("season"), ep_obj.get("number")
@@ -934,32 +1326,32 @@ class FakeSimkl:
                 },
                 "episode": {"season": season, "number": number, "title": found["title"]},
             }
-            kind = "episode"
+            group = self._group("show", show["ids"]["simkl"])
 
-            def make_play(moment: datetime, episode: dict[str, Any] = found) -> dict[str, Any]:
+            def make_play(moment: datetime, item: dict[str, Any] = found) -> dict[str, Any]:
                 return self._episode_play(
-                    episode, record["ids"], None, format_utc(moment), moment, "scrobble"
+                    item, record["ids"], None, _fmt_ms(moment), moment, "scrobble"
                 )
         else:
             record["status"] = 400
             raise _BadRequest("empty_field", "Send a movie, or a show with an episode")
         wall = self.now()
-        duplicate = self._duplicates.get(key)
+        duplicate = user.duplicates.get(key)
         if action in {"pause", "stop"} and progress >= 80 and duplicate and wall < duplicate[1]:
             record["status"] = 409
             return _json(
-                {"watched_at": format_utc(duplicate[0]), "expires_at": format_utc(duplicate[1])},
+                {"watched_at": _fmt_ms(duplicate[0]), "expires_at": _fmt_ms(duplicate[1])},
                 409,
             )
         if action == "start":
             scrobble_id, result = 0, "start"
         elif action == "stop" and progress >= 80:
             scrobble_id, result = next(self._scrobble_ids), "scrobble"
-            self._duplicates[key] = (wall, wall + DUPLICATE_WINDOW)
-            self._record(make_play(wall))
+            user.duplicates[key] = (wall, wall + DUPLICATE_WINDOW)
+            self._record(user, make_play(wall))
         else:
             scrobble_id, result = next(self._scrobble_ids), "pause"
-            self._playback_at[kind] = wall
+            user.touch(wall, group, "playback")
         record.update(action=result, status=201)
         return _json(
             {"id": scrobble_id, "action": result, "progress": _progress_out(progress), **echo}, 201

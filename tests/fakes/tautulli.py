@@ -7,16 +7,24 @@ Follows ``shared/reference/tautulli/api_v2_reference.md`` and Tautulli's ``plexp
   (``"Parameter apikey is required"`` when absent); a missing/unknown ``cmd`` is HTTP 400;
 - ``get_history`` honours ``start``, ``length``, ``order_column``, ``order_dir``, ``after``
   (``YYYY-MM-DD``, on the row's ``date`` in UTC), ``before``, ``user`` (comma-separated
-  usernames), ``media_type`` and ``grouping`` (accepted; rows are already grouped); bad values
-  are HTTP 400. ``data`` is ``{recordsFiltered, recordsTotal, draw, data: [rows],
-  filter_duration, total_duration}``;
+  usernames), ``user_id`` (comma-separated ids), ``media_type`` and ``grouping`` (accepted; rows
+  are already grouped); bad values are HTTP 400. Several users' rows stay apart: each row has
+  its ``user`` and that user's own ``user_id`` (:func:`user_id_of`), and the filters select on
+  them as Tautulli's ``session_history.user``/``user_id`` conditions do. ``data`` is
+  ``{recordsFiltered, recordsTotal, draw, data: [rows], filter_duration, total_duration}``;
 - ``get_metadata`` needs ``rating_key`` and answers the stored dict, or ``{}`` when unknown;
-- ``get_users`` answers ``[{"username", "user_id", "friendly_name", …}]``.
+- ``get_users`` answers ``[{"username", "user_id", "friendly_name", …}]``;
+- ``get_server_identity`` ("Get info about the local server") answers the Plex server's
+  ``{"machine_identifier", "version"}``, so clients can scope Plex ratingKeys by server. The
+  reference's docstring draws it as a one-element list, but Tautulli's code
+  (``pmsconnect.get_server_identity``, "Output: dict") returns the dict; the fake answers the
+  dict, or the list with ``server_identity_as_list = True``.
 
 Recorded state: ``calls_by_cmd`` (Counter of answered commands), ``metadata_calls_by_key``
 (Counter per rating_key), ``requests`` (every request's query, ``apikey`` removed).
 Knobs: ``html_mode`` (a 200 HTML login page, like a reverse proxy), ``repeat_page`` (get_history
-ignores ``start`` and always answers the first page), ``delay_s``, ``fail_next(status, n)``.
+ignores ``start`` and always answers the first page), ``delay_s``, ``fail_next(status, n)``,
+``machine_identifier`` / ``pms_version`` (constructor), ``server_identity_as_list``.
 
 :func:`make_rows` builds a large deterministic history (generated lazily, so 100,000 rows cost
 almost no memory) and the matching metadata; :func:`history_row` builds one row for tests.
@@ -30,6 +38,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +54,7 @@ __all__ = [
     "SyntheticHistory",
     "history_row",
     "make_rows",
+    "user_id_of",
 ]
 
 _ORDER_COLUMNS = frozenset(
@@ -62,13 +72,18 @@ _ORDER_COLUMNS = frozenset(
     }
 )
 _MEDIA_TYPES = frozenset({"movie", "episode", "track", "live", "collection", "playlist"})
-_COMMANDS = frozenset({"get_history", "get_metadata", "get_users"})
+_COMMANDS = frozenset({"get_history", "get_metadata", "get_users", "get_server_identity"})
 
 _LOGIN_PAGE = (
     "<!DOCTYPE html>\n<html><head><title>Sign in</title></head>"
     '<body><form method="post" action="/oauth2/sign_in"><input name="user">'
     '<input name="password" type="password"></form></body></html>\n'
 )
+
+
+def user_id_of(username: str) -> int:
+    """The Plex user id the fake gives *username* (stable, distinct per name)."""
+    return 100_000 + zlib.crc32(username.encode()) % 900_000
 
 
 def _day(moment: int) -> str:
@@ -94,8 +109,13 @@ class FakeTautulli:
         rows: Sequence[dict[str, Any]] = (),
         metadata: Mapping[str, dict[str, Any]] | None = None,
         users: Sequence[str | dict[str, Any]] = (),
+        machine_identifier: str = "ds48g4r354a8v9byrrtr697g3g79w",
+        pms_version: str = "1.41.0.8992-8463ad060",
     ) -> None:
         self.api_key = api_key
+        self.machine_identifier = machine_identifier
+        self.pms_version = pms_version
+        self.server_identity_as_list = False
         self.rows: Sequence[dict[str, Any]] = rows
         self.metadata: dict[str, dict[str, Any]] = dict(metadata or {})
         self.users: list[str | dict[str, Any]] = list(users)
@@ -182,6 +202,8 @@ class FakeTautulli:
                 data: Any = self._get_history(query)
             elif cmd == "get_metadata":
                 data = self._get_metadata(query)
+            elif cmd == "get_server_identity":
+                data = self._get_server_identity()
             else:
                 data = self._get_users()
         except _BadParam as exc:
@@ -215,19 +237,37 @@ class FakeTautulli:
         users = (
             frozenset(u.strip() for u in query["user"].split(",")) if query.get("user") else None
         )
+        user_ids: frozenset[int] | None = None
+        if query.get("user_id"):
+            try:
+                user_ids = frozenset(int(u) for u in query["user_id"].split(",") if u.strip())
+            except ValueError:
+                raise _BadParam(f"Invalid user_id: {query['user_id']}") from None
         media_type = query.get("media_type")
         if media_type is not None and media_type not in _MEDIA_TYPES:
             raise _BadParam(f"Invalid media_type: {media_type}")
         grouping = query.get("grouping", "1")
         if grouping not in ("0", "1"):
             raise _BadParam(f"Invalid grouping: {grouping}")
-        key = (id(self.rows), len(self.rows), column, direction, after, before, users, media_type)
+        key = (
+            id(self.rows),
+            len(self.rows),
+            column,
+            direction,
+            after,
+            before,
+            users,
+            user_ids,
+            media_type,
+        )
         cached = self._views.get(key)
         if cached is not None:
             return cached
         keep: list[int] = []
         for i in range(len(self.rows)):
             if users is not None and self._field(i, "user") not in users:
+                continue
+            if user_ids is not None and self._field(i, "user_id") not in user_ids:
                 continue
             if media_type is not None and self._field(i, "media_type") != media_type:
                 continue
@@ -278,6 +318,10 @@ class FakeTautulli:
             meta = getattr(self.rows, "metadata_for", lambda _k: None)(rating_key)
         return dict(meta) if meta else {}
 
+    def _get_server_identity(self) -> dict[str, Any] | list[dict[str, Any]]:
+        identity = {"machine_identifier": self.machine_identifier, "version": self.pms_version}
+        return [identity] if self.server_identity_as_list else identity
+
     def _get_users(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for n, user in enumerate(self.users, start=1):
@@ -297,7 +341,7 @@ class FakeTautulli:
                     "row_id": n,
                     "shared_libraries": ["1", "2"],
                     "thumb": "",
-                    "user_id": str(100_000 + n),
+                    "user_id": str(user_id_of(user)),
                     "username": user,
                 }
             )
@@ -324,11 +368,13 @@ def history_row(
     episode: int | str = "",
     grandparent_rating_key: int | str = "",
     parent_rating_key: int | str = "",
+    user_id: int | None = None,
 ) -> dict[str, Any]:
     """One ``get_history`` row shaped like api_v2_reference.md's example (all its keys).
 
     ``stopped`` is Unix seconds; ``started``/``date`` are ``stopped - duration_s``.
     ``percent_complete`` follows ``watched_status`` (1 → 97, 0.5 → 60, 0 → 12).
+    ``user_id`` defaults to :func:`user_id_of` *user* (as ``get_users`` reports it).
     """
     started = stopped - duration_s
     percent = {1: 97, 0.5: 60}.get(watched_status, 12)
@@ -372,7 +418,7 @@ def history_row(
         "title": title,
         "transcode_decision": "direct play",
         "user": user,
-        "user_id": 133788,
+        "user_id": user_id if user_id is not None else user_id_of(user),
         "watched_status": watched_status,
         "year": year if year is not None else "",
     }
@@ -525,6 +571,8 @@ class SyntheticHistory(Sequence[dict[str, Any]]):
         """Column *name* of row *i* without building the row (for filters and sorting)."""
         if name == "user":
             return self._users[_mix(i, self._seed + 13) % len(self._users)]
+        if name == "user_id":
+            return user_id_of(self.field(i, "user"))
         if name == "media_type":
             return self.items[self._item_index(i)].kind
         if name == "stopped":

@@ -1,39 +1,74 @@
 """A strict fake of the Trakt API, served by a real aiohttp app on 127.0.0.1.
 
-It answers the endpoints crosswatchd uses, as strictly as the real service (Trakt API
-Blueprint, ``shared/reference/trakt``):
+It answers the endpoints crosswatchd uses, as strictly as the real service. Section names
+below are those of the Trakt API Blueprint (``shared/reference/trakt/trakt.apib`` and its
+extract ``trakt_api_extract_auth_scrobble_search_sync.md``); the watchlist changes of 2026
+follow ``shared/reference/plex/discover-watchlist.md`` §7.
 
 - "Required Headers": every request needs ``trakt-api-key`` == client id (else 403),
   ``trakt-api-version: 2`` (else 400) and a ``User-Agent`` (else 403); a POST needs
   ``Content-Type: application/json`` (else 412, "Status Codes").
-- OAuth: ``/sync/*`` and ``/scrobble/*`` need ``Authorization: Bearer <valid access token>``
-  (else 401). "Authentication - Devices" (device code flow), "Refresh Token" (rotating refresh
-  tokens: the old one is dead after use, 401 ``invalid_grant``).
-- "Rate Limiting": more than one authed POST/PUT/DELETE per second → 429 with ``Retry-After``
-  and ``X-Ratelimit``; more than 1000 GETs per 300 s → 429. Always on.
+- OAuth: ``/sync/*``, ``/scrobble/*`` and ``/users/settings`` need ``Authorization: Bearer
+  <valid access token>`` (else 401). "Authentication - Devices" (device code flow), "Refresh
+  Token" (rotating refresh tokens: the old one is dead after use, 401 ``invalid_grant``).
+- **Several users.** Every access and refresh token belongs to one user (:class:`TraktUser`);
+  history, ratings, watchlist, last activities, scrobble state and rate limits are that user's.
+  Requests with another user's token never see or change them. A refresh hands out a token pair
+  of the same user. The default user (``default_user``, "me") is the one the single-user API
+  (``history``, ``plays()``, ``issue_token()``, ``approve_device(code)``) stands for.
+- "Rate Limiting": per user token, more than one authed POST/PUT/DELETE per second
+  (``AUTHED_API_POST_LIMIT``) or more than 1000 GETs per 300 s (``AUTHED_API_GET_LIMIT``) → 429
+  with ``Retry-After`` and ``X-Ratelimit``; unauthenticated GETs count per client id
+  (``UNAUTHED_API_GET_LIMIT``). Always on. 429s are counted in total and per user.
 - "Sync / Add to History" (no de-duplication, like the real one; an episode it cannot place
   under a known show is listed in ``not_found.shows`` with only the missing episodes),
-  "Sync / Get History"
-  ("Pagination"), "Scrobble" (stop ≥ 80 % records a play; a repeat within the window → 409),
-  "Search / ID Lookup" and "Search / Text Query" (exact title match only).
+  "Sync / Get History" ("Pagination": 10 per page by default; ``start_at``/``end_at``),
+  "Sync / Remove from History" (items or raw history ``ids``).
+- "Sync / Last Activities": the documented shape; ``movies|episodes.watched_at`` move when a
+  play is added or removed, ``*.rated_at`` when a rating changes, ``*.watchlisted_at`` and
+  ``watchlist.updated_at`` when the watchlist changes, ``*.paused_at`` on a paused scrobble;
+  ``all`` is the latest of them. Timestamps are when the change happened (the fake's ``clock``),
+  not the play's ``watched_at``.
+- "Sync / Add Ratings", "Remove Ratings", "Get Ratings" (movies, shows, seasons, episodes; a
+  season or episode rated under its show ``shows[{ids, seasons[{number, rating |
+  episodes[{number, rating}]}]}]``; "Pagination Optional").
+- "Sync / Get Watchlist", "Add to Watchlist", "Remove from Watchlist": paginated by default
+  (100 per page, at most 250) since 2026-04-15 (discover-watchlist.md §7); additions past the
+  user's ``watchlist_limit`` → 420 with ``X-Account-Limit``, ``X-VIP-User`` and
+  ``X-Upgrade-URL`` ("VIP Methods"; the whole batch is refused — the reference leaves partial
+  additions open). "Auto Removal": a play removes the movie, or the episode, its season and its
+  show, from that user's watchlist.
+- "Seasons / Summary" ``GET /shows/{id}/seasons`` (``extended=episodes``; ``number_abs`` is part
+  of the *full* episode object, so it needs ``extended=full,episodes``), "Users / Settings"
+  (``limits.watchlist.item_count``).
+- "Scrobble" (stop ≥ 80 % records a play; a repeat within the window → 409), "Search / ID
+  Lookup" and "Search / Text Query" (exact title match only).
 
 Recorded state (plain attributes, for assertions):
 
-- ``history``: plays, oldest first, shaped like ``GET /sync/history`` items
-  ``{id, watched_at, action, type, movie | episode + show}``.
-- ``scrobbles``: every ``/scrobble/*`` call ``{path, status, action, progress, item}``.
+- ``history``: the default user's plays, oldest first, shaped like ``GET /sync/history`` items
+  ``{id, watched_at, action, type, movie | episode + show}``; ``user(name).history`` for others.
+- ``user(name)``: a :class:`TraktUser` (``history``, ``ratings``, ``watchlist``,
+  ``activities``, ``scrobbles``, ``rate_limited``, ``rate_limit_log``, ``watchlist_limit``,
+  ``vip``); ``users`` maps names to them.
+- ``scrobbles``: every ``/scrobble/*`` call ``{path, status, action, progress, body, user}``.
 - ``requests``: ``(method, path, query)`` of every request received.
 - ``rate_limited``: how many 429s the fake's own limit enforcement sent (device polls that
   came too fast included; injected ``fail_next(429)`` not counted); ``rate_limit_log`` has them.
 
 Knobs: ``fail_next()``, ``down``, ``delay_s``, ``access_token_ttl_s``, ``device_interval_s``,
-``device_expires_in_s``, ``auto_approve_after``, ``approve_device()``, ``deny_device()``,
-``issue_token()``, ``expire_access_tokens()``, ``revoke_all()``.
+``device_expires_in_s``, ``auto_approve_after``, ``watchlist_limit`` (default for new users),
+``history_max_limit`` (None: the reference names no maximum page size for history),
+``list_page_limit``/``list_max_limit``, ``get_limit``/``get_period_s``, ``approve_device()``,
+``deny_device()``, ``issue_token()``, ``expire_access_tokens()``, ``revoke_all()`` (the last
+four take ``user=``).
 
 Usage::
 
     async with FakeTrakt(client_id="cid", client_secret="csecret") as fake:
+        alex = fake.issue_token(user="alex")["access_token"]
         ...  # fake.url
+        assert fake.plays(user="alex") == []
 
 or ``await fake.start()`` / ``await fake.stop()`` from a plain script.
 """
@@ -41,13 +76,14 @@ or ``await fake.start()`` / ``await fake.stop()`` from a plain script.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,14 +92,77 @@ from aiohttp import web
 
 from tests.fakes.catalog import Catalog, default_catalog
 
-__all__ = ["DeviceCode", "FakeTrakt"]
+__all__ = ["DeviceCode", "FakeTrakt", "TraktUser"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: ``("movie", trakt)``, ``("show", trakt)``, ``("season", show trakt, number)`` or
+#: ``("episode", trakt)``: one rateable / watchlistable thing.
+Key = tuple[Any, ...]
 
 _POST_PERIOD_S = 1.0
 _GET_LIMIT = 1000
 _GET_PERIOD_S = 300.0
 _HISTORY_TYPES = {"movies", "shows", "seasons", "episodes"}
+_KINDS = ("movies", "shows", "seasons", "episodes")
+_TYPE_OF = {"movies": "movie", "shows": "show", "seasons": "season", "episodes": "episode"}
+_WATCHLIST_SORTS = {
+    "rank",
+    "added",
+    "title",
+    "released",
+    "runtime",
+    "popularity",
+    "random",
+    "percentage",
+    "imdb_rating",
+    "tmdb_rating",
+    "rt_tomatometer",
+    "rt_audience",
+    "metascore",
+    "votes",
+    "imdb_votes",
+    "tmdb_votes",
+    "my_rating",
+    "watched",
+    "collected",
+}
+#: "Sync / Last Activities": every group and field of the documented reply.
+_ACTIVITY_FIELDS: dict[str, tuple[str, ...]] = {
+    "movies": (
+        "watched_at",
+        "collected_at",
+        "rated_at",
+        "watchlisted_at",
+        "favorited_at",
+        "commented_at",
+        "paused_at",
+        "hidden_at",
+    ),
+    "episodes": (
+        "watched_at",
+        "collected_at",
+        "rated_at",
+        "watchlisted_at",
+        "commented_at",
+        "paused_at",
+    ),
+    "shows": (
+        "rated_at",
+        "watchlisted_at",
+        "favorited_at",
+        "commented_at",
+        "hidden_at",
+        "dropped_at",
+    ),
+    "seasons": ("rated_at", "watchlisted_at", "commented_at", "hidden_at"),
+    "comments": ("liked_at", "blocked_at"),
+    "lists": ("liked_at", "updated_at", "commented_at"),
+    "watchlist": ("updated_at",),
+    "favorites": ("updated_at",),
+    "account": ("settings_at", "followed_at", "following_at", "pending_at", "requested_at"),
+    "saved_filters": ("updated_at",),
+    "notes": ("updated_at",),
+}
 
 
 def _fmt(moment: datetime) -> str:
@@ -110,6 +209,28 @@ def _error(status: int, error: str, **extra: Any) -> web.Response:
     return web.json_response({"error": error, **extra}, status=status)
 
 
+def _unprocessable(description: str) -> web.Response:
+    return _error(422, "unprocessable_entity", error_description=description)
+
+
+def _objects(body: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The ``kind`` array of a sync body; anything but a list of objects is a 422."""
+    value = body.get(kind)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(o, dict) for o in value):
+        raise ValueError(f"{kind} must be an array of objects")
+    return value
+
+
+def _counts() -> dict[str, int]:
+    return dict.fromkeys(_KINDS, 0)
+
+
+def _empty_not_found() -> dict[str, list[Any]]:
+    return {kind: [] for kind in _KINDS}
+
+
 @dataclass
 class DeviceCode:
     """One device-flow code pair (``POST /oauth/device/code``) and its polling state."""
@@ -121,6 +242,62 @@ class DeviceCode:
     state: str = "pending"  # pending | approved | denied | used
     polls: int = 0
     last_poll: float | None = None
+    #: Who approved it (``approve_device(code, user=…)``); None → the default user.
+    user: str | None = None
+
+
+@dataclass
+class TraktUser:
+    """One Trakt account inside the fake: everything a token of it reads and writes.
+
+    ``ratings`` maps a :data:`Key` to a ``GET /sync/ratings`` item; ``watchlist`` holds
+    ``GET /sync/watchlist`` items in rank order; ``activities`` is the ``GET
+    /sync/last_activities`` reply. ``rate_limited`` counts the 429s this user's token got.
+    """
+
+    name: str
+    created_at: datetime
+    watchlist_limit: int = 250
+    vip: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    ratings: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    watchlist: list[dict[str, Any]] = field(default_factory=list)
+    scrobbles: list[dict[str, Any]] = field(default_factory=list)
+    rate_limited: int = 0
+    rate_limit_log: list[dict[str, Any]] = field(default_factory=list)
+    activities: dict[str, Any] = field(default_factory=dict)
+    last_post: float | None = field(default=None, repr=False)
+    gets: deque[float] = field(default_factory=deque, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.activities:
+            start = _fmt(self.created_at)
+            self.activities = {"all": start}
+            for group, names in _ACTIVITY_FIELDS.items():
+                self.activities[group] = dict.fromkeys(names, start)
+
+    def touch(self, when: datetime, *fields: tuple[str, str]) -> None:
+        """Move ``activities[group][name]`` (and ``all``) to *when* for each pair."""
+        stamp = _fmt(when)
+        for group, name in fields:
+            self.activities[group][name] = stamp
+        self.activities["all"] = max(self.activities["all"], stamp)
+
+    def plays(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """History items (``kind`` ``"movie"``/``"episode"`` to filter), oldest first."""
+        return [h for h in self.history if kind is None or h["type"] == kind]
+
+    def rating_of(self, key: Key) -> int | None:
+        """The rating of *key* (see :data:`Key`), or None."""
+        item = self.ratings.get(key)
+        return None if item is None else int(item["rating"])
+
+    def watchlist_keys(self) -> list[Key]:
+        """The watchlist as keys, in rank order."""
+        return [item["_key"] for item in self.watchlist]
+
+
+_USER = web.RequestKey("trakt_user", TraktUser)
 
 
 @dataclass
@@ -132,12 +309,21 @@ class _Failure:
     path: str | None
 
 
+@dataclass
+class _Targets:
+    """What a sync body named: catalogue items found (key, the object that named them) and the
+    ``not_found`` echo."""
+
+    found: list[tuple[Key, dict[str, Any]]] = field(default_factory=list)
+    not_found: dict[str, list[Any]] = field(default_factory=_empty_not_found)
+
+
 @dataclass(eq=False, repr=False)
 class FakeTrakt:
     """A strict fake Trakt API (see the module docstring for behaviour and knobs).
 
-    ``clock`` is wall-clock unix seconds (token ``created_at``/expiry, device-code expiry);
-    ``monotonic`` drives rate limits and poll intervals.
+    ``clock`` is wall-clock unix seconds (token ``created_at``/expiry, device-code expiry,
+    last-activity timestamps); ``monotonic`` drives rate limits and poll intervals.
     """
 
     client_id: str = "cid"
@@ -155,6 +341,18 @@ class FakeTrakt:
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     host: str = "127.0.0.1"
+    #: The user of the single-user API (tokens issued without ``user=``).
+    default_user: str = "me"
+    #: Watchlist item limit of new users (free accounts: 250 since 2026, discover-watchlist §7).
+    watchlist_limit: int = 250
+    #: Largest history page served; None = no cap (the reference names none for history).
+    history_max_limit: int | None = None
+    #: Default and largest page of lists/watchlist (paginated by default since 2026-04-15).
+    list_page_limit: int = 100
+    list_max_limit: int = 250
+    #: "Rate Limiting": GETs allowed per period, per user token (or per client id).
+    get_limit: int = _GET_LIMIT
+    get_period_s: float = _GET_PERIOD_S
 
     # --- recorded state -------------------------------------------------------------------
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -170,36 +368,57 @@ class FakeTrakt:
     url: str = ""
 
     def __post_init__(self) -> None:
-        self._access: dict[str, float] = {}  # access token -> expires_at (clock)
-        self._refresh: set[str] = set()
+        self._access: dict[str, tuple[float, str]] = {}  # token -> (expires_at, user)
+        self._refresh: dict[str, str] = {}  # refresh token -> user
         self._failures: list[_Failure] = []
         self._history_ids = itertools.count(3_373_536_600)
-        self._last_post: float | None = None
-        self._gets: dict[str, deque[float]] = {}
+        self._list_ids = itertools.count(101)
+        self._app_gets: deque[float] = deque()  # unauthenticated GETs of this client id
+        self.users: dict[str, TraktUser] = {}
         self._runner: web.AppRunner | None = None
+        # The default user's history *is* ``self.history`` (the single-user API).
+        self.users[self.default_user] = TraktUser(
+            self.default_user, self._now(), self.watchlist_limit, history=self.history
+        )
 
     def __repr__(self) -> str:
         return (
-            f"FakeTrakt(url={self.url!r}, history={len(self.history)}, "
-            f"scrobbles={len(self.scrobbles)}, requests={len(self.requests)}, "
-            f"rate_limited={self.rate_limited})"
+            f"FakeTrakt(url={self.url!r}, users={sorted(self.users)}, "
+            f"history={len(self.history)}, scrobbles={len(self.scrobbles)}, "
+            f"requests={len(self.requests)}, rate_limited={self.rate_limited})"
         )
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> str:
         """Serve on ``host`` at a random port; returns (and sets) :attr:`url`."""
         app = web.Application(middlewares=[self._middleware])
-        app.router.add_post("/oauth/device/code", self._device_code)
-        app.router.add_post("/oauth/device/token", self._device_token)
-        app.router.add_post("/oauth/token", self._token)
-        app.router.add_post("/oauth/revoke", self._revoke)
-        app.router.add_post("/sync/history", self._add_history)
-        app.router.add_get("/sync/history", self._get_history)
-        app.router.add_get("/sync/history/{type}", self._get_history)
-        app.router.add_get("/sync/history/{type}/{id}", self._get_history)
-        app.router.add_post("/scrobble/{action}", self._scrobble)
-        app.router.add_get("/search/{id_type}/{id}", self._search_id)
-        app.router.add_get("/search/{type}", self._search_text)
+        router = app.router
+        router.add_post("/oauth/device/code", self._device_code)
+        router.add_post("/oauth/device/token", self._device_token)
+        router.add_post("/oauth/token", self._token)
+        router.add_post("/oauth/revoke", self._revoke)
+        router.add_get("/sync/last_activities", self._last_activities)
+        router.add_post("/sync/history", self._add_history)
+        router.add_post("/sync/history/remove", self._remove_history)
+        router.add_get("/sync/history", self._get_history)
+        router.add_get("/sync/history/{type}", self._get_history)
+        router.add_get("/sync/history/{type}/{id}", self._get_history)
+        router.add_post("/sync/ratings", self._add_ratings)
+        router.add_post("/sync/ratings/remove", self._remove_ratings)
+        router.add_get("/sync/ratings", self._get_ratings)
+        router.add_get("/sync/ratings/{type}", self._get_ratings)
+        router.add_get("/sync/ratings/{type}/{rating}", self._get_ratings)
+        router.add_post("/sync/watchlist", self._add_watchlist)
+        router.add_post("/sync/watchlist/remove", self._remove_watchlist)
+        router.add_get("/sync/watchlist", self._get_watchlist)
+        router.add_get("/sync/watchlist/{type}", self._get_watchlist)
+        router.add_get("/sync/watchlist/{type}/{sort_by}", self._get_watchlist)
+        router.add_get("/sync/watchlist/{type}/{sort_by}/{sort_how}", self._get_watchlist)
+        router.add_get("/users/settings", self._settings)
+        router.add_get("/shows/{id}/seasons", self._seasons)
+        router.add_post("/scrobble/{action}", self._scrobble)
+        router.add_get("/search/{id_type}/{id}", self._search_id)
+        router.add_get("/search/{type}", self._search_text)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0, shutdown_timeout=0.5)
@@ -221,6 +440,34 @@ class FakeTrakt:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    # --- users ----------------------------------------------------------------------------
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    def user(self, name: str | None = None) -> TraktUser:
+        """The user *name* (created on first use; None → the default user)."""
+        name = self.default_user if name is None else name
+        found = self.users.get(name)
+        if found is None:
+            found = TraktUser(name, self._now(), self.watchlist_limit)
+            self.users[name] = found
+        return found
+
+    @property
+    def ratings(self) -> dict[Key, dict[str, Any]]:
+        """The default user's ratings (see :attr:`TraktUser.ratings`)."""
+        return self.user().ratings
+
+    @property
+    def watchlist(self) -> list[dict[str, Any]]:
+        """The default user's watchlist (see :attr:`TraktUser.watchlist`)."""
+        return self.user().watchlist
+
+    @property
+    def last_activities(self) -> dict[str, Any]:
+        """The default user's ``GET /sync/last_activities`` reply."""
+        return self.user().activities
+
     # --- knobs ----------------------------------------------------------------------------
     def fail_next(
         self,
@@ -236,13 +483,17 @@ class FakeTrakt:
         """
         self._failures.append(_Failure(status, count, dict(headers or {}), body, path))
 
-    def issue_token(self, expires_in: int | None = None) -> dict[str, Any]:
-        """Mint a valid token pair without the device flow; returns the token response."""
+    def issue_token(
+        self, expires_in: int | None = None, *, user: str | None = None
+    ) -> dict[str, Any]:
+        """Mint a valid token pair of *user* (default user if None) without the device flow;
+        returns the token response."""
+        owner = self.user(user).name
         ttl = self.access_token_ttl_s if expires_in is None else expires_in
         created_at = int(self.clock())
         access, refresh = secrets.token_hex(32), secrets.token_hex(32)
-        self._access[access] = created_at + ttl
-        self._refresh.add(refresh)
+        self._access[access] = (created_at + ttl, owner)
+        self._refresh[refresh] = owner
         return {
             "access_token": access,
             "token_type": "bearer",
@@ -252,26 +503,40 @@ class FakeTrakt:
             "created_at": created_at,
         }
 
-    def expire_access_tokens(self) -> None:
-        """Every access token issued so far stops working (refresh tokens still do)."""
-        self._access.clear()
+    def expire_access_tokens(self, user: str | None = None) -> None:
+        """Every access token issued so far (of *user* only, if given) stops working; refresh
+        tokens still do."""
+        for token, (_, owner) in list(self._access.items()):
+            if user is None or owner == user:
+                del self._access[token]
 
-    def revoke_all(self) -> None:
-        """Every access and refresh token stops working (the user revoked the app)."""
-        self._access.clear()
-        self._refresh.clear()
+    def revoke_all(self, user: str | None = None) -> None:
+        """Every access and refresh token (of *user* only, if given) stops working: the user
+        revoked the app."""
+        self.expire_access_tokens(user)
+        for token, owner in list(self._refresh.items()):
+            if user is None or owner == user:
+                del self._refresh[token]
 
-    def approve_device(self, user_code: str) -> None:
-        """The user entered *user_code* and approved the app."""
-        self.devices[user_code].state = "approved"
+    def approve_device(self, user_code: str, user: str | None = None) -> None:
+        """*user* (default user if None) entered *user_code* and approved the app."""
+        device = self.devices[user_code]
+        device.state = "approved"
+        device.user = self.user(user).name
 
     def deny_device(self, user_code: str) -> None:
         """The user entered *user_code* and denied the app."""
         self.devices[user_code].state = "denied"
 
-    def plays(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """History items (``kind`` ``"movie"``/``"episode"`` to filter), oldest first."""
-        return [h for h in self.history if kind is None or h["type"] == kind]
+    def plays(self, kind: str | None = None, *, user: str | None = None) -> list[dict[str, Any]]:
+        """History items of *user* (default user if None; ``kind`` ``"movie"``/``"episode"``
+        to filter), oldest first."""
+        return self.user(user).plays(kind)
+
+    def token_user(self, access_token: str) -> str | None:
+        """Whose *access_token* is (None when unknown or expired)."""
+        entry = self._access.get(access_token)
+        return None if entry is None else entry[1]
 
     # --- middleware: logging, failures, headers, OAuth, rate limits ------------------------
     @web.middleware
@@ -294,15 +559,17 @@ class FakeTrakt:
         writes = request.method in {"POST", "PUT", "DELETE"}
         if writes and request.content_type != "application/json":
             return _error(412, "precondition_failed", error_description="use application/json")
-        user: str | None = None
+        user: TraktUser | None = None
         auth = request.headers.get("Authorization")
-        needs_auth = request.path.startswith(("/sync/", "/scrobble/"))
+        needs_auth = request.path.startswith(("/sync/", "/scrobble/", "/users/settings"))
         if auth is not None or needs_auth:
             token = auth[7:] if auth and auth.startswith("Bearer ") else ""
-            expires_at = self._access.get(token)
-            if expires_at is None or expires_at <= self.clock():
+            entry = self._access.get(token)
+            if entry is None or entry[0] <= self.clock():
                 return _error(401, "invalid_token", error_description="OAuth must be provided")
-            user = "me"
+            user = self.user(entry[1])
+        if user is not None:
+            request[_USER] = user
         limited = self._rate_limit(request.method, user)
         if limited is not None:
             return limited
@@ -325,29 +592,32 @@ class FakeTrakt:
                 return web.json_response(body, status=failure.status, headers=failure.headers)
         return None
 
-    def _rate_limit(self, method: str, user: str | None) -> web.Response | None:
+    def _rate_limit(self, method: str, user: TraktUser | None) -> web.Response | None:
+        """ "Rate Limiting": POSTs 1/s per user token; GETs 1000/300 s per user token, or per
+        client id (``UNAUTHED_API_GET_LIMIT``) without one."""
         now = self.monotonic()
         if method in {"POST", "PUT", "DELETE"}:
             if user is None:  # unauthed POSTs (OAuth endpoints) have no per-user limit
                 return None
-            last = self._last_post
+            last = user.last_post
             if last is not None and now - last < _POST_PERIOD_S - self.post_tolerance_s:
                 wait = _POST_PERIOD_S - (now - last)
-                return self._too_many("AUTHED_API_POST_LIMIT", _POST_PERIOD_S, 1, wait)
-            self._last_post = now
+                return self._too_many("AUTHED_API_POST_LIMIT", _POST_PERIOD_S, 1, wait, user)
+            user.last_post = now
             return None
-        window = self._gets.setdefault(user or "app", deque())
-        while window and now - window[0] >= _GET_PERIOD_S:
+        window = user.gets if user is not None else self._app_gets
+        period = self.get_period_s
+        while window and now - window[0] >= period:
             window.popleft()
-        if len(window) >= _GET_LIMIT:
+        if len(window) >= self.get_limit:
             name = "AUTHED_API_GET_LIMIT" if user else "UNAUTHED_API_GET_LIMIT"
-            return self._too_many(
-                name, _GET_PERIOD_S, _GET_LIMIT, _GET_PERIOD_S - (now - window[0])
-            )
+            return self._too_many(name, period, self.get_limit, period - (now - window[0]), user)
         window.append(now)
         return None
 
-    def _too_many(self, name: str, period: float, limit: int, wait_s: float) -> web.Response:
+    def _too_many(
+        self, name: str, period: float, limit: int, wait_s: float, user: TraktUser | None
+    ) -> web.Response:
         until = datetime.now(UTC) + timedelta(seconds=wait_s)
         info = {
             "name": name,
@@ -357,9 +627,16 @@ class FakeTrakt:
             "until": until.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         self.rate_limited += 1
-        self.rate_limit_log.append(info)
+        self.rate_limit_log.append({**info, "user": user.name if user else None})
+        if user is not None:
+            user.rate_limited += 1
+            user.rate_limit_log.append(info)
         headers = {"Retry-After": str(max(1, math.ceil(wait_s))), "X-Ratelimit": json.dumps(info)}
         return web.json_response({"error": "rate_limited"}, status=429, headers=headers)
+
+    @staticmethod
+    def _user_of(request: web.Request) -> TraktUser:
+        return request[_USER]  # OAuth-only routes: the middleware set it
 
     # --- OAuth ----------------------------------------------------------------------------
     @staticmethod
@@ -421,7 +698,7 @@ class FakeTrakt:
         if device.state != "approved":
             return web.json_response({}, status=400)
         device.state = "used"
-        return web.json_response(self.issue_token())
+        return web.json_response(self.issue_token(user=device.user))
 
     async def _token(self, request: web.Request) -> web.Response:
         body = await self._json(request)
@@ -435,14 +712,14 @@ class FakeTrakt:
         if body.get("grant_type") != "refresh_token":
             return _error(400, "unsupported_grant_type")
         refresh = body.get("refresh_token")
-        if refresh not in self._refresh:
+        owner = self._refresh.pop(str(refresh), None)
+        if owner is None:
             return _error(
                 401,
                 "invalid_grant",
                 error_description="The provided authorization grant is invalid, expired, revoked",
             )
-        self._refresh.discard(refresh)
-        return web.json_response(self.issue_token())
+        return web.json_response(self.issue_token(user=owner))
 
     async def _revoke(self, request: web.Request) -> web.Response:
         body = await self._json(request)
@@ -450,16 +727,144 @@ class FakeTrakt:
             self._access.pop(str(body.get("token")), None)
         return web.json_response({})
 
+    # --- catalogue helpers ----------------------------------------------------------------
+    def _show_by_trakt(self, trakt: int) -> dict[str, Any]:
+        show = self.catalog.show({"trakt": trakt})
+        assert show is not None
+        return show
+
+    def _media(self, key: Key) -> tuple[str, dict[str, Any]]:
+        """The ``type`` and the standard media object(s) of *key*, as sync replies carry them."""
+        kind = key[0]
+        if kind == "movie":
+            movie = self.catalog.movie({"trakt": key[1]})
+            assert movie is not None
+            return "movie", {"movie": _movie_obj(movie)}
+        if kind == "show":
+            return "show", {"show": _show_obj(self._show_by_trakt(key[1]))}
+        if kind == "season":
+            show = self._show_by_trakt(key[1])
+            season = {"number": key[2], "ids": self.catalog.season_ids(show, key[2])}
+            return "season", {"season": season, "show": _show_obj(show)}
+        episode = self.catalog.episode({"trakt": key[1]})
+        assert episode is not None
+        return "episode", {"episode": _episode_obj(episode), "show": _show_obj(episode["show"])}
+
+    def _targets(self, body: dict[str, Any]) -> _Targets:
+        """The catalogue items a sync body (ratings, watchlist, history removal) names.
+
+        "Sync": ``movies[]``, ``shows[]`` (the show itself; with ``seasons[{number}]`` those
+        seasons; with ``seasons[{number, episodes[{number}]}]`` those episodes), ``seasons[]``
+        and ``episodes[]`` by ids. Unknown items are echoed as sent under ``not_found``; a
+        show's unknown seasons/episodes under ``not_found.shows`` with only those.
+        """
+        out = _Targets()
+        for obj in _objects(body, "movies"):
+            movie = self.catalog.movie(obj.get("ids") or {})
+            if movie is None:
+                out.not_found["movies"].append(obj)
+            else:
+                out.found.append((("movie", movie["ids"]["trakt"]), obj))
+        for obj in _objects(body, "shows"):
+            show = self.catalog.show(obj.get("ids") or {})
+            if show is None:
+                out.not_found["shows"].append(obj)
+                continue
+            show_trakt = show["ids"]["trakt"]
+            seasons = obj.get("seasons")
+            if not seasons:
+                out.found.append((("show", show_trakt), obj))
+                continue
+            if not isinstance(seasons, list) or not all(isinstance(s, dict) for s in seasons):
+                raise ValueError("seasons must be an array of objects")
+            missing: list[dict[str, Any]] = []
+            known = self.catalog.seasons_of(show)
+            for season in seasons:
+                number = season.get("number")
+                if not isinstance(number, int) or isinstance(number, bool):
+                    raise ValueError("season number must be an integer")
+                episodes = season.get("episodes")
+                if not episodes:
+                    if number in known:
+                        out.found.append((("season", show_trakt, number), season))
+                    else:
+                        missing.append(season)
+                    continue
+                lost = []
+                for ep in episodes:
+                    found = None
+                    if isinstance(ep, dict) and isinstance(ep.get("number"), int):
+                        found = self.catalog.episode_of(show, number, ep["number"])
+                    if found is None:
+                        lost.append(ep)
+                    else:
+                        out.found.append((("episode", found["ids"]["trakt"]), ep))
+                if lost:
+                    missing.append({"number": number, "episodes": lost})
+            if missing:
+                out.not_found["shows"].append({"ids": obj.get("ids"), "seasons": missing})
+        for obj in _objects(body, "seasons"):
+            season_of = self.catalog.season(obj.get("ids") or {})
+            if season_of is None:
+                out.not_found["seasons"].append(obj)
+            else:
+                show, number = season_of
+                out.found.append((("season", show["ids"]["trakt"], number), obj))
+        for obj in _objects(body, "episodes"):
+            episode = self.catalog.episode(obj.get("ids") or {})
+            if episode is None:
+                out.not_found["episodes"].append(obj)
+            else:
+                out.found.append((("episode", episode["ids"]["trakt"]), obj))
+        return out
+
+    # --- sync/last_activities -------------------------------------------------------------
+    async def _last_activities(self, request: web.Request) -> web.Response:
+        """ "Sync / Last Activities": the documented shape, this user's timestamps."""
+        return web.json_response(self._user_of(request).activities)
+
     # --- sync/history ---------------------------------------------------------------------
-    def _record(self, action: str, when: datetime, entry: dict[str, Any], kind: str) -> int:
+    def _record(
+        self, user: TraktUser, action: str, when: datetime, entry: dict[str, Any], kind: str
+    ) -> int:
         history_id = next(self._history_ids)
         item: dict[str, Any] = {"id": history_id, "watched_at": _fmt(when), "action": action}
         if kind == "movie":
             item.update(type="movie", movie=_movie_obj(entry))
         else:
             item.update(type="episode", episode=_episode_obj(entry), show=_show_obj(entry["show"]))
-        self.history.append(item)
+        user.history.append(item)
+        now = self._now()
+        user.touch(now, ("movies" if kind == "movie" else "episodes", "watched_at"))
+        self._auto_remove(user, kind, entry, now)
         return history_id
+
+    def _auto_remove(
+        self, user: TraktUser, kind: str, entry: dict[str, Any], now: datetime
+    ) -> None:
+        """ "Get Watchlist / Auto Removal": a watched movie leaves the watchlist; a watched
+        episode takes itself, its season and its show off it."""
+        if kind == "movie":
+            gone: set[Key] = {("movie", entry["ids"]["trakt"])}
+        else:
+            show_trakt = entry["show"]["ids"]["trakt"]
+            gone = {
+                ("episode", entry["ids"]["trakt"]),
+                ("season", show_trakt, entry["season"]),
+                ("show", show_trakt),
+            }
+        self._drop_from_watchlist(user, gone, now)
+
+    def _drop_from_watchlist(self, user: TraktUser, keys: set[Key], now: datetime) -> list[Key]:
+        removed = [item["_key"] for item in user.watchlist if item["_key"] in keys]
+        if not removed:
+            return []
+        user.watchlist[:] = [item for item in user.watchlist if item["_key"] not in keys]
+        for rank, item in enumerate(user.watchlist, start=1):
+            item["rank"] = rank
+        groups = {f"{key[0]}s" for key in removed}
+        user.touch(now, ("watchlist", "updated_at"), *((g, "watchlisted_at") for g in groups))
+        return removed
 
     @staticmethod
     def _watched_at(obj: dict[str, Any], default: datetime) -> datetime:
@@ -469,10 +874,11 @@ class FakeTrakt:
         return _parse(str(raw))
 
     async def _add_history(self, request: web.Request) -> web.Response:
+        user = self._user_of(request)
         body = await self._json(request)
         if not isinstance(body, dict):
             return _error(400, "invalid_request")
-        now = datetime.fromtimestamp(self.clock(), UTC)
+        now = self._now()
         added = {"movies": 0, "episodes": 0}
         not_found: dict[str, list[Any]] = {
             "movies": [],
@@ -504,12 +910,17 @@ class FakeTrakt:
                 plays.extend(found)
                 if missing:
                     not_found["shows"].append({"ids": obj.get("ids"), "seasons": missing})
-            for obj in body.get("seasons") or []:  # no season ids in the catalogue
-                not_found["seasons"].append({"ids": obj.get("ids")})
+            for obj in body.get("seasons") or []:
+                season_of = self.catalog.season(obj.get("ids") or {})
+                if season_of is None:
+                    not_found["seasons"].append({"ids": obj.get("ids")})
+                    continue
+                when = self._watched_at(obj, now)
+                plays += [(when, e, "episode") for e in self.catalog.episodes_of(*season_of)]
         except (ValueError, TypeError, AttributeError):
-            return _error(422, "unprocessable_entity", error_description="bad watched_at or item")
+            return _unprocessable("bad watched_at or item")
         for when, entry, kind in plays:
-            self._record("watch", when, entry, kind)
+            self._record(user, "watch", when, entry, kind)
             added["movies" if kind == "movie" else "episodes"] += 1
         return web.json_response({"added": added, "not_found": not_found}, status=201)
 
@@ -523,7 +934,7 @@ class FakeTrakt:
         added; like the real service, it is reported under ``not_found.shows`` with the show's
         ids as sent and only the missing episodes (echoed as sent).
         """
-        episodes = [e for e in self.catalog.episodes if e["show"] is show]
+        episodes = self.catalog.episodes_of(show)
         show_when = self._watched_at(obj, now)
         seasons = obj.get("seasons")
         if not seasons:
@@ -549,7 +960,57 @@ class FakeTrakt:
                 missing.append({"number": season["number"], "episodes": lost})
         return out, missing
 
+    async def _remove_history(self, request: web.Request) -> web.Response:
+        """ "Sync / Remove from History": items (a show = all its episodes, a season = its
+        episodes) or raw history ``ids``; 200 ``{deleted: {movies, episodes}, not_found}``."""
+        user = self._user_of(request)
+        body = await self._json(request)
+        if not isinstance(body, dict):
+            return _error(400, "invalid_request")
+        try:
+            targets = self._targets(body)
+            raw_ids = body.get("ids") or []
+            if not isinstance(raw_ids, list):
+                raise ValueError("ids must be an array")
+        except (ValueError, TypeError, AttributeError):
+            return _unprocessable("bad item")
+        keys = {key for key, _ in targets.found}
+        wanted_ids = {i for i in raw_ids if isinstance(i, int)}
+        not_found = {**targets.not_found, "ids": [i for i in raw_ids if i not in wanted_ids]}
+        known_ids = {h["id"] for h in user.history}
+        not_found["ids"] += sorted(wanted_ids - known_ids)
+        keep, deleted = [], {"movies": 0, "episodes": 0}
+        for item in user.history:
+            if item["id"] in wanted_ids or self._history_hit(item, keys):
+                deleted["movies" if item["type"] == "movie" else "episodes"] += 1
+            else:
+                keep.append(item)
+        user.history[:] = keep
+        now = self._now()
+        if deleted["movies"]:
+            user.touch(now, ("movies", "watched_at"))
+        if deleted["episodes"]:
+            user.touch(now, ("episodes", "watched_at"))
+        return web.json_response({"deleted": deleted, "not_found": not_found})
+
+    @staticmethod
+    def _history_hit(item: dict[str, Any], keys: set[Key]) -> bool:
+        if item["type"] == "movie":
+            return ("movie", item["movie"]["ids"]["trakt"]) in keys
+        show_trakt = item["show"]["ids"]["trakt"]
+        return bool(
+            {
+                ("episode", item["episode"]["ids"]["trakt"]),
+                ("season", show_trakt, item["episode"]["season"]),
+                ("show", show_trakt),
+            }
+            & keys
+        )
+
     async def _get_history(self, request: web.Request) -> web.Response:
+        """ "Sync / Get History": this user's plays, newest first, ``start_at``/``end_at``
+        inclusive, "Pagination" (10 per page by default; ``history_max_limit`` caps)."""
+        user = self._user_of(request)
         kind = request.match_info.get("type")
         item_id = request.match_info.get("id")
         if kind is not None and kind not in _HISTORY_TYPES:
@@ -557,11 +1018,10 @@ class FakeTrakt:
         try:
             start = _parse(request.query["start_at"]) if "start_at" in request.query else None
             end = _parse(request.query["end_at"]) if "end_at" in request.query else None
-            page = max(1, int(request.query.get("page", "1")))
-            limit = max(1, int(request.query.get("limit", "10")))
+            page, limit = self._page_args(request, 10, self.history_max_limit)
         except ValueError:
             return _error(400, "bad_request")
-        items = [h for h in self.history if self._history_match(h, kind, item_id)]
+        items = [h for h in user.history if self._history_match(h, kind, item_id)]
         if start is not None:
             items = [h for h in items if _parse(h["watched_at"]) >= start]
         if end is not None:
@@ -569,8 +1029,7 @@ class FakeTrakt:
         items.sort(key=lambda h: (h["watched_at"], h["id"]), reverse=True)
         return self._paginated(items, page, limit)
 
-    @staticmethod
-    def _history_match(item: dict[str, Any], kind: str | None, item_id: str | None) -> bool:
+    def _history_match(self, item: dict[str, Any], kind: str | None, item_id: str | None) -> bool:
         if kind is None:
             return True
         if kind == "movies":
@@ -583,19 +1042,351 @@ class FakeTrakt:
             return item_id is None or str(item["episode"]["ids"]["trakt"]) == item_id
         if kind == "shows":
             return item_id is None or str(item["show"]["ids"]["trakt"]) == item_id
-        return item_id is None  # seasons: no season ids in the catalogue
+        if item_id is None:
+            return True
+        season_of = self.catalog.season({"trakt": item_id})
+        return season_of is not None and (
+            item["show"]["ids"]["trakt"] == season_of[0]["ids"]["trakt"]
+            and item["episode"]["season"] == season_of[1]
+        )
 
     @staticmethod
-    def _paginated(items: list[dict[str, Any]], page: int, limit: int) -> web.Response:
+    def _page_args(
+        request: web.Request, default_limit: int, max_limit: int | None
+    ) -> tuple[int, int]:
+        """``page`` and ``limit`` ("Pagination"); a *limit* above *max_limit* is clamped to it
+        (and ``X-Pagination-Limit`` says so)."""
+        page = max(1, int(request.query.get("page", "1")))
+        limit = max(1, int(request.query.get("limit", str(default_limit))))
+        if max_limit is not None:
+            limit = min(limit, max_limit)
+        return page, limit
+
+    @staticmethod
+    def _paginated(
+        items: list[dict[str, Any]],
+        page: int,
+        limit: int,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
         pages = max(1, math.ceil(len(items) / limit))
         chunk = items[(page - 1) * limit : page * limit]
-        headers = {
+        out = {
+            **(headers or {}),
             "X-Pagination-Page": str(page),
             "X-Pagination-Limit": str(limit),
             "X-Pagination-Page-Count": str(pages),
             "X-Pagination-Item-Count": str(len(items)),
         }
-        return web.json_response(chunk, headers=headers)
+        return web.json_response(chunk, headers=out)
+
+    # --- sync/ratings ---------------------------------------------------------------------
+    async def _add_ratings(self, request: web.Request) -> web.Response:
+        """ "Sync / Add Ratings": each rated object carries an integer ``rating`` 1–10 and an
+        optional ``rated_at``; a show with ``seasons`` rates those seasons (or their listed
+        episodes), not the show. A bad ``rating``/``rated_at`` is a 422 ("Status Codes":
+        validation errors) and nothing is rated; unknown items go to ``not_found``."""
+        user = self._user_of(request)
+        body = await self._json(request)
+        if not isinstance(body, dict):
+            return _error(400, "invalid_request")
+        now = self._now()
+        try:
+            targets = self._targets(body)
+            rated = []
+            for key, obj in targets.found:
+                rating = obj.get("rating")
+                if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 10:
+                    raise ValueError(f"rating must be an integer 1-10, got {rating!r}")
+                raw = obj.get("rated_at")
+                rated.append((key, rating, now if raw is None else _parse(str(raw))))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return _unprocessable(str(exc))
+        added = _counts()
+        for key, rating, rated_at in rated:
+            kind, media = self._media(key)
+            user.ratings[key] = {
+                "rated_at": _fmt(rated_at),
+                "rating": rating,
+                "type": kind,
+                **media,
+            }
+            added[f"{kind}s"] += 1
+        user.touch(now, *((k, "rated_at") for k in _KINDS if added[k]))
+        return web.json_response({"added": added, "not_found": targets.not_found}, status=201)
+
+    async def _remove_ratings(self, request: web.Request) -> web.Response:
+        """ "Sync / Remove Ratings": 200 ``{deleted, not_found}``."""
+        user = self._user_of(request)
+        body = await self._json(request)
+        if not isinstance(body, dict):
+            return _error(400, "invalid_request")
+        try:
+            targets = self._targets(body)
+        except (ValueError, TypeError, AttributeError) as exc:
+            return _unprocessable(str(exc))
+        deleted = _counts()
+        for key, _ in targets.found:
+            if user.ratings.pop(key, None) is not None:
+                deleted[f"{key[0]}s"] += 1
+        user.touch(self._now(), *((k, "rated_at") for k in _KINDS if deleted[k]))
+        return web.json_response({"deleted": deleted, "not_found": targets.not_found})
+
+    async def _get_ratings(self, request: web.Request) -> web.Response:
+        """ "Sync / Get Ratings": ``{type}`` movies|shows|seasons|episodes|all, ``{rating}`` one
+        or comma-separated values 1–10; newest first; "Pagination Optional" (everything unless
+        ``page``/``limit`` is sent)."""
+        user = self._user_of(request)
+        kind = request.match_info.get("type", "all")
+        if kind != "all" and kind not in _TYPE_OF:
+            return _error(404, "not_found")
+        wanted: set[int] | None = None
+        raw = request.match_info.get("rating")
+        try:
+            if raw is not None:
+                wanted = {int(v) for v in raw.split(",") if v.strip()}
+                if not wanted or not wanted <= set(range(1, 11)):
+                    raise ValueError(raw)
+            items = [
+                dict(item)
+                for item in user.ratings.values()
+                if (kind == "all" or item["type"] == _TYPE_OF[kind])
+                and (wanted is None or item["rating"] in wanted)
+            ]
+            items.sort(key=lambda i: i["rated_at"], reverse=True)
+            if "page" in request.query or "limit" in request.query:
+                page, limit = self._page_args(request, 10, None)
+                return self._paginated(items, page, limit)
+        except ValueError:
+            return _error(400, "bad_request")
+        return web.json_response(items)
+
+    # --- sync/watchlist -------------------------------------------------------------------
+    def _public_watchlist_item(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in item.items() if not k.startswith("_")}
+
+    def _list_info(self, user: TraktUser) -> dict[str, Any]:
+        return {
+            "updated_at": user.activities["watchlist"]["updated_at"],
+            "item_count": len(user.watchlist),
+        }
+
+    async def _add_watchlist(self, request: web.Request) -> web.Response:
+        """ "Sync / Add to Watchlist": 201 ``{added, existing, not_found, list}``; past the
+        user's limit 420 with the "VIP Methods" headers (nothing added)."""
+        user = self._user_of(request)
+        body = await self._json(request)
+        if not isinstance(body, dict):
+            return _error(400, "invalid_request")
+        try:
+            targets = self._targets(body)
+        except (ValueError, TypeError, AttributeError) as exc:
+            return _unprocessable(str(exc))
+        present = set(user.watchlist_keys())
+        added, existing = _counts(), _counts()
+        new: list[tuple[Key, dict[str, Any]]] = []
+        for key, obj in targets.found:
+            group = f"{key[0]}s"
+            if key in present:
+                existing[group] += 1
+                continue
+            present.add(key)
+            new.append((key, obj))
+            added[group] += 1
+        if new and len(user.watchlist) + len(new) > user.watchlist_limit:
+            return web.Response(
+                status=420,
+                content_type="application/json",
+                headers={
+                    "X-Upgrade-URL": "https://trakt.tv/vip",
+                    "X-VIP-User": "true" if user.vip else "false",
+                    "X-Account-Limit": str(user.watchlist_limit),
+                },
+            )
+        now = self._now()
+        for key, obj in new:
+            kind, media = self._media(key)
+            notes = obj.get("notes") if user.vip else None  # notes are for VIPs only
+            user.watchlist.append(
+                {
+                    "rank": len(user.watchlist) + 1,
+                    "id": next(self._list_ids),
+                    "listed_at": _fmt(now),
+                    "notes": notes,
+                    "type": kind,
+                    **media,
+                    "_key": key,
+                }
+            )
+        if new:
+            user.touch(
+                now,
+                ("watchlist", "updated_at"),
+                *((k, "watchlisted_at") for k in _KINDS if added[k]),
+            )
+        return web.json_response(
+            {
+                "added": added,
+                "existing": existing,
+                "not_found": targets.not_found,
+                "list": self._list_info(user),
+            },
+            status=201,
+        )
+
+    async def _remove_watchlist(self, request: web.Request) -> web.Response:
+        """ "Sync / Remove from Watchlist": 200 ``{deleted, not_found, list}``."""
+        user = self._user_of(request)
+        body = await self._json(request)
+        if not isinstance(body, dict):
+            return _error(400, "invalid_request")
+        try:
+            targets = self._targets(body)
+        except (ValueError, TypeError, AttributeError) as exc:
+            return _unprocessable(str(exc))
+        removed = self._drop_from_watchlist(user, {k for k, _ in targets.found}, self._now())
+        deleted = _counts()
+        for key in removed:
+            deleted[f"{key[0]}s"] += 1
+        return web.json_response(
+            {"deleted": deleted, "not_found": targets.not_found, "list": self._list_info(user)}
+        )
+
+    async def _get_watchlist(self, request: web.Request) -> web.Response:
+        """ "Sync / Get Watchlist" ``/{type}/{sort_by}/{sort_how}``: rank order by default
+        (``X-Sort-By``/``X-Sort-How``), ``X-Applied-Sort-*`` when a sort is asked for;
+        paginated by default since 2026-04-15 (``list_page_limit``, at most
+        ``list_max_limit``; discover-watchlist.md §7)."""
+        user = self._user_of(request)
+        kind = request.match_info.get("type", "all")
+        sort_by = request.match_info.get("sort_by")
+        sort_how = request.match_info.get("sort_how", "asc")
+        if kind != "all" and kind not in _TYPE_OF:
+            return _error(404, "not_found")
+        if (sort_by is not None and sort_by not in _WATCHLIST_SORTS) or sort_how not in {
+            "asc",
+            "desc",
+        }:
+            return _error(404, "not_found")
+        try:
+            page, limit = self._page_args(request, self.list_page_limit, self.list_max_limit)
+        except ValueError:
+            return _error(400, "bad_request")
+        items = [
+            self._public_watchlist_item(i)
+            for i in user.watchlist
+            if kind == "all" or i["type"] == _TYPE_OF[kind]
+        ]
+        headers = {"X-Sort-By": "rank", "X-Sort-How": "asc", "X-List-ID": "1"}
+        if sort_by is not None:
+            items.sort(key=self._sort_key(sort_by), reverse=sort_how == "desc")
+            headers.update({"X-Applied-Sort-By": sort_by, "X-Applied-Sort-How": sort_how})
+        return self._paginated(items, page, limit, headers)
+
+    @staticmethod
+    def _sort_key(sort_by: str) -> Callable[[dict[str, Any]], Any]:
+        def media(item: dict[str, Any]) -> dict[str, Any]:
+            inner: dict[str, Any] = item.get(item["type"]) or {}
+            return inner if item["type"] != "season" else item["show"]
+
+        if sort_by == "added":
+            return lambda i: (i["listed_at"], i["rank"])
+        if sort_by == "title":
+            return lambda i: (str(media(i).get("title") or ""), i["rank"])
+        if sort_by == "released":
+            return lambda i: (int(media(i).get("year") or 0), i["rank"])
+        return lambda i: i["rank"]  # VIP-only and unmodelled sorts fall back to rank
+
+    # --- users/settings -------------------------------------------------------------------
+    async def _settings(self, request: web.Request) -> web.Response:
+        """ "Users / Settings": the account and its ``limits`` (watchlist item count)."""
+        user = self._user_of(request)
+        limit = {"item_count": user.watchlist_limit}
+        return web.json_response(
+            {
+                "user": {
+                    "username": user.name,
+                    "private": False,
+                    "name": user.name.title(),
+                    "vip": user.vip,
+                    "vip_ep": False,
+                    "ids": {
+                        "slug": user.name,
+                        "uuid": hashlib.sha1(user.name.encode()).hexdigest(),
+                    },
+                },
+                "account": {"timezone": "UTC", "date_format": "ymd", "time_24hr": True},
+                "limits": {
+                    "list": {"count": 2, "item_count": 100},
+                    "watchlist": limit,
+                    "favorites": {"item_count": 100},
+                    "search": {"recent_count": 5},
+                    "collection": {"item_count": 100},
+                    "notes": {"item_count": 100},
+                },
+                "permissions": {"commenting": True, "liking": True, "following": True},
+            }
+        )
+
+    # --- shows/{id}/seasons ---------------------------------------------------------------
+    def _show_by_path_id(self, raw: str) -> dict[str, Any] | None:
+        """ "Seasons / Summary": the id is a Trakt ID, Trakt slug, or IMDB ID."""
+        if raw.isdigit():
+            return self.catalog.show({"trakt": int(raw)})
+        if raw.startswith("tt"):
+            return self.catalog.show({"imdb": raw})
+        return self.catalog.show({"slug": raw})
+
+    async def _seasons(self, request: web.Request) -> web.Response:
+        """ "Seasons / Summary" ``GET /shows/{id}/seasons``: ``extended=episodes`` adds each
+        season's episodes as minimal objects (season, number, title, ids); with ``full`` too
+        the episodes are full objects, which is where ``number_abs`` lives ("Episodes /
+        Summary", ``?extended=full``) — anime clients map absolute numbers with it."""
+        show = self._show_by_path_id(request.match_info["id"])
+        if show is None:
+            return web.json_response({}, status=404)
+        extended = {p.strip() for p in request.query.get("extended", "").split(",") if p.strip()}
+        full = "full" in extended
+        out = []
+        for number in self.catalog.seasons_of(show):
+            episodes = self.catalog.episodes_of(show, number)
+            season: dict[str, Any] = {
+                "number": number,
+                "ids": self.catalog.season_ids(show, number),
+            }
+            if full:
+                season.update(
+                    title="Specials" if number == 0 else f"Season {number}",
+                    episode_count=len(episodes),
+                    aired_episodes=len(episodes),
+                    overview=None,
+                    first_aired=None,
+                    rating=0,
+                    votes=0,
+                    network=None,
+                )
+            if "episodes" in extended:
+                season["episodes"] = [
+                    self._episode_full(e) if full else _episode_obj(e) for e in episodes
+                ]
+            out.append(season)
+        return web.json_response(out)
+
+    @staticmethod
+    def _episode_full(episode: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **_episode_obj(episode),
+            "number_abs": episode.get("number_abs"),
+            "overview": None,
+            "first_aired": None,
+            "updated_at": None,
+            "rating": 0,
+            "votes": 0,
+            "comment_count": 0,
+            "available_translations": [],
+            "runtime": None,
+            "episode_type": "standard",
+        }
 
     # --- scrobble -------------------------------------------------------------------------
     def _scrobble_item(self, body: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
@@ -609,17 +1400,27 @@ class FakeTrakt:
         show = self.catalog.show((body.get("show") or {}).get("ids") or {})
         if show is None:
             return None, "episode"
+        if "season" not in episode and "number_abs" in episode:  # absolute numbering (anime)
+            return self.catalog.episode_abs(show, int(episode["number_abs"])), "episode"
         return self.catalog.episode_of(
             show, int(episode["season"]), int(episode["number"])
         ), "episode"
 
     async def _scrobble(self, request: web.Request) -> web.Response:
+        user = self._user_of(request)
         verb = request.match_info["action"]
         if verb not in {"start", "pause", "stop"}:
             return _error(404, "not_found")
         body = await self._json(request)
-        record: dict[str, Any] = {"path": request.path, "status": 0, "action": None, "body": body}
+        record: dict[str, Any] = {
+            "path": request.path,
+            "status": 0,
+            "action": None,
+            "body": body,
+            "user": user.name,
+        }
         self.scrobbles.append(record)
+        user.scrobbles.append(record)
         try:
             if not isinstance(body, dict):
                 raise ValueError("body")
@@ -629,9 +1430,7 @@ class FakeTrakt:
             entry, kind = self._scrobble_item(body)
         except (KeyError, ValueError, TypeError):
             record["status"] = 422
-            return _error(
-                422, "unprocessable_entity", error_description="item and progress required"
-            )
+            return _unprocessable("item and progress required")
         record["progress"] = progress
         if entry is None:
             record["status"] = 404
@@ -639,7 +1438,7 @@ class FakeTrakt:
         action = verb
         if verb == "stop":
             action = "scrobble" if progress >= 80 else "pause"
-        now = datetime.fromtimestamp(self.clock(), UTC)
+        now = self._now()
         response: dict[str, Any] = {"id": 0, "action": action, "progress": progress}
         response["sharing"] = {"twitter": False, "mastodon": False, "tumblr": False}
         if kind == "movie":
@@ -647,22 +1446,25 @@ class FakeTrakt:
         else:
             response.update(episode=_episode_obj(entry), show=_show_obj(entry["show"]))
         if action == "scrobble":
-            recent = self._recent_scrobble(kind, entry, now)
+            recent = self._recent_scrobble(user, kind, entry, now)
             if recent is not None:
                 record["status"] = 409
                 expires = recent + timedelta(seconds=self.scrobble_window_s)
                 return web.json_response(
                     {"watched_at": _fmt(recent), "expires_at": _fmt(expires)}, status=409
                 )
-            response["id"] = self._record("scrobble", now, entry, kind)
+            response["id"] = self._record(user, "scrobble", now, entry, kind)
         elif action == "pause":
             response["id"] = next(self._history_ids)
+            user.touch(now, ("movies" if kind == "movie" else "episodes", "paused_at"))
         record.update(status=201, action=action)
         return web.json_response(response, status=201)
 
-    def _recent_scrobble(self, kind: str, entry: dict[str, Any], now: datetime) -> datetime | None:
+    def _recent_scrobble(
+        self, user: TraktUser, kind: str, entry: dict[str, Any], now: datetime
+    ) -> datetime | None:
         trakt_id = entry["ids"]["trakt"]
-        for item in reversed(self.history):
+        for item in reversed(user.history):
             if item["action"] != "scrobble" or item["type"] != kind:
                 continue
             if item[kind]["ids"]["trakt"] != trakt_id:
@@ -691,11 +1493,15 @@ class FakeTrakt:
 
     def _page_query(self, request: web.Request, hits: list[dict[str, Any]]) -> web.Response:
         try:
-            page = max(1, int(request.query.get("page", "1")))
-            limit = max(1, int(request.query.get("limit", "10")))
+            page, limit = self._page_args(request, 10, None)
         except ValueError:
             return _error(400, "bad_request")
         return self._paginated(hits, page, limit)
+
+    def _pools(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        yield "movie", self.catalog.movies
+        yield "show", self.catalog.shows
+        yield "episode", self.catalog.episodes
 
     async def _search_id(self, request: web.Request) -> web.Response:
         id_type, wanted = request.match_info["id_type"], request.match_info["id"]
@@ -703,12 +1509,7 @@ class FakeTrakt:
             return _error(404, "not_found")
         types = self._types(request, "movie,show,episode")
         hits: list[dict[str, Any]] = []
-        pools = (
-            ("movie", self.catalog.movies),
-            ("show", self.catalog.shows),
-            ("episode", self.catalog.episodes),
-        )
-        for kind, pool in pools:
+        for kind, pool in self._pools():
             if kind not in types:
                 continue
             for entry in pool:
