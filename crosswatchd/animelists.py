@@ -202,9 +202,12 @@ def _int(text: str | None, *, signed: bool = False) -> int | None:
     """A small decimal integer from an attribute, or ``None`` (absent, empty or malformed)."""
     if not text:
         return None
-    text = text.strip()
-    body = text[1:] if signed and text[:1] in "+-" else text
-    if not body.isdigit() or len(body) > 8:
+    if not (text.isascii() and text.isdigit()):  # the fast path takes clean attributes
+        text = text.strip()
+        body = text[1:] if signed and text[:1] in "+-" else text
+        if not (body.isascii() and body.isdigit()):
+            return None
+    if len(text) > 9:
         return None
     value = int(text)
     return value if abs(value) <= _MAX_NUMBER else None
@@ -238,7 +241,8 @@ class _Builder:
             self.skipped += 1  # malformed id, or a duplicate row (the first one wins)
             return
         raw_tvdb = (get("tvdbid") or "").strip()
-        tvdb = normalize_id("tvdb", raw_tvdb)
+        number = _int(raw_tvdb)
+        tvdb = str(number) if number else None
         raw_season = (get("defaulttvdbseason") or "").strip()
         season = _ABSOLUTE if raw_season == "a" else _int(raw_season)
         raw_offset = get("episodeoffset")
@@ -289,9 +293,8 @@ class _Builder:
                 if any(t is None for t in targets):
                     continue
                 nonzero = tuple(t for t in targets if t)
-                found.setdefault(_pair_key(anidb_season, episode), []).append(
-                    (tvdb_season, nonzero)
-                )
+                key = episode if anidb_season == 1 else -episode  # _pair_key, inlined
+                found.setdefault(key, []).append((tvdb_season, nonzero))
             start, end = _int(get("start")), _int(get("end"))
             offset = _int(get("offset"), signed=True)
             if start is not None or end is not None or offset is not None:
