@@ -78,6 +78,7 @@ class RefreshResult(enum.StrEnum):
 
     DISABLED = "disabled"  # mapping_url is ""
     NOT_DUE = "not-due"  # refresh_if_due only: nothing to do yet
+    IN_PROGRESS = "in-progress"  # refresh_if_due only: another task is loading or fetching
     UPDATED = "updated"  # a new list is loaded (generation bumped)
     UNCHANGED = "unchanged"  # 304, or a 200 with the stored content
     FAILED = "failed"  # network / status / size failure; the loaded list (if any) is kept
@@ -110,6 +111,9 @@ class _FetchFailed(Exception):
 
 class AnimeListStore:
     """Owns the Anime-Lists file: one per daemon, shared by the resolvers.
+
+    Resolvers call :meth:`episode` / :meth:`film` (synchronous, microseconds, never wait);
+    :meth:`run` (a daemon task) loads and refreshes the list.
 
     *session* is the daemon's :class:`aiohttp.ClientSession`; *directory* is created (0700) if
     missing; *clock* returns unix seconds; *refresh_s* is how old a validated copy may get
@@ -165,6 +169,19 @@ class AnimeListStore:
     def meta_path(self) -> Path:
         return self.directory / META_FILE
 
+    @property
+    def fetched_at(self) -> float | None:
+        """Unix seconds of the loaded list's download (``None``: none loaded, or its sidecar
+        was unusable)."""
+        meta = self._meta if self._mapping is not None else None
+        return meta.fetched_at or None if meta else None
+
+    @property
+    def checked_at(self) -> float | None:
+        """Unix seconds of the last successful validation (200 or 304) of the loaded list."""
+        meta = self._meta if self._mapping is not None else None
+        return meta.checked_at or None if meta else None
+
     def current(self) -> AnimeMapping | None:
         """The loaded mapping, or ``None`` before the first successful load."""
         return self._mapping
@@ -205,14 +222,19 @@ class AnimeListStore:
     async def ensure(self) -> AnimeMapping | None:
         """Load the stored copy (first call) and re-validate it if due; the current mapping.
 
-        Never raises for network or file problems (they are logged and retried)."""
+        Never waits for another task's load or fetch (that may take ``timeout_s``): it then
+        returns what is loaded now. Never raises for network or file problems (they are
+        logged and retried)."""
         await self.refresh_if_due()
         return self._mapping
 
     async def refresh_if_due(self) -> RefreshResult:
-        """Like :meth:`refresh`, but only once the next attempt is due."""
+        """Like :meth:`refresh`, but only once the next attempt is due, and without waiting
+        for a load or fetch already under way (``IN_PROGRESS``)."""
         if not self.enabled:
             return RefreshResult.DISABLED
+        if self._lock.locked():
+            return RefreshResult.IN_PROGRESS
         async with self._lock:
             await self._start()
             if self._clock() < self._next_attempt_at:

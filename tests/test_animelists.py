@@ -383,10 +383,13 @@ class TestParser:
                 AnimeRow(1, tvdbid="72025", defaulttvdbseason="1"),
                 AnimeRow(1, tvdbid="99", defaulttvdbseason="9"),
                 AnimeRow("x", tvdbid="72025", defaulttvdbseason="1"),
+                AnimeRow("²", tvdbid="72025", defaulttvdbseason="1"),  # isdigit(), not int()
+                AnimeRow(2, tvdbid="72026", defaulttvdbseason="1", episodeoffset="1x"),
             ]
         )
         result = parse_anime_list(data)
-        assert (len(result), result.skipped_rows) == (1, 2)
+        assert (len(result), result.skipped_rows) == (2, 3)
+        unmapped(result.episode("2", 1, 1), UnmappedKind.NO_EPISODE)  # no default rule
         assert mapped(result.episode("1", 1, 1)).show_ids == Ids(tvdb="72025")
 
     def test_full_size_list_is_held_compactly(self) -> None:
@@ -470,6 +473,7 @@ class TestStore:
         meta = orjson.loads((tmp_path / "anime" / META_FILE).read_bytes())
         assert meta["etag"] == fake.current.etag
         assert meta["last_modified"] and meta["fetched_at"] == meta["checked_at"] == clock.now
+        assert store.fetched_at == store.checked_at == clock.now
 
     async def test_files_are_private(
         self, session: aiohttp.ClientSession, fake: FakeAnimeLists, tmp_path: Path, clock: Clock
@@ -612,6 +616,19 @@ class TestStore:
         assert "If-None-Match" not in fake.requests[-1]
         assert (tmp_path / LIST_FILE).read_bytes() == LIST_V1
 
+    async def test_ensure_does_not_wait_for_a_fetch_under_way(
+        self, session: aiohttp.ClientSession, fake: FakeAnimeLists, tmp_path: Path, clock: Clock
+    ) -> None:
+        store = make_store(session, fake, tmp_path, clock)
+        fake.delay_s = 0.5
+        first = asyncio.create_task(store.ensure())
+        await fake.request_seen.wait()
+        assert await asyncio.wait_for(store.ensure(), timeout=0.2) is None
+        assert await store.refresh_if_due() is RefreshResult.IN_PROGRESS
+        assert isinstance(store.episode("9541", 0, 7), ListUnavailable)
+        assert await first is not None
+        assert fake.requests_count == 1
+
     async def test_empty_url_switches_the_mapping_off(
         self, session: aiohttp.ClientSession, fake: FakeAnimeLists, tmp_path: Path, clock: Clock
     ) -> None:
@@ -623,13 +640,11 @@ class TestStore:
     async def test_run_loads_the_list_and_stops(
         self, session: aiohttp.ClientSession, fake: FakeAnimeLists, tmp_path: Path, clock: Clock
     ) -> None:
-        store = make_store(session, fake, tmp_path, clock)
+        loaded = asyncio.Event()
+        store = make_store(session, fake, tmp_path, clock, on_loaded=lambda _gen: loaded.set())
         stop = asyncio.Event()
         task = asyncio.create_task(store.run(stop))
-        for _ in range(200):
-            if store.generation:
-                break
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(loaded.wait(), timeout=5)
         stop.set()
         await asyncio.wait_for(task, timeout=2)
         assert (store.generation, fake.requests_count) == (1, 1)

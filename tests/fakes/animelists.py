@@ -10,7 +10,7 @@ Knobs: :meth:`publish` (a new body → new validators), ``fail_status`` (e.g. 50
 request until reset), ``honour_validators`` (False: always a full 200, as a server without
 conditional GET support), ``send_validators`` (False: no ETag / Last-Modified at all),
 ``delay_s``. Recorded: ``requests`` (each request's headers), ``full_responses``,
-``not_modified``, ``failures``.
+``not_modified``, ``failures``; ``request_seen`` (an event) is set by every request.
 
 :func:`anime_list_xml` writes rows in the real schema (Anime-Lists ``README.md``, "Format";
 ``xmllint --format`` layout, two-space indent); :class:`AnimeRow` / :class:`MappingSpec` are one
@@ -145,6 +145,7 @@ class FakeAnimeLists:
         self.full_responses = 0
         self.not_modified = 0
         self.failures = 0
+        self.request_seen = asyncio.Event()
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -204,6 +205,7 @@ class FakeAnimeLists:
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(dict(request.headers))
+        self.request_seen.set()
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.fail_status is not None:
