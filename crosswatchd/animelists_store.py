@@ -275,16 +275,15 @@ class AnimeListStore:
             self._log.warning("anime.list.stored_unreadable", error=str(exc))
             return
         try:
-            mapping = await asyncio.to_thread(parse_anime_list, body)
+            digest, mapping = await asyncio.to_thread(_digest_and_parse, body)
         except AnimeListError as exc:
             self._log.warning("anime.list.stored_unreadable", error=str(exc))
             return
-        digest = hashlib.sha256(body).hexdigest()
         if meta is None or meta.url != self.url or meta.sha256 != digest:
             # Usable, but we cannot vouch for its validators: fetch unconditionally now.
             meta = _Meta(url=self.url, sha256=digest, size=len(body))
-        else:
-            self._next_attempt_at = meta.checked_at + self.refresh_s
+        else:  # (a checked_at in the future, from a clock set wrong, counts as now)
+            self._next_attempt_at = min(meta.checked_at, self._clock()) + self.refresh_s
         self._meta = meta
         self._install(mapping, source="disk")
 
@@ -322,7 +321,7 @@ class AnimeListStore:
             meta.etag = headers.get("ETag") or meta.etag
             meta.last_modified = headers.get("Last-Modified") or meta.last_modified
             return self._unchanged(meta, status)
-        digest = hashlib.sha256(body).hexdigest()
+        digest = await asyncio.to_thread(_sha256, body)
         etag, modified = headers.get("ETag"), headers.get("Last-Modified")
         if meta is not None and digest == meta.sha256:
             meta.checked_at, meta.etag, meta.last_modified = now, etag, modified
@@ -439,6 +438,14 @@ class AnimeListStore:
             os.close(fd)
         os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to a leftover tmp file
         os.replace(tmp, path)
+
+
+def _sha256(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _digest_and_parse(body: bytes) -> tuple[str, AnimeMapping]:
+    return _sha256(body), parse_anime_list(body)
 
 
 def _str_or_none(value: Any) -> str | None:

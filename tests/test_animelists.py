@@ -509,6 +509,17 @@ class TestStore:
         assert meta["checked_at"] == clock.now
         assert await restarted.refresh_if_due() is RefreshResult.NOT_DUE
 
+    async def test_check_time_from_the_future_counts_as_now(
+        self, session: aiohttp.ClientSession, fake: FakeAnimeLists, tmp_path: Path, clock: Clock
+    ) -> None:
+        await make_store(session, fake, tmp_path, clock).ensure()
+        meta = orjson.loads((tmp_path / META_FILE).read_bytes())
+        meta["checked_at"] = clock.now + 30 * REFRESH_S  # written under a clock set wrong
+        (tmp_path / META_FILE).write_bytes(orjson.dumps(meta))
+        restarted = make_store(session, fake, tmp_path, clock)
+        await restarted.ensure()
+        assert restarted.next_due_in() == pytest.approx(REFRESH_S)
+
     async def test_last_modified_alone_revalidates(
         self, session: aiohttp.ClientSession, fake: FakeAnimeLists, tmp_path: Path, clock: Clock
     ) -> None:
