@@ -62,8 +62,13 @@ __all__ = [
 #: file of 100,000 bad rows does not hold 100,000 reasons in memory.
 MAX_NAMED_SKIPS: Final = 1_000
 
-#: Bytes read at a time by the up-front check (and the sniff of a bare file's start).
-_CHUNK_BYTES: Final = 1 << 20
+#: Bytes read at a time by the up-front check (and the sniff of a bare file's start); the
+#: check holds one chunk and its decoded text at a time.
+_CHUNK_BYTES: Final = 256 * 1024
+
+#: A NUL byte in a file's first this many bytes means a binary file, not a CSV; later NUL
+#: bytes are reported with their line by the whole-file check.
+_SNIFF_BYTES: Final = 4096
 
 _ZIP_MAGIC: Final = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _UTF16_BOMS: Final = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
@@ -342,7 +347,7 @@ class InputFile:
             return cls(file, archive)
         if head.startswith(_UTF16_BOMS):
             raise FileFormatError(file, "is UTF-16 text; save it as UTF-8 (CSV UTF-8)")
-        if b"\0" in head:
+        if b"\0" in head[:_SNIFF_BYTES]:
             raise FileFormatError(file, "is neither a ZIP nor a CSV file (binary data)")
         return cls(file, None)
 
