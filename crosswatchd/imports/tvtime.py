@@ -199,7 +199,8 @@ class TvTimeReader:
                     stats.non_play[_kind(key)] += 1
                 continue
             try:
-                watched_at = _utc(row[i_created], "created_at")
+                stamp = row[i_created].strip()
+                watched_at = _utc(stamp, "created_at")
                 episode_id = _tvdb(row, i_ep, "ep_id")
                 show_id = _tvdb(row, i_show, "s_id")
                 season = _number(row, i_season, "s_no")
@@ -222,7 +223,7 @@ class TvTimeReader:
             bulk = row[i_bulk].strip() if i_bulk is not None else ""
             stats.plays += 1
             yield EpisodeWatch(
-                key=f"{key}@{watched_at:%Y-%m-%d %H:%M:%S}",
+                key=f"{key}@{_stamp(stamp, watched_at)}",
                 line=line,
                 watched_at=watched_at,
                 tvdb_episode_id=episode_id,
@@ -363,6 +364,13 @@ def _utc(text: str, column: str) -> datetime:
     if moment < _EARLIEST:
         raise RowError(f"{column} {value!r} is a placeholder, not a watch time")
     return moment
+
+
+def _stamp(text: str, moment: datetime) -> str:
+    """*moment* as ``YYYY-MM-DD HH:MM:SS`` UTC: *text* itself when already so (the usual)."""
+    if len(text) == 19 and text[10] == " " and moment.microsecond == 0:
+        return text
+    return f"{moment:%Y-%m-%d %H:%M:%S}"
 
 
 def _unix(text: str) -> datetime:
