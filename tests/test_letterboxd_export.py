@@ -20,6 +20,7 @@ from crosswatchd.exports.letterboxd import (
     FilmPlay,
     LetterboxdRow,
     diary_rows,
+    leftover_parts,
     part_path,
     render_lines,
     write_files,
@@ -270,6 +271,14 @@ class TestSplitting:
     def test_part_names_put_the_number_before_the_suffix(self, name: str, second: str) -> None:
         assert part_path(Path("/x") / name, 1) == Path("/x") / name
         assert part_path(Path("/x") / name, 2) == Path("/x") / second
+
+    def test_parts_of_an_earlier_longer_export_are_found_not_deleted(self, tmp_path: Path) -> None:
+        output = tmp_path / "out.csv"
+        earlier = write_files(big_rows(30_000), output, max_bytes=10_000)
+        now = write_files(big_rows(5_000), output, max_bytes=10_000)
+        assert len(now) == 1 and len(earlier) >= 3
+        assert leftover_parts(output, len(now)) == earlier[1:]
+        assert all(path.exists() for path in earlier)
 
     def test_stdout_size_tells_when_it_is_over_the_limit(self) -> None:
         assert write_stream(big_rows(1_200_000), io.BytesIO()) > MAX_FILE_BYTES

@@ -45,6 +45,7 @@ __all__ = [
     "FilmPlay",
     "LetterboxdRow",
     "diary_rows",
+    "leftover_parts",
     "part_path",
     "render_lines",
     "write_files",
@@ -183,9 +184,9 @@ def write_files(
     Every file starts with the header and holds whole rows; the first is *output* itself, the
     next ones :func:`part_path` (``diary-2.csv``, ``diary-3.csv`` …). No rows: one file with
     the header. Each file is written beside its target and renamed into place; parts left by
-    an earlier, longer export are not touched. Returns the paths written, in order. Raises
-    :class:`~crosswatchd.imports.FileFormatError` naming *output* when a file cannot be
-    written.
+    an earlier, longer export are not touched (:func:`leftover_parts` finds them). Returns the
+    paths written, in order. Raises :class:`~crosswatchd.imports.FileFormatError` naming the
+    file that cannot be written.
     """
     target = Path(output)
     parts = _split(render_lines(rows), max_bytes)
@@ -210,6 +211,19 @@ def part_path(output: Path, number: int) -> Path:
     if number == 1:
         return output
     return output.with_name(f"{output.stem}-{number}{output.suffix}")
+
+
+def leftover_parts(output: str | os.PathLike[str], written: int) -> list[Path]:
+    """Parts of an earlier, longer export beside *output* that a run writing *written* files
+    left in place: ``part_path(output, written + 1)``, ``+ 2`` … while they exist. The CLI can
+    name them, so that they are not uploaded with the new files."""
+    target = Path(output)
+    found: list[Path] = []
+    number = written + 1
+    while (path := part_path(target, number)).exists():
+        found.append(path)
+        number += 1
+    return found
 
 
 # -- internals ----------------------------------------------------------------------------------
