@@ -100,7 +100,7 @@ def make_diary(folder: Path, rows: int) -> dict[str, Path]:
 
 def make_v2(folder: Path, rows: int) -> dict[str, Path]:
     start = datetime(2016, 1, 1, tzinfo=UTC)
-    out = []
+    out: list[dict[str, object]] = []
     for i in range(rows):
         at = f"{start + timedelta(minutes=37 * i):%Y-%m-%d %H:%M:%S}"
         uuid = f"{i % 500:08x}-7a41-4c1e-9d55-2b9f3f1e8a10"

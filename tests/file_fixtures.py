@@ -133,8 +133,8 @@ def write_zip(path: Path, members: Mapping[str, str | bytes], *, encrypted: bool
     cannot encrypt and resets ``flag_bits`` when writing, so the bytes are patched after."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
+        for name, content in members.items():
+            archive.writestr(name, content)
     data = bytearray(buffer.getvalue())
     if encrypted:
         _set_encrypted_flags(data)

@@ -56,8 +56,8 @@ DUNE_1984 = dict(key="tmdb:841", imdb="tt0087182", tmdb="841")
 DUNE_2021 = dict(key="tmdb:438631", imdb="tt1160419", tmdb="438631")
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=UTC)
 
 
 def as_text(rows: list[LetterboxdRow]) -> str:

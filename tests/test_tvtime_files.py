@@ -27,7 +27,7 @@ from tests.file_fixtures import (
 REFERENCE = Path("/work/shared/reference/tvtime/constructed-sample-gdpr-export")
 UNIT = "watch-episode-5f0c2d9e-7a41-4c1e-9d55-2b9f3f1e8a10-1c2d3e4f-0000-4000-8000-00000000000"
 TREASON = "watch-episode-9a7b6c5d-1e2f-4a3b-8c9d-0e1f2a3b4c5d-2d3e4f5a-0000-4000-8000-00000000000"
-STATS_ROW = {
+STATS_ROW: dict[str, object] = {
     "created_at": "2016-08-04 15:10:45",
     "user_id": "12345678",
     "key": "tracking-stats",
@@ -254,7 +254,7 @@ class TestColumns:
         assert export.stats[0].skipped == []
 
     def test_a_play_row_under_a_slim_header_is_skipped_and_named(self, tmp_path: Path) -> None:
-        row = {"created_at": "2020-01-01 10:00:00", "key": UNIT + "1", "s_id": "75707"}
+        row: dict[str, object] = {"created_at": "2020-01-01 10:00", "key": UNIT + "1", "s_id": "1"}
         plays, export = episodes_of(write_text(tmp_path / "v2.csv", v2_text(V2_SLIM_HEADER, [row])))
         assert plays == []
         assert [s.reason for s in export.stats[0].skipped] == [
