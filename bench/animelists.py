@@ -213,7 +213,7 @@ async def _store_figures(data: bytes, plays: list[tuple[str, int, int]]) -> dict
 
             def store() -> AnimeListStore:
                 return AnimeListStore(
-                    session=session, directory=Path(tmp), url=fake.url, clock=clock
+                    session=session, directory=Path(tmp), url=fake.url, unix_s=clock
                 )
 
             start = time.perf_counter()

@@ -116,7 +116,7 @@ class AnimeListStore:
     :meth:`run` (a daemon task) loads and refreshes the list.
 
     *session* is the daemon's :class:`aiohttp.ClientSession`; *directory* is created (0700) if
-    missing; *clock* returns unix seconds; *refresh_s* is how old a validated copy may get
+    missing; *unix_s* returns unix seconds; *refresh_s* is how old a validated copy may get
     before it is re-validated; *retry_s* is the first wait after a failure; *timeout_s* bounds
     one request. ``url=""`` switches the mapping off: nothing is fetched and lookups answer
     ``Unmapped(kind=OFF)``. *on_loaded* is called with the new generation each time a list
@@ -129,7 +129,7 @@ class AnimeListStore:
         session: aiohttp.ClientSession,
         directory: Path,
         url: str = DEFAULT_MAPPING_URL,
-        clock: Callable[[], float] = time.time,
+        unix_s: Callable[[], float] = time.time,
         refresh_s: float = 86400.0,
         retry_s: float = 300.0,
         timeout_s: float = 60.0,
@@ -140,7 +140,7 @@ class AnimeListStore:
         self._session = session
         self.directory = Path(directory)
         self.url = url
-        self._clock = clock
+        self._unix_s = unix_s
         self.refresh_s = refresh_s
         self.retry_s = retry_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -188,7 +188,7 @@ class AnimeListStore:
 
     def next_due_in(self) -> float:
         """Seconds until the next (re-)validation attempt; 0 when due now."""
-        return max(0.0, self._next_attempt_at - self._clock())
+        return max(0.0, self._next_attempt_at - self._unix_s())
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -237,7 +237,7 @@ class AnimeListStore:
             return RefreshResult.IN_PROGRESS
         async with self._lock:
             await self._start()
-            if self._clock() < self._next_attempt_at:
+            if self._unix_s() < self._next_attempt_at:
                 return RefreshResult.NOT_DUE
             return await self._refresh()
 
@@ -283,7 +283,7 @@ class AnimeListStore:
             # Usable, but we cannot vouch for its validators: fetch unconditionally now.
             meta = _Meta(url=self.url, sha256=digest, size=len(body))
         else:  # (a checked_at in the future, from a clock set wrong, counts as now)
-            self._next_attempt_at = min(meta.checked_at, self._clock()) + self.refresh_s
+            self._next_attempt_at = min(meta.checked_at, self._unix_s()) + self.refresh_s
         self._meta = meta
         self._install(mapping, source="disk")
 
@@ -308,7 +308,7 @@ class AnimeListStore:
             return None
 
     async def _refresh(self) -> RefreshResult:
-        now = self._clock()
+        now = self._unix_s()
         meta = self._meta if self._mapping is not None else None
         try:
             status, body, headers = await self._get(meta)
@@ -408,7 +408,7 @@ class AnimeListStore:
         self.last_error = error
         backoff = float(self.retry_s * 2 ** min(self._failures - 1, 20))
         delay = min(backoff, max(self.refresh_s, 1.0))
-        self._next_attempt_at = self._clock() + delay
+        self._next_attempt_at = self._unix_s() + delay
         return delay
 
     def _fail(self, error: str) -> None:

@@ -97,7 +97,7 @@ class Drainer:
     """Delivers one target's deliveries from the outbox until stopped.
 
     ``resolve`` fills in ids (see :mod:`crosswatchd.resolve`); ``on_retry_requested`` runs
-    when a user re-queued parked plays (to forget cached negative lookups); ``clock``
+    when a user re-queued parked plays (to forget cached negative lookups); ``unix_s``
     returns unix seconds; ``rand`` (a float in [0, 1)) jitters the backoff.
     """
 
@@ -109,14 +109,14 @@ class Drainer:
         *,
         resolve: ResolveFn = passthrough_resolve,
         on_retry_requested: Callable[[], Awaitable[object]] | None = None,
-        clock: Callable[[], float] = time.time,
+        unix_s: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.outbox = outbox
         self.provider = provider
         self.settings = settings
         self._resolve = resolve
-        self._clock = clock
+        self._unix_s = unix_s
         self._rules = Rules(
             provider=provider.name,
             plays=RetryPolicy(settings.backoff_base_s, settings.backoff_max_s, rand),
@@ -201,7 +201,7 @@ class Drainer:
         self, delivery: Claimed, step: Step, outcome: Outcome, *, started: float | None = None
     ) -> None:
         """Decide what *outcome* means for *delivery*, apply it, and log it (once)."""
-        settlement = decide(delivery, step, outcome, self._rules, now_s=self._clock())
+        settlement = decide(delivery, step, outcome, self._rules, now_s=self._unix_s())
         if await self.outbox.settle(delivery, settlement):
             self._emit(delivery, step, settlement, started)
         else:
@@ -363,7 +363,7 @@ class Drainer:
     async def _deliver_live(self, delivery: Claimed) -> None:
         """Send one live state. An unexpected exception escapes: the lease expires and the
         delivery is claimed again."""
-        if is_stale(delivery, self._rules, now_s=self._clock()):
+        if is_stale(delivery, self._rules, now_s=self._unix_s()):
             await self._settle(delivery, Step.CLAIM, Observation.STALE)
             return
         if (

@@ -84,19 +84,19 @@ class RepeatLimiter:
     counting what it held back (``suppressed``) so a flood of bad requests makes a few lines
     that say how many, not one line each.
 
-    ``clock`` returns monotonic seconds.
+    ``monotonic_s`` returns monotonic seconds.
     """
 
-    def __init__(self, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, window_s: float = 60.0, monotonic_s: Callable[[], float] = time.monotonic):
         self.window_s = window_s
-        self._clock = clock
+        self._monotonic_s = monotonic_s
         self._last: dict[str, float] = {}
         self._held: dict[str, int] = {}
 
     def admit(self, key: str) -> int | None:
         """None: hold this one back. Else log it, with the returned count of the events of
         this *key* held back since the last line (0 for the first)."""
-        now = self._clock()
+        now = self._monotonic_s()
         last = self._last.get(key)
         if last is not None and now - last < self.window_s:
             self._held[key] = self._held.get(key, 0) + 1

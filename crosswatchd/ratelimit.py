@@ -5,7 +5,7 @@ its method class (``"get"`` or ``"post"``; PUT and DELETE count as ``"post"``, a
 ``AUTHED_API_POST_LIMIT``). A server's ``Retry-After`` or an exhausted ``X-Ratelimit`` header
 blocks the whole provider until the given time, so one 429 cannot turn into a storm.
 
-Time is injected (``clock`` returns monotonic seconds, ``sleep`` waits, ``now`` is the wall
+Time is injected (``monotonic_s`` returns monotonic seconds, ``sleep`` waits, ``now`` is the wall
 clock for ``Retry-After`` dates and ``X-Ratelimit``'s ``until``) so tests can drive a fake clock
 instead of sleeping.
 """
@@ -27,6 +27,10 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
+#: Tolerance of the token count for float rounding.
+_EPSILON = 1e-9
+
+
 def method_class(method: str) -> str:
     """``"get"`` for GET/HEAD, ``"post"`` for everything that writes."""
     return "get" if method.upper() in {"GET", "HEAD"} else "post"
@@ -36,7 +40,9 @@ class TokenBucket:
     """``capacity`` tokens, refilled continuously at ``rate_per_s``; one token per request.
 
     Waiters are served in arrival order (a lock serialises them), so a burst of callers is
-    spread out at exactly the configured rate.
+    spread out at exactly the configured rate. ``tokens`` is the fill at creation (default
+    full); a bucket for writes starts empty, because a process that just started cannot know
+    when the account's last write went out (a restart after a crash, a replica taking over).
     """
 
     def __init__(
@@ -44,22 +50,23 @@ class TokenBucket:
         rate_per_s: float,
         capacity: float = 1.0,
         *,
-        clock: Clock = time.monotonic,
+        monotonic_s: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        tokens: float | None = None,
     ) -> None:
         if rate_per_s <= 0 or capacity < 1:
             raise ValueError("rate_per_s must be > 0 and capacity >= 1")
         self.rate_per_s = rate_per_s
         self.capacity = capacity
-        self._clock = clock
+        self._monotonic_s = monotonic_s
         self._sleep = sleep
-        self._tokens = capacity
-        self._stamp = clock()
+        self._tokens = capacity if tokens is None else max(0.0, min(capacity, tokens))
+        self._stamp = monotonic_s()
         self._blocked_until = 0.0
         self._lock = asyncio.Lock()
 
     def _refill(self) -> None:
-        now = self._clock()
+        now = self._monotonic_s()
         self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate_per_s)
         self._stamp = now
 
@@ -72,15 +79,18 @@ class TokenBucket:
         """Wait until a token is available, then take it."""
         async with self._lock:
             while True:
-                now = self._clock()
+                now = self._monotonic_s()
                 if now < self._blocked_until:
                     await self._sleep(self._blocked_until - now)
                     self._tokens = 0.0
-                    self._stamp = self._clock()
+                    self._stamp = self._monotonic_s()
                     continue
                 self._refill()
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
+                # A hair below 1 after sleeping exactly the time a token takes is float
+                # rounding, not a missing token: without the slack it would sleep ~1e-13 s again
+                # and again.
+                if self._tokens >= 1.0 - _EPSILON:
+                    self._tokens = max(0.0, self._tokens - 1.0)
                     return
                 await self._sleep((1.0 - self._tokens) / self.rate_per_s)
 
@@ -92,11 +102,11 @@ class Limiter:
         self,
         buckets: Mapping[str, TokenBucket],
         *,
-        clock: Clock = time.monotonic,
+        monotonic_s: Clock = time.monotonic,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._buckets = dict(buckets)
-        self._clock = clock
+        self._monotonic_s = monotonic_s
         self._now = now
 
     @classmethod
@@ -106,17 +116,21 @@ class Limiter:
         post_per_s: float,
         get_per_s: float,
         get_capacity: float = 1.0,
-        clock: Clock = time.monotonic,
+        monotonic_s: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         now: Callable[[], datetime] = utc_now,
     ) -> Limiter:
-        """A limiter with one POST bucket (capacity 1) and one GET bucket."""
+        """A limiter with one POST bucket (capacity 1, starting empty: the first write waits
+        one interval, as the previous process may have written just before it ended) and one
+        GET bucket (starting full)."""
         return cls(
             {
-                "post": TokenBucket(post_per_s, 1.0, clock=clock, sleep=sleep),
-                "get": TokenBucket(get_per_s, get_capacity, clock=clock, sleep=sleep),
+                "post": TokenBucket(
+                    post_per_s, 1.0, monotonic_s=monotonic_s, sleep=sleep, tokens=0.0
+                ),
+                "get": TokenBucket(get_per_s, get_capacity, monotonic_s=monotonic_s, sleep=sleep),
             },
-            clock=clock,
+            monotonic_s=monotonic_s,
             now=now,
         )
 
@@ -126,7 +140,7 @@ class Limiter:
 
     def block_for(self, seconds: float, method: str | None = None) -> None:
         """Stop handing out tokens for *seconds* (one class, or all when *method* is None)."""
-        until = self._clock() + max(0.0, seconds)
+        until = self._monotonic_s() + max(0.0, seconds)
         targets = [self._buckets[method_class(method)]] if method else self._buckets.values()
         for bucket in targets:
             bucket.block_until(until)

@@ -166,7 +166,7 @@ class IdCache:
 
     Keys are opaque strings chosen by the resolver (``item:movie:imdb:tt…``,
     ``plex:plex:rk:123`` …). Positive answers live ``positive_ttl_s``, negative ones
-    ``negative_ttl_s`` seconds, measured by ``clock`` (Unix seconds). Expired rows are ignored on
+    ``negative_ttl_s`` seconds, measured by ``unix_s`` (Unix seconds). Expired rows are ignored on
     read and deleted by :meth:`purge_expired` (also run on open). The schema is migrated by
     ``PRAGMA user_version``. Use :meth:`open`; one instance per file and process.
     """
@@ -177,13 +177,13 @@ class IdCache:
         *,
         positive_ttl_s: float,
         negative_ttl_s: float,
-        clock: Clock = time.time,
+        unix_s: Clock = time.time,
         memory_size: int = 200_000,
     ) -> None:
         self._db = db
         self.positive_ttl_s = float(positive_ttl_s)
         self.negative_ttl_s = float(negative_ttl_s)
-        self._clock = clock
+        self._unix_s = unix_s
         self._memory: OrderedDict[str, CacheEntry] = OrderedDict()
         self._memory_size = max(1, memory_size)
         # Keys known to be absent from the file (until the given clock time), so repeated
@@ -199,7 +199,7 @@ class IdCache:
         *,
         positive_ttl_s: float,
         negative_ttl_s: float,
-        clock: Clock = time.time,
+        unix_s: Clock = time.time,
         memory_size: int = 200_000,
     ) -> IdCache:
         """Open (creating and migrating as needed) the cache file at *path*.
@@ -212,7 +212,7 @@ class IdCache:
             db,
             positive_ttl_s=positive_ttl_s,
             negative_ttl_s=negative_ttl_s,
-            clock=clock,
+            unix_s=unix_s,
             memory_size=memory_size,
         )
         await cache.purge_expired()
@@ -229,7 +229,7 @@ class IdCache:
         entry = self._memory.get(key)
         if entry is None:
             return None
-        if entry.expires_at <= self._clock():
+        if entry.expires_at <= self._unix_s():
             del self._memory[key]
             return None
         self._memory.move_to_end(key)
@@ -241,7 +241,7 @@ class IdCache:
         entry = self.peek(key)
         if entry is not None:
             return entry
-        now = self._clock()
+        now = self._unix_s()
         if self._absent.get(key, 0.0) > now:
             self.stats.misses += 1
             return None
@@ -276,13 +276,13 @@ class IdCache:
 
     async def put(self, keys: Iterable[str], value: dict[str, Any], *, step: str) -> None:
         """Store a positive answer (a JSON-able object) under every key in *keys*."""
-        now = self._clock()
+        now = self._unix_s()
         entry = CacheEntry(value=value, step=step, expires_at=now + self.positive_ttl_s)
         await self._write(list(dict.fromkeys(keys)), entry, orjson.dumps(value).decode(), now)
 
     async def put_negative(self, key: str, reason: str, *, step: str) -> None:
         """Store "nothing found" for *key*, with a one-line *reason*."""
-        now = self._clock()
+        now = self._unix_s()
         entry = CacheEntry(
             value=None, step=step, expires_at=now + self.negative_ttl_s, reason=reason
         )
@@ -329,7 +329,7 @@ class IdCache:
         """Delete expired rows; returns how many."""
         async with self._write_lock:
             cur = await self._db.execute(
-                "DELETE FROM id_cache WHERE expires_at <= ?", (self._clock(),)
+                "DELETE FROM id_cache WHERE expires_at <= ?", (self._unix_s(),)
             )
             await self._db.commit()
         return cur.rowcount

@@ -62,7 +62,7 @@ OUTBOX = web.AppKey("outbox", Outbox)
 SETTINGS = web.AppKey("settings", Settings)
 SECRET = web.AppKey("secret", str)
 Clock = Callable[[], datetime]
-CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+NOW: web.AppKey[Clock] = web.AppKey("now")
 
 
 @dataclass(slots=True)
@@ -268,9 +268,7 @@ async def plex_webhook(request: web.Request) -> web.Response:
         payload = parse_plex_payload(await _plex_json(request, limit))
         if payload.owner and payload.server and payload.server.uuid:
             request.app[SERVER_HINT].machine_id = payload.server.uuid
-        return plex_event(
-            payload, received_at=request.app[CLOCK](), accounts=settings.plex.accounts
-        )
+        return plex_event(payload, received_at=request.app[NOW](), accounts=settings.plex.accounts)
 
     return await _read_event(request, "plex", limit, read)
 
@@ -284,7 +282,7 @@ async def tautulli_webhook(request: web.Request) -> web.Response:
         body = parse_tautulli_body(await _read_limited(request, limit))
         event = tautulli_event(
             body,
-            received_at=request.app[CLOCK](),
+            received_at=request.app[NOW](),
             users=settings.tautulli.users,
             default_server=request.app[SERVER_HINT].machine_id,
         )
@@ -341,7 +339,7 @@ def build_app(
     outbox: Outbox,
     secret: str,
     *,
-    clock: Callable[[], datetime] = _utc_now,
+    now: Callable[[], datetime] = _utc_now,
     server_hint: ServerHint | None = None,
 ) -> web.Application:
     """The aiohttp application. Lifecycle (drainers, sessions) is added by the caller.
@@ -355,7 +353,7 @@ def build_app(
     app[SETTINGS] = settings
     app[OUTBOX] = outbox
     app[SECRET] = secret
-    app[CLOCK] = clock
+    app[NOW] = now
     app[SERVER_HINT] = server_hint if server_hint is not None else ServerHint()
     app[REJECTIONS] = RepeatLimiter()
     app[STOPPING] = asyncio.Event()

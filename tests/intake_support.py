@@ -144,7 +144,7 @@ async def make_intake(tmp_path: Path) -> AsyncIterator[MakeIntake]:
             providers=PROVIDERS,
             dedupe_window_s=settings.delivery.dedupe_window_s,
         )
-        app = build_app(settings, outbox, SECRET, clock=lambda: NOW)
+        app = build_app(settings, outbox, SECRET, now=lambda: NOW)
         client: TestClient[Any, Any] = TestClient(TestServer(app))
         await client.start_server()
         opened.append((client, outbox))

@@ -455,7 +455,7 @@ def make_store(
         "timeout_s": 5.0,
     }
     options.update(kwargs)
-    return AnimeListStore(session=session, directory=directory, clock=clock, **options)  # type: ignore[arg-type]
+    return AnimeListStore(session=session, directory=directory, unix_s=clock, **options)  # type: ignore[arg-type]
 
 
 class TestStore:

@@ -196,21 +196,21 @@ def simkl(
 
 @pytest.fixture
 async def outbox(tmp_path: Path, clock: Clock) -> AsyncIterator[Outbox]:
-    box = await Outbox.open(tmp_path / "outbox.db", providers=["trakt"], clock=clock)
+    box = await Outbox.open(tmp_path / "outbox.db", providers=["trakt"], unix_s=clock)
     yield box
     await box.close()
 
 
 @pytest.fixture
 async def both_outbox(tmp_path: Path, clock: Clock) -> AsyncIterator[Outbox]:
-    box = await Outbox.open(tmp_path / "both.db", providers=["trakt", "simkl"], clock=clock)
+    box = await Outbox.open(tmp_path / "both.db", providers=["trakt", "simkl"], unix_s=clock)
     yield box
     await box.close()
 
 
 def drainer(outbox: Outbox, provider: TraktProvider | SimklProvider, clock: Clock) -> Drainer:
     # rand=1.0: the jitter always takes the full backoff, so delays are exact.
-    return Drainer(outbox, provider, SETTINGS, clock=clock, rand=lambda: 1.0)
+    return Drainer(outbox, provider, SETTINGS, unix_s=clock, rand=lambda: 1.0)
 
 
 @pytest.fixture
@@ -541,7 +541,7 @@ class TestCrashSafety:
     ) -> None:
         """SIMKL answers 2xx without counting the play: it is retried later, the retry
         finds it in the history and does not post again."""
-        box = await Outbox.open(tmp_path / "simkl.db", providers=["simkl"], clock=clock)
+        box = await Outbox.open(tmp_path / "simkl.db", providers=["simkl"], unix_s=clock)
         try:
             simkl_drainer = drainer(box, simkl, clock)
             await box.enqueue(watched(BIG_TROUBLE))

@@ -88,7 +88,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def outbox(tmp_path: Path, clock: Clock) -> AsyncIterator[Outbox]:
-    box = await Outbox.open(tmp_path / "outbox.db", providers=["trakt"], clock=clock)
+    box = await Outbox.open(tmp_path / "outbox.db", providers=["trakt"], unix_s=clock)
     yield box
     await box.close()
 
@@ -98,7 +98,7 @@ def drainer(outbox: Outbox, target: Any, clock: Clock, **settings: Any) -> Drain
         outbox,
         target,
         DeliverySettings(backoff_base_s=1, backoff_max_s=4, **settings),
-        clock=clock,
+        unix_s=clock,
         rand=lambda: 1.0,
     )
 
@@ -176,7 +176,7 @@ class TestSurprises:
             raise KeyError("weird API shape")
 
         target = ScriptedTarget()
-        drain = Drainer(outbox, target, DeliverySettings(), resolve=broken_resolver, clock=clock)
+        drain = Drainer(outbox, target, DeliverySettings(), resolve=broken_resolver, unix_s=clock)
         await outbox.enqueue(watched(movie(1)))
         await outbox.enqueue(watched(movie(2), T0 + timedelta(minutes=1)))
         assert await drain.drain_plays_once() == 2
@@ -193,7 +193,7 @@ class TestLateTargets:
         self, tmp_path: Path, clock: Clock
     ) -> None:
         path = tmp_path / "outbox.db"
-        untargeted = await Outbox.open(path, providers=[], clock=clock)
+        untargeted = await Outbox.open(path, providers=[], unix_s=clock)
         try:
             await untargeted.enqueue(watched(movie(1)))
             await untargeted.enqueue(watched(movie(1), T0 + timedelta(minutes=3)))  # same play
@@ -205,7 +205,7 @@ class TestLateTargets:
         finally:
             await untargeted.close()
 
-        trakt = await Outbox.open(path, providers=["trakt"], clock=clock)
+        trakt = await Outbox.open(path, providers=["trakt"], unix_s=clock)
         try:
             assert await trakt.adopt_targets() == 2  # two distinct plays; no live state
             assert await trakt.adopt_targets() == 0  # idempotent
@@ -214,7 +214,7 @@ class TestLateTargets:
         finally:
             await trakt.close()
 
-        both = await Outbox.open(path, providers=["trakt", "simkl"], clock=clock)
+        both = await Outbox.open(path, providers=["trakt", "simkl"], unix_s=clock)
         try:
             assert await both.adopt_targets() == 2  # SIMKL gets them; Trakt no second copy
             rows = await both.fetch_all(
@@ -250,7 +250,7 @@ class TestImportAgainstExistingHistory:
                 )
                 # Another scrobbler recorded Barry Lyndon 40 minutes before Tautulli's stop.
                 await provider.add_history([Play(0, barry, T0 - timedelta(minutes=40))])
-                box = await Outbox.open(tmp_path / "o.db", providers=["trakt"], clock=clock)
+                box = await Outbox.open(tmp_path / "o.db", providers=["trakt"], unix_s=clock)
                 try:
                     await box.enqueue_many(
                         [

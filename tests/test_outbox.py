@@ -105,7 +105,7 @@ def clock() -> Clock:
 @pytest.fixture
 async def outbox(tmp_path: Path, clock: Clock) -> AsyncIterator[Outbox]:
     box = await Outbox.open(
-        tmp_path / "outbox.db", providers=PROVIDERS, dedupe_window_s=WINDOW_S, clock=clock
+        tmp_path / "outbox.db", providers=PROVIDERS, dedupe_window_s=WINDOW_S, unix_s=clock
     )
     yield box
     await box.close()
@@ -147,11 +147,11 @@ class TestSchema:
     ) -> None:
         """Closing and reopening the file keeps what was committed, at the same version."""
         path = tmp_path / "outbox.db"
-        first = await Outbox.open(path, providers=PROVIDERS, clock=clock)
+        first = await Outbox.open(path, providers=PROVIDERS, unix_s=clock)
         await first.enqueue(watched(MOVIE_PLEX, T0))
         await first.close()
 
-        again = await Outbox.open(path, providers=PROVIDERS, clock=clock)
+        again = await Outbox.open(path, providers=PROVIDERS, unix_s=clock)
         try:
             assert await again.fetch_all("PRAGMA user_version") == [(2,)]
             counts = await again.counts()
@@ -542,11 +542,11 @@ class TestCopy:
         self, tmp_path: Path, clock: Clock
     ) -> None:
         """copy_to writes the whole outbox elsewhere; writing the copy leaves the original."""
-        box = await Outbox.open(tmp_path / "a.db", providers=["trakt"], clock=clock)
+        box = await Outbox.open(tmp_path / "a.db", providers=["trakt"], unix_s=clock)
         try:
             await box.enqueue(watched(MOVIE_PLEX, T0))
             await box.copy_to(tmp_path / "b.db")
-            copy = await Outbox.open(tmp_path / "b.db", providers=["trakt"], clock=clock)
+            copy = await Outbox.open(tmp_path / "b.db", providers=["trakt"], unix_s=clock)
             try:
                 (dup,) = await copy.enqueue_many(
                     [watched(MOVIE_TAUTULLI, T0 + timedelta(minutes=1))]

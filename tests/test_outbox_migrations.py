@@ -67,7 +67,7 @@ def v1_path(tmp_path: Path) -> Path:
 async def migrated(v1_path: Path) -> AsyncIterator[Outbox]:
     clock = Clock((T0 + timedelta(hours=2)).timestamp())
     box = await Outbox.open(
-        v1_path, providers=["trakt", "simkl"], dedupe_window_s=WINDOW_S, clock=clock
+        v1_path, providers=["trakt", "simkl"], dedupe_window_s=WINDOW_S, unix_s=clock
     )
     yield box
     await box.close()

@@ -79,7 +79,7 @@ async def cache(tmp_path: Path, clock: FakeClock) -> AsyncIterator[IdCache]:
         tmp_path / "cache.sqlite3",
         positive_ttl_s=POSITIVE_TTL_S,
         negative_ttl_s=NEGATIVE_TTL_S,
-        clock=clock,
+        unix_s=clock,
     )
     yield cache
     await cache.close()
@@ -326,7 +326,7 @@ class TestCache:
                 tmp_path / "restart.sqlite3",
                 positive_ttl_s=POSITIVE_TTL_S,
                 negative_ttl_s=NEGATIVE_TTL_S,
-                clock=clock,
+                unix_s=clock,
             )
 
         before = await open_cache()

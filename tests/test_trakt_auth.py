@@ -410,7 +410,7 @@ class TestDeviceAuth:
         fake.device_expires_in_s = 0.2
 
         with pytest.raises(AuthError, match="expired"):
-            await run_device_auth(fake, session, store, Sleeper(), clock=lambda: 0.0)
+            await run_device_auth(fake, session, store, Sleeper(), monotonic_s=lambda: 0.0)
         assert polls(fake) >= 3
         assert store.load() is None
 
@@ -423,7 +423,7 @@ class TestDeviceAuth:
         sleeper.hooks = {1: lambda: now.__setitem__(0, 300.0), 2: lambda: now.__setitem__(0, 600.0)}
 
         with pytest.raises(AuthError, match="expired"):
-            await run_device_auth(fake, session, store, sleeper, clock=lambda: now[0])
+            await run_device_auth(fake, session, store, sleeper, monotonic_s=lambda: now[0])
         assert polls(fake) == 1
 
     @pytest.mark.parametrize(

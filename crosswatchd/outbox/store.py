@@ -138,14 +138,14 @@ class Outbox(OperatorViews):
         *,
         providers: Sequence[str],
         dedupe_window_s: float,
-        clock: Callable[[], float],
+        unix_s: Callable[[], float],
     ) -> None:
         self._conn = conn
         self._conn.row_factory = sqlite3.Row
         self.providers = list(providers)
         self._providers_json = orjson.dumps(self.providers).decode()
         self.dedupe_window_s = float(dedupe_window_s)
-        self._clock = clock
+        self._unix_s = unix_s
         self._pending: list[tuple[PlayEvent, asyncio.Future[EnqueueResult]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._watchers: list[asyncio.Event] = []
@@ -160,13 +160,13 @@ class Outbox(OperatorViews):
         *,
         providers: Sequence[str],
         dedupe_window_s: float = 4 * 3600,
-        clock: Callable[[], float] = time.time,
+        unix_s: Callable[[], float] = time.time,
         synchronous: str = "normal",
     ) -> Outbox:
         """Open (creating and migrating if needed) the outbox at *path*.
 
         ``providers`` are the targets new events fan out to (``["trakt", "simkl"]``).
-        ``clock`` returns unix seconds. ``synchronous`` is SQLite's ``PRAGMA synchronous``:
+        ``unix_s`` returns unix seconds. ``synchronous`` is SQLite's ``PRAGMA synchronous``:
         ``"normal"`` (WAL: a commit survives the process being killed, not a power cut) or
         ``"full"`` (fsync on every commit: survives a power cut; costs intake throughput,
         see bench/ingest.py). Raises ``sqlite3.DatabaseError`` for a file that is not an
@@ -181,7 +181,7 @@ class Outbox(OperatorViews):
             # 32 MiB page cache: large import transactions stay in memory until commit.
             pragmas=("foreign_keys=ON", "cache_size=-32768"),
         )
-        return cls(conn, providers=providers, dedupe_window_s=dedupe_window_s, clock=clock)
+        return cls(conn, providers=providers, dedupe_window_s=dedupe_window_s, unix_s=unix_s)
 
     async def close(self) -> None:
         """Flush queued webhook events, then close the connection."""
@@ -235,7 +235,7 @@ class Outbox(OperatorViews):
         """
         if not events:
             return []
-        now = self._clock()
+        now = self._unix_s()
         batch = orjson.dumps([self._event_row(e, now) for e in events]).decode()
         rows = await self._conn.execute_fetchall(
             QUERIES.insert_events,
@@ -327,7 +327,7 @@ class Outbox(OperatorViews):
         deliveries were created.
         """
         created = 0
-        now = self._clock()
+        now = self._unix_s()
         for provider in self.providers:
             orphans = await self._conn.execute_fetchall(
                 QUERIES.orphan_plays, {"provider": provider}
@@ -358,7 +358,7 @@ class Outbox(OperatorViews):
     async def note_account(self, source: str, account: str) -> None:
         """Remember an account a source reported but the filter did not accept."""
         await self._conn.execute(
-            QUERIES.note_account, {"source": source, "account": account, "now": self._clock()}
+            QUERIES.note_account, {"source": source, "account": account, "now": self._unix_s()}
         )
 
     # -- claim / settle ----------------------------------------------------------------------
@@ -369,7 +369,7 @@ class Outbox(OperatorViews):
         Only safe while no other daemon uses this file (the CLI holds a lock file for that).
         ``sent_at`` is kept, so a delivery that was in flight is checked before resending.
         """
-        cur = await self._conn.execute(QUERIES.release_all_leases, {"now": self._clock()})
+        cur = await self._conn.execute(QUERIES.release_all_leases, {"now": self._unix_s()})
         return cur.rowcount
 
     async def claim(
@@ -380,7 +380,7 @@ class Outbox(OperatorViews):
         Due means pending with ``next_attempt_at <= now``, or leased with an expired lease.
         One ``UPDATE … RETURNING`` statement; oldest first.
         """
-        now = self._clock()
+        now = self._unix_s()
         token = uuid.uuid4().hex
         leased = await self._conn.execute_fetchall(
             QUERIES.claim,
@@ -403,7 +403,7 @@ class Outbox(OperatorViews):
 
     async def mark_sent(self, claimed: Iterable[Claimed]) -> None:
         """Record, durably, that a send of these deliveries is about to start."""
-        now = self._clock()
+        now = self._unix_s()
         await self._conn.executemany(
             QUERIES.mark_sent,
             [{"now": now, "id": c.id, "token": c.lease_token} for c in claimed],
@@ -427,7 +427,7 @@ class Outbox(OperatorViews):
         Returns False, changing nothing, when the lease was lost (it expired and another
         claim took the row, or the daemon restarted): the newer owner's work stands.
         """
-        now = self._clock()
+        now = self._unix_s()
         cur = await self._conn.execute(
             QUERIES.settle,
             {
@@ -464,7 +464,7 @@ class Outbox(OperatorViews):
         """
         cur = await self._conn.execute(
             QUERIES.retry_parked,
-            {"id": delivery_id, "kinds": json_list(kinds), "now": self._clock()},
+            {"id": delivery_id, "kinds": json_list(kinds), "now": self._unix_s()},
         )
         count = cur.rowcount
         # After the re-queue, so a daemon that sees the new generation also sees the rows.

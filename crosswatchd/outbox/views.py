@@ -70,7 +70,7 @@ class OperatorViews:
     connection, its rows read by column name, the targets and the clock)."""
 
     _conn: aiosqlite.Connection
-    _clock: Callable[[], float]
+    _unix_s: Callable[[], float]
     providers: list[str]
 
     async def counts(self) -> dict[str, ProviderCounts]:
@@ -169,4 +169,4 @@ class OperatorViews:
             row = await cur.fetchone()
         if not row or row["next_attempt_at"] is None:
             return None
-        return max(0.0, float(row["next_attempt_at"]) - self._clock())
+        return max(0.0, float(row["next_attempt_at"]) - self._unix_s())

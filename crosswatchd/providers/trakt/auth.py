@@ -79,7 +79,7 @@ def _oauth_error(answer: Answer) -> str:
 
 class TraktAuth:
     """The Trakt account's token: read from *tokens* on every use, refreshed when it expires
-    within an hour (by *clock*, unix seconds) or is refused, revoked when Trakt refuses the
+    within an hour (by *unix_s*, unix seconds) or is refused, revoked when Trakt refuses the
     grant.
 
     :meth:`call` sends an OAuth request through *http*. Errors: :class:`AuthError` (no token;
@@ -94,13 +94,13 @@ class TraktAuth:
         tokens: TokenStore,
         client_id: str,
         client_secret: str,
-        clock: Callable[[], float] = time.time,
+        unix_s: Callable[[], float] = time.time,
     ) -> None:
         self._http = http
         self._tokens = tokens
         self._client_id = client_id
         self._client_secret = client_secret
-        self._clock = clock
+        self._unix_s = unix_s
         self._refresh_lock = asyncio.Lock()
 
     def is_authorized(self) -> bool:
@@ -150,7 +150,7 @@ class TraktAuth:
         token = self._tokens.load()
         if token is None:
             raise AuthError(NAME, f"not authorized; {AUTH_HINT}")
-        if token.expires_within(REFRESH_MARGIN_S, now=self._clock()):
+        if token.expires_within(REFRESH_MARGIN_S, now=self._unix_s()):
             log.info("trakt.token.expiring", expires_at=token.expires_at)
             token = await self._refresh(token)
         return token
@@ -167,7 +167,7 @@ class TraktAuth:
             current = self._tokens.load()
             if current is None:
                 raise AuthError(NAME, f"not authorized; {AUTH_HINT}")
-            fresh = not current.expires_within(REFRESH_MARGIN_S, now=self._clock())
+            fresh = not current.expires_within(REFRESH_MARGIN_S, now=self._unix_s())
             if current.access_token != stale.access_token and fresh:
                 return current
             if not current.refresh_token:
@@ -229,7 +229,7 @@ async def device_auth(
     api_url: str,
     out: Callable[[str], None] = print,
     sleep: Sleep = asyncio.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    monotonic_s: Callable[[], float] = time.monotonic,
     timeout_s: float = 30.0,
 ) -> Token:
     """Authorize crosswatchd with Trakt's device flow ("Authentication - Devices").
@@ -239,7 +239,7 @@ async def device_auth(
     400 pending → keep polling; 429 slow down → poll less often (at least ``Retry-After``);
     404 invalid code, 409 already used, 410 expired, 418 denied → :class:`AuthError`;
     transient failures → keep polling. Gives up with :class:`AuthError` once ``expires_in``
-    seconds (by *clock*, monotonic) have passed. On 200 the token is saved (0600) in *tokens*
+    seconds (by *monotonic_s*) have passed. On 200 the token is saved (0600) in *tokens*
     and returned.
     """
     http = trakt_client(session=session, client_id=client_id, api_url=api_url, timeout_s=timeout_s)
@@ -257,11 +257,11 @@ async def device_auth(
     interval_s = codes.interval
     out(f"Open {codes.verification_url} and enter the code {codes.user_code}")
     log.info("trakt.device.started", expires_in_s=codes.expires_in, interval_s=interval_s)
-    deadline = clock() + codes.expires_in
+    deadline = monotonic_s() + codes.expires_in
     poll_body = {"code": codes.device_code, "client_id": client_id, "client_secret": client_secret}
     while True:
         await sleep(interval_s)
-        if clock() >= deadline:
+        if monotonic_s() >= deadline:
             raise AuthError(
                 NAME, "the code expired before it was approved; run `crosswatchd auth trakt` again"
             )

@@ -67,7 +67,7 @@ class TraktProvider:
     All collaborators are injected: the HTTP *session* (owned by the caller), the *limiter*
     (acquired before every HTTP attempt, fed every response), the *tokens* store, the
     credentials, *api_url* (``https://api.trakt.tv`` or a fake), per-request *timeout_s*,
-    a wall *clock* (unix seconds) for token expiry and the in-process *get_retry* policy.
+    a wall clock *unix_s* (seconds) for token expiry and the in-process *get_retry* policy.
 
     Errors: :class:`RetryableError` (429, 5xx/52x, timeouts, connection errors, non-JSON 2xx),
     :class:`PermanentError` (420, 423, 426 with ``scope=ACCOUNT``; other 4xx with
@@ -90,7 +90,7 @@ class TraktProvider:
         client_secret: str,
         api_url: str,
         timeout_s: float = 30.0,
-        clock: Callable[[], float] = time.time,
+        unix_s: Callable[[], float] = time.time,
         get_retry: GetRetry | None = None,
     ) -> None:
         self._http = trakt_client(
@@ -106,7 +106,7 @@ class TraktProvider:
             tokens=tokens,
             client_id=client_id,
             client_secret=client_secret,
-            clock=clock,
+            unix_s=unix_s,
         )
 
     def is_authorized(self) -> bool:
