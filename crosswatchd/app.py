@@ -40,6 +40,7 @@ from crosswatchd.http import USER_AGENT
 from crosswatchd.logs import configure_logging
 from crosswatchd.models import Item
 from crosswatchd.outbox import Outbox
+from crosswatchd.profiles import Household, TargetAccount
 from crosswatchd.providers.base import Provider
 from crosswatchd.providers.simkl import SimklProvider
 from crosswatchd.providers.trakt import TraktProvider
@@ -55,8 +56,9 @@ __all__ = [
     "data_lock",
     "ensure_webhook_secret",
     "known_secrets",
-    "limiters_for",
+    "limiter_for",
     "make_data_dir",
+    "make_provider",
     "open_cache",
     "open_outbox",
     "outbox_path",
@@ -77,10 +79,12 @@ def outbox_path(settings: Settings) -> Path:
 
 
 async def open_outbox(settings: Settings) -> Outbox:
-    """The outbox of *settings*' data_dir, fanning out to its configured targets."""
+    """The outbox of *settings*' data_dir, fanning each profile's events out to its target
+    accounts."""
+    household = Household.from_settings(settings)
     return await Outbox.open(
         outbox_path(settings),
-        providers=settings.providers(),
+        targets={profile.name: list(profile.targets) for profile in household.profiles},
         dedupe_window_s=settings.delivery.dedupe_window_s,
         synchronous=settings.delivery.sqlite_synchronous,
     )
@@ -172,29 +176,62 @@ def data_lock(settings: Settings) -> Iterator[IO[str]]:
         fh.close()
 
 
-def limiters_for(settings: Settings) -> dict[str, Limiter]:
-    """One limiter per target from the settings' rate limits (shared with its searches)."""
-    return {
-        "trakt": Limiter.per_second(
+def limiter_for(settings: Settings, provider: str) -> Limiter:
+    """A limiter with *provider*'s rate limits from the settings.
+
+    The services count per user token (each target account gets its own) and, for requests
+    without one (id searches), per client id (one shared by the resolver): Trakt "Rate
+    Limiting" (1 POST/s, 1000 GETs per 5 min), api.simkl.org "Rate limits" (1 POST/s and
+    10 GETs/s).
+    """
+    if provider == "trakt":
+        return Limiter.per_second(
             post_per_s=settings.trakt.post_per_s,
             get_per_s=settings.trakt.get_limit / settings.trakt.get_period_s,
             # Trakt counts GETs per 5-minute window; allow a modest burst, not the whole window.
             get_capacity=min(50.0, float(settings.trakt.get_limit)),
-        ),
-        "simkl": Limiter.per_second(
-            post_per_s=settings.simkl.post_per_s,
-            get_per_s=settings.simkl.get_per_s,
-            get_capacity=max(1.0, settings.simkl.get_per_s),
-        ),
-    }
+        )
+    return Limiter.per_second(
+        post_per_s=settings.simkl.post_per_s,
+        get_per_s=settings.simkl.get_per_s,
+        get_capacity=max(1.0, settings.simkl.get_per_s),
+    )
+
+
+def make_provider(
+    settings: Settings, session: aiohttp.ClientSession, account: TargetAccount
+) -> Provider:
+    """The provider of one target account: its own token file and its own limiter, so one
+    account's 429s, outage or revoked token never hold up another's."""
+    tokens = TokenStore(settings.data_dir, account.provider, account.profile)
+    limiter = limiter_for(settings, account.provider)
+    if account.provider == "trakt":
+        return TraktProvider(
+            session=session,
+            limiter=limiter,
+            tokens=tokens,
+            client_id=settings.trakt.client_id,
+            client_secret=settings.trakt.client_secret,
+            api_url=settings.trakt.api_url,
+            timeout_s=settings.delivery.timeout_s,
+        )
+    return SimklProvider(
+        session=session,
+        limiter=limiter,
+        tokens=tokens,
+        client_id=settings.simkl.client_id,
+        api_url=settings.simkl.api_url,
+        timeout_s=settings.delivery.timeout_s,
+    )
 
 
 @dataclass
 class Services:
-    """Everything a command needs to talk to the outside: session, providers, resolver."""
+    """Everything a command needs to talk to the outside: the session, one provider per
+    target account, the resolver (shared: ids do not depend on who watched)."""
 
     session: aiohttp.ClientSession
-    providers: dict[str, Provider]
+    providers: dict[TargetAccount, Provider]
     resolve: ResolveFn
     cache: IdCache
     tautulli: TautulliClient | None
@@ -213,27 +250,10 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
     """Open the HTTP session, providers, id cache and resolver; close them on exit."""
     timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_s)
     session = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": USER_AGENT})
-    limiters = limiters_for(settings)
-    providers: dict[str, Provider] = {}
-    if settings.trakt_enabled():
-        providers["trakt"] = TraktProvider(
-            session=session,
-            limiter=limiters["trakt"],
-            tokens=TokenStore(settings.data_dir, "trakt"),
-            client_id=settings.trakt.client_id,
-            client_secret=settings.trakt.client_secret,
-            api_url=settings.trakt.api_url,
-            timeout_s=settings.delivery.timeout_s,
-        )
-    if settings.simkl_enabled():
-        providers["simkl"] = SimklProvider(
-            session=session,
-            limiter=limiters["simkl"],
-            tokens=TokenStore(settings.data_dir, "simkl"),
-            client_id=settings.simkl.client_id,
-            api_url=settings.simkl.api_url,
-            timeout_s=settings.delivery.timeout_s,
-        )
+    providers = {
+        account: make_provider(settings, session, account)
+        for account in Household.from_settings(settings).accounts()
+    }
     tautulli = None
     if settings.tautulli.url and settings.tautulli.api_key:
         tautulli = tautulli_client(settings, session)
@@ -242,8 +262,9 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         settings,
         session=session,
         cache=cache,
-        trakt_limiter=limiters["trakt"],
-        simkl_limiter=limiters["simkl"],
+        # Searches carry no user token: they count per client id, one limiter each.
+        trakt_limiter=limiter_for(settings, "trakt"),
+        simkl_limiter=limiter_for(settings, "simkl"),
         tautulli=tautulli,
     )
 
@@ -272,10 +293,11 @@ def _daemon_app(settings: Settings, outbox: Outbox, secret: str) -> web.Applicat
                         settings.delivery,
                         resolve=svc.resolve,
                         on_retry_requested=svc.cache.forget_negative,
+                        profile=account.profile,
                     ).run(stop),
-                    name=f"drain-{name}",
+                    name=f"drain-{account}",
                 )
-                for name, provider in svc.providers.items()
+                for account, provider in svc.providers.items()
             ]
             if not tasks:
                 log.warning(
@@ -285,11 +307,9 @@ def _daemon_app(settings: Settings, outbox: Outbox, secret: str) -> web.Applicat
                 )
             yield
             stop.set()
-            _, pending = (
-                await asyncio.wait(tasks, timeout=_DRAIN_STOP_TIMEOUT_S)
-                if tasks
-                else (set(), set())
-            )
+            pending: set[asyncio.Task[None]] = set()
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=_DRAIN_STOP_TIMEOUT_S)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

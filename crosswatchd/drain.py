@@ -36,7 +36,7 @@ from crosswatchd.errors import (
     RetryableError,
     UnresolvedError,
 )
-from crosswatchd.models import Action, Item, Source
+from crosswatchd.models import DEFAULT_PROFILE, Action, Item, Source
 from crosswatchd.outbox import Claimed, DeliveryKind, DeliveryState, Outbox, Settlement
 from crosswatchd.providers.base import Play, Provider
 from crosswatchd.settlement import (
@@ -94,7 +94,7 @@ def _log_outcome(step: Step, settlement: Settlement) -> str:
 
 
 class Drainer:
-    """Delivers one target's deliveries from the outbox until stopped.
+    """Delivers one target account's deliveries (*profile* on *provider*) until stopped.
 
     ``resolve`` fills in ids (see :mod:`crosswatchd.resolve`); ``on_retry_requested`` runs
     when a user re-queued parked plays (to forget cached negative lookups); ``unix_s``
@@ -111,9 +111,11 @@ class Drainer:
         on_retry_requested: Callable[[], Awaitable[object]] | None = None,
         unix_s: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        profile: str = DEFAULT_PROFILE,
     ) -> None:
         self.outbox = outbox
         self.provider = provider
+        self.profile = profile
         self.settings = settings
         self._resolve = resolve
         self._unix_s = unix_s
@@ -122,7 +124,7 @@ class Drainer:
             plays=RetryPolicy(settings.backoff_base_s, settings.backoff_max_s, rand),
             live_max_age_s=settings.live_max_age_s,
         )
-        self._log = log.bind(provider=provider.name)
+        self._log = log.bind(profile=profile, provider=provider.name)
         self._auth_logged = False
         self._on_retry_requested = on_retry_requested
         self._retry_generation: int | None = None
@@ -172,7 +174,7 @@ class Drainer:
                 # Nothing can be sent: new events need not wake us; look for a token now and then.
                 timeout = max(timeout, AUTH_POLL_S)
             else:
-                due = await self.outbox.next_due_in(self.provider.name, kind)
+                due = await self.outbox.next_due_in(self.provider.name, kind, profile=self.profile)
                 if due is not None:
                     timeout = min(timeout, max(due, 0.05))
                 waiters.append(asyncio.ensure_future(wake.wait()))
@@ -190,9 +192,10 @@ class Drainer:
             self._auth_logged = False
             return True
         if not self._auth_logged:
+            who = "" if self.profile == DEFAULT_PROFILE else f" --profile {self.profile}"
             self._log.warning(
                 "delivery.waiting_for_auth",
-                hint=f"run `crosswatchd auth {self.provider.name}`; deliveries are kept",
+                hint=f"run `crosswatchd auth {self.provider.name}{who}`; deliveries are kept",
             )
             self._auth_logged = True
         return False
@@ -225,6 +228,7 @@ class Drainer:
             DeliveryKind.PLAY,
             limit=self.provider.max_batch,
             lease_s=self.settings.lease_s,
+            profile=self.profile,
         )
         if not claimed:
             return 0
@@ -354,7 +358,11 @@ class Drainer:
         if not self._authorized():
             return 0
         claimed = await self.outbox.claim(
-            self.provider.name, DeliveryKind.LIVE, limit=_LIVE_BATCH, lease_s=self.settings.lease_s
+            self.provider.name,
+            DeliveryKind.LIVE,
+            limit=_LIVE_BATCH,
+            lease_s=self.settings.lease_s,
+            profile=self.profile,
         )
         for delivery in claimed:
             await self._deliver_live(delivery)

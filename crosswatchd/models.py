@@ -22,6 +22,7 @@ from typing import Any
 
 __all__ = [
     "COMPLETED_PCT",
+    "DEFAULT_PROFILE",
     "Action",
     "Ids",
     "Item",
@@ -32,6 +33,10 @@ __all__ = [
     "item_keys",
     "parse_utc",
 ]
+
+#: The implicit profile (household member) of a configuration without ``[[profiles]]``, and
+#: of every row stored before households existed.
+DEFAULT_PROFILE = "default"
 
 #: Progress (percent) at or above which a stop counts as a completed play. Plex's own
 #: ``media.scrobble`` fires at 90 % (Plex support article "Webhooks").
@@ -208,6 +213,7 @@ class PlayEvent:
     ``WATCHED`` event it becomes the play's ``watched_at``. ``progress_pct`` is 0–100 or
     ``None`` when unknown; ``view_offset_ms``/``duration_ms`` are the raw Plex values.
     ``session`` groups live events of one playback (Plex Player uuid, Tautulli session_key).
+    ``profile`` is the household member the source account belongs to (routed at intake).
     """
 
     source: Source
@@ -219,6 +225,7 @@ class PlayEvent:
     view_offset_ms: int | None = None
     duration_ms: int | None = None
     session: str | None = None
+    profile: str = DEFAULT_PROFILE
 
     def __post_init__(self) -> None:
         if self.occurred_at.tzinfo is None:

@@ -42,6 +42,7 @@ from crosswatchd.errors import PayloadError
 from crosswatchd.logs import RepeatLimiter
 from crosswatchd.models import PlayEvent
 from crosswatchd.outbox import Outbox
+from crosswatchd.profiles import Household
 from crosswatchd.sources.plex import Ignored, parse_plex_payload, plex_event
 from crosswatchd.sources.tautulli import parse_tautulli_body, tautulli_event
 
@@ -60,6 +61,7 @@ log = structlog.get_logger(__name__)
 
 OUTBOX = web.AppKey("outbox", Outbox)
 SETTINGS = web.AppKey("settings", Settings)
+HOUSEHOLD = web.AppKey("household", Household)
 SECRET = web.AppKey("secret", str)
 Clock = Callable[[], datetime]
 NOW: web.AppKey[Clock] = web.AppKey("now")
@@ -197,6 +199,7 @@ async def _accept(
         "webhook.accepted",
         source=source,
         kind=kind,
+        profile=event.profile,
         action=event.action.value,
         item=event.item.label(),
         account=event.account,
@@ -208,6 +211,7 @@ async def _accept(
         202,
         status="accepted",
         kind=kind,
+        profile=event.profile,
         event_id=result.event_id,
         duplicate=result.duplicate,
         deliveries=result.new_deliveries,
@@ -268,7 +272,7 @@ async def plex_webhook(request: web.Request) -> web.Response:
         payload = parse_plex_payload(await _plex_json(request, limit))
         if payload.owner and payload.server and payload.server.uuid:
             request.app[SERVER_HINT].machine_id = payload.server.uuid
-        return plex_event(payload, received_at=request.app[NOW](), accounts=settings.plex.accounts)
+        return plex_event(payload, received_at=request.app[NOW](), household=request.app[HOUSEHOLD])
 
     return await _read_event(request, "plex", limit, read)
 
@@ -280,13 +284,14 @@ async def tautulli_webhook(request: web.Request) -> web.Response:
 
     async def read() -> PlayEvent | Ignored:
         body = parse_tautulli_body(await _read_limited(request, limit))
+        household = request.app[HOUSEHOLD]
         event = tautulli_event(
             body,
             received_at=request.app[NOW](),
-            users=settings.tautulli.users,
+            household=household,
             default_server=request.app[SERVER_HINT].machine_id,
         )
-        if isinstance(event, Ignored) and event.account_filtered and not settings.tautulli.users:
+        if isinstance(event, Ignored) and event.account_filtered and not household.tautulli_users():
             log.warning(
                 "tautulli.users_empty",
                 username=event.account,
@@ -351,6 +356,7 @@ def build_app(
         client_max_size=settings.http.max_body_bytes * _REQUEST_FACTOR,
     )
     app[SETTINGS] = settings
+    app[HOUSEHOLD] = Household.from_settings(settings)
     app[OUTBOX] = outbox
     app[SECRET] = secret
     app[NOW] = now

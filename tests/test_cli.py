@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import stat
 import sys
 import time
@@ -122,6 +123,11 @@ class Home:
         finally:
             await outbox.close()
 
+    async def query_write(self, sql: str, *params: Any) -> None:
+        """Change the outbox behind the CLI's back (a state no command makes directly)."""
+        with sqlite3.connect(self.data_dir / "outbox.sqlite3") as db:
+            db.execute(sql, params)
+
 
 @pytest.fixture
 def home(tmp_path: Path) -> Home:
@@ -225,8 +231,8 @@ class TestStatus:
     async def test_table_has_a_row_per_target(self, home: Home) -> None:
         run = await cli(home.config, "status")
         assert run.code == 0, run.err
-        lines = run.out.splitlines()
-        header = lines[0].split()
+        lines = [line.strip() for line in run.out.splitlines()]
+        header = next(line.split() for line in lines if line.startswith("target"))
         assert header[:3] == ["target", "auth", "pending"]
         row = next(line.split() for line in lines if line.startswith("trakt"))
         assert row[:3] == ["trakt", "NO", "0"]
@@ -338,10 +344,46 @@ class TestUnresolved:
         assert "Re-queued 1 play(s)" in run.out
         assert await states(home) == {first: "pending", second: "parked"}
 
-    async def test_retry_unknown_id_requeues_nothing(self, home: Home, parked: list[int]) -> None:
+    async def test_retry_unknown_id_is_one_line_exit_1_and_requeues_nothing(
+        self, home: Home, parked: list[int]
+    ) -> None:
         run = await cli(home.config, "unresolved", "retry", "999999")
-        assert "Re-queued 0 play(s)" in run.out
+        assert run.code == 1
+        assert run.err_lines == [
+            "crosswatchd: #999999 is not a parked or dead play"
+            " (see `crosswatchd unresolved list --all-parked`)"
+        ]
         assert set((await states(home)).values()) == {"parked"}
+
+    async def test_retry_of_a_delivered_play_is_refused(
+        self, home: Home, parked: list[int]
+    ) -> None:
+        await home.query_write("UPDATE deliveries SET state = 'delivered' WHERE id = ?", parked[0])
+        run = await cli(home.config, "unresolved", "retry", str(parked[0]))
+        assert run.code == 1
+        assert "not a parked or dead play" in run.err
+
+    async def test_dismiss_drops_a_parked_play_for_good(
+        self, home: Home, parked: list[int]
+    ) -> None:
+        run = await cli(home.config, "unresolved", "dismiss", str(parked[0]))
+        assert run.code == 0, run.err
+        assert "Dismissed 1 play(s)" in run.out
+        assert (await states(home))[parked[0]] == "dropped"
+        listing = await cli(home.config, "unresolved", "list", "--json")
+        assert [row["id"] for row in json.loads(listing.out)] == [parked[1]]
+        retried = await cli(home.config, "unresolved", "retry", "--all")
+        assert "Re-queued 1 play(s)" in retried.out
+        assert (await states(home))[parked[0]] == "dropped"
+
+    async def test_dismiss_all(self, home: Home, parked: list[int]) -> None:
+        run = await cli(home.config, "unresolved", "dismiss", "--all")
+        assert "Dismissed 2 play(s)" in run.out
+        assert set((await states(home)).values()) == {"dropped"}
+
+    async def test_list_says_times_are_utc(self, home: Home, parked: list[int]) -> None:
+        run = await cli(home.config, "unresolved", "list")
+        assert "2026-01-02 20:00 UTC" in run.out
 
     async def test_retry_without_id_or_all_is_a_usage_error(self, home: Home) -> None:
         run = await cli(home.config, "unresolved", "retry")

@@ -592,6 +592,7 @@ class TestQueryPlan:
                 "token": "t",
                 "expires": 30.0,
                 "now": 0.0,
+                "profile": "default",
                 "provider": "trakt",
                 "kind": "play",
                 "limit": 10,
@@ -611,7 +612,9 @@ class TestQueryPlan:
                 id="fan-out-count-of-the-intake",
             ),
             pytest.param(
-                QUERIES.adopt_play, {"event_id": 1, "provider": "trakt", "now": 0.0}, id="adopt"
+                QUERIES.adopt_play,
+                {"event_id": 1, "profile": "default", "provider": "trakt", "now": 0.0},
+                id="adopt",
             ),
         ],
     )
@@ -619,12 +622,13 @@ class TestQueryPlan:
         self, outbox: Outbox, query: str, params: dict[str, Any]
     ) -> None:
         """Every use of play_duplicates walks the event's keys and searches play_keys by its
-        primary key (target, key, time range), never scanning a target's keys."""
+        primary key (target account, key, time range), never scanning an account's keys."""
         plan = await outbox.fetch_all("EXPLAIN QUERY PLAN " + query, params)
 
         details = [str(step[-1]) for step in plan]
         search = (
-            "SEARCH k USING PRIMARY KEY (provider=? AND key=? AND watched_at>? AND watched_at<?)"
+            "SEARCH k USING PRIMARY KEY"
+            " (profile=? AND provider=? AND key=? AND watched_at>? AND watched_at<?)"
         )
         assert search in details, details
         assert not any(d.startswith("SCAN k") for d in details), details

@@ -73,16 +73,37 @@ async def migrated(v1_path: Path) -> AsyncIterator[Outbox]:
     await box.close()
 
 
+def without_profiles(rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[Any]]:
+    """*rows* of a version 2 file without its profile columns (events and deliveries got one
+    at the end, play_keys was rebuilt with it first), and the profiles seen."""
+    out: dict[str, list[Any]] = dict(rows)
+    out["events"] = [r[:-1] for r in rows["events"]]
+    out["deliveries"] = [r[:-1] for r in rows["deliveries"]]
+    out["play_keys"] = sorted((r[1:] for r in rows["play_keys"]), key=repr)
+    return out
+
+
+def profiles_of(rows: dict[str, list[tuple[Any, ...]]]) -> set[str]:
+    return (
+        {r[-1] for r in rows["events"]}
+        | {r[-1] for r in rows["deliveries"]}
+        | {r[0] for r in rows["play_keys"]}
+    )
+
+
 class TestVersion1File:
     async def test_it_opens_at_version_2_with_every_row_kept(self, v1_path: Path) -> None:
-        """Opening migrates the file to the current version and changes no row."""
+        """Opening migrates the file to the current version and changes no row: every
+        event, delivery and dedupe key is kept, belonging to the implicit profile."""
         before = snapshot(v1_path)
         box = await Outbox.open(v1_path, providers=["trakt", "simkl"])
         await box.close()
 
         assert SCHEMA_VERSION == 2
         assert user_version(v1_path) == 2
-        assert snapshot(v1_path) == before
+        after = snapshot(v1_path)
+        assert without_profiles(after) == before
+        assert profiles_of(after) == {"default"}
         assert {t: len(rows) for t, rows in before.items()} == {
             "events": 9,
             "deliveries": 14,
@@ -124,8 +145,8 @@ class TestVersion1File:
             (9, "parked", "unresolved"),
         ]
         backlog = await migrated.backlog()
-        assert backlog["trakt"]["last_error"] == "trakt: unconfirmed"
-        assert backlog["simkl"]["oldest_watched_at"] == T0
+        assert backlog[("default", "trakt")]["last_error"] == "trakt: unconfirmed"
+        assert backlog[("default", "simkl")]["oldest_watched_at"] == T0
         assert await migrated.seen_accounts("tautulli") == ["bob"]
         assert await migrated.retry_generation() == 1
         assert await migrated.untargeted_plays() == 1

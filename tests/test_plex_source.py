@@ -15,6 +15,7 @@ import pytest
 
 from crosswatchd.errors import PayloadError
 from crosswatchd.models import Action, Ids, MediaKind, PlayEvent, Source
+from crosswatchd.profiles import Household
 from crosswatchd.sources.plex import (
     Ignored,
     PlexPayload,
@@ -49,7 +50,8 @@ def data(name: str) -> dict[str, Any]:
 def event_of(
     source: bytes | str | dict[str, Any], accounts: list[str] | None = None
 ) -> PlayEvent | Ignored:
-    return plex_event(parse_plex_payload(source), received_at=RECEIVED, accounts=accounts or [])
+    household = Household.implicit(plex_accounts=accounts or [])
+    return plex_event(parse_plex_payload(source), received_at=RECEIVED, household=household)
 
 
 def play(source: bytes | str | dict[str, Any], accounts: list[str] | None = None) -> PlayEvent:
@@ -360,7 +362,9 @@ class TestLeniency:
 
     def test_occurred_at_is_received_at_in_utc(self) -> None:
         local = RECEIVED.astimezone(timezone(timedelta(hours=-5)))
-        result = plex_event(parse_plex_payload(raw(BARRY_LYNDON)), received_at=local, accounts=[])
+        result = plex_event(
+            parse_plex_payload(raw(BARRY_LYNDON)), received_at=local, household=Household.implicit()
+        )
         assert isinstance(result, PlayEvent)
         assert result.occurred_at == RECEIVED
         assert result.occurred_at.utcoffset() == timedelta(0)
@@ -368,7 +372,7 @@ class TestLeniency:
     def test_naive_received_at_is_a_caller_error(self) -> None:
         payload = parse_plex_payload(raw(BARRY_LYNDON))
         with pytest.raises(ValueError, match="timezone-aware"):
-            plex_event(payload, received_at=datetime(2026, 1, 1), accounts=[])
+            plex_event(payload, received_at=datetime(2026, 1, 1), household=Household.implicit())
 
 
 class TestPayloadErrors:
@@ -407,7 +411,7 @@ class TestPayloadErrors:
     def test_payload_built_without_metadata_raises_payload_error(self) -> None:
         payload = PlexPayload(event="media.stop")
         with pytest.raises(PayloadError, match="without Metadata"):
-            plex_event(payload, received_at=RECEIVED, accounts=[])
+            plex_event(payload, received_at=RECEIVED, household=Household.implicit())
 
     def test_non_text_input_is_a_payload_error(self) -> None:
         with pytest.raises(PayloadError):

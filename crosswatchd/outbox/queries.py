@@ -60,6 +60,7 @@ class Queries:
     save_resolution: str
     settle: str
     retry_parked: str
+    dismiss_parked: str
     bump_retry_generation: str
     # operator views
     counts: str

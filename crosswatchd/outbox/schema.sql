@@ -75,44 +75,73 @@ CREATE TABLE meta (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- Version 1 also created the fan-out trigger, events_fan_out, with the dedupe rule written
--- inline. Migration 2 drops it where it exists and creates its successor, so it is left out
--- here: every file ends with the same schema, and the rule is written once (migration 2).
+-- Version 1 also created two triggers: events_fan_out, with the dedupe rule written inline,
+-- and play_keys_of_delivery. Migration 2 drops them where they exist and creates their
+-- successors, so they are left out here: every file ends with the same schema, and the rule
+-- is written once (migration 2).
+
+-- migration: 2
+-- Households and one statement of the dedupe rule. Every event and delivery belongs to a
+-- profile (a household member; rows of version 1 are the implicit profile 'default'), and a
+-- delivery's target is a target account: (profile, provider). Plays are deduplicated per
+-- target account. The dedupe rule and the fan-out become views, so the trigger, the intake's
+-- RETURNING clause and Outbox.adopt_targets() all read one definition.
+
+DROP TRIGGER IF EXISTS events_fan_out;
+DROP TRIGGER IF EXISTS play_keys_of_delivery;
+
+ALTER TABLE events ADD COLUMN profile TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE deliveries ADD COLUMN profile TEXT NOT NULL DEFAULT 'default';
+
+DROP INDEX IF EXISTS deliveries_ready;
+CREATE INDEX deliveries_ready ON deliveries (profile, provider, kind, state, next_attempt_at);
+
+-- The dedupe index, per target account: rebuilt with the profile in its key.
+CREATE TABLE play_keys_v2 (
+    profile     TEXT    NOT NULL,
+    provider    TEXT    NOT NULL,
+    key         TEXT    NOT NULL,
+    watched_at  REAL    NOT NULL,
+    delivery_id INTEGER NOT NULL,
+    PRIMARY KEY (profile, provider, key, watched_at, delivery_id)
+) WITHOUT ROWID;
+INSERT INTO play_keys_v2 (profile, provider, key, watched_at, delivery_id)
+SELECT 'default', provider, key, watched_at, delivery_id FROM play_keys;
+DROP TABLE play_keys;
+ALTER TABLE play_keys_v2 RENAME TO play_keys;
 
 -- Every play delivery, however created, records its event's identity keys for dedupe.
 CREATE TRIGGER play_keys_of_delivery AFTER INSERT ON deliveries
 WHEN NEW.kind = 'play'
 BEGIN
-    INSERT INTO play_keys (provider, key, watched_at, delivery_id)
-    SELECT NEW.provider, nk.value, NEW.watched_at, NEW.id
+    INSERT INTO play_keys (profile, provider, key, watched_at, delivery_id)
+    SELECT NEW.profile, NEW.provider, nk.value, NEW.watched_at, NEW.id
     FROM events AS e, json_each(e.keys) AS nk
     WHERE e.id = NEW.event_id;
 END;
 
--- migration: 2
--- The dedupe rule and the fan-out as views, so the trigger, the intake's RETURNING clause and
--- Outbox.adopt_targets() all read one definition.
-
--- THE dedupe rule: an event repeats a play a target already has when that target has a play
--- delivery sharing any identity key with the event, watched within the event's
--- dedupe_window_s of its occurred_at. One row per (event, target, earlier play delivery);
--- callers ask "does a row exist for this event and target?". CROSS JOIN fixes the join order
--- (the event's keys first, then a primary-key search of play_keys by target, key and time):
--- left to itself the planner would scan all of the target's keys.
+-- THE dedupe rule: an event repeats a play a target account already has when that account
+-- (the event's profile on a provider) has a play delivery sharing any identity key with the
+-- event, watched within the event's dedupe_window_s of its occurred_at. One row per (event,
+-- provider, earlier play delivery); callers ask "does a row exist for this event and
+-- provider?". CROSS JOIN fixes the join order (the event's keys first, then a primary-key
+-- search of play_keys by profile, provider, key and time): left to itself the planner would
+-- scan all of the account's keys.
 CREATE VIEW play_duplicates (event_id, provider, delivery_id) AS
 SELECT e.id, k.provider, k.delivery_id
 FROM events AS e
 CROSS JOIN json_each(e.keys) AS ek
 CROSS JOIN play_keys AS k
-WHERE k.key = ek.value
+WHERE k.profile = e.profile
+  AND k.key = ek.value
   AND k.watched_at BETWEEN e.occurred_at - e.dedupe_window_s
                        AND e.occurred_at + e.dedupe_window_s;
 
--- The deliveries an event fans out into: for each target it was stored for, a completed play
--- becomes a 'play' delivery (watched at occurred_at) unless it repeats one (play_duplicates);
--- live state becomes a 'live' delivery.
-CREATE VIEW event_fan_out (event_id, provider, kind, watched_at) AS
-SELECT e.id, p.value,
+-- The deliveries an event fans out into: for each provider of its profile it was stored for
+-- (events.providers), a completed play becomes a 'play' delivery (watched at occurred_at)
+-- unless it repeats one (play_duplicates); live state becomes a 'live' delivery.
+CREATE VIEW event_fan_out (event_id, profile, provider, kind, watched_at) AS
+SELECT e.id, e.profile, p.value,
        CASE WHEN e.action = 'watched' THEN 'play' ELSE 'live' END,
        CASE WHEN e.action = 'watched' THEN e.occurred_at END
 FROM events AS e, json_each(e.providers) AS p
@@ -122,12 +151,11 @@ WHERE e.action <> 'watched'
 
 -- Fan-out in the same statement as the event insert, so a batch of events is one statement.
 -- Outbox.adopt_targets() tests play_duplicates for targets configured after an event arrived.
-DROP TRIGGER IF EXISTS events_fan_out;
 CREATE TRIGGER events_fan_out AFTER INSERT ON events
 BEGIN
-    INSERT INTO deliveries (event_id, provider, kind, next_attempt_at, watched_at,
+    INSERT INTO deliveries (event_id, profile, provider, kind, next_attempt_at, watched_at,
                             created_at, updated_at)
-    SELECT f.event_id, f.provider, f.kind, NEW.received_at, f.watched_at,
+    SELECT f.event_id, f.profile, f.provider, f.kind, NEW.received_at, f.watched_at,
            NEW.received_at, NEW.received_at
     FROM event_fan_out AS f
     WHERE f.event_id = NEW.id;

@@ -49,6 +49,7 @@ class ReasonKind(enum.StrEnum):
     REJECTED = "rejected"  # parked: the target refused this play
     PERMANENT = "permanent"  # dead: the target refuses the account (Trakt 420, 423, 426)
     STALE = "stale"  # dropped: live state too old, or not sendable
+    DISMISSED = "dismissed"  # dropped: a user gave up on a play no source can identify
 
 
 @dataclass(frozen=True, slots=True)

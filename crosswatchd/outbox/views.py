@@ -10,6 +10,7 @@ from typing import Any
 
 import aiosqlite
 
+from crosswatchd.models import DEFAULT_PROFILE
 from crosswatchd.outbox.queries import QUERIES, json_list
 from crosswatchd.outbox.states import DeliveryKind, DeliveryState, ReasonKind
 
@@ -38,7 +39,8 @@ class ProviderCounts:
 class ParkedRow:
     """A parked or dead delivery, for ``unresolved list`` and ``status``.
 
-    ``reason`` is ``""`` when none was stored; ``watched_at`` is UTC.
+    ``reason`` is ``""`` when none was stored; ``watched_at`` is UTC; ``profile`` is the
+    household member whose play it is.
     """
 
     id: int
@@ -49,6 +51,7 @@ class ParkedRow:
     reason_kind: ReasonKind | None
     attempts: int
     watched_at: datetime | None
+    profile: str = DEFAULT_PROFILE
 
 
 def _bucket(kind: DeliveryKind, state: DeliveryState, reason: ReasonKind | None) -> str | None:
@@ -72,34 +75,58 @@ class OperatorViews:
     _conn: aiosqlite.Connection
     _unix_s: Callable[[], float]
     providers: list[str]
+    targets: dict[str, list[str]]
 
     async def counts(self) -> dict[str, ProviderCounts]:
-        """Delivery counts per provider (every configured provider appears)."""
+        """Delivery counts per provider, summed over profiles (every configured provider
+        appears)."""
         totals: dict[str, dict[str, int]] = {p: {} for p in self.providers}
+        for (_, provider), field, n in await self._count_rows():
+            bucket = totals.setdefault(provider, {})
+            bucket[field] = bucket.get(field, 0) + n
+        return {p: ProviderCounts(**v) for p, v in totals.items()}
+
+    async def account_counts(self) -> dict[tuple[str, str], ProviderCounts]:
+        """Delivery counts per target account ``(profile, provider)`` (every configured
+        target account appears)."""
+        totals: dict[tuple[str, str], dict[str, int]] = {
+            (profile, provider): {}
+            for profile, providers in self.targets.items()
+            for provider in providers
+        }
+        for account, field, n in await self._count_rows():
+            bucket = totals.setdefault(account, {})
+            bucket[field] = bucket.get(field, 0) + n
+        return {a: ProviderCounts(**v) for a, v in totals.items()}
+
+    async def _count_rows(self) -> list[tuple[tuple[str, str], str, int]]:
+        """``((profile, provider), ProviderCounts field, deliveries)`` of every group."""
+        out = []
         async with self._conn.execute(QUERIES.counts) as cur:
             async for row in cur:
                 reason = row["reason_kind"]
-                key = _bucket(
+                field = _bucket(
                     DeliveryKind(row["kind"]),
                     DeliveryState(row["state"]),
                     None if reason is None else ReasonKind(reason),
                 )
-                if key:
-                    bucket = totals.setdefault(row["provider"], {})
-                    bucket[key] = bucket.get(key, 0) + int(row["deliveries"])
-        return {p: ProviderCounts(**v) for p, v in totals.items()}
+                if field:
+                    out.append(((row["profile"], row["provider"]), field, int(row["deliveries"])))
+        return out
 
     async def parked(
         self,
         *,
         kinds: Sequence[ReasonKind] | None = None,
         states: Sequence[DeliveryState] = (DeliveryState.PARKED,),
+        profile: str | None = None,
     ) -> list[ParkedRow]:
         """Play deliveries in *states* (parked; dead too if asked), of reason *kinds* (any if
-        none given), newest first."""
+        none given), of one *profile* (any if none given), newest first."""
         params = {
             "states": json_list(states),
             "kinds": json_list(kinds) if kinds else None,
+            "profile": profile,
         }
         async with self._conn.execute(QUERIES.parked, params) as cur:
             rows = await cur.fetchall()
@@ -113,6 +140,7 @@ class OperatorViews:
                 reason_kind=None if r["reason_kind"] is None else ReasonKind(r["reason_kind"]),
                 attempts=r["attempts"],
                 watched_at=utc_from_unix(r["watched_at"]),
+                profile=r["profile"],
             )
             for r in rows
         ]
@@ -123,15 +151,16 @@ class OperatorViews:
             row = await cur.fetchone()
         return int(row["value"]) if row else 0
 
-    async def backlog(self) -> dict[str, dict[str, Any]]:
-        """Per provider with pending plays: ``{"oldest_watched_at": datetime | None,
-        "max_attempts": int, "last_error": str | None, "next_attempt_at": datetime | None}``.
+    async def backlog(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Per target account ``(profile, provider)`` with pending plays:
+        ``{"oldest_watched_at": datetime | None, "max_attempts": int,
+        "last_error": str | None, "next_attempt_at": datetime | None}``.
 
         What ``status`` shows so a user can tell "Trakt is down since…" from "nothing to do".
         """
         rows = await self._conn.execute_fetchall(QUERIES.backlog)
         return {
-            str(r["provider"]): {
+            (str(r["profile"]), str(r["provider"])): {
                 "oldest_watched_at": utc_from_unix(r["oldest_watched_at"]),
                 "max_attempts": int(r["max_attempts"]),
                 "next_attempt_at": utc_from_unix(r["next_attempt_at"]),
@@ -160,11 +189,13 @@ class OperatorViews:
             row = await cur.fetchone()
         return bool(row and row["played"])
 
-    async def next_due_in(self, provider: str, kind: DeliveryKind) -> float | None:
-        """Seconds until the next pending delivery of *provider*/*kind* is due (0 if one is
-        due now), or None if there is none."""
+    async def next_due_in(
+        self, provider: str, kind: DeliveryKind, *, profile: str = DEFAULT_PROFILE
+    ) -> float | None:
+        """Seconds until the next pending delivery of the target account (*profile*,
+        *provider*) and *kind* is due (0 if one is due now), or None if there is none."""
         async with self._conn.execute(
-            QUERIES.next_due, {"provider": provider, "kind": str(kind)}
+            QUERIES.next_due, {"profile": profile, "provider": provider, "kind": str(kind)}
         ) as cur:
             row = await cur.fetchone()
         if not row or row["next_attempt_at"] is None:

@@ -18,7 +18,7 @@ Payload shape used (reference/plex/README.md)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
@@ -36,6 +36,7 @@ from crosswatchd.models import (
     PlayEvent,
     Source,
 )
+from crosswatchd.profiles import Household, Profile
 from crosswatchd.sources.guids import guid_position, ids_from_guid_list, parse_guid
 
 __all__ = [
@@ -262,26 +263,14 @@ def progress_percent(view_offset_ms: int | None, duration_ms: int | None) -> flo
     return round(min(100.0, max(0.0, pct)), 1)
 
 
-def _account_filter(payload: PlexPayload, accounts: Sequence[str]) -> Ignored | None:
-    title = payload.account.title if payload.account else None
-    if accounts:
-        wanted = {name.strip().casefold() for name in accounts}
-        if title is None or title.strip().casefold() not in wanted:
-            shown = title if title is not None else "(no Account.title)"
-            return Ignored(
-                f"plex account {shown!r} is not in plex.accounts",
-                account=title,
-                account_filtered=True,
-            )
-        return None
-    if not payload.user:
-        return Ignored(
-            f"plex account {title!r} is not this webhook's own user (user=false) and "
-            "plex.accounts is empty",
-            account=title,
-            account_filtered=True,
-        )
-    return None
+def _route(payload: PlexPayload, household: Household) -> Profile | Ignored:
+    account = payload.account
+    title = account.title if account else None
+    account_id = str(account.id) if account and account.id is not None else None
+    profile, reason = household.route_plex(title, account_id, user=payload.user)
+    if profile is None:
+        return Ignored(reason, account=title, account_filtered=True)
+    return profile
 
 
 def _item(meta: PlexMetadata, kind: MediaKind, server: str | None) -> Item:
@@ -313,7 +302,7 @@ def _item(meta: PlexMetadata, kind: MediaKind, server: str | None) -> Item:
 
 
 def plex_event(
-    payload: PlexPayload, *, received_at: datetime, accounts: Sequence[str]
+    payload: PlexPayload, *, received_at: datetime, household: Household
 ) -> PlayEvent | Ignored:
     """Turn a validated Plex payload into a :class:`PlayEvent`, or say why it is ignored.
 
@@ -321,8 +310,10 @@ def plex_event(
       ``media.stop`` -> ``STOP`` (``WATCHED`` when progress >= :data:`COMPLETED_PCT`),
       ``media.scrobble`` -> ``WATCHED`` (Plex fires it past 90 %). Any other event
       (``library.new``, ``media.rate``, ``admin.*`` …) -> :class:`Ignored`.
-    - *accounts* (``plex.accounts``): when non-empty, ``Account.title`` must be one of them
-      (case-insensitive); when empty, only ``"user": true`` events are accepted.
+    - *household* routes the event to the profile (household member) whose Plex account it
+      is, by ``Account.title`` (case-insensitive) or ``Account.id``; with the implicit profile
+      and an empty ``plex.accounts`` only ``"user": true`` events are accepted. An account in
+      no profile -> :class:`Ignored` (``account_filtered``).
     - Only ``Metadata.type`` ``movie``/``episode`` count; tracks, clips and extras (any
       ``subtype`` or ``extraType``, e.g. trailers) are ignored.
     - Ids: ``Guid[]`` -> ``item.ids`` (an episode's own ids); a legacy ``guid`` adds item ids
@@ -344,9 +335,9 @@ def plex_event(
     meta = payload.metadata
     if meta is None:
         raise PayloadError(f"invalid Plex payload: {payload.event} without Metadata")
-    refused = _account_filter(payload, accounts)
-    if refused is not None:
-        return refused
+    routed = _route(payload, household)
+    if isinstance(routed, Ignored):
+        return routed
     if not meta.type:
         return Ignored("plex Metadata.type is missing: not a movie or episode", account=account)
     kind = _KINDS.get(meta.type.lower())
@@ -379,4 +370,5 @@ def plex_event(
         view_offset_ms=meta.view_offset_ms,
         duration_ms=meta.duration_ms,
         session=payload.player.uuid if payload.player else None,
+        profile=routed.name,
     )
