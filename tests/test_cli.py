@@ -16,7 +16,7 @@ import sqlite3
 import stat
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,12 +59,20 @@ def _toml_value(value: Any) -> str:
     return json.dumps(str(value))
 
 
-def write_config(path: Path, data_dir: Path, **sections: Mapping[str, Any]) -> Path:
-    """A TOML config with ``data_dir`` and the given ``[section]`` tables."""
+def write_config(
+    path: Path,
+    data_dir: Path,
+    profiles: Sequence[Mapping[str, Any]] = (),
+    **sections: Mapping[str, Any],
+) -> Path:
+    """A TOML config with ``data_dir``, the given ``[section]`` tables and ``[[profiles]]``."""
     lines = [f"data_dir = {_toml_value(data_dir)}"]
     for name, table in sections.items():
         lines.append(f"[{name}]")
         lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
+    for profile in profiles:
+        lines.append("[[profiles]]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in profile.items())
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -110,8 +118,10 @@ class Home:
     data_dir: Path
     config: Path
 
-    def configure(self, **sections: Mapping[str, Any]) -> Path:
-        return write_config(self.config, self.data_dir, **sections)
+    def configure(
+        self, profiles: Sequence[Mapping[str, Any]] = (), **sections: Mapping[str, Any]
+    ) -> Path:
+        return write_config(self.config, self.data_dir, profiles, **sections)
 
     async def outbox(self, providers: list[str]) -> Outbox:
         return await Outbox.open(self.data_dir / "outbox.sqlite3", providers=providers)
@@ -666,6 +676,44 @@ class TestAuth:
             assert stored.access_token not in run.out + run.err
             status = await cli(home.config, "status", "--json")
             assert json.loads(status.out)["providers"]["trakt"]["authorized"] is True
+
+    async def test_auth_with_a_profile_stores_that_members_token_apart(self, home: Home) -> None:
+        async with FakeTrakt(device_interval_s=0.2) as fake:
+            home.configure(
+                profiles=[{"name": "alex"}, {"name": "sam"}],
+                trakt={
+                    "client_id": fake.client_id,
+                    "client_secret": fake.client_secret,
+                    "api_url": fake.url,
+                },
+            )
+            ambiguous = await cli(home.config, "auth", "trakt")
+            assert ambiguous.code == 2
+            assert "--profile" in ambiguous.err and "alex, sam" in ambiguous.err
+
+            async def approve() -> None:
+                while not fake.devices:  # noqa: ASYNC110 - the fake has no event to wait on
+                    await asyncio.sleep(0.05)
+                (code,) = fake.devices
+                fake.approve_device(code, user="sam")
+
+            approver = asyncio.create_task(approve())
+            run = await cli(home.config, "auth", "trakt", "--profile", "sam")
+            await approver
+            assert run.code == 0, run.err
+            token_file = home.data_dir / "tokens" / "sam" / "trakt.json"
+            assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+            assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+            assert not (home.data_dir / "tokens" / "trakt.json").exists()
+            stored = TokenStore(home.data_dir, "trakt", "sam").load()
+            assert stored is not None and fake.token_user(stored.access_token) == "sam"
+            report = json.loads((await cli(home.config, "status", "--json")).out)
+            assert report["profiles"]["sam"]["trakt"]["authorized"] is True
+            assert report["profiles"]["alex"]["trakt"]["authorized"] is False
+            assert report["providers"]["trakt"]["authorized"] is False  # not every account
+            text = (await cli(home.config, "status")).out
+            assert "profile alex" in text and "profile sam" in text
+            assert "crosswatchd auth trakt --profile alex" in text
 
     async def test_auth_trakt_denied_is_one_line_and_stores_nothing(self, home: Home) -> None:
         async with FakeTrakt(device_interval_s=0.2) as fake:
