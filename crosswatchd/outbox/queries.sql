@@ -22,7 +22,7 @@
 -- ignores fanned_out and counts afterwards (count_deliveries_of_events).
 INSERT INTO events (source, action, account, item, label, occurred_at, received_at,
                     progress_pct, view_offset_ms, duration_ms, session, keys, profile,
-                    providers, dedupe_window_s)
+                    providers, rating, priority, dedupe_window_s)
 SELECT json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'),
        json_extract(e.value, '$[2]'), json_extract(e.value, '$[3]'),
        json_extract(e.value, '$[4]'), json_extract(e.value, '$[5]'),
@@ -30,6 +30,7 @@ SELECT json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'),
        json_extract(e.value, '$[8]'), json_extract(e.value, '$[9]'),
        json_extract(e.value, '$[10]'), json_extract(e.value, '$[11]'),
        json_extract(e.value, '$[12]'), json_extract(e.value, '$[13]'),
+       json_extract(e.value, '$[14]'), json_extract(e.value, '$[15]'),
        :window
 FROM json_each(:batch) AS e
 ORDER BY e.key
@@ -107,18 +108,36 @@ SET state = 'pending', lease_token = NULL, next_attempt_at = :now, updated_at = 
 WHERE state = 'leased'
 
 -- name: claim
--- Lease up to :limit due deliveries of one target account (:profile, :provider) and kind,
--- oldest first: pending and due,
--- or leased with an expired lease (next_attempt_at is the lease expiry while leased, so one
--- index, deliveries_ready, serves both). Counts the attempt.
+-- Lease up to :limit due deliveries of one target account (:profile, :provider) and kind:
+-- first any whose lease expired (a worker died), then pending ones in priority order (what
+-- webhooks report now before backfilled imports and reconcile plays, so a large backlog
+-- never delays a fresh play by more than a batch), oldest first. Each branch is an index
+-- range of deliveries_ready (state, priority, next_attempt_at) read in order and cut at
+-- :limit, so no claim sorts a whole backlog. next_attempt_at is the lease expiry while
+-- leased. Counts the attempt.
 UPDATE deliveries
 SET state = 'leased', lease_token = :token, next_attempt_at = :expires,
     attempts = attempts + 1, updated_at = :now
 WHERE id IN (
-    SELECT id FROM deliveries
-    WHERE profile = :profile AND provider = :provider AND kind = :kind
-      AND state IN ('pending', 'leased') AND next_attempt_at <= :now
-    ORDER BY next_attempt_at, id
+    SELECT id FROM (
+        SELECT id, 0 AS rank, next_attempt_at FROM (
+            SELECT id, next_attempt_at FROM deliveries
+            WHERE profile = :profile AND provider = :provider AND kind = :kind
+              AND state = 'leased' AND next_attempt_at <= :now
+            ORDER BY next_attempt_at LIMIT :limit)
+        UNION ALL
+        SELECT id, 1 AS rank, next_attempt_at FROM (
+            SELECT id, next_attempt_at FROM deliveries
+            WHERE profile = :profile AND provider = :provider AND kind = :kind
+              AND state = 'pending' AND priority = 0 AND next_attempt_at <= :now
+            ORDER BY next_attempt_at LIMIT :limit)
+        UNION ALL
+        SELECT id, 2 AS rank, next_attempt_at FROM (
+            SELECT id, next_attempt_at FROM deliveries
+            WHERE profile = :profile AND provider = :provider AND kind = :kind
+              AND state = 'pending' AND priority = 1 AND next_attempt_at <= :now
+            ORDER BY next_attempt_at LIMIT :limit))
+    ORDER BY rank, next_attempt_at, id
     LIMIT :limit)
 RETURNING id
 
@@ -240,12 +259,13 @@ GROUP BY profile, provider
 SELECT EXISTS (
     SELECT 1
     FROM events AS e CROSS JOIN json_each(e.keys) AS ek
-    CROSS JOIN play_keys AS k
+    CROSS JOIN delivery_keys AS k
     WHERE e.id = :event_id
       AND k.profile = e.profile
       AND k.provider = :provider
+      AND k.kind = 'play'
       AND k.key = ek.value
-      AND k.watched_at BETWEEN e.occurred_at - e.dedupe_window_s AND e.occurred_at + 60
+      AND k.at BETWEEN e.occurred_at - e.dedupe_window_s AND e.occurred_at + 60
 ) AS played
 
 -- name: next_due

@@ -24,7 +24,15 @@ from typing import Any, Final
 import aiosqlite
 import orjson
 
-from crosswatchd.models import DEFAULT_PROFILE, Action, Item, PlayEvent, Source, item_keys
+from crosswatchd.models import (
+    DEFAULT_PROFILE,
+    Action,
+    Item,
+    MediaKind,
+    PlayEvent,
+    Source,
+    item_keys,
+)
 from crosswatchd.outbox.queries import MIGRATIONS, QUERIES, json_list
 from crosswatchd.outbox.states import DeliveryKind, ReasonKind, Settlement
 from crosswatchd.outbox.views import OperatorViews, utc_from_unix
@@ -231,8 +239,20 @@ class Outbox(OperatorViews):
             event.session,
             item_keys(item),
             event.profile,
-            self.targets.get(event.profile, []),
+            self.targets_of(event),
+            event.rating,
+            1 if event.source.is_backfill else 0,
         ]
+
+    def targets_of(self, event: PlayEvent) -> list[str]:
+        """The providers *event* fans out to: its profile's targets (none for a profile
+        without targets: the play is kept and adopted once it has some). A season or episode
+        rating never goes to SIMKL, which rates movies and shows only (simkl_apiary "Add
+        Ratings")."""
+        targets = self.targets.get(event.profile, [])
+        if event.action is Action.RATE and event.item.kind in (MediaKind.SEASON, MediaKind.EPISODE):
+            return [t for t in targets if t != "simkl"]
+        return targets
 
     async def enqueue_many(
         self, events: Sequence[PlayEvent], *, keep_duplicates: bool = True
@@ -255,7 +275,7 @@ class Outbox(OperatorViews):
         ids = sorted(counts)
         if len(ids) != len(events):  # pragma: no cover - would be an SQLite bug
             raise RuntimeError(f"inserted {len(ids)} events for {len(events)}")
-        fanned = {i: len(self.targets.get(e.profile, ())) for i, e in zip(ids, events, strict=True)}
+        fanned = {i: len(self.targets_of(e)) for i, e in zip(ids, events, strict=True)}
         if not self._counted_insert:
             counts = dict(fanned)
             if any(fanned.values()) and any(e.action.is_play for e in events):
