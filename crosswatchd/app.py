@@ -280,10 +280,20 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
 
 
 def _daemon_app(settings: Settings, outbox: Outbox, secret: str) -> web.Application:
-    app = build_app(settings, outbox, secret)
+    running: dict[TargetAccount, Provider] = {}
+
+    async def ready_check() -> list[str]:
+        if not running:
+            return ["no target account is configured (set trakt.client_id or simkl.client_id)"]
+        if not any(provider.is_authorized() for provider in running.values()):
+            return ["no target account is authorized (run `crosswatchd auth trakt|simkl`)"]
+        return []
+
+    app = build_app(settings, outbox, secret, ready_check=ready_check)
 
     async def delivery_ctx(_app: web.Application) -> AsyncIterator[None]:
         async with services(settings) as svc:
+            running.update(svc.providers)
             stop = asyncio.Event()
             tasks = [
                 asyncio.create_task(

@@ -8,7 +8,9 @@ Routes:
 - ``POST /webhook/tautulli?token=SECRET`` — the JSON body of Tautulli's Webhook agent
   (``config/tautulli-webhook.json``). Both endpoints also take the secret in an
   ``X-Crosswatchd-Token`` header.
-- ``GET /healthz`` — ``{"status": "ok"}`` while the outbox is open.
+- ``GET /healthz`` — ``{"status": "ok"}``: the process answers (liveness).
+- ``GET /readyz`` — ready when the outbox can be written and a target account is
+  authorized; else 503 with the problems (readiness).
 
 Replies are JSON: **202** once the event is committed to SQLite, with ``"kind": "play"`` or
 ``"live"``; **200** ``"kind": "ignored"`` with a reason for events deliberately ignored;
@@ -24,6 +26,7 @@ import asyncio
 import hmac
 import re
 import socket
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -79,7 +82,42 @@ class ServerHint:
     machine_id: str | None = None
 
 
+@dataclass(slots=True)
+class StorageHealth:
+    """Whether the outbox could be written lately: a failed commit (a full disk, a read-only
+    file) is remembered for :data:`STORAGE_MEMORY_S` at most, so ``/readyz`` says so while it
+    lasts and says ready again soon after space returns. Every webhook still tries its own
+    commit: nothing is refused on the memory alone."""
+
+    failed_at_s: float | None = None  # monotonic seconds of the last failed commit
+    error: str = ""
+
+    def failed(self, exc: BaseException, monotonic_s: float) -> None:
+        self.failed_at_s, self.error = monotonic_s, f"{type(exc).__name__}: {exc}"
+
+    def succeeded(self) -> None:
+        self.failed_at_s = None
+
+    def problem(self, monotonic_s: float) -> str | None:
+        """The recent storage failure, if one happened in the last few seconds."""
+        if self.failed_at_s is None or monotonic_s - self.failed_at_s > STORAGE_MEMORY_S:
+            return None
+        return f"the outbox cannot be written: {self.error}"
+
+
+#: How long a failed commit keeps /readyz not ready (seconds).
+STORAGE_MEMORY_S = 5.0
+#: What ``/readyz`` asks the daemon besides the outbox: problems in words (none: ready).
+ReadyCheck = Callable[[], Awaitable[list[str]]]
+
+
+async def _no_more_checks() -> list[str]:
+    return []
+
+
 SERVER_HINT = web.AppKey("server_hint", ServerHint)
+STORAGE = web.AppKey("storage", StorageHealth)
+READY_CHECK: web.AppKey[ReadyCheck] = web.AppKey("ready_check")
 REJECTIONS = web.AppKey("rejections", RepeatLimiter)
 #: Set when the daemon is stopping: new requests get 503, never a 202 it might not keep.
 STOPPING = web.AppKey("stopping", asyncio.Event)
@@ -193,7 +231,17 @@ async def _accept(
             duration_ms=_since_ms(started),
         )
         return _reply(200, status="ignored", kind="ignored", reason=event.reason)
-    result = await outbox.enqueue(event)
+    health = request.app[STORAGE]
+    try:
+        result = await outbox.enqueue(event)
+    except (sqlite3.Error, OSError) as exc:
+        # A fault of ours, not of the input: nothing was acknowledged, the sender tries again.
+        health.failed(exc, time.monotonic())
+        held = request.app[REJECTIONS].admit("storage")
+        if held is not None:
+            log.error("webhook.storage_failed", source=source, error=str(exc), suppressed=held)
+        return _reply(503, error=f"cannot store the event now ({exc}); try again later")
+    health.succeeded()
     kind = "play" if event.action.is_play else "live"
     log.info(
         "webhook.accepted",
@@ -303,8 +351,33 @@ async def tautulli_webhook(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """``GET /healthz``: liveness for Docker/systemd watchdogs."""
+    """``GET /healthz``: liveness for Docker/systemd watchdogs (the process answers)."""
     return _reply(200, status="ok")
+
+
+#: How long /readyz waits for its outbox write probe.
+_PROBE_TIMEOUT_S = 2.0
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """``GET /readyz``: 200 ``{"status": "ready"}`` when the daemon can store webhooks and
+    deliver them; else 503 with the problems: the outbox could not be written in the last
+    few seconds or does not answer a tiny write now, or no target account is authorized."""
+    problems: list[str] = []
+    stored = request.app[STORAGE].problem(time.monotonic())
+    if stored:
+        problems.append(stored)
+    else:
+        try:
+            async with asyncio.timeout(_PROBE_TIMEOUT_S):
+                await request.app[OUTBOX].probe_write()
+        except (sqlite3.Error, OSError, TimeoutError) as exc:
+            request.app[STORAGE].failed(exc, time.monotonic())
+            problems.append(f"the outbox cannot be written: {type(exc).__name__}: {exc}")
+    problems.extend(await request.app[READY_CHECK]())
+    if problems:
+        return _reply(503, status="not ready", problems=problems)
+    return _reply(200, status="ready")
 
 
 @web.middleware
@@ -346,10 +419,13 @@ def build_app(
     *,
     now: Callable[[], datetime] = _utc_now,
     server_hint: ServerHint | None = None,
+    ready_check: ReadyCheck = _no_more_checks,
 ) -> web.Application:
     """The aiohttp application. Lifecycle (drainers, sessions) is added by the caller.
 
-    *server_hint* is shared with the caller, who may fill it from Tautulli's API.
+    *server_hint* is shared with the caller, who may fill it from Tautulli's API;
+    *ready_check* adds the caller's readiness problems to ``/readyz`` (e.g. no authorized
+    target account).
     """
     app = web.Application(
         middlewares=[_json_errors],
@@ -363,9 +439,12 @@ def build_app(
     app[SERVER_HINT] = server_hint if server_hint is not None else ServerHint()
     app[REJECTIONS] = RepeatLimiter()
     app[STOPPING] = asyncio.Event()
+    app[STORAGE] = StorageHealth()
+    app[READY_CHECK] = ready_check
     app.router.add_post("/webhook/plex", plex_webhook)
     app.router.add_post("/webhook/tautulli", tautulli_webhook)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     return app
 
 

@@ -62,6 +62,7 @@ class Queries:
     retry_parked: str
     dismiss_parked: str
     bump_retry_generation: str
+    probe_write: str
     # operator views
     counts: str
     parked: str

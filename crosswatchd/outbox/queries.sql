@@ -213,6 +213,11 @@ WHERE id IN (
       AND (:profile IS NULL OR profile = :profile)
       AND reason_kind IN (SELECT value FROM json_each(:kinds)))
 
+-- name: probe_write
+-- /readyz: a tiny write, to learn whether the file can be written now.
+INSERT INTO meta (key, value) VALUES ('readyz_probe', 1)
+ON CONFLICT (key) DO UPDATE SET value = value + 1
+
 -- name: bump_retry_generation
 INSERT INTO meta (key, value) VALUES ('retry_generation', 1)
 ON CONFLICT (key) DO UPDATE SET value = value + 1

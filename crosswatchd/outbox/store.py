@@ -540,6 +540,10 @@ class Outbox(OperatorViews):
         )
         return int(cur.rowcount)
 
+    async def probe_write(self) -> None:
+        """A tiny write (``/readyz``); raises what the database raises when it cannot."""
+        await self._conn.execute(QUERIES.probe_write)
+
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only query (tests, benchmarks, diagnostics); rows as tuples."""
         async with self._conn.execute(sql, params) as cur:
