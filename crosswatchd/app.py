@@ -38,6 +38,7 @@ from crosswatchd.drain import Drainer, ResolveFn
 from crosswatchd.errors import ConfigError
 from crosswatchd.http import USER_AGENT
 from crosswatchd.logs import configure_logging
+from crosswatchd.metrics import Metrics
 from crosswatchd.models import Item
 from crosswatchd.outbox import Outbox
 from crosswatchd.profiles import Household, TargetAccount
@@ -176,7 +177,7 @@ def data_lock(settings: Settings) -> Iterator[IO[str]]:
         fh.close()
 
 
-def limiter_for(settings: Settings, provider: str) -> Limiter:
+def limiter_for(settings: Settings, provider: str, metrics: Metrics | None = None) -> Limiter:
     """A limiter with *provider*'s rate limits from the settings.
 
     The services count per user token (each target account gets its own) and, for requests
@@ -185,26 +186,33 @@ def limiter_for(settings: Settings, provider: str) -> Limiter:
     10 GETs/s).
     """
     if provider == "trakt":
-        return Limiter.per_second(
+        limiter = Limiter.per_second(
             post_per_s=settings.trakt.post_per_s,
             get_per_s=settings.trakt.get_limit / settings.trakt.get_period_s,
             # Trakt counts GETs per 5-minute window; allow a modest burst, not the whole window.
             get_capacity=min(50.0, float(settings.trakt.get_limit)),
         )
-    return Limiter.per_second(
-        post_per_s=settings.simkl.post_per_s,
-        get_per_s=settings.simkl.get_per_s,
-        get_capacity=max(1.0, settings.simkl.get_per_s),
-    )
+    else:
+        limiter = Limiter.per_second(
+            post_per_s=settings.simkl.post_per_s,
+            get_per_s=settings.simkl.get_per_s,
+            get_capacity=max(1.0, settings.simkl.get_per_s),
+        )
+    if metrics is not None:
+        limiter.on_wait = lambda seconds: metrics.rate_limit_wait(provider, seconds)
+    return limiter
 
 
 def make_provider(
-    settings: Settings, session: aiohttp.ClientSession, account: TargetAccount
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    account: TargetAccount,
+    metrics: Metrics | None = None,
 ) -> Provider:
     """The provider of one target account: its own token file and its own limiter, so one
     account's 429s, outage or revoked token never hold up another's."""
     tokens = TokenStore(settings.data_dir, account.provider, account.profile)
-    limiter = limiter_for(settings, account.provider)
+    limiter = limiter_for(settings, account.provider, metrics)
     if account.provider == "trakt":
         return TraktProvider(
             session=session,
@@ -245,13 +253,27 @@ class Services:
         await self.session.close()
 
 
+def service_urls(settings: Settings) -> dict[str, str]:
+    """The base URL of every outside service, by name (for the request metrics)."""
+    return {
+        settings.trakt.api_url: "trakt",
+        settings.simkl.api_url: "simkl",
+        settings.plex.url: "plex",
+        settings.tautulli.url: "tautulli",
+    }
+
+
 @contextlib.asynccontextmanager
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    """Open the HTTP session, providers, id cache and resolver; close them on exit."""
+async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncIterator[Services]:
+    """Open the HTTP session, providers, id cache and resolver; close them on exit. With
+    *metrics*, every request, rate-limit wait and token refresh is counted."""
     timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_s)
-    session = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": USER_AGENT})
+    traces = [metrics.trace_config(service_urls(settings))] if metrics is not None else []
+    session = aiohttp.ClientSession(
+        timeout=timeout, headers={"User-Agent": USER_AGENT}, trace_configs=traces
+    )
     providers = {
-        account: make_provider(settings, session, account)
+        account: make_provider(settings, session, account, metrics)
         for account in Household.from_settings(settings).accounts()
     }
     tautulli = None
@@ -263,8 +285,8 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         session=session,
         cache=cache,
         # Searches carry no user token: they count per client id, one limiter each.
-        trakt_limiter=limiter_for(settings, "trakt"),
-        simkl_limiter=limiter_for(settings, "simkl"),
+        trakt_limiter=limiter_for(settings, "trakt", metrics),
+        simkl_limiter=limiter_for(settings, "simkl", metrics),
         tautulli=tautulli,
     )
 
@@ -279,7 +301,9 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         await bundle.close()
 
 
-def _daemon_app(settings: Settings, outbox: Outbox, secret: str) -> web.Application:
+def _daemon_app(
+    settings: Settings, outbox: Outbox, secret: str, metrics: Metrics
+) -> web.Application:
     running: dict[TargetAccount, Provider] = {}
 
     async def ready_check() -> list[str]:
@@ -289,10 +313,10 @@ def _daemon_app(settings: Settings, outbox: Outbox, secret: str) -> web.Applicat
             return ["no target account is authorized (run `crosswatchd auth trakt|simkl`)"]
         return []
 
-    app = build_app(settings, outbox, secret, ready_check=ready_check)
+    app = build_app(settings, outbox, secret, ready_check=ready_check, metrics=metrics)
 
     async def delivery_ctx(_app: web.Application) -> AsyncIterator[None]:
-        async with services(settings) as svc:
+        async with services(settings, metrics) as svc:
             running.update(svc.providers)
             stop = asyncio.Event()
             tasks = [
@@ -304,6 +328,7 @@ def _daemon_app(settings: Settings, outbox: Outbox, secret: str) -> web.Applicat
                         resolve=svc.resolve,
                         on_retry_requested=svc.cache.forget_negative,
                         profile=account.profile,
+                        metrics=metrics,
                     ).run(stop),
                     name=f"drain-{account}",
                 )
@@ -384,7 +409,7 @@ async def run_daemon(settings: Settings) -> None:
         try:
             released = await outbox.release_all_leases()
             adopted = await outbox.adopt_targets()
-            app = _daemon_app(settings, outbox, secret)
+            app = _daemon_app(settings, outbox, secret, Metrics())
             runner = web.AppRunner(
                 app,
                 access_log=None,

@@ -36,6 +36,7 @@ from crosswatchd.errors import (
     RetryableError,
     UnresolvedError,
 )
+from crosswatchd.metrics import Metrics
 from crosswatchd.models import DEFAULT_PROFILE, Action, Item, Source
 from crosswatchd.outbox import Claimed, DeliveryKind, DeliveryState, Outbox, Settlement
 from crosswatchd.providers.base import Play, Provider
@@ -112,10 +113,12 @@ class Drainer:
         unix_s: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
         profile: str = DEFAULT_PROFILE,
+        metrics: Metrics | None = None,
     ) -> None:
         self.outbox = outbox
         self.provider = provider
         self.profile = profile
+        self._metrics = metrics
         self.settings = settings
         self._resolve = resolve
         self._unix_s = unix_s
@@ -204,9 +207,16 @@ class Drainer:
         self, delivery: Claimed, step: Step, outcome: Outcome, *, started: float | None = None
     ) -> None:
         """Decide what *outcome* means for *delivery*, apply it, and log it (once)."""
-        settlement = decide(delivery, step, outcome, self._rules, now_s=self._unix_s())
+        now_s = self._unix_s()
+        settlement = decide(delivery, step, outcome, self._rules, now_s=now_s)
         if await self.outbox.settle(delivery, settlement):
             self._emit(delivery, step, settlement, started)
+            if self._metrics is not None:
+                self._metrics.delivery_attempt(self.provider.name, _log_outcome(step, settlement))
+                if settlement.state is DeliveryState.DELIVERED and delivery.watched_at:
+                    self._metrics.delivered(
+                        self.provider.name, now_s - delivery.watched_at.timestamp()
+                    )
         else:
             self._log.warning(
                 "delivery.lease_lost",

@@ -43,6 +43,7 @@ from multidict import MultiDictProxy
 from crosswatchd.config import Settings
 from crosswatchd.errors import PayloadError
 from crosswatchd.logs import RepeatLimiter
+from crosswatchd.metrics import Metrics
 from crosswatchd.models import PlayEvent
 from crosswatchd.outbox import Outbox
 from crosswatchd.profiles import Household
@@ -116,6 +117,7 @@ async def _no_more_checks() -> list[str]:
 
 
 SERVER_HINT = web.AppKey("server_hint", ServerHint)
+METRICS = web.AppKey("metrics", Metrics)
 STORAGE = web.AppKey("storage", StorageHealth)
 READY_CHECK: web.AppKey[ReadyCheck] = web.AppKey("ready_check")
 REJECTIONS = web.AppKey("rejections", RepeatLimiter)
@@ -230,6 +232,7 @@ async def _accept(
             account=event.account,
             duration_ms=_since_ms(started),
         )
+        request.app[METRICS].webhook(source, "ignored")
         return _reply(200, status="ignored", kind="ignored", reason=event.reason)
     health = request.app[STORAGE]
     try:
@@ -242,6 +245,7 @@ async def _accept(
             log.error("webhook.storage_failed", source=source, error=str(exc), suppressed=held)
         return _reply(503, error=f"cannot store the event now ({exc}); try again later")
     health.succeeded()
+    request.app[METRICS].webhook(source, "accepted")
     kind = "play" if event.action.is_play else "live"
     log.info(
         "webhook.accepted",
@@ -269,6 +273,7 @@ async def _accept(
 def _rejected(request: web.Request, source: str, status: int, reason: str) -> web.Response:
     """Answer a client error; repeated rejections of one kind are logged once a minute
     with the number held back (a flood of bad tokens makes a few lines, not thousands)."""
+    request.app[METRICS].webhook(source, "rejected")
     held = request.app[REJECTIONS].admit(f"{source}:{status}:{reason}")
     if held is not None:
         extra = {"suppressed": held} if held else {}
@@ -380,6 +385,29 @@ async def readyz(request: web.Request) -> web.Response:
     return _reply(200, status="ready")
 
 
+async def metrics_page(request: web.Request) -> web.Response:
+    """``GET /metrics``: Prometheus metrics (:mod:`crosswatchd.metrics`); the delivery gauges
+    are read from the outbox now, as ``status --json`` reads them."""
+    metrics = request.app[METRICS]
+    counts = await request.app[OUTBOX].account_counts()
+    metrics.set_deliveries(
+        {
+            account: {
+                "pending": c.pending,
+                "delivered": c.delivered,
+                "unresolved": c.unresolved,
+                "parked": c.parked,
+                "dead": c.dead,
+            }
+            for account, c in counts.items()
+        }
+    )
+    body, content_type = metrics.render(request.headers.get("Accept"))
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
 @web.middleware
 async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every reply is JSON: 404 and 405 too (a GET on a webhook URL says it takes POST); an
@@ -420,6 +448,7 @@ def build_app(
     now: Callable[[], datetime] = _utc_now,
     server_hint: ServerHint | None = None,
     ready_check: ReadyCheck = _no_more_checks,
+    metrics: Metrics | None = None,
 ) -> web.Application:
     """The aiohttp application. Lifecycle (drainers, sessions) is added by the caller.
 
@@ -441,10 +470,12 @@ def build_app(
     app[STOPPING] = asyncio.Event()
     app[STORAGE] = StorageHealth()
     app[READY_CHECK] = ready_check
+    app[METRICS] = metrics if metrics is not None else Metrics()
     app.router.add_post("/webhook/plex", plex_webhook)
     app.router.add_post("/webhook/tautulli", tautulli_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
     return app
 
 
