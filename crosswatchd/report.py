@@ -12,6 +12,8 @@ Shape (``status --json``)::
                                     "backlog": {...} | absent}}},
      "problems": [{"id", "profile", "provider", "state", "kind", "item", "reason",
                    "watched_at"}],                                 # newest 50
+     "recent": [{"id", "profile", "provider", "kind", "state", "item", "reason",
+                 "watched_at", "settled_at"}],                   # newest 20 settled
      "plays_without_target": int,
      "accounts_ignored": {"plex": [...], "tautulli": [...]},       # still ignored today
      "tautulli_users": [...]}
@@ -41,6 +43,8 @@ __all__ = ["LOCK_FILE", "build_report", "daemon_pid", "iso"]
 LOCK_FILE = "crosswatchd.lock"
 #: Problems listed in the report.
 _PROBLEMS = 50
+#: Recent deliveries listed in the report.
+_RECENT = 20
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -165,6 +169,20 @@ async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
                 "watched_at": iso(row.watched_at),
             }
             for row in parked[:_PROBLEMS]
+        ],
+        "recent": [
+            {
+                "id": r["id"],
+                "profile": r["profile"],
+                "provider": r["provider"],
+                "kind": r["kind"],
+                "state": r["state"],
+                "item": r["label"],
+                "reason": r["reason"],
+                "watched_at": iso(r["watched_at"]),
+                "settled_at": iso(r["settled_at"]),
+            }
+            for r in await outbox.recent(_RECENT)
         ],
         "plays_without_target": await outbox.untargeted_plays(),
         "accounts_ignored": ignored,

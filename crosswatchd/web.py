@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import re
 import socket
 import sqlite3
@@ -46,7 +47,9 @@ from crosswatchd.logs import RepeatLimiter
 from crosswatchd.metrics import Metrics
 from crosswatchd.models import PlayEvent
 from crosswatchd.outbox import Outbox
+from crosswatchd.page import render_page
 from crosswatchd.profiles import Household
+from crosswatchd.report import build_report
 from crosswatchd.sources.plex import Ignored, parse_plex_payload, plex_event
 from crosswatchd.sources.tautulli import parse_tautulli_body, tautulli_event
 
@@ -385,6 +388,32 @@ async def readyz(request: web.Request) -> web.Response:
     return _reply(200, status="ready")
 
 
+def _is_loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
+
+
+async def status_page(request: web.Request) -> web.Response:
+    """``GET /``: the status page (:mod:`crosswatchd.page`). It shows the household's viewing
+    activity, so a client that is not on this machine must give the webhook secret
+    (``?token=`` or ``X-Crosswatchd-Token``), like a webhook."""
+    if not _is_loopback(request.remote) and not _token_ok(request):
+        return _reply(401, error="the status page takes the webhook token from other machines")
+    settings = request.app[SETTINGS]
+    report = await build_report(settings, request.app[OUTBOX])
+    return web.Response(
+        text=render_page(settings, report),
+        content_type="text/html",
+        headers={
+            "Cache-Control": "no-store",
+            # Nothing may load from anywhere: the page is self-contained.
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+        },
+    )
+
+
 async def metrics_page(request: web.Request) -> web.Response:
     """``GET /metrics``: Prometheus metrics (:mod:`crosswatchd.metrics`); the delivery gauges
     are read from the outbox now, as ``status --json`` reads them."""
@@ -476,6 +505,7 @@ def build_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/", status_page)
     return app
 
 

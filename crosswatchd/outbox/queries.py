@@ -70,6 +70,7 @@ class Queries:
     played_just_before: str
     next_due: str
     retry_generation: str
+    recent: str
     seen_accounts: str
     untargeted_plays: str
 

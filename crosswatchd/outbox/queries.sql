@@ -282,6 +282,17 @@ WHERE profile = :profile AND provider = :provider AND kind = :kind
 -- name: retry_generation
 SELECT value FROM meta WHERE key = 'retry_generation'
 
+-- name: recent
+-- The latest settled plays, ratings and watchlist changes (delivered, parked, dead), newest
+-- first: what the status page lists as recent deliveries.
+SELECT d.id AS id, d.profile AS profile, d.provider AS provider, d.kind AS kind,
+       d.state AS state, e.label AS label, coalesce(d.reason, '') AS reason,
+       d.watched_at AS watched_at, d.settled_at AS settled_at
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.kind <> 'live' AND d.state IN ('delivered', 'parked', 'dead')
+ORDER BY d.settled_at DESC, d.id DESC
+LIMIT :limit
+
 -- name: seen_accounts
 SELECT account FROM seen_accounts WHERE source = :source ORDER BY last_seen DESC
 

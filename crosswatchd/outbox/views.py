@@ -169,6 +169,21 @@ class OperatorViews:
             for r in rows
         }
 
+    async def recent(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest settled deliveries (not live state), newest first: ``{"id", "profile",
+        "provider", "kind", "state", "label", "reason", "watched_at", "settled_at"}`` with
+        times as aware UTC datetimes."""
+        rows = await self._conn.execute_fetchall(QUERIES.recent, {"limit": limit})
+        return [
+            {
+                **{k: r[k] for k in ("id", "profile", "provider", "kind", "state", "label")},
+                "reason": r["reason"],
+                "watched_at": utc_from_unix(r["watched_at"]),
+                "settled_at": utc_from_unix(r["settled_at"]),
+            }
+            for r in rows
+        ]
+
     async def seen_accounts(self, source: str) -> list[str]:
         """Accounts a source reported that the filter did not accept, most recent first."""
         async with self._conn.execute(QUERIES.seen_accounts, {"source": source}) as cur:
