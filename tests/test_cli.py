@@ -750,6 +750,22 @@ class TestAuth:
             stored = TokenStore(home.data_dir, "simkl").load()
             assert stored is not None and stored.access_token in fake.tokens
 
+    @pytest.mark.parametrize("provider", ["trakt", "simkl"])
+    async def test_auth_with_the_service_unreachable_is_one_line_naming_it(
+        self, home: Home, provider: str
+    ) -> None:
+        with socket.socket() as sock:  # a port nobody listens on
+            sock.bind(("127.0.0.1", 0))
+            dead_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        home.configure(
+            **{provider: {"client_id": "c" * 16, "client_secret": "s" * 16, "api_url": dead_url}}
+        )
+        run = await cli(home.config, "auth", provider)
+        assert run.code == 1
+        assert len(run.err_lines) == 1 and "Traceback" not in run.err
+        name = {"trakt": "Trakt", "simkl": "SIMKL"}[provider]
+        assert f"could not reach {name}" in run.err_lines[0]
+
     async def test_auth_without_credentials_names_the_key(self, home: Home) -> None:
         home.configure(simkl={"client_id": ""})
         run = await cli(home.config, "auth", "simkl")
