@@ -39,7 +39,7 @@ from crosswatchd.errors import (
 from crosswatchd.metrics import Metrics
 from crosswatchd.models import DEFAULT_PROFILE, Action, Item, Source
 from crosswatchd.outbox import Claimed, DeliveryKind, DeliveryState, Outbox, Settlement
-from crosswatchd.providers.base import Play, Provider
+from crosswatchd.providers.base import Change, Play, Provider
 from crosswatchd.settlement import (
     AUTH_POLL_S,
     Observation,
@@ -135,10 +135,12 @@ class Drainer:
     # -- loops -------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run the play and live loops until *stop* is set."""
+        """Run the play, live, rating and watchlist loops until *stop* is set."""
         await asyncio.gather(
             self._loop(stop, DeliveryKind.PLAY, self.drain_plays_once),
             self._loop(stop, DeliveryKind.LIVE, self.drain_live_once),
+            self._loop(stop, DeliveryKind.RATING, self.drain_ratings_once),
+            self._loop(stop, DeliveryKind.WATCHLIST, self.drain_watchlist_once),
         )
 
     async def _loop(
@@ -360,6 +362,89 @@ class Drainer:
         for delivery, _ in ready:
             if delivery.id not in outcomes:  # a provider bug; never lose the play
                 await self._settle(delivery, Step.SEND, Observation.NO_OUTCOME)
+
+    # -- ratings and watchlist changes --------------------------------------------------------
+
+    async def drain_ratings_once(self) -> int:
+        """Claim and apply one batch of rating changes. Returns how many were settled."""
+        return await self._drain_changes_once(DeliveryKind.RATING)
+
+    async def drain_watchlist_once(self) -> int:
+        """Claim and apply one batch of watchlist changes. Returns how many were settled."""
+        return await self._drain_changes_once(DeliveryKind.WATCHLIST)
+
+    async def _drain_changes_once(self, kind: DeliveryKind) -> int:
+        if not self._authorized():
+            return 0
+        claimed = await self.outbox.claim(
+            self.provider.name,
+            kind,
+            limit=self.provider.max_changes,
+            lease_s=self.settings.lease_s,
+            profile=self.profile,
+        )
+        ready: list[tuple[Claimed, Change]] = []
+        for delivery in claimed:
+            try:
+                change = await self._prepare_change(delivery)
+            except Exception as exc:
+                await self._internal_error(delivery, Step.RESOLVE, exc)
+                continue
+            if change is not None:
+                ready.append((delivery, change))
+        if ready:
+            try:
+                await self._apply(ready, time.perf_counter())
+            except Exception as exc:
+                for delivery, _ in ready:
+                    await self._internal_error(delivery, Step.SEND, exc)
+        return len(claimed)
+
+    async def _prepare_change(self, delivery: Claimed) -> Change | None:
+        """Resolve ids (once; stored) and check the target can take the item."""
+        item = delivery.item
+        if not delivery.resolved:
+            try:
+                item, step = await self._resolve(item)
+            except (UnresolvedError, RetryableError) as exc:
+                await self._settle(delivery, Step.RESOLVE, exc)
+                return None
+            await self.outbox.save_resolution(delivery, item, step)
+        missing = self.provider.missing_ids(item)
+        if missing:
+            await self._settle(delivery, Step.IDS, UnresolvedError(missing, "ids"))
+            return None
+        return Change(
+            key=delivery.id,
+            action=delivery.action,
+            item=item,
+            at=delivery.occurred_at,
+            rating=delivery.rating,
+        )
+
+    async def _apply(self, ready: list[tuple[Claimed, Change]], started: float) -> None:
+        """Send changes; a batch refused as a whole is re-sent change by change."""
+        try:
+            results = await self.provider.apply_changes([c for _, c in ready])
+        except PermanentError as exc:
+            if exc.scope is ErrorScope.REQUEST and len(ready) > 1:
+                self._log.warning("delivery.batch_refused", changes=len(ready), reason=exc.message)
+                for pair in ready:
+                    await self._apply([pair], started)
+                return
+            for delivery, _ in ready:
+                await self._settle(delivery, Step.SEND, exc)
+            return
+        except (RetryableError, AuthError) as exc:
+            for delivery, _ in ready:
+                await self._settle(delivery, Step.SEND, exc)
+            return
+        for delivery, _ in ready:
+            result = results.get(delivery.id)
+            if result is None:  # a provider bug; never lose the change
+                await self._settle(delivery, Step.SEND, RuntimeError("no outcome"))
+            else:
+                await self._settle(delivery, Step.SEND, result, started=started)
 
     # -- live state --------------------------------------------------------------------------
 

@@ -5,19 +5,21 @@ Shape (``status --json``)::
 
     {"version", "config_file", "data_dir",
      "daemon": {"running": bool, "pid": int | None},
-     "providers": {PROVIDER: {"authorized", "pending", "delivered", "dead", "unresolved",
-                              "parked", "live_pending"}},          # totals over profiles
-     "profiles": {NAME: {PROVIDER: {"authorized", "pending", "delivered", "dead",
-                                    "unresolved", "parked", "live_pending",
+     "providers": {PROVIDER: {"authorized", COUNTS...}},       # totals over profiles
+     "profiles": {NAME: {PROVIDER: {"authorized", COUNTS...,
                                     "backlog": {...} | absent}}},
-     "problems": [{"id", "profile", "provider", "state", "kind", "item", "reason",
-                   "watched_at"}],                                 # newest 50
+     "problems": [{"id", "profile", "provider", "state", "kind", "change", "item",
+                   "reason", "watched_at"}],                       # newest 50
      "recent": [{"id", "profile", "provider", "kind", "state", "item", "reason",
                  "watched_at", "settled_at"}],                   # newest 20 settled
      "plays_without_target": int,
      "accounts_ignored": {"plex": [...], "tautulli": [...]},       # still ignored today
      "tautulli_users": [...]}
 
+COUNTS are plays (``pending``, ``delivered``, ``dead``, ``unresolved``, ``parked``), live state
+(``live_pending``) and changes (``ratings_pending``, ``ratings_delivered``, ``ratings_parked``,
+``watchlist_pending``, ``watchlist_delivered``, ``watchlist_parked``). A problem's ``kind`` is
+its reason kind and ``change`` what it carries (``play``, ``rating 8``, ``watchlist add``…).
 ``backlog`` (a target account with plays waiting) is ``{"oldest_watched_at", "attempts",
 "last_error", "next_attempt_at"}``; ``next_attempt_at`` is only given while a daemon runs
 (without one nothing is scheduled). Times are ISO-8601 UTC with ``Z``.
@@ -86,6 +88,12 @@ def _counts(counts: ProviderCounts) -> dict[str, int]:
         "unresolved": counts.unresolved,
         "parked": counts.parked,
         "live_pending": counts.live_pending,
+        "ratings_pending": counts.ratings_pending,
+        "ratings_delivered": counts.ratings_delivered,
+        "ratings_parked": counts.ratings_parked,
+        "watchlist_pending": counts.watchlist_pending,
+        "watchlist_delivered": counts.watchlist_delivered,
+        "watchlist_parked": counts.watchlist_parked,
     }
 
 
@@ -164,6 +172,7 @@ async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
                 "provider": row.provider,
                 "state": str(row.state),
                 "kind": None if row.reason_kind is None else str(row.reason_kind),
+                "change": row.change,
                 "item": row.label,
                 "reason": row.reason,
                 "watched_at": iso(row.watched_at),

@@ -66,6 +66,14 @@ def render(report: dict[str, Any]) -> list[str]:
                 f" {a['delivered']:>10} {a['unresolved']:>11} {a['parked']:>7} {a['dead']:>6}"
                 f" {a['live_pending']:>5}"
             )
+            changes = [
+                f"{label} {a[f'{prefix}_pending']} pending, {a[f'{prefix}_delivered']} delivered,"
+                f" {a[f'{prefix}_parked']} parked"
+                for prefix, label in (("ratings", "ratings"), ("watchlist", "watchlist changes"))
+                if a[f"{prefix}_pending"] or a[f"{prefix}_delivered"] or a[f"{prefix}_parked"]
+            ]
+            if changes:
+                lines.append(f"  {'':<8} " + "; ".join(changes))
             if not a["authorized"]:
                 hint = _auth_hint(provider, profile)
                 notes.append(f"! {profile}/{provider} is not authorized: run `{hint}`")
@@ -88,7 +96,8 @@ def render(report: dict[str, Any]) -> list[str]:
         for row in report["problems"][:10]:
             lines.append(
                 f"  #{row['id']} {row['profile']}/{row['provider']} {row['state']}/{row['kind']}:"
-                f" {row['item']} - {row['reason']}"
+                f" {'' if row['change'] == 'play' else '[' + row['change'] + '] '}"
+                f"{row['item']} - {row['reason']}"
             )
     ignored = report["accounts_ignored"]
     if ignored["tautulli"]:

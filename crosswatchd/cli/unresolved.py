@@ -32,7 +32,7 @@ def unresolved() -> None:
 def unresolved_list(
     ctx: click.Context, as_json: bool, all_parked: bool, profile: str | None
 ) -> None:
-    """List parked plays with their reasons (times in UTC)."""
+    """List parked plays, ratings and watchlist changes with their reasons (times in UTC)."""
     settings = settings_of(ctx)
     only = pick_profile(settings, profile).name if profile else None
 
@@ -53,6 +53,7 @@ def unresolved_list(
                 "provider": r.provider,
                 "item": r.label,
                 "kind": r.reason_kind,
+                "change": r.change,
                 "reason": r.reason,
                 "watched_at": iso(r.watched_at),
             }
@@ -64,8 +65,10 @@ def unresolved_list(
         click.echo("Nothing unresolved.")
         return
     for r in rows:
-        when = r.watched_at.strftime("%Y-%m-%d %H:%M UTC") if r.watched_at else "?"
-        click.echo(f"#{r.id:<6} {r.profile}/{r.provider:<6} {when}  {r.label}  - {r.reason}")
+        moment = r.watched_at or r.occurred_at
+        when = moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "?"
+        what = "" if r.change == "play" else f"[{r.change}] "
+        click.echo(f"#{r.id:<6} {r.profile}/{r.provider:<6} {when}  {what}{r.label}  - {r.reason}")
 
 
 def _target(

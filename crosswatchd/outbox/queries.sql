@@ -149,7 +149,8 @@ SELECT d.id AS id, d.event_id AS event_id, d.profile AS profile, d.provider AS p
        e.source AS source, e.account AS account,
        coalesce(d.resolved_item, e.item) AS item, d.resolved_item IS NOT NULL AS resolved,
        e.label AS label, e.occurred_at AS occurred_at, d.watched_at AS watched_at,
-       e.progress_pct AS progress_pct, d.sent_at AS sent_at, d.unconfirmed AS unconfirmed
+       e.progress_pct AS progress_pct, d.sent_at AS sent_at, d.unconfirmed AS unconfirmed,
+       e.rating AS rating
 FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
 WHERE d.id IN (SELECT value FROM json_each(:ids)) AND d.lease_token = :token
 ORDER BY d.id
@@ -177,8 +178,8 @@ SET state = :state, lease_token = NULL,
 WHERE id = :id AND lease_token = :token
 
 -- name: retry_parked
--- Back to pending, to resolve afresh: the play the user names (:id; parked or dead alike),
--- or, with :id NULL, every parked delivery of the reason kinds :kinds (a JSON array).
+-- Back to pending, to resolve afresh: the play, rating or watchlist change the user names
+-- (:id; parked or dead alike), or, with :id NULL, every parked delivery of the reason kinds :kinds (a JSON array).
 -- (Not written WITH … UPDATE: Python's sqlite3 reports no rowcount for a statement that does
 -- not start with UPDATE.)
 UPDATE deliveries
@@ -187,7 +188,7 @@ SET state = 'pending', next_attempt_at = :now, reason = NULL, reason_kind = NULL
     settled_at = NULL, updated_at = :now
 WHERE id IN (
     SELECT id FROM deliveries
-    WHERE id = :id AND kind = 'play' AND state IN ('parked', 'dead')
+    WHERE id = :id AND kind <> 'live' AND state IN ('parked', 'dead')
       AND (:profile IS NULL OR profile = :profile)
     UNION ALL
     SELECT id FROM deliveries
@@ -197,7 +198,7 @@ WHERE id IN (
 
 -- name: dismiss_parked
 -- A user gives up on plays no source can identify (personal media…): the one named (:id;
--- parked or dead), or, with :id NULL, every parked play of the reason kinds :kinds, of
+-- parked or dead), or, with :id NULL, every parked play or change of the reason kinds :kinds, of
 -- :profile (NULL: any). They are dropped with the reason kept, never sent, never retried.
 UPDATE deliveries
 SET state = 'dropped', reason_kind = 'dismissed',
@@ -205,11 +206,11 @@ SET state = 'dropped', reason_kind = 'dismissed',
     lease_token = NULL, settled_at = :now, updated_at = :now
 WHERE id IN (
     SELECT id FROM deliveries
-    WHERE id = :id AND kind = 'play' AND state IN ('parked', 'dead')
+    WHERE id = :id AND kind <> 'live' AND state IN ('parked', 'dead')
       AND (:profile IS NULL OR profile = :profile)
     UNION ALL
     SELECT id FROM deliveries
-    WHERE :id IS NULL AND kind = 'play' AND state = 'parked'
+    WHERE :id IS NULL AND kind <> 'live' AND state = 'parked'
       AND (:profile IS NULL OR profile = :profile)
       AND reason_kind IN (SELECT value FROM json_each(:kinds)))
 
@@ -233,14 +234,14 @@ FROM deliveries
 GROUP BY profile, provider, kind, state, reason_kind
 
 -- name: parked
--- Play deliveries in the states :states (a JSON array), of the reason kinds :kinds (a JSON
--- array; NULL: any), newest first.
+-- Play, rating and watchlist deliveries in the states :states (a JSON array), of the reason
+-- kinds :kinds (a JSON array; NULL: any), newest first.
 SELECT d.id AS id, d.profile AS profile, d.provider AS provider, d.state AS state,
-       e.label AS label,
+       d.kind AS kind, e.action AS action, e.rating AS rating, e.label AS label,
        coalesce(d.reason, '') AS reason, d.reason_kind AS reason_kind,
-       d.attempts AS attempts, d.watched_at AS watched_at
+       d.attempts AS attempts, d.watched_at AS watched_at, e.occurred_at AS occurred_at
 FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
-WHERE d.kind = 'play' AND d.state IN (SELECT value FROM json_each(:states))
+WHERE d.kind <> 'live' AND d.state IN (SELECT value FROM json_each(:states))
   AND (:kinds IS NULL OR d.reason_kind IN (SELECT value FROM json_each(:kinds)))
   AND (:profile IS NULL OR d.profile = :profile)
 ORDER BY d.id DESC

@@ -86,6 +86,7 @@ class Claimed:
     ``sent_at`` (unix seconds) is not None when an earlier attempt may have reached the target.
     ``attempts`` counts this one; ``unconfirmed`` the sends the target neither confirmed nor
     showed. ``occurred_at``/``watched_at`` are UTC (``watched_at`` is None for live state).
+    ``rating`` is a rating delivery's 1-10 value (``None``: the rating is removed).
     """
 
     id: int
@@ -106,6 +107,7 @@ class Claimed:
     sent_at: float | None
     unconfirmed: int = 0
     profile: str = DEFAULT_PROFILE
+    rating: int | None = None
 
 
 def _claimed(row: sqlite3.Row) -> Claimed:
@@ -130,6 +132,7 @@ def _claimed(row: sqlite3.Row) -> Claimed:
         sent_at=row["sent_at"],
         unconfirmed=row["unconfirmed"],
         profile=row["profile"],
+        rating=row["rating"],
     )
 
 

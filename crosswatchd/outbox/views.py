@@ -10,7 +10,7 @@ from typing import Any
 
 import aiosqlite
 
-from crosswatchd.models import DEFAULT_PROFILE
+from crosswatchd.models import DEFAULT_PROFILE, Action
 from crosswatchd.outbox.queries import QUERIES, json_list
 from crosswatchd.outbox.states import DeliveryKind, DeliveryState, ReasonKind
 
@@ -24,7 +24,9 @@ def utc_from_unix(seconds: float | None) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class ProviderCounts:
-    """Delivery counts of one target, as ``crosswatchd status`` shows them."""
+    """Delivery counts of one target, as ``crosswatchd status`` shows them: plays (the first
+    five), live state, and ratings and watchlist changes apart (a parked change counts in
+    ``*_parked`` whatever its reason; a superseded one in nothing)."""
 
     pending: int = 0
     delivered: int = 0
@@ -33,6 +35,12 @@ class ProviderCounts:
     parked: int = 0
     live_pending: int = 0
     dropped: int = 0
+    ratings_pending: int = 0
+    ratings_delivered: int = 0
+    ratings_parked: int = 0
+    watchlist_pending: int = 0
+    watchlist_delivered: int = 0
+    watchlist_parked: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +60,20 @@ class ParkedRow:
     attempts: int
     watched_at: datetime | None
     profile: str = DEFAULT_PROFILE
+    kind: DeliveryKind = DeliveryKind.PLAY
+    action: Action = Action.WATCHED
+    rating: int | None = None
+    occurred_at: datetime | None = None
+
+    @property
+    def change(self) -> str:
+        """What the delivery carries, for a person: ``play``, ``rating 8``, ``rating
+        removed``, ``watchlist add`` or ``watchlist remove``."""
+        if self.kind is DeliveryKind.RATING:
+            return f"rating {self.rating}" if self.rating else "rating removed"
+        if self.kind is DeliveryKind.WATCHLIST:
+            return "watchlist add" if self.action is Action.WATCHLIST_ADD else "watchlist remove"
+        return "play"
 
 
 def _bucket(kind: DeliveryKind, state: DeliveryState, reason: ReasonKind | None) -> str | None:
@@ -61,6 +83,13 @@ def _bucket(kind: DeliveryKind, state: DeliveryState, reason: ReasonKind | None)
         if waiting:
             return "live_pending"
         return "dropped" if state is DeliveryState.DROPPED else None
+    if kind in (DeliveryKind.RATING, DeliveryKind.WATCHLIST):
+        prefix = "ratings" if kind is DeliveryKind.RATING else "watchlist"
+        if waiting:
+            return f"{prefix}_pending"
+        if state in (DeliveryState.PARKED, DeliveryState.DEAD):
+            return f"{prefix}_parked"
+        return f"{prefix}_delivered" if state is DeliveryState.DELIVERED else None
     if waiting:
         return "pending"
     if state is DeliveryState.PARKED:
@@ -121,8 +150,9 @@ class OperatorViews:
         states: Sequence[DeliveryState] = (DeliveryState.PARKED,),
         profile: str | None = None,
     ) -> list[ParkedRow]:
-        """Play deliveries in *states* (parked; dead too if asked), of reason *kinds* (any if
-        none given), of one *profile* (any if none given), newest first."""
+        """Play, rating and watchlist deliveries in *states* (parked; dead too if asked), of
+        reason *kinds* (any if none given), of one *profile* (any if none given), newest
+        first."""
         params = {
             "states": json_list(states),
             "kinds": json_list(kinds) if kinds else None,
@@ -141,6 +171,10 @@ class OperatorViews:
                 attempts=r["attempts"],
                 watched_at=utc_from_unix(r["watched_at"]),
                 profile=r["profile"],
+                kind=DeliveryKind(r["kind"]),
+                action=Action(r["action"]),
+                rating=r["rating"],
+                occurred_at=utc_from_unix(r["occurred_at"]),
             )
             for r in rows
         ]

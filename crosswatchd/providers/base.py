@@ -25,6 +25,9 @@ from crosswatchd.models import Action, Ids, Item
 
 __all__ = [
     "AddedCounts",
+    "Change",
+    "ChangeOutcome",
+    "ChangeResult",
     "LiveOutcome",
     "Play",
     "PlayOutcome",
@@ -48,6 +51,40 @@ class Play:
     item: Item
     watched_at: datetime
     sent_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A rating or watchlist change to apply to a target account.
+
+    ``action`` is ``RATE`` (``rating`` 1-10; ``None`` removes the rating), ``WATCHLIST_ADD``
+    or ``WATCHLIST_REMOVE``; ``item`` (ids resolved) a movie, show, season or episode; ``at``
+    (UTC) when the change happened at the source (Trakt's ``rated_at`` / ``listed_at``).
+    ``key`` is the outbox delivery id, echoed back in results.
+    """
+
+    key: int
+    action: Action
+    item: Item
+    at: datetime
+    rating: int | None = None
+
+
+class ChangeOutcome(enum.StrEnum):
+    """What the target said about one change of a batch."""
+
+    APPLIED = "applied"  # the target holds the change now (added, updated, or already so)
+    NOT_FOUND = "not_found"  # the target does not know the item: park it
+    LIMIT = "limit"  # refused because the account's list is full (Trakt 420 X-Account-Limit)
+    KEPT = "kept"  # deliberately not applied, the target left as it is (the note says why)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeResult:
+    """One change's outcome, with a one-line ``note`` for the log and ``status``."""
+
+    outcome: ChangeOutcome
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +179,8 @@ class Provider(Protocol):
     name: str
     #: Most plays :meth:`add_history` accepts in one call.
     max_batch: int
+    #: Most changes :meth:`apply_changes` accepts in one call.
+    max_changes: int
     #: True when the history is a list of plays, so the same play sent twice is two plays
     #: (Trakt). False when the target keeps one watched state per item (SIMKL): re-sending a
     #: play another app recorded changes nothing, so imports need no look-up first.
@@ -179,6 +218,16 @@ class Provider(Protocol):
         """Send live state (``/scrobble/start`` for START, ``/scrobble/pause`` for PAUSE/STOP).
 
         Never records a play: callers clamp progress below the target's completion mark.
+        """
+        ...
+
+    async def apply_changes(self, changes: Sequence[Change]) -> dict[int, ChangeResult]:
+        """Apply rating and watchlist changes (at most :attr:`max_changes`, any mix).
+
+        Every change is idempotent on the target (setting a rating, adding a listed item or
+        removing an absent one changes nothing), so a batch whose fate is unknown is simply
+        sent again. Returns a result for every ``Change.key``; raises like the others, a
+        request-scoped :class:`~crosswatchd.errors.PermanentError` meaning nothing was applied.
         """
         ...
 
