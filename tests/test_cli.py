@@ -17,7 +17,7 @@ import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -334,6 +334,29 @@ class TestUnresolved:
         rows = json.loads(run.out)
         assert sorted(r["id"] for r in rows) == sorted(parked)
         assert {r["kind"] for r in rows} == {"unresolved"}
+
+    async def test_a_parked_rating_is_listed_and_counted_apart_from_plays(
+        self, home: Home, parked: list[int]
+    ) -> None:
+        outbox = await home.outbox(["trakt"])
+        try:
+            for title, rating in (("Obscure Film", 8), ("Lost Tape", None)):
+                event = watched(title)
+                await outbox.enqueue(replace(event, action=Action.RATE, rating=rating))
+            (first, _) = await outbox.claim("trakt", "rating", limit=10, lease_s=60)
+            await outbox.settle(first, Settlement.parked("no ids", ReasonKind.UNRESOLVED))
+        finally:
+            await outbox.close()
+        run = await cli(home.config, "unresolved", "list")
+        line = next(x for x in run.out.splitlines() if x.startswith(f"#{first.id} "))
+        assert "[rating 8] Obscure Film (1999)" in line
+        report = json.loads((await cli(home.config, "status", "--json")).out)
+        trakt = report["providers"]["trakt"]
+        assert (trakt["unresolved"], trakt["pending"]) == (2, 0)  # the plays only
+        assert (trakt["ratings_parked"], trakt["ratings_pending"]) == (1, 1)
+        assert report["problems"][0]["change"] == "rating 8"
+        table = (await cli(home.config, "status")).out
+        assert "ratings 1 pending, 0 delivered, 1 parked" in table
 
     async def test_retry_all_requeues_every_unresolved_play(
         self, home: Home, parked: list[int]
