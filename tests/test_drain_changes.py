@@ -4,7 +4,8 @@ was queued, through outages, refusals and a full Trakt watchlist."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -228,3 +229,42 @@ async def test_the_range_ends_are_sent_as_they_are(
     await trakt_drainer.drain_ratings_once()
     movie = ("movie", trakt_id(fake_trakt, "movie", imdb="tt0090728"))
     assert fake_trakt.user().rating_of(movie) == rating
+
+
+class TestLastActivities:
+    """The first GET of every pass: it moves when the account changes, so an unchanged
+    account needs nothing more."""
+
+    async def test_trakt_rated_at_moves_with_a_rating_and_nothing_else_does(
+        self,
+        outbox: Outbox,
+        trakt: TraktProvider,
+        trakt_drainer: Drainer,
+        fake_trakt: FakeTrakt,
+    ) -> None:
+        before = await trakt.last_activities()
+        assert not before.moved(await trakt.last_activities(), ("movies", "rated_at"))
+        fake_trakt.clock = lambda: time.time() + 60  # Trakt's own clock moves on
+        await outbox.enqueue(rate(BIG_TROUBLE, 8))
+        await trakt_drainer.drain_ratings_once()
+        after = await trakt.last_activities()
+        assert after.moved(before, ("movies", "rated_at"))
+        assert not after.moved(before, ("movies", "watched_at"), ("watchlist", "updated_at"))
+        assert after.moved(None, ("movies", "watched_at"))  # nothing to compare: read
+
+    async def test_simkl_rated_at_moves_with_a_rating(
+        self,
+        both_outbox: Outbox,
+        simkl: SimklProvider,
+        fake_simkl: FakeSimkl,
+        clock: Clock,
+    ) -> None:
+        before = await simkl.last_activities()
+        fake_simkl.now = lambda: datetime.now(UTC) + timedelta(minutes=2)  # SIMKL's clock moves on
+        await both_outbox.enqueue(rate(BIG_TROUBLE, 8))
+        await drainer(both_outbox, simkl, clock).drain_ratings_once()
+        after = await simkl.last_activities()
+        assert after.moved(before, ("movies", "rated_at"))
+        assert not after.moved(before, ("tv_shows", "rated_at"))
+        paths = [r["path"] for r in fake_simkl.requests if r["method"] == "GET"]
+        assert paths == ["/sync/activities", "/sync/activities"]

@@ -24,6 +24,7 @@ from crosswatchd.http import Answer, OptInt, WireModel
 from crosswatchd.models import Action, Ids, Item
 
 __all__ = [
+    "Activities",
     "AddedCounts",
     "Change",
     "ChangeOutcome",
@@ -51,6 +52,49 @@ class Play:
     item: Item
     watched_at: datetime
     sent_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Activities:
+    """When each part of an account last changed, as the target reports it: Trakt's ``GET
+    /sync/last_activities`` ("Sync / Last Activities"), SIMKL's ``GET /sync/activities``
+    (Apiary "Get last activity"). ``stamps`` maps a group to its fields' timestamps (strings
+    as sent, compared for equality only): Trakt ``{"movies": {"watched_at", "rated_at",
+    "watchlisted_at"…}, "episodes": …, "shows": …, "seasons": …, "watchlist": {"updated_at"}}``,
+    SIMKL ``{"movies": {"all", "rated_at", "plantowatch", "completed", "removed_from_list"…},
+    "tv_shows": …, "anime": …}``. A top-level string (both send ``all``) is kept as
+    ``{"": {"all": …}}``.
+    """
+
+    stamps: dict[str, dict[str, str]]
+
+    @classmethod
+    def parse(cls, data: Any) -> Activities:
+        """Read a decoded reply leniently: fields that are not strings are left out; a reply
+        that is not an object is empty."""
+        stamps: dict[str, dict[str, str]] = {}
+        if isinstance(data, dict):
+            for group, value in data.items():
+                if isinstance(value, str):
+                    stamps.setdefault("", {})[str(group)] = value
+                elif isinstance(value, dict):
+                    fields = {str(k): v for k, v in value.items() if isinstance(v, str)}
+                    if fields:
+                        stamps[str(group)] = fields
+        return cls(stamps)
+
+    def get(self, group: str, name: str) -> str | None:
+        """The timestamp of ``group.name`` (``None`` if the target did not send it)."""
+        return self.stamps.get(group, {}).get(name)
+
+    def moved(self, since: Activities | None, *fields: tuple[str, str]) -> bool:
+        """True if any of *fields* (``(group, name)`` pairs) differs from *since* (a field
+        sent now but not then, or the reverse, differs; one never sent by either has not
+        moved), or when there is nothing to compare with (*since* is ``None``): a pass then
+        reads the data instead of trusting an unknown."""
+        if since is None:
+            return True
+        return any(self.get(g, n) != since.get(g, n) for g, n in fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +263,12 @@ class Provider(Protocol):
 
         Never records a play: callers clamp progress below the target's completion mark.
         """
+        ...
+
+    async def last_activities(self) -> Activities:
+        """When each part of the account last changed (one GET, retried in-process): the
+        first request of every reconcile or watchlist pass, so a pass with nothing new costs
+        nothing more."""
         ...
 
     async def apply_changes(self, changes: Sequence[Change]) -> dict[int, ChangeResult]:

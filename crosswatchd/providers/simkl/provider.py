@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from crosswatchd.http import GetRetry
 from crosswatchd.models import Action, Item, MediaKind
 from crosswatchd.providers.base import (
+    Activities,
     Change,
     ChangeOutcome,
     ChangeResult,
@@ -286,6 +287,20 @@ class SimklProvider:
             raise self._auth.error_for(answer, token)
         log.info("simkl.scrobble", action=action.value, item=item.label(), outcome=outcome.value)
         return outcome
+
+    async def last_activities(self) -> Activities:
+        """``GET /sync/activities`` (Apiary "Get last activity"; api.simkl.org asks every
+        client to call it before any ``all-items`` read), retried in-process a few times on
+        transient failures; raises like :meth:`add_history`."""
+        token = self._auth.token()
+
+        async def attempt() -> Activities:
+            answer = await self._http.send("GET", "/sync/activities", bearer=token)
+            if not answer.ok:
+                raise self._auth.error_for(answer, token)
+            return Activities.parse(json_data(answer))
+
+        return await self._http.retry_get(attempt, path="/sync/activities")
 
     async def apply_changes(self, changes: Sequence[Change]) -> dict[int, ChangeResult]:
         """Apply rating changes: ``POST /sync/ratings`` for ratings set, ``POST

@@ -24,6 +24,7 @@ from crosswatchd.errors import PermanentError
 from crosswatchd.http import GetRetry
 from crosswatchd.models import Action, Item, MediaKind, format_utc
 from crosswatchd.providers.base import (
+    Activities,
     Change,
     ChangeOutcome,
     ChangeResult,
@@ -272,6 +273,17 @@ class TraktProvider:
         read_json(answer, _AnyJson, "unexpected answer shape")
         log.info("trakt.scrobble.sent", path=path, item=item.label(), progress=progress)
         return LiveOutcome.SENT
+
+    async def last_activities(self) -> Activities:
+        """``GET /sync/last_activities`` ("Sync / Last Activities"), retried in-process a few
+        times on transient failures; raises like :meth:`add_history`."""
+
+        async def get() -> Activities:
+            answer = await self._auth.call("GET", "/sync/last_activities")
+            raise_for_status(answer)
+            return Activities.parse(read_json(answer, _AnyJson, "expected an object").root)
+
+        return await self._http.retry_get(get, path="/sync/last_activities")
 
     async def apply_changes(self, changes: Sequence[Change]) -> dict[int, ChangeResult]:
         """Apply ratings and watchlist changes, one request per kind of change present:
