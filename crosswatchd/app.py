@@ -53,6 +53,7 @@ from crosswatchd.tokens import TokenStore
 from crosswatchd.web import STOPPING, CappedSite, build_app, listen
 
 __all__ = [
+    "POST_HEADROOM",
     "Services",
     "data_lock",
     "ensure_webhook_secret",
@@ -177,24 +178,30 @@ def data_lock(settings: Settings) -> Iterator[IO[str]]:
         fh.close()
 
 
+#: Writes go out at this fraction of the documented rate: spaced exactly at the limit, network
+#: jitter would now and then land two POSTs closer than it at the service, and SIMKL answers an
+#: overage by blocking the client for a while (api.simkl.org "Rate limits").
+POST_HEADROOM = 0.95
+
+
 def limiter_for(settings: Settings, provider: str, metrics: Metrics | None = None) -> Limiter:
     """A limiter with *provider*'s rate limits from the settings.
 
     The services count per user token (each target account gets its own) and, for requests
     without one (id searches), per client id (one shared by the resolver): Trakt "Rate
     Limiting" (1 POST/s, 1000 GETs per 5 min), api.simkl.org "Rate limits" (1 POST/s and
-    10 GETs/s).
+    10 GETs/s). POSTs keep :data:`POST_HEADROOM` below the configured rate.
     """
     if provider == "trakt":
         limiter = Limiter.per_second(
-            post_per_s=settings.trakt.post_per_s,
+            post_per_s=settings.trakt.post_per_s * POST_HEADROOM,
             get_per_s=settings.trakt.get_limit / settings.trakt.get_period_s,
             # Trakt counts GETs per 5-minute window; allow a modest burst, not the whole window.
             get_capacity=min(50.0, float(settings.trakt.get_limit)),
         )
     else:
         limiter = Limiter.per_second(
-            post_per_s=settings.simkl.post_per_s,
+            post_per_s=settings.simkl.post_per_s * POST_HEADROOM,
             get_per_s=settings.simkl.get_per_s,
             get_capacity=max(1.0, settings.simkl.get_per_s),
         )
