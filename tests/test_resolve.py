@@ -25,7 +25,7 @@ from crosswatchd.providers.simkl import SimklSearch
 from crosswatchd.providers.trakt import TraktSearch
 from crosswatchd.ratelimit import Limiter, TokenBucket
 from crosswatchd.resolve import IdCache, Resolver, build_resolver
-from crosswatchd.resolve.chain import _PLEX_GUID
+from crosswatchd.resolve.keys import _PLEX_GUID
 from crosswatchd.sources.guids import parse_guid
 from crosswatchd.sources.plex import parse_plex_payload, plex_event
 from crosswatchd.sources.plex_server import PlexServer

@@ -28,11 +28,32 @@ from pydantic import Field, InstanceOf, ValidationError
 from crosswatchd.errors import SourceUnavailableError
 from crosswatchd.http import Answer, Entries, GetRetry, HttpClient, OptInt, WireModel
 
-__all__ = ["HistoryPage", "TautulliClient"]
+__all__ = ["HistoryPage", "TautulliClient", "api_int", "api_rating_key"]
 
 log = structlog.get_logger(__name__)
 
 _API_PATH: Final = "/api/v2"
+
+
+def api_int(value: Any) -> int | None:
+    """An int from one of Tautulli's loosely typed fields: ``17``, ``"17"``, ``17.0`` and
+    ``"17.0"`` are 17 (a fraction is cut off); ``null``, booleans, ``""``, infinities and
+    anything else are ``None``. Never raises."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def api_rating_key(value: Any) -> str | None:
+    """A ratingKey (``1219`` or ``"1219"``) as decimal text; ``None`` for ``""``, ``0``,
+    ``null`` or anything that is not a number. Never raises."""
+    number = api_int(value)
+    return str(number) if number else None
 
 
 @dataclass(frozen=True, slots=True)
