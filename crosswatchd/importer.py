@@ -48,7 +48,7 @@ from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source, 
 from crosswatchd.outbox import Outbox
 from crosswatchd.resolve.same import other_item
 from crosswatchd.resolve.tautulli import TautulliMetadata
-from crosswatchd.sources.guids import ParsedGuid, parse_guid
+from crosswatchd.sources.guids import ParsedGuid, guid_position, parse_guid
 from crosswatchd.sources.tautulli_api import api_int, api_rating_key
 
 if TYPE_CHECKING:
@@ -142,8 +142,7 @@ def _item_from_row(
     number = api_int(row.get("media_index"))
     if parsed is not None and parsed.scope == "show":
         show_ids = parsed.ids
-        season = season if season is not None else parsed.season
-        number = number if number is not None else parsed.number
+        season, number = guid_position(parsed, season, number)  # its numbering wins
     elif parsed is not None and parsed.scope == "item":
         ids = parsed.ids
     return Item(

@@ -170,6 +170,27 @@ class TestWhatIsImported:
         assert item["show_title"] == "Futurama" and item["grandparent_rating_key"] == "7000"
         assert summary.metadata_calls == 0 and not fake.metadata_calls_by_key
 
+    async def test_a_legacy_tvdb_guids_numbering_wins_over_the_rows(
+        self, session: aiohttp.ClientSession, outbox: Outbox
+    ) -> None:
+        """The library numbers the episode S03E04 (DVD order); its thetvdb guid says TVDB's
+        S02E15, the numbering that goes with the guid's show id (as webhooks send it)."""
+        row = history_row(
+            row_id=1,
+            media_type="episode",
+            title="A Clone of My Own",
+            show_title="Futurama",
+            season=3,
+            episode=4,
+            rating_key=7015,
+            grandparent_rating_key=7000,
+            guid="com.plexapp.agents.thetvdb://73871/2/15?lang=en",
+            stopped=T0,
+        )
+        await _run([row], session, outbox)
+        item = (await _events(outbox))[0][2]
+        assert (item["show_ids"], item["season"], item["number"]) == ({"tvdb": "73871"}, 2, 15)
+
 
 class TestMetadata:
     async def test_movie_without_ids_in_its_row_gets_them_from_get_metadata(

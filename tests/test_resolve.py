@@ -264,6 +264,18 @@ class TestPayload:
         )
         assert result.item.year is None  # a season number is never taken for a year
 
+    async def test_legacy_tvdb_guid_numbering_wins_over_the_librarys(
+        self, make: Callable[..., Resolver]
+    ) -> None:
+        """A library in DVD order numbers the episode S03E04; the thetvdb GUID names TVDB's
+        S02E15, the numbering that goes with TVDB show 73871."""
+        item = episode(guid="com.plexapp.agents.thetvdb://73871/2/15?lang=en", season=3, number=4)
+
+        result = await make().resolve(item)
+
+        assert result.item.show_ids == Ids(tvdb="73871")
+        assert (result.item.season, result.item.number) == (2, 15)
+
     def test_plex_guid_shortcut_agrees_with_parse_guid(self) -> None:
         """The resolver skips parse_guid for ``plex://`` GUIDs; the answer must be the same."""
         for guid in ("plex://movie/5d7768313c3c2a001fbcd1f0", "plex://episode/5e83?x=1"):
@@ -535,6 +547,28 @@ class TestPlex:
 
         assert (result.item.season, result.item.number) == (0, 1)
         assert result.item.show_ids.tvdb == "73871"
+
+    async def test_legacy_tvdb_guid_numbering_wins_over_parent_index_and_index(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        """The server numbers the episode S03E04 (DVD order); its thetvdb GUID says TVDB's
+        S02E15, the numbering that goes with the GUID's show id."""
+        plex.add(
+            "900",
+            {
+                "type": "episode",
+                "title": "A Clone of My Own",
+                "guid": "com.plexapp.agents.thetvdb://73871/2/15?lang=en",
+                "parentIndex": 3,
+                "index": 4,
+                "grandparentRatingKey": "200",
+            },
+        )
+
+        result = await make(plex=plex).resolve(episode(rating_key="900"))
+
+        assert (result.step, result.item.show_ids.tvdb) == ("plex", "73871")
+        assert (result.item.season, result.item.number) == (2, 15)
 
     async def test_movie_in_two_libraries_resolves_to_one_identity(
         self, make: Callable[..., Resolver], plex: FakePlexServer
@@ -940,6 +974,24 @@ class TestTautulli:
         assert {r.item.show_ids.tvdb for r in results} == {"121361"}
         assert fake.metadata_calls_by_key["1219"] == 1
         assert sum(fake.metadata_calls_by_key.values()) == 11
+
+    async def test_legacy_tvdb_guid_numbering_wins_over_the_media_indexes(
+        self, make: Callable[..., Resolver]
+    ) -> None:
+        meta = {
+            "media_type": "episode",
+            "title": "A Clone of My Own",
+            "guid": "com.plexapp.agents.thetvdb://73871/2/15?lang=en",
+            "guids": [],
+            "grandparent_rating_key": "200",
+            "parent_media_index": "3",
+            "media_index": "4",
+        }
+        async with FakeTautulli(metadata={"900": meta}) as fake:
+            result = await make(tautulli=fake).resolve(episode(rating_key="900"))
+
+        assert (result.step, result.item.show_ids.tvdb) == ("tautulli", "73871")
+        assert (result.item.season, result.item.number) == (2, 15)
 
     async def test_tautulli_down_is_retryable(self, make: Callable[..., Resolver]) -> None:
         async with FakeTautulli() as fake:

@@ -3,8 +3,10 @@
 Forms understood: :func:`~crosswatchd.sources.guids.parse_guid`. A movie takes the ids of a
 GUID that names it; an episode takes a legacy TV GUID's show ids
 (``com.plexapp.agents.thetvdb://73871/2/15``: show tvdb 73871) with the GUID's season and
-episode number where the source sent none, or a ``Guid[]``-style ``imdb://`` / ``tmdb://`` /
-``tvdb://`` GUID as its own ids. No request is made.
+episode number, which win over the source's (``parentIndex``/``index`` may follow another
+episode order than the database the show id belongs to:
+:func:`~crosswatchd.sources.guids.guid_position`), or a ``Guid[]``-style ``imdb://`` /
+``tmdb://`` / ``tvdb://`` GUID as its own ids. No request is made.
 
 Personal media and extras (``local://``, ``com.plexapp.agents.none://``, ``iva://``) never
 resolve: :class:`~crosswatchd.errors.UnresolvedError` unless the item already has ids a
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 from crosswatchd.errors import UnresolvedError
 from crosswatchd.models import Item, MediaKind
 from crosswatchd.resolve.keys import NOT_CATALOGUED, has_ids
-from crosswatchd.sources.guids import ParsedGuid
+from crosswatchd.sources.guids import ParsedGuid, guid_position
 
 if TYPE_CHECKING:
     from crosswatchd.resolve.chain import Work
@@ -37,14 +39,9 @@ def with_guid(item: Item, parsed: ParsedGuid | None) -> Item:
         return item.with_ids(ids=parsed.ids) if parsed.scope == "item" else item
     if parsed.scope == "show":
         out = item.with_ids(show_ids=parsed.ids)
-        if (item.season is None and parsed.season is not None) or (
-            item.number is None and parsed.number is not None
-        ):
-            out = replace(
-                out,
-                season=item.season if item.season is not None else parsed.season,
-                number=item.number if item.number is not None else parsed.number,
-            )
+        season, number = guid_position(parsed, item.season, item.number)
+        if season != item.season or number != item.number:
+            out = replace(out, season=season, number=number)
         return out
     if parsed.agent in ("imdb", "tmdb", "tvdb"):  # a Guid[]-style entry names the episode
         return item.with_ids(ids=parsed.ids)

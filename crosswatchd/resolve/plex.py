@@ -96,8 +96,7 @@ class PlexStep:
             return
         work.plex_answered = True
         want = item.kind.value
-        season = meta.season if meta.season is not None else meta.guid_season
-        number = meta.number if meta.number is not None else meta.guid_number
+        season, number = meta.position  # a legacy TV guid's numbering wins
         why = other_item(
             item, kind=meta.kind, guid=meta.guid, title=meta.title, season=season, number=number
         )

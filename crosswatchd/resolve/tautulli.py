@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from crosswatchd.models import Ids, MediaKind
 from crosswatchd.resolve.keys import Keys
 from crosswatchd.resolve.same import other_item, refuse_kind, skip_other_item
-from crosswatchd.sources.guids import ids_from_guid_list, parse_guid
+from crosswatchd.sources.guids import guid_position, ids_from_guid_list, parse_guid
 from crosswatchd.sources.tautulli_api import api_int, api_rating_key
 
 if TYPE_CHECKING:
@@ -131,14 +131,10 @@ class TautulliMetadata:
 
     @property
     def position(self) -> tuple[int | None, int | None]:
-        """``(season, episode number)``: ``parent_media_index``/``media_index``, a legacy TV
-        GUID's numbers filling what they lack."""
-        season, number = self.parent_media_index, self.media_index
-        parsed = parse_guid(self.guid or "")
-        if parsed.scope == "show":
-            season = season if season is not None else parsed.season
-            number = number if number is not None else parsed.number
-        return season, number
+        """``(season, episode number)`` to send with :attr:`show_ids`: a legacy TV GUID's own
+        numbers win over ``parent_media_index``/``media_index``, which fill what it lacks
+        (:func:`~crosswatchd.sources.guids.guid_position`)."""
+        return guid_position(parse_guid(self.guid or ""), self.parent_media_index, self.media_index)
 
 
 class TautulliStep:
