@@ -18,6 +18,8 @@ as webhook plays, so its dedupe (same account and item within the dedupe window)
 batching and crash safety apply; plays the outbox already has for every target are not
 enqueued again, so re-running an import adds nothing. A play whose ids stay incomplete is still
 enqueued (the resolver parks it visibly later) and is listed as *unresolved* with a reason.
+Every play names the Plex server Tautulli watches (``get_server_identity``: ``Item.server``),
+so its ratingKeys dedupe against that server's webhook plays, never another server's.
 
 Metadata answers (including "item gone") are read as the resolver reads them
 (:class:`~crosswatchd.resolve.tautulli.TautulliMetadata`) and cached per ``rating_key`` for the
@@ -121,9 +123,13 @@ def _row_identity(row: dict[str, Any]) -> int | tuple[Any, ...]:
 
 
 def _item_from_row(
-    kind: MediaKind, row: dict[str, Any], parse: Callable[[str], ParsedGuid] = parse_guid
+    kind: MediaKind,
+    row: dict[str, Any],
+    parse: Callable[[str], ParsedGuid] = parse_guid,
+    server: str | None = None,
 ) -> Item:
-    """The item as far as the history row knows it (ids only from a legacy-agent guid)."""
+    """The item as far as the history row knows it (ids only from a legacy-agent guid), on the
+    Plex *server* (machineIdentifier) whose ratingKeys the row holds."""
     guid = str(row.get("guid") or "") or None
     parsed = parse(guid) if guid else None
     title = str(row.get("title") or row.get("full_title") or "")
@@ -136,6 +142,7 @@ def _item_from_row(
             ids=ids,
             rating_key=api_rating_key(row.get("rating_key")),
             guid=guid,
+            server=server,
         )
     ids, show_ids = Ids(), Ids()
     season = api_int(row.get("parent_media_index"))
@@ -157,6 +164,7 @@ def _item_from_row(
         rating_key=api_rating_key(row.get("rating_key")),
         grandparent_rating_key=api_rating_key(row.get("grandparent_rating_key")),
         guid=guid,
+        server=server,
     )
 
 
@@ -300,6 +308,7 @@ def _draft(
     allowed: frozenset[str],
     summary: ImportSummary,
     parse: Callable[[str], ParsedGuid],
+    server: str | None,
 ) -> _Draft | None:
     """A play from one row, or None (counted as skipped) when the row is not one of ours."""
     kind = _KINDS.get(str(row.get("media_type") or ""))
@@ -315,7 +324,7 @@ def _draft(
         summary.skipped_incomplete += 1
         return None
     pct = row.get("percent_complete")
-    item = _item_from_row(kind, row, parse)
+    item = _item_from_row(kind, row, parse, server)
     return _Draft(
         item=item,
         account=account,
@@ -425,9 +434,10 @@ async def _page_events(
     summary: ImportSummary,
     unresolved: dict[tuple[str, str], None],
     parse: Callable[[str], ParsedGuid],
+    server: str | None,
 ) -> list[PlayEvent]:
     """The plays of one page of new rows, with ids filled in; updates the counts."""
-    drafts = [d for row in rows if (d := _draft(row, allowed, summary, parse)) is not None]
+    drafts = [d for row in rows if (d := _draft(row, allowed, summary, parse, server)) is not None]
     await _resolve(drafts, cache)
     events: list[PlayEvent] = []
     for d in drafts:
@@ -501,7 +511,7 @@ async def run_import(
     Returns the :class:`ImportSummary`. Raises :class:`SourceUnavailableError` when Tautulli
     fails (plays of the pages read before stay enqueued; a re-run skips them), ``ValueError``
     for a real run without an outbox. Reference: api_v2_reference.md, "get_history",
-    "get_metadata", "get_users".
+    "get_metadata", "get_users", "get_server_identity".
     """
     if outbox is None and not dry_run:
         raise ValueError("a real import needs an outbox")
@@ -540,6 +550,12 @@ async def _import(
 ) -> ImportSummary:
     summary = ImportSummary()
     wanted = await _check_users(client, users, summary)
+    server = await client.get_server_identity()
+    if server is None:
+        summary.notes.append(
+            "Tautulli names no Plex server (get_server_identity): the plays' ratingKeys are"
+            " not scoped by server, so they do not dedupe against webhook plays by ratingKey"
+        )
     allowed = frozenset(wanted)
     server_user = wanted[0] if len(wanted) == 1 else None
     cache = _MetadataCache(client, metadata_concurrency)
@@ -574,7 +590,7 @@ async def _import(
                 summary.safety_stop = f"Tautulli sent a page already seen (start={start})"
                 break
             summary.rows_seen += len(fresh)
-            events = await _page_events(fresh, allowed, cache, summary, unresolved, parse)
+            events = await _page_events(fresh, allowed, cache, summary, unresolved, parse, server)
             for offset in range(0, len(events), chunk_size):
                 await writer.put(events[offset : offset + chunk_size])
             if progress is not None:

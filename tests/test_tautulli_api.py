@@ -93,6 +93,19 @@ class TestSuccess:
     ) -> None:
         assert await _client(session, fake.url).get_users() == ["alice", "bob"]
 
+    async def test_get_server_identity_names_the_plex_server(
+        self, fake: FakeTautulli, session: aiohttp.ClientSession
+    ) -> None:
+        """Tautulli's code answers a dict (pmsconnect.get_server_identity)."""
+        assert await _client(session, fake.url).get_server_identity() == fake.machine_identifier
+
+    async def test_get_server_identity_reads_the_references_one_element_list(
+        self, fake: FakeTautulli, session: aiohttp.ClientSession
+    ) -> None:
+        fake.server_identity_as_list = True
+
+        assert await _client(session, fake.url).get_server_identity() == fake.machine_identifier
+
     async def test_a_url_ending_in_api_v2_is_accepted(
         self, fake: FakeTautulli, session: aiohttp.ClientSession
     ) -> None:
