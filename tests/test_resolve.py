@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -382,6 +383,30 @@ class TestCache:
 
         assert (later.step, later.item.show_ids.tvdb) == ("cache", "73871")
         assert sum(plex.calls.values()) == 2  # episode + show, once each
+
+    async def test_a_cached_identity_keeps_everything_else_the_item_says(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        """Only ids, show ids, season and number come from the cache; every other field of
+        the item is kept, its Plex server (which scopes its ratingKeys in the outbox) too."""
+        resolver = make(plex=plex)
+        await resolver.resolve(episode(rating_key="215"))
+        item = episode(
+            title="A Clone of My Own",
+            year=2000,
+            show_title="Futurama",
+            show_year=1999,
+            rating_key="215",
+            grandparent_rating_key="200",
+            server="machine-1",
+        )
+
+        result = await resolver.resolve(item)
+
+        assert result.step == "cache"
+        identity = {"ids", "show_ids", "season", "number"}
+        kept = [f.name for f in fields(Item) if f.name not in identity]
+        assert [getattr(result.item, n) for n in kept] == [getattr(item, n) for n in kept]
 
     async def test_positive_answer_expires_after_its_ttl(
         self, make: Callable[..., Resolver], plex: FakePlexServer, clock: FakeClock

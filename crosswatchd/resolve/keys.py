@@ -223,7 +223,7 @@ def with_identity(item: Item, entry: CacheEntry) -> Item:
     if item.kind is MediaKind.EPISODE:
         season = season if season is not None else memo.season
         number = number if number is not None else memo.number
-    out = Item(
+    out = Item(  # every field, in order (a test checks none is lost): replace() is slower
         item.kind,
         item.title,
         item.year,
@@ -236,6 +236,7 @@ def with_identity(item: Item, entry: CacheEntry) -> Item:
         item.rating_key,
         item.grandparent_rating_key,
         item.guid,
+        item.server,
     )
     memo.last_in, memo.last_out = item, out
     return out
