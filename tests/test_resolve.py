@@ -25,8 +25,9 @@ from crosswatchd.models import Ids, Item, MediaKind, PlayEvent
 from crosswatchd.providers.simkl import SimklSearch
 from crosswatchd.providers.trakt import TraktSearch
 from crosswatchd.ratelimit import Limiter, TokenBucket
-from crosswatchd.resolve import IdCache, Resolver, build_resolver
+from crosswatchd.resolve import STEPS, IdCache, Resolver, build_resolver
 from crosswatchd.resolve.keys import _PLEX_GUID
+from crosswatchd.resolve.tautulli import TautulliMetadata
 from crosswatchd.sources.guids import parse_guid
 from crosswatchd.sources.plex import parse_plex_payload, plex_event
 from crosswatchd.sources.plex_server import PlexServer
@@ -178,6 +179,35 @@ def bobs_burgers_item() -> Item:
 
 def search_requests(fake: FakeTrakt) -> list[tuple[str, str, dict[str, str]]]:
     return [r for r in fake.requests if r[1].startswith("/search/")]
+
+
+# --------------------------------------------------------------------------------------------
+# The chain
+# --------------------------------------------------------------------------------------------
+
+
+class TestChain:
+    async def test_every_step_runs_in_the_documented_order(
+        self,
+        make: Callable[..., Resolver],
+        plex: FakePlexServer,
+        trakt: FakeTrakt,
+        simkl: FakeSimkl,
+    ) -> None:
+        async with FakeTautulli() as tautulli:
+            resolver = make(
+                plex=plex, tautulli=tautulli, trakt=trakt, simkl=simkl, title_fallback=True
+            )
+
+        assert resolver.steps == STEPS
+
+    async def test_a_step_without_its_service_is_left_out(
+        self, make: Callable[..., Resolver], simkl: FakeSimkl
+    ) -> None:
+        """The title fallback needs Trakt's search: without it there is no title step."""
+        resolver = make(simkl=simkl, title_fallback=True)
+
+        assert resolver.steps == ("payload", "cache", "simkl")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1017,6 +1047,55 @@ class TestTautulli:
 
         assert (result.step, result.item.show_ids.tvdb) == ("tautulli", "73871")
         assert (result.item.season, result.item.number) == (2, 15)
+
+    def test_an_answer_cached_by_an_earlier_version_reads_the_same(self) -> None:
+        """Before TautulliMetadata, the step also stored what the guid says (guid_scope,
+        guid_ids, guid_season, guid_number); the guid itself tells it now."""
+        old = {
+            "kind": "episode",
+            "guid": "com.plexapp.agents.thetvdb://73871/2/15?lang=en",
+            "title": "A Clone of My Own",
+            "ids": {"tvdb": "163303"},
+            "show_ids": {},
+            "guid_scope": "show",
+            "guid_ids": {"tvdb": "73871"},
+            "guid_season": 2,
+            "guid_number": 15,
+            "season": None,
+            "number": None,
+            "grk": "200",
+        }
+
+        meta = TautulliMetadata.from_value(old)
+
+        assert (meta.kind, meta.ids, meta.show_ids) == (
+            "episode",
+            Ids(tvdb="163303"),
+            Ids(tvdb="73871"),
+        )
+        assert (meta.position, meta.grandparent_rating_key) == ((2, 15), "200")
+
+    def test_cached_shape_round_trips(self) -> None:
+        data = {
+            "media_type": "Episode",
+            "guid": "plex://episode/5d9c1276e9d5a1001f4ff2fa",
+            "title": "Winds of Winter",
+            "year": "2016",
+            "guids": ["imdb://tt4283094", "tvdb://5624261"],
+            "grandparent_guids": ["tvdb://121361"],
+            "parent_media_index": "6",
+            "media_index": 10.0,
+            "grandparent_rating_key": 1219,
+        }
+        meta = TautulliMetadata.from_data(data)
+
+        assert TautulliMetadata.from_value(meta.value()) == meta
+        assert (meta.kind, meta.year, meta.position, meta.grandparent_rating_key) == (
+            "episode",
+            2016,
+            (6, 10),
+            "1219",
+        )
 
     async def test_tautulli_down_is_retryable(self, make: Callable[..., Resolver]) -> None:
         async with FakeTautulli() as fake:
