@@ -223,17 +223,7 @@ class _MetadataCache:
 def _other(item: Item, meta: TautulliMetadata, *, show: bool = False) -> str | None:
     """Why *meta* (get_metadata of the row's rating_key; *show*: of its show's) is another
     item now, or None (:func:`~crosswatchd.resolve.same.other_item`, types checked too)."""
-    season, number = meta.position
-    return other_item(
-        item,
-        kind=meta.kind,
-        guid=meta.guid,
-        title=meta.title,
-        season=season,
-        number=number,
-        show=show,
-        same_kind=True,
-    )
+    return other_item(item, meta, show=show, same_kind=True)
 
 
 def _with_item_meta(item: Item, meta: TautulliMetadata) -> Item:

@@ -96,10 +96,7 @@ class PlexStep:
             return
         work.plex_answered = True
         want = item.kind.value
-        season, number = meta.position  # a legacy TV guid's numbering wins
-        why = other_item(
-            item, kind=meta.kind, guid=meta.guid, title=meta.title, season=season, number=number
-        )
+        why = other_item(item, meta)
         if why is not None:
             skip_other_item(work, "plex", rk, why)
             return
@@ -112,6 +109,7 @@ class PlexStep:
                 work.fail("plex", f"plex: ratingKey {rk} has no external ids")
             return
 
+        season, number = meta.position  # a legacy TV guid's numbering wins
         work.add("plex", ids=meta.ids, show_ids=meta.guid_show_ids, season=season, number=number)
         # This server's show key, not the webhook's (another server's shows differ).
         grk = meta.grandparent_rating_key

@@ -10,7 +10,7 @@ by the Plex and Tautulli steps of the resolver and by the Tautulli history impor
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 import structlog
 
@@ -22,9 +22,35 @@ from crosswatchd.sources.guids import guid_base
 if TYPE_CHECKING:
     from crosswatchd.resolve.chain import Work
 
-__all__ = ["other_item", "refuse_kind", "skip_other_item"]
+__all__ = ["ServerItem", "other_item", "refuse_kind", "skip_other_item"]
 
 log = structlog.get_logger(__name__)
+
+
+class ServerItem(Protocol):
+    """What a server says about the item under a ratingKey:
+    :class:`~crosswatchd.sources.plex_server.PlexMetadata`,
+    :class:`~crosswatchd.resolve.tautulli.TautulliMetadata`."""
+
+    @property
+    def kind(self) -> str:
+        """``"movie"``, ``"episode"``, ``"show"``, ``"clip"`` …; ``""`` when unknown."""
+        ...
+
+    @property
+    def guid(self) -> str | None:
+        """The item's GUID as the server has it."""
+        ...
+
+    @property
+    def title(self) -> str:
+        """The item's title; ``""`` when unknown."""
+        ...
+
+    @property
+    def position(self) -> tuple[int | None, int | None]:
+        """An episode's season and number, in the numbering that goes with its show ids."""
+        ...
 
 
 def _a(kind: str) -> str:
@@ -40,20 +66,11 @@ def _position(season: int | None, number: int | None) -> str:
 
 
 def other_item(
-    item: Item,
-    *,
-    kind: str,
-    guid: str | None,
-    title: str | None,
-    season: int | None = None,
-    number: int | None = None,
-    show: bool = False,
-    same_kind: bool = False,
+    item: Item, found: ServerItem, *, show: bool = False, same_kind: bool = False
 ) -> str | None:
-    """Why the server's item (*kind* ``"movie"``/``"episode"``/``"show"``…, *guid*, *title*,
-    and for an episode the *season* and *number* to send) is not the played *item*, or
-    ``None`` when nothing says so. With *show*, it is compared with *item*'s show instead
-    (``show_title``; a show has no GUID or position in a play).
+    """Why *found*, the server's item under the play's ratingKey, is not the played *item*,
+    or ``None`` when nothing says so. With *show*, *found* is compared with *item*'s show
+    instead (``show_title``; a show has no GUID or position in a play).
 
     With a known ``item.guid`` the server's GUID must equal it (query such as ``?lang=en``
     ignored); without one, the titles must agree when both are known, and the types too
@@ -62,20 +79,22 @@ def other_item(
     pass *same_kind* to have it checked here). For an episode a known season and number must
     agree as well. The reason reads ``"<what the server has>, the play <what was played>"``.
     """
+    kind, title = found.kind, found.title
     want_kind = "show" if show else item.kind.value
     want_title = (item.show_title or "") if show else item.title
     played = "the play's show" if show else "the play"
     want = "" if show else guid_base(item.guid)
     if want:
-        have = guid_base(guid)
+        have = guid_base(found.guid)
         if have != want:
             return f"guid {have or 'unknown'}, {played}'s {want}"
     else:
-        titled = bool(want_title.strip() and title and title.strip())
-        if titled and norm_title(want_title) != norm_title(title or ""):
+        titled = bool(want_title.strip() and title.strip())
+        if titled and norm_title(want_title) != norm_title(title):
             return f"titled {title!r}, {played} {want_title!r}"
         if not titled and kind != want_kind:
             return f"{_a(kind)}, {played} {_a(want_kind)}"
+    season, number = found.position
     moved = (item.season is not None and season is not None and season != item.season) or (
         item.number is not None and number is not None and number != item.number
     )

@@ -23,7 +23,7 @@ from crosswatchd.resolve.keys import id_query, int_or_none
 if TYPE_CHECKING:
     from crosswatchd.resolve.chain import Answers, Work
 
-__all__ = ["SimklStep", "TraktStep"]
+__all__ = ["SimklStep", "TraktStep", "add_found"]
 
 SearchKind = Literal["movie", "show", "episode"]
 
@@ -34,6 +34,17 @@ _ID_ORDER: Final[dict[SearchKind, tuple[str, ...]]] = {
     "episode": ("tvdb", "imdb", "tmdb"),
 }
 _SIMKL_ID_ORDER: Final = ("imdb", "tmdb", "tvdb", "anidb")
+
+
+def add_found(work: Work, step: str, kind: Literal["movie", "show"], ids: Ids) -> None:
+    """Add the *ids* *step* found for a movie, or for an episode's show (*kind*); an episode
+    without a season or number still falls short of the goal, and that is the reason."""
+    if kind == "movie":
+        work.add(step, ids=ids)
+        return
+    work.add(step, show_ids=ids)
+    if work.item.season is None or work.item.number is None:
+        work.fail(step, f"{step}: season or episode number unknown")
 
 
 class TraktStep:
@@ -118,10 +129,6 @@ class SimklStep:
             work.fail("simkl", f"simkl: no match for {kind} {id_type} {value}")
             return
         # SIMKL echoes only some ids; the queried one is known to be right.
-        hit_ids = Ids.from_dict(found.get("ids")).merged(Ids(**{id_type: value}))
-        if kind == "movie":
-            work.add("simkl", ids=hit_ids)
-        else:
-            work.add("simkl", show_ids=hit_ids)
-            if work.item.season is None or work.item.number is None:
-                work.fail("simkl", "simkl: season or episode number unknown")
+        add_found(
+            work, "simkl", kind, Ids.from_dict(found.get("ids")).merged(Ids(**{id_type: value}))
+        )

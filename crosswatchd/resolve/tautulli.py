@@ -170,12 +170,9 @@ class TautulliStep:
         if meta is None:
             work.fail("tautulli", f"tautulli: ratingKey {rk} not found")
             return
-        season, number = meta.position
         # Tautulli watches the configured server: a webhook from a friend's server names
         # another item here under the same ratingKey (see the plex step).
-        why = other_item(
-            item, kind=meta.kind, guid=meta.guid, title=meta.title, season=season, number=number
-        )
+        why = other_item(item, meta)
         if why is not None:
             skip_other_item(work, "tautulli", rk, why)
             return
@@ -187,6 +184,7 @@ class TautulliStep:
             if not work.item.ids:
                 work.fail("tautulli", f"tautulli: ratingKey {rk} has no external ids")
             return
+        season, number = meta.position  # a legacy TV guid's numbering wins
         work.add("tautulli", ids=meta.guids, show_ids=meta.show_ids, season=season, number=number)
         grk = meta.grandparent_rating_key  # this server's show key, not the webhook's
         if work.goal_met():

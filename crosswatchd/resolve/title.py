@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from crosswatchd.models import Ids, MediaKind
 from crosswatchd.providers.trakt import TraktSearch
 from crosswatchd.resolve.keys import norm_title
+from crosswatchd.resolve.search import add_found
 
 if TYPE_CHECKING:
     from crosswatchd.resolve.chain import Answers, Work
@@ -61,10 +62,4 @@ class TitleStep:
         if found is None:
             work.fail("title", f"title: no single exact match for {kind} {title!r} ({year})")
             return
-        ids = Ids.from_dict(found.get("ids"))
-        if kind == "movie":
-            work.add("title", ids=ids)
-        else:
-            work.add("title", show_ids=ids)
-            if work.item.season is None or work.item.number is None:
-                work.fail("title", "title: season or episode number unknown")
+        add_found(work, "title", kind, Ids.from_dict(found.get("ids")))
