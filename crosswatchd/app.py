@@ -38,8 +38,10 @@ from crosswatchd.drain import Drainer, ResolveFn
 from crosswatchd.errors import ConfigError
 from crosswatchd.http import USER_AGENT
 from crosswatchd.logs import configure_logging
+from crosswatchd.metrics import Metrics
 from crosswatchd.models import Item
 from crosswatchd.outbox import Outbox
+from crosswatchd.profiles import Household, TargetAccount
 from crosswatchd.providers.base import Provider
 from crosswatchd.providers.simkl import SimklProvider
 from crosswatchd.providers.trakt import TraktProvider
@@ -55,8 +57,9 @@ __all__ = [
     "data_lock",
     "ensure_webhook_secret",
     "known_secrets",
-    "limiters_for",
+    "limiter_for",
     "make_data_dir",
+    "make_provider",
     "open_cache",
     "open_outbox",
     "outbox_path",
@@ -77,10 +80,12 @@ def outbox_path(settings: Settings) -> Path:
 
 
 async def open_outbox(settings: Settings) -> Outbox:
-    """The outbox of *settings*' data_dir, fanning out to its configured targets."""
+    """The outbox of *settings*' data_dir, fanning each profile's events out to its target
+    accounts."""
+    household = Household.from_settings(settings)
     return await Outbox.open(
         outbox_path(settings),
-        providers=settings.providers(),
+        targets={profile.name: list(profile.targets) for profile in household.profiles},
         dedupe_window_s=settings.delivery.dedupe_window_s,
         synchronous=settings.delivery.sqlite_synchronous,
     )
@@ -172,29 +177,69 @@ def data_lock(settings: Settings) -> Iterator[IO[str]]:
         fh.close()
 
 
-def limiters_for(settings: Settings) -> dict[str, Limiter]:
-    """One limiter per target from the settings' rate limits (shared with its searches)."""
-    return {
-        "trakt": Limiter.per_second(
+def limiter_for(settings: Settings, provider: str, metrics: Metrics | None = None) -> Limiter:
+    """A limiter with *provider*'s rate limits from the settings.
+
+    The services count per user token (each target account gets its own) and, for requests
+    without one (id searches), per client id (one shared by the resolver): Trakt "Rate
+    Limiting" (1 POST/s, 1000 GETs per 5 min), api.simkl.org "Rate limits" (1 POST/s and
+    10 GETs/s).
+    """
+    if provider == "trakt":
+        limiter = Limiter.per_second(
             post_per_s=settings.trakt.post_per_s,
             get_per_s=settings.trakt.get_limit / settings.trakt.get_period_s,
             # Trakt counts GETs per 5-minute window; allow a modest burst, not the whole window.
             get_capacity=min(50.0, float(settings.trakt.get_limit)),
-        ),
-        "simkl": Limiter.per_second(
+        )
+    else:
+        limiter = Limiter.per_second(
             post_per_s=settings.simkl.post_per_s,
             get_per_s=settings.simkl.get_per_s,
             get_capacity=max(1.0, settings.simkl.get_per_s),
-        ),
-    }
+        )
+    if metrics is not None:
+        limiter.on_wait = lambda seconds: metrics.rate_limit_wait(provider, seconds)
+    return limiter
+
+
+def make_provider(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    account: TargetAccount,
+    metrics: Metrics | None = None,
+) -> Provider:
+    """The provider of one target account: its own token file and its own limiter, so one
+    account's 429s, outage or revoked token never hold up another's."""
+    tokens = TokenStore(settings.data_dir, account.provider, account.profile)
+    limiter = limiter_for(settings, account.provider, metrics)
+    if account.provider == "trakt":
+        return TraktProvider(
+            session=session,
+            limiter=limiter,
+            tokens=tokens,
+            client_id=settings.trakt.client_id,
+            client_secret=settings.trakt.client_secret,
+            api_url=settings.trakt.api_url,
+            timeout_s=settings.delivery.timeout_s,
+        )
+    return SimklProvider(
+        session=session,
+        limiter=limiter,
+        tokens=tokens,
+        client_id=settings.simkl.client_id,
+        api_url=settings.simkl.api_url,
+        timeout_s=settings.delivery.timeout_s,
+    )
 
 
 @dataclass
 class Services:
-    """Everything a command needs to talk to the outside: session, providers, resolver."""
+    """Everything a command needs to talk to the outside: the session, one provider per
+    target account, the resolver (shared: ids do not depend on who watched)."""
 
     session: aiohttp.ClientSession
-    providers: dict[str, Provider]
+    providers: dict[TargetAccount, Provider]
     resolve: ResolveFn
     cache: IdCache
     tautulli: TautulliClient | None
@@ -208,32 +253,29 @@ class Services:
         await self.session.close()
 
 
+def service_urls(settings: Settings) -> dict[str, str]:
+    """The base URL of every outside service, by name (for the request metrics)."""
+    return {
+        settings.trakt.api_url: "trakt",
+        settings.simkl.api_url: "simkl",
+        settings.plex.url: "plex",
+        settings.tautulli.url: "tautulli",
+    }
+
+
 @contextlib.asynccontextmanager
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    """Open the HTTP session, providers, id cache and resolver; close them on exit."""
+async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncIterator[Services]:
+    """Open the HTTP session, providers, id cache and resolver; close them on exit. With
+    *metrics*, every request, rate-limit wait and token refresh is counted."""
     timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_s)
-    session = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": USER_AGENT})
-    limiters = limiters_for(settings)
-    providers: dict[str, Provider] = {}
-    if settings.trakt_enabled():
-        providers["trakt"] = TraktProvider(
-            session=session,
-            limiter=limiters["trakt"],
-            tokens=TokenStore(settings.data_dir, "trakt"),
-            client_id=settings.trakt.client_id,
-            client_secret=settings.trakt.client_secret,
-            api_url=settings.trakt.api_url,
-            timeout_s=settings.delivery.timeout_s,
-        )
-    if settings.simkl_enabled():
-        providers["simkl"] = SimklProvider(
-            session=session,
-            limiter=limiters["simkl"],
-            tokens=TokenStore(settings.data_dir, "simkl"),
-            client_id=settings.simkl.client_id,
-            api_url=settings.simkl.api_url,
-            timeout_s=settings.delivery.timeout_s,
-        )
+    traces = [metrics.trace_config(service_urls(settings))] if metrics is not None else []
+    session = aiohttp.ClientSession(
+        timeout=timeout, headers={"User-Agent": USER_AGENT}, trace_configs=traces
+    )
+    providers = {
+        account: make_provider(settings, session, account, metrics)
+        for account in Household.from_settings(settings).accounts()
+    }
     tautulli = None
     if settings.tautulli.url and settings.tautulli.api_key:
         tautulli = tautulli_client(settings, session)
@@ -242,8 +284,9 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         settings,
         session=session,
         cache=cache,
-        trakt_limiter=limiters["trakt"],
-        simkl_limiter=limiters["simkl"],
+        # Searches carry no user token: they count per client id, one limiter each.
+        trakt_limiter=limiter_for(settings, "trakt", metrics),
+        simkl_limiter=limiter_for(settings, "simkl", metrics),
         tautulli=tautulli,
     )
 
@@ -258,11 +301,23 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         await bundle.close()
 
 
-def _daemon_app(settings: Settings, outbox: Outbox, secret: str) -> web.Application:
-    app = build_app(settings, outbox, secret)
+def _daemon_app(
+    settings: Settings, outbox: Outbox, secret: str, metrics: Metrics
+) -> web.Application:
+    running: dict[TargetAccount, Provider] = {}
+
+    async def ready_check() -> list[str]:
+        if not running:
+            return ["no target account is configured (set trakt.client_id or simkl.client_id)"]
+        if not any(provider.is_authorized() for provider in running.values()):
+            return ["no target account is authorized (run `crosswatchd auth trakt|simkl`)"]
+        return []
+
+    app = build_app(settings, outbox, secret, ready_check=ready_check, metrics=metrics)
 
     async def delivery_ctx(_app: web.Application) -> AsyncIterator[None]:
-        async with services(settings) as svc:
+        async with services(settings, metrics) as svc:
+            running.update(svc.providers)
             stop = asyncio.Event()
             tasks = [
                 asyncio.create_task(
@@ -272,10 +327,12 @@ def _daemon_app(settings: Settings, outbox: Outbox, secret: str) -> web.Applicat
                         settings.delivery,
                         resolve=svc.resolve,
                         on_retry_requested=svc.cache.forget_negative,
+                        profile=account.profile,
+                        metrics=metrics,
                     ).run(stop),
-                    name=f"drain-{name}",
+                    name=f"drain-{account}",
                 )
-                for name, provider in svc.providers.items()
+                for account, provider in svc.providers.items()
             ]
             if not tasks:
                 log.warning(
@@ -285,11 +342,9 @@ def _daemon_app(settings: Settings, outbox: Outbox, secret: str) -> web.Applicat
                 )
             yield
             stop.set()
-            _, pending = (
-                await asyncio.wait(tasks, timeout=_DRAIN_STOP_TIMEOUT_S)
-                if tasks
-                else (set(), set())
-            )
+            pending: set[asyncio.Task[None]] = set()
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=_DRAIN_STOP_TIMEOUT_S)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -354,7 +409,7 @@ async def run_daemon(settings: Settings) -> None:
         try:
             released = await outbox.release_all_leases()
             adopted = await outbox.adopt_targets()
-            app = _daemon_app(settings, outbox, secret)
+            app = _daemon_app(settings, outbox, secret, Metrics())
             runner = web.AppRunner(
                 app,
                 access_log=None,

@@ -36,9 +36,10 @@ from crosswatchd.errors import (
     RetryableError,
     UnresolvedError,
 )
-from crosswatchd.models import Action, Item, Source
+from crosswatchd.metrics import Metrics
+from crosswatchd.models import DEFAULT_PROFILE, Action, Item, Source
 from crosswatchd.outbox import Claimed, DeliveryKind, DeliveryState, Outbox, Settlement
-from crosswatchd.providers.base import Play, Provider
+from crosswatchd.providers.base import Change, Play, Provider
 from crosswatchd.settlement import (
     AUTH_POLL_S,
     Observation,
@@ -94,7 +95,7 @@ def _log_outcome(step: Step, settlement: Settlement) -> str:
 
 
 class Drainer:
-    """Delivers one target's deliveries from the outbox until stopped.
+    """Delivers one target account's deliveries (*profile* on *provider*) until stopped.
 
     ``resolve`` fills in ids (see :mod:`crosswatchd.resolve`); ``on_retry_requested`` runs
     when a user re-queued parked plays (to forget cached negative lookups); ``unix_s``
@@ -111,9 +112,13 @@ class Drainer:
         on_retry_requested: Callable[[], Awaitable[object]] | None = None,
         unix_s: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        profile: str = DEFAULT_PROFILE,
+        metrics: Metrics | None = None,
     ) -> None:
         self.outbox = outbox
         self.provider = provider
+        self.profile = profile
+        self._metrics = metrics
         self.settings = settings
         self._resolve = resolve
         self._unix_s = unix_s
@@ -122,7 +127,7 @@ class Drainer:
             plays=RetryPolicy(settings.backoff_base_s, settings.backoff_max_s, rand),
             live_max_age_s=settings.live_max_age_s,
         )
-        self._log = log.bind(provider=provider.name)
+        self._log = log.bind(profile=profile, provider=provider.name)
         self._auth_logged = False
         self._on_retry_requested = on_retry_requested
         self._retry_generation: int | None = None
@@ -130,10 +135,12 @@ class Drainer:
     # -- loops -------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run the play and live loops until *stop* is set."""
+        """Run the play, live, rating and watchlist loops until *stop* is set."""
         await asyncio.gather(
             self._loop(stop, DeliveryKind.PLAY, self.drain_plays_once),
             self._loop(stop, DeliveryKind.LIVE, self.drain_live_once),
+            self._loop(stop, DeliveryKind.RATING, self.drain_ratings_once),
+            self._loop(stop, DeliveryKind.WATCHLIST, self.drain_watchlist_once),
         )
 
     async def _loop(
@@ -172,7 +179,7 @@ class Drainer:
                 # Nothing can be sent: new events need not wake us; look for a token now and then.
                 timeout = max(timeout, AUTH_POLL_S)
             else:
-                due = await self.outbox.next_due_in(self.provider.name, kind)
+                due = await self.outbox.next_due_in(self.provider.name, kind, profile=self.profile)
                 if due is not None:
                     timeout = min(timeout, max(due, 0.05))
                 waiters.append(asyncio.ensure_future(wake.wait()))
@@ -190,9 +197,10 @@ class Drainer:
             self._auth_logged = False
             return True
         if not self._auth_logged:
+            who = "" if self.profile == DEFAULT_PROFILE else f" --profile {self.profile}"
             self._log.warning(
                 "delivery.waiting_for_auth",
-                hint=f"run `crosswatchd auth {self.provider.name}`; deliveries are kept",
+                hint=f"run `crosswatchd auth {self.provider.name}{who}`; deliveries are kept",
             )
             self._auth_logged = True
         return False
@@ -201,9 +209,16 @@ class Drainer:
         self, delivery: Claimed, step: Step, outcome: Outcome, *, started: float | None = None
     ) -> None:
         """Decide what *outcome* means for *delivery*, apply it, and log it (once)."""
-        settlement = decide(delivery, step, outcome, self._rules, now_s=self._unix_s())
+        now_s = self._unix_s()
+        settlement = decide(delivery, step, outcome, self._rules, now_s=now_s)
         if await self.outbox.settle(delivery, settlement):
             self._emit(delivery, step, settlement, started)
+            if self._metrics is not None:
+                self._metrics.delivery_attempt(self.provider.name, _log_outcome(step, settlement))
+                if settlement.state is DeliveryState.DELIVERED and delivery.watched_at:
+                    self._metrics.delivered(
+                        self.provider.name, now_s - delivery.watched_at.timestamp()
+                    )
         else:
             self._log.warning(
                 "delivery.lease_lost",
@@ -225,6 +240,7 @@ class Drainer:
             DeliveryKind.PLAY,
             limit=self.provider.max_batch,
             lease_s=self.settings.lease_s,
+            profile=self.profile,
         )
         if not claimed:
             return 0
@@ -347,6 +363,89 @@ class Drainer:
             if delivery.id not in outcomes:  # a provider bug; never lose the play
                 await self._settle(delivery, Step.SEND, Observation.NO_OUTCOME)
 
+    # -- ratings and watchlist changes --------------------------------------------------------
+
+    async def drain_ratings_once(self) -> int:
+        """Claim and apply one batch of rating changes. Returns how many were settled."""
+        return await self._drain_changes_once(DeliveryKind.RATING)
+
+    async def drain_watchlist_once(self) -> int:
+        """Claim and apply one batch of watchlist changes. Returns how many were settled."""
+        return await self._drain_changes_once(DeliveryKind.WATCHLIST)
+
+    async def _drain_changes_once(self, kind: DeliveryKind) -> int:
+        if not self._authorized():
+            return 0
+        claimed = await self.outbox.claim(
+            self.provider.name,
+            kind,
+            limit=self.provider.max_changes,
+            lease_s=self.settings.lease_s,
+            profile=self.profile,
+        )
+        ready: list[tuple[Claimed, Change]] = []
+        for delivery in claimed:
+            try:
+                change = await self._prepare_change(delivery)
+            except Exception as exc:
+                await self._internal_error(delivery, Step.RESOLVE, exc)
+                continue
+            if change is not None:
+                ready.append((delivery, change))
+        if ready:
+            try:
+                await self._apply(ready, time.perf_counter())
+            except Exception as exc:
+                for delivery, _ in ready:
+                    await self._internal_error(delivery, Step.SEND, exc)
+        return len(claimed)
+
+    async def _prepare_change(self, delivery: Claimed) -> Change | None:
+        """Resolve ids (once; stored) and check the target can take the item."""
+        item = delivery.item
+        if not delivery.resolved:
+            try:
+                item, step = await self._resolve(item)
+            except (UnresolvedError, RetryableError) as exc:
+                await self._settle(delivery, Step.RESOLVE, exc)
+                return None
+            await self.outbox.save_resolution(delivery, item, step)
+        missing = self.provider.missing_ids(item)
+        if missing:
+            await self._settle(delivery, Step.IDS, UnresolvedError(missing, "ids"))
+            return None
+        return Change(
+            key=delivery.id,
+            action=delivery.action,
+            item=item,
+            at=delivery.occurred_at,
+            rating=delivery.rating,
+        )
+
+    async def _apply(self, ready: list[tuple[Claimed, Change]], started: float) -> None:
+        """Send changes; a batch refused as a whole is re-sent change by change."""
+        try:
+            results = await self.provider.apply_changes([c for _, c in ready])
+        except PermanentError as exc:
+            if exc.scope is ErrorScope.REQUEST and len(ready) > 1:
+                self._log.warning("delivery.batch_refused", changes=len(ready), reason=exc.message)
+                for pair in ready:
+                    await self._apply([pair], started)
+                return
+            for delivery, _ in ready:
+                await self._settle(delivery, Step.SEND, exc)
+            return
+        except (RetryableError, AuthError) as exc:
+            for delivery, _ in ready:
+                await self._settle(delivery, Step.SEND, exc)
+            return
+        for delivery, _ in ready:
+            result = results.get(delivery.id)
+            if result is None:  # a provider bug; never lose the change
+                await self._settle(delivery, Step.SEND, RuntimeError("no outcome"))
+            else:
+                await self._settle(delivery, Step.SEND, result, started=started)
+
     # -- live state --------------------------------------------------------------------------
 
     async def drain_live_once(self) -> int:
@@ -354,7 +453,11 @@ class Drainer:
         if not self._authorized():
             return 0
         claimed = await self.outbox.claim(
-            self.provider.name, DeliveryKind.LIVE, limit=_LIVE_BATCH, lease_s=self.settings.lease_s
+            self.provider.name,
+            DeliveryKind.LIVE,
+            limit=_LIVE_BATCH,
+            lease_s=self.settings.lease_s,
+            profile=self.profile,
         )
         for delivery in claimed:
             await self._deliver_live(delivery)

@@ -108,14 +108,20 @@ class PermanentError(ProviderError):
     ``scope`` (:class:`ErrorScope`) says what is refused: ``ACCOUNT`` (every play would fail,
     the drainer marks them dead) or ``REQUEST`` (this request's content was rejected: the
     drainer retries the plays of a batch one by one and parks the one that is refused, with
-    the reason).
+    the reason). ``status`` is the HTTP status that said so, when one did.
     """
 
     def __init__(
-        self, provider: str, message: str, *, scope: ErrorScope = ErrorScope.REQUEST
+        self,
+        provider: str,
+        message: str,
+        *,
+        scope: ErrorScope = ErrorScope.REQUEST,
+        status: int | None = None,
     ) -> None:
         super().__init__(provider, message)
         self.scope = scope
+        self.status = status
 
 
 class AuthError(ProviderError):

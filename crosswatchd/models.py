@@ -22,6 +22,7 @@ from typing import Any
 
 __all__ = [
     "COMPLETED_PCT",
+    "DEFAULT_PROFILE",
     "Action",
     "Ids",
     "Item",
@@ -33,16 +34,23 @@ __all__ = [
     "parse_utc",
 ]
 
+#: The implicit profile (household member) of a configuration without ``[[profiles]]``, and
+#: of every row stored before households existed.
+DEFAULT_PROFILE = "default"
+
 #: Progress (percent) at or above which a stop counts as a completed play. Plex's own
 #: ``media.scrobble`` fires at 90 % (Plex support article "Webhooks").
 COMPLETED_PCT = 90.0
 
 
 class MediaKind(enum.StrEnum):
-    """What an item is. Only movies and episodes are ever delivered."""
+    """What an item is. Plays are of movies and episodes; ratings and watchlist entries may
+    also be of a show or a season (``season`` set, ``number`` None)."""
 
     MOVIE = "movie"
     EPISODE = "episode"
+    SHOW = "show"
+    SEASON = "season"
 
 
 class Action(enum.StrEnum):
@@ -56,19 +64,35 @@ class Action(enum.StrEnum):
     PAUSE = "pause"  # media.pause / Tautulli pause
     STOP = "stop"  # media.stop / Tautulli stop below the completion threshold
     WATCHED = "watched"  # media.scrobble / stop >= 90 % / Tautulli watched / history import
+    RATE = "rate"  # media.rate: PlayEvent.rating 1-10, or None when cleared
+    WATCHLIST_ADD = "watchlist_add"  # the item was put on a watchlist
+    WATCHLIST_REMOVE = "watchlist_remove"  # the item was taken off a watchlist
 
     @property
     def is_play(self) -> bool:
-        """True for a completed play, False for live state."""
+        """True for a completed play."""
         return self is Action.WATCHED
+
+    @property
+    def is_live(self) -> bool:
+        """True for live state (now watching, paused, stopped)."""
+        return self in (Action.START, Action.PAUSE, Action.STOP)
 
 
 class Source(enum.StrEnum):
-    """Where an event came from."""
+    """Where an event came from. Imports and reconcile backfill the past: their deliveries
+    wait behind what webhooks report now (:attr:`is_backfill`)."""
 
     PLEX = "plex"
     TAUTULLI = "tautulli"
     IMPORT = "import"
+    RECONCILE = "reconcile"
+    WATCHLIST = "watchlist"
+
+    @property
+    def is_backfill(self) -> bool:
+        """True for sources that fill in the past rather than report the present."""
+        return self in (Source.IMPORT, Source.RECONCILE)
 
 
 _ID_FIELDS = ("imdb", "tmdb", "tvdb", "trakt", "simkl", "anidb")
@@ -154,6 +178,11 @@ class Item:
 
     def label(self) -> str:
         """Human label for logs and status, e.g. ``Futurama S02E15`` or ``Barry Lyndon (1975)``."""
+        if self.kind is MediaKind.SEASON:
+            show = self.show_title or self.title or "?"
+            return f"{show} season {self.season if self.season is not None else '?'}"
+        if self.kind is MediaKind.SHOW:
+            return f"{self.title} ({self.year})" if self.year else self.title
         if self.kind is MediaKind.EPISODE:
             show = self.show_title or "?"
             s = f"{self.season:02d}" if self.season is not None else "??"
@@ -208,6 +237,8 @@ class PlayEvent:
     ``WATCHED`` event it becomes the play's ``watched_at``. ``progress_pct`` is 0–100 or
     ``None`` when unknown; ``view_offset_ms``/``duration_ms`` are the raw Plex values.
     ``session`` groups live events of one playback (Plex Player uuid, Tautulli session_key).
+    ``profile`` is the household member the source account belongs to (routed at intake).
+    ``rating`` is a ``RATE`` event's 1-10 rating (``None``: the rating was cleared).
     """
 
     source: Source
@@ -219,6 +250,8 @@ class PlayEvent:
     view_offset_ms: int | None = None
     duration_ms: int | None = None
     session: str | None = None
+    profile: str = DEFAULT_PROFILE
+    rating: int | None = None
 
     def __post_init__(self) -> None:
         if self.occurred_at.tzinfo is None:
@@ -242,6 +275,18 @@ def item_keys(item: Item) -> list[str]:
         keys.append(f"rk:{scope}{item.rating_key}")
     if item.kind is MediaKind.MOVIE:
         keys.extend(f"movie:{name}:{value}" for name, value in item.ids.as_dict().items())
+        return keys
+    if item.kind is MediaKind.SHOW:  # a show (rated, watchlisted): its own ids
+        ids = item.ids.merged(item.show_ids)
+        keys.extend(f"series:{name}:{value}" for name, value in ids.as_dict().items())
+        return keys
+    if item.kind is MediaKind.SEASON:  # a season: its own ids, or the show's + its number
+        keys.extend(f"season:{name}:{value}" for name, value in item.ids.as_dict().items())
+        if item.season is not None:
+            keys.extend(
+                f"series:{name}:{value}:{item.season}"
+                for name, value in item.show_ids.as_dict().items()
+            )
         return keys
     keys.extend(f"episode:{name}:{value}" for name, value in item.ids.as_dict().items())
     if item.season is not None and item.number is not None:

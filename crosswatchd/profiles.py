@@ -16,11 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from crosswatchd.config import Settings
+from crosswatchd.models import DEFAULT_PROFILE
 
 __all__ = ["DEFAULT_PROFILE", "Household", "Profile", "TargetAccount"]
-
-#: The implicit profile's name (also the profile of rows written before households existed).
-DEFAULT_PROFILE = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,18 +64,34 @@ class Household:
     explicit: bool
 
     @classmethod
+    def implicit(
+        cls,
+        *,
+        plex_accounts: Sequence[str] = (),
+        tautulli_users: Sequence[str] = (),
+        targets: Sequence[str] = (),
+    ) -> Household:
+        """The household of a configuration without ``[[profiles]]``: one ``default``
+        profile with these accounts (``plex.accounts`` empty: the owner's own plays only)."""
+        profile = Profile(
+            DEFAULT_PROFILE,
+            _folded(plex_accounts),
+            _folded(tautulli_users),
+            tuple(targets),
+            owner_only=not any(a.strip() for a in plex_accounts),
+        )
+        return cls((profile,), explicit=False)
+
+    @classmethod
     def from_settings(cls, settings: Settings) -> Household:
         """The household *settings* describe (validated by ``load_settings``)."""
         configured = tuple(settings.providers())
         if not settings.profiles:
-            implicit = Profile(
-                DEFAULT_PROFILE,
-                _folded(settings.plex.accounts),
-                _folded(settings.tautulli.users),
-                configured,
-                owner_only=not settings.plex.accounts,
+            return cls.implicit(
+                plex_accounts=settings.plex.accounts,
+                tautulli_users=settings.tautulli.users,
+                targets=configured,
             )
-            return cls((implicit,), explicit=False)
         profiles = tuple(
             Profile(
                 p.name,
@@ -119,6 +133,39 @@ class Household:
         """The profile a Tautulli username belongs to (case-insensitive), or None."""
         folded = username.strip().casefold()
         return next((p for p in self.profiles if folded in p.tautulli_users), None)
+
+    def route_plex(
+        self, title: str | None, account_id: str | None, *, user: bool
+    ) -> tuple[Profile | None, str]:
+        """:meth:`for_plex`, with the reason a user reads when no profile takes the event."""
+        profile = self.for_plex(title, account_id, user=user)
+        if profile is not None:
+            return profile, ""
+        shown = repr(title) if title is not None else "(no Account.title)"
+        if self.explicit:
+            return None, f"plex account {shown} is in no profile (profiles: {self._listing()})"
+        if self.profiles[0].owner_only:
+            return None, (
+                f"plex account {shown} is not this webhook's own user (user=false) and"
+                " plex.accounts is empty"
+            )
+        return None, f"plex account {shown} is not in plex.accounts"
+
+    def route_tautulli(self, username: str) -> tuple[Profile | None, str]:
+        """:meth:`for_tautulli`, with the reason a user reads when no profile takes it."""
+        profile = self.for_tautulli(username)
+        if profile is not None:
+            return profile, ""
+        if self.explicit:
+            return None, (
+                f"tautulli user {username!r} is in no profile (profiles: {self._listing()})"
+            )
+        if not self.profiles[0].tautulli_users:
+            return None, "tautulli.users is empty: add this username to accept its plays"
+        return None, f"tautulli user {username!r} is not in tautulli.users"
+
+    def _listing(self) -> str:
+        return ", ".join(self.names())
 
     def tautulli_users(self) -> list[str]:
         """Every Tautulli username some profile accepts (case-folded)."""

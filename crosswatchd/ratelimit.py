@@ -96,7 +96,10 @@ class TokenBucket:
 
 
 class Limiter:
-    """The buckets of one provider, keyed by method class (``"get"``, ``"post"``)."""
+    """The buckets of one provider, keyed by method class (``"get"``, ``"post"``).
+
+    *on_wait* is told the seconds each :meth:`acquire` waited (the metrics' rate-limit wait).
+    """
 
     def __init__(
         self,
@@ -104,10 +107,12 @@ class Limiter:
         *,
         monotonic_s: Clock = time.monotonic,
         now: Callable[[], datetime] = utc_now,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
         self._buckets = dict(buckets)
         self._monotonic_s = monotonic_s
         self._now = now
+        self.on_wait = on_wait
 
     @classmethod
     def per_second(
@@ -136,7 +141,10 @@ class Limiter:
 
     async def acquire(self, method: str) -> None:
         """Wait for a token of *method*'s class (``GET`` → get, others → post)."""
+        started = self._monotonic_s()
         await self._buckets[method_class(method)].acquire()
+        if self.on_wait is not None:
+            self.on_wait(self._monotonic_s() - started)
 
     def block_for(self, seconds: float, method: str | None = None) -> None:
         """Stop handing out tokens for *seconds* (one class, or all when *method* is None)."""

@@ -51,6 +51,23 @@ any        AuthError                              pending in 10 s, attempt refun
 any        PermanentError                         dropped
 =========  =====================================  =============================================
 
+Ratings and watchlist changes (``kind = rating | watchlist``; every send is idempotent, so
+one whose fate is unknown is sent again, never looked up):
+
+=========  =====================================  =============================================
+RESOLVE    UnresolvedError                        parked (``unresolved``), as plays
+IDS        UnresolvedError (target lacks ids)     parked (``unresolved``)
+SEND       APPLIED / KEPT                         delivered (KEPT with its note)
+SEND       NOT_FOUND                              parked (``not_found``)
+SEND       LIMIT (the account's list is full)     parked (``rejected``, the note names the
+                                                  limit); a later pass queues it again
+SEND       PermanentError (either scope)          parked (``rejected``): one refused change
+                                                  never stops the account's plays
+any        RetryableError                         pending after the plays' backoff
+any        AuthError                              pending in 10 s, attempt refunded
+any        any other exception (a bug)            pending after backoff, "internal error: …"
+=========  =====================================  =============================================
+
 An outcome outside these tables (a live delivery's unexpected exception included) raises
 ``ValueError``: the drainer lets such an exception escape, the lease expires and the delivery
 is claimed again.
@@ -72,7 +89,7 @@ from crosswatchd.errors import (
     UnresolvedError,
 )
 from crosswatchd.outbox import Claimed, DeliveryKind, ReasonKind, Settlement
-from crosswatchd.providers.base import LiveOutcome, PlayOutcome
+from crosswatchd.providers.base import ChangeOutcome, ChangeResult, LiveOutcome, PlayOutcome
 
 __all__ = [
     "AUTH_POLL_S",
@@ -120,7 +137,7 @@ class Observation(enum.StrEnum):
 
 
 #: What :func:`decide` takes as the outcome of a step.
-Outcome: TypeAlias = PlayOutcome | LiveOutcome | Observation | Exception
+Outcome: TypeAlias = PlayOutcome | LiveOutcome | ChangeResult | Observation | Exception
 
 
 def retry_delay_s(
@@ -193,6 +210,8 @@ def decide(
     """
     if delivery.kind is DeliveryKind.LIVE:
         return _live(delivery, step, outcome, rules, now_s)
+    if delivery.kind in (DeliveryKind.RATING, DeliveryKind.WATCHLIST):
+        return _change(delivery, step, outcome, rules)
     if isinstance(outcome, Exception):
         return _play_error(delivery, step, outcome, rules)
     return _play(delivery, step, outcome, rules)
@@ -251,6 +270,34 @@ def _play_error(delivery: Claimed, step: Step, exc: Exception, rules: Rules) -> 
     # A bug or a surprise: never lose the play; show the error in status.
     error = f"{rules.provider}: internal error: {type(exc).__name__}: {exc}"
     return Settlement.pending(rules.plays.delay_s(delivery.attempts), error, keep_sent=True)
+
+
+def _change(delivery: Claimed, step: Step, outcome: Outcome, rules: Rules) -> Settlement:
+    if isinstance(outcome, ChangeResult) and step is Step.SEND:
+        if outcome.outcome in (ChangeOutcome.APPLIED, ChangeOutcome.KEPT):
+            return Settlement.delivered(note=outcome.note)
+        if outcome.outcome is ChangeOutcome.NOT_FOUND:
+            reason = f"{rules.provider} does not know this item (not_found)"
+            return Settlement.parked(reason, ReasonKind.NOT_FOUND)
+        reason = outcome.note or f"{rules.provider}: the account's list is full"
+        return Settlement.parked(reason, ReasonKind.REJECTED)
+    if isinstance(outcome, UnresolvedError) and step in (Step.RESOLVE, Step.IDS):
+        reason = _with_step(outcome) if step is Step.RESOLVE else outcome.reason
+        return Settlement.parked(reason, ReasonKind.UNRESOLVED)
+    if isinstance(outcome, RetryableError) and step in (Step.RESOLVE, Step.SEND):
+        delay_s = rules.plays.delay_s(delivery.attempts, outcome.retry_after_s)
+        return Settlement.pending(delay_s, str(outcome), keep_sent=False)
+    if isinstance(outcome, AuthError) and step is Step.SEND:
+        return Settlement.pending(
+            AUTH_POLL_S, outcome.message, keep_sent=False, refund_attempt=True
+        )
+    if isinstance(outcome, PermanentError) and step is Step.SEND:
+        reason = f"refused by {rules.provider}: {outcome.message}"
+        return Settlement.parked(reason, ReasonKind.REJECTED)
+    if isinstance(outcome, Exception):
+        error = f"{rules.provider}: internal error: {type(outcome).__name__}: {outcome}"
+        return Settlement.pending(rules.plays.delay_s(delivery.attempts), error, keep_sent=False)
+    raise ValueError(f"no settlement for a {delivery.kind} change after {outcome!r} at {step}")
 
 
 def _with_step(exc: UnresolvedError) -> str:

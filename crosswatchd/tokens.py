@@ -1,4 +1,8 @@
-"""OAuth token files: ``data_dir/tokens/{provider}.json``, mode 0600, replaced atomically.
+"""OAuth token files: one per target account, mode 0600, replaced atomically.
+
+The implicit profile's tokens are ``data_dir/tokens/{provider}.json`` (where they always
+were); a household member's are ``data_dir/tokens/{profile}/{provider}.json`` (directories
+0700), so one profile's refresh-token rotation never touches another's file.
 
 A token file holds the provider's token response plus ``obtained_at`` (unix seconds), e.g.
 Trakt's ``{"access_token", "refresh_token", "expires_in", "created_at", "scope",
@@ -18,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from crosswatchd.models import DEFAULT_PROFILE
 
 __all__ = ["Token", "TokenStore"]
 
@@ -43,10 +49,12 @@ class Token:
 
 
 class TokenStore:
-    """Load and save one provider's token file."""
+    """Load and save one target account's token file (*profile* on *provider*)."""
 
-    def __init__(self, data_dir: Path, provider: str) -> None:
-        self.path = Path(data_dir) / "tokens" / f"{provider}.json"
+    def __init__(self, data_dir: Path, provider: str, profile: str = DEFAULT_PROFILE) -> None:
+        self._root = Path(data_dir) / "tokens"
+        folder = self._root if profile == DEFAULT_PROFILE else self._root / profile
+        self.path = folder / f"{provider}.json"
         self._seen: tuple[int, int, int] | None = None
         self._cached: Token | None = None
 
@@ -85,8 +93,9 @@ class TokenStore:
         """Store a token response atomically with mode 0600; returns the stored token."""
         data = dict(response)
         data.setdefault("obtained_at", int(time.time()))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.path.parent, 0o700)
+        for folder in dict.fromkeys((self._root, self.path.parent)):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(folder, 0o700)
         tmp = self.path.with_suffix(".json.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:

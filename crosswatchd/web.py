@@ -8,7 +8,9 @@ Routes:
 - ``POST /webhook/tautulli?token=SECRET`` — the JSON body of Tautulli's Webhook agent
   (``config/tautulli-webhook.json``). Both endpoints also take the secret in an
   ``X-Crosswatchd-Token`` header.
-- ``GET /healthz`` — ``{"status": "ok"}`` while the outbox is open.
+- ``GET /healthz`` — ``{"status": "ok"}``: the process answers (liveness).
+- ``GET /readyz`` — ready when the outbox can be written and a target account is
+  authorized; else 503 with the problems (readiness).
 
 Replies are JSON: **202** once the event is committed to SQLite, with ``"kind": "play"`` or
 ``"live"``; **200** ``"kind": "ignored"`` with a reason for events deliberately ignored;
@@ -22,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import re
 import socket
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,8 +44,12 @@ from multidict import MultiDictProxy
 from crosswatchd.config import Settings
 from crosswatchd.errors import PayloadError
 from crosswatchd.logs import RepeatLimiter
+from crosswatchd.metrics import Metrics
 from crosswatchd.models import PlayEvent
 from crosswatchd.outbox import Outbox
+from crosswatchd.page import render_page
+from crosswatchd.profiles import Household
+from crosswatchd.report import build_report
 from crosswatchd.sources.plex import Ignored, parse_plex_payload, plex_event
 from crosswatchd.sources.tautulli import parse_tautulli_body, tautulli_event
 
@@ -60,6 +68,7 @@ log = structlog.get_logger(__name__)
 
 OUTBOX = web.AppKey("outbox", Outbox)
 SETTINGS = web.AppKey("settings", Settings)
+HOUSEHOLD = web.AppKey("household", Household)
 SECRET = web.AppKey("secret", str)
 Clock = Callable[[], datetime]
 NOW: web.AppKey[Clock] = web.AppKey("now")
@@ -77,7 +86,43 @@ class ServerHint:
     machine_id: str | None = None
 
 
+@dataclass(slots=True)
+class StorageHealth:
+    """Whether the outbox could be written lately: a failed commit (a full disk, a read-only
+    file) is remembered for :data:`STORAGE_MEMORY_S` at most, so ``/readyz`` says so while it
+    lasts and says ready again soon after space returns. Every webhook still tries its own
+    commit: nothing is refused on the memory alone."""
+
+    failed_at_s: float | None = None  # monotonic seconds of the last failed commit
+    error: str = ""
+
+    def failed(self, exc: BaseException, monotonic_s: float) -> None:
+        self.failed_at_s, self.error = monotonic_s, f"{type(exc).__name__}: {exc}"
+
+    def succeeded(self) -> None:
+        self.failed_at_s = None
+
+    def problem(self, monotonic_s: float) -> str | None:
+        """The recent storage failure, if one happened in the last few seconds."""
+        if self.failed_at_s is None or monotonic_s - self.failed_at_s > STORAGE_MEMORY_S:
+            return None
+        return f"the outbox cannot be written: {self.error}"
+
+
+#: How long a failed commit keeps /readyz not ready (seconds).
+STORAGE_MEMORY_S = 5.0
+#: What ``/readyz`` asks the daemon besides the outbox: problems in words (none: ready).
+ReadyCheck = Callable[[], Awaitable[list[str]]]
+
+
+async def _no_more_checks() -> list[str]:
+    return []
+
+
 SERVER_HINT = web.AppKey("server_hint", ServerHint)
+METRICS = web.AppKey("metrics", Metrics)
+STORAGE = web.AppKey("storage", StorageHealth)
+READY_CHECK: web.AppKey[ReadyCheck] = web.AppKey("ready_check")
 REJECTIONS = web.AppKey("rejections", RepeatLimiter)
 #: Set when the daemon is stopping: new requests get 503, never a 202 it might not keep.
 STOPPING = web.AppKey("stopping", asyncio.Event)
@@ -190,13 +235,26 @@ async def _accept(
             account=event.account,
             duration_ms=_since_ms(started),
         )
+        request.app[METRICS].webhook(source, "ignored")
         return _reply(200, status="ignored", kind="ignored", reason=event.reason)
-    result = await outbox.enqueue(event)
+    health = request.app[STORAGE]
+    try:
+        result = await outbox.enqueue(event)
+    except (sqlite3.Error, OSError) as exc:
+        # A fault of ours, not of the input: nothing was acknowledged, the sender tries again.
+        health.failed(exc, time.monotonic())
+        held = request.app[REJECTIONS].admit("storage")
+        if held is not None:
+            log.error("webhook.storage_failed", source=source, error=str(exc), suppressed=held)
+        return _reply(503, error=f"cannot store the event now ({exc}); try again later")
+    health.succeeded()
+    request.app[METRICS].webhook(source, "accepted")
     kind = "play" if event.action.is_play else "live"
     log.info(
         "webhook.accepted",
         source=source,
         kind=kind,
+        profile=event.profile,
         action=event.action.value,
         item=event.item.label(),
         account=event.account,
@@ -208,6 +266,7 @@ async def _accept(
         202,
         status="accepted",
         kind=kind,
+        profile=event.profile,
         event_id=result.event_id,
         duplicate=result.duplicate,
         deliveries=result.new_deliveries,
@@ -217,6 +276,7 @@ async def _accept(
 def _rejected(request: web.Request, source: str, status: int, reason: str) -> web.Response:
     """Answer a client error; repeated rejections of one kind are logged once a minute
     with the number held back (a flood of bad tokens makes a few lines, not thousands)."""
+    request.app[METRICS].webhook(source, "rejected")
     held = request.app[REJECTIONS].admit(f"{source}:{status}:{reason}")
     if held is not None:
         extra = {"suppressed": held} if held else {}
@@ -268,7 +328,7 @@ async def plex_webhook(request: web.Request) -> web.Response:
         payload = parse_plex_payload(await _plex_json(request, limit))
         if payload.owner and payload.server and payload.server.uuid:
             request.app[SERVER_HINT].machine_id = payload.server.uuid
-        return plex_event(payload, received_at=request.app[NOW](), accounts=settings.plex.accounts)
+        return plex_event(payload, received_at=request.app[NOW](), household=request.app[HOUSEHOLD])
 
     return await _read_event(request, "plex", limit, read)
 
@@ -280,13 +340,14 @@ async def tautulli_webhook(request: web.Request) -> web.Response:
 
     async def read() -> PlayEvent | Ignored:
         body = parse_tautulli_body(await _read_limited(request, limit))
+        household = request.app[HOUSEHOLD]
         event = tautulli_event(
             body,
             received_at=request.app[NOW](),
-            users=settings.tautulli.users,
+            household=household,
             default_server=request.app[SERVER_HINT].machine_id,
         )
-        if isinstance(event, Ignored) and event.account_filtered and not settings.tautulli.users:
+        if isinstance(event, Ignored) and event.account_filtered and not household.tautulli_users():
             log.warning(
                 "tautulli.users_empty",
                 username=event.account,
@@ -298,8 +359,82 @@ async def tautulli_webhook(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """``GET /healthz``: liveness for Docker/systemd watchdogs."""
+    """``GET /healthz``: liveness for Docker/systemd watchdogs (the process answers)."""
     return _reply(200, status="ok")
+
+
+#: How long /readyz waits for its outbox write probe.
+_PROBE_TIMEOUT_S = 2.0
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """``GET /readyz``: 200 ``{"status": "ready"}`` when the daemon can store webhooks and
+    deliver them; else 503 with the problems: the outbox could not be written in the last
+    few seconds or does not answer a tiny write now, or no target account is authorized."""
+    problems: list[str] = []
+    stored = request.app[STORAGE].problem(time.monotonic())
+    if stored:
+        problems.append(stored)
+    else:
+        try:
+            async with asyncio.timeout(_PROBE_TIMEOUT_S):
+                await request.app[OUTBOX].probe_write()
+        except (sqlite3.Error, OSError, TimeoutError) as exc:
+            request.app[STORAGE].failed(exc, time.monotonic())
+            problems.append(f"the outbox cannot be written: {type(exc).__name__}: {exc}")
+    problems.extend(await request.app[READY_CHECK]())
+    if problems:
+        return _reply(503, status="not ready", problems=problems)
+    return _reply(200, status="ready")
+
+
+def _is_loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
+
+
+async def status_page(request: web.Request) -> web.Response:
+    """``GET /``: the status page (:mod:`crosswatchd.page`). It shows the household's viewing
+    activity, so a client that is not on this machine must give the webhook secret
+    (``?token=`` or ``X-Crosswatchd-Token``), like a webhook."""
+    if not _is_loopback(request.remote) and not _token_ok(request):
+        return _reply(401, error="the status page takes the webhook token from other machines")
+    settings = request.app[SETTINGS]
+    report = await build_report(settings, request.app[OUTBOX])
+    return web.Response(
+        text=render_page(settings, report),
+        content_type="text/html",
+        headers={
+            "Cache-Control": "no-store",
+            # Nothing may load from anywhere: the page is self-contained.
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+        },
+    )
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """``GET /metrics``: Prometheus metrics (:mod:`crosswatchd.metrics`); the delivery gauges
+    are read from the outbox now, as ``status --json`` reads them."""
+    metrics = request.app[METRICS]
+    counts = await request.app[OUTBOX].account_counts()
+    metrics.set_deliveries(
+        {
+            account: {
+                "pending": c.pending,
+                "delivered": c.delivered,
+                "unresolved": c.unresolved,
+                "parked": c.parked,
+                "dead": c.dead,
+            }
+            for account, c in counts.items()
+        }
+    )
+    body, content_type = metrics.render(request.headers.get("Accept"))
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
 
 
 @web.middleware
@@ -341,25 +476,36 @@ def build_app(
     *,
     now: Callable[[], datetime] = _utc_now,
     server_hint: ServerHint | None = None,
+    ready_check: ReadyCheck = _no_more_checks,
+    metrics: Metrics | None = None,
 ) -> web.Application:
     """The aiohttp application. Lifecycle (drainers, sessions) is added by the caller.
 
-    *server_hint* is shared with the caller, who may fill it from Tautulli's API.
+    *server_hint* is shared with the caller, who may fill it from Tautulli's API;
+    *ready_check* adds the caller's readiness problems to ``/readyz`` (e.g. no authorized
+    target account).
     """
     app = web.Application(
         middlewares=[_json_errors],
         client_max_size=settings.http.max_body_bytes * _REQUEST_FACTOR,
     )
     app[SETTINGS] = settings
+    app[HOUSEHOLD] = Household.from_settings(settings)
     app[OUTBOX] = outbox
     app[SECRET] = secret
     app[NOW] = now
     app[SERVER_HINT] = server_hint if server_hint is not None else ServerHint()
     app[REJECTIONS] = RepeatLimiter()
     app[STOPPING] = asyncio.Event()
+    app[STORAGE] = StorageHealth()
+    app[READY_CHECK] = ready_check
+    app[METRICS] = metrics if metrics is not None else Metrics()
     app.router.add_post("/webhook/plex", plex_webhook)
     app.router.add_post("/webhook/tautulli", tautulli_webhook)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/", status_page)
     return app
 
 

@@ -12,11 +12,12 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import stat
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,12 +59,20 @@ def _toml_value(value: Any) -> str:
     return json.dumps(str(value))
 
 
-def write_config(path: Path, data_dir: Path, **sections: Mapping[str, Any]) -> Path:
-    """A TOML config with ``data_dir`` and the given ``[section]`` tables."""
+def write_config(
+    path: Path,
+    data_dir: Path,
+    profiles: Sequence[Mapping[str, Any]] = (),
+    **sections: Mapping[str, Any],
+) -> Path:
+    """A TOML config with ``data_dir``, the given ``[section]`` tables and ``[[profiles]]``."""
     lines = [f"data_dir = {_toml_value(data_dir)}"]
     for name, table in sections.items():
         lines.append(f"[{name}]")
         lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
+    for profile in profiles:
+        lines.append("[[profiles]]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in profile.items())
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -109,8 +118,10 @@ class Home:
     data_dir: Path
     config: Path
 
-    def configure(self, **sections: Mapping[str, Any]) -> Path:
-        return write_config(self.config, self.data_dir, **sections)
+    def configure(
+        self, profiles: Sequence[Mapping[str, Any]] = (), **sections: Mapping[str, Any]
+    ) -> Path:
+        return write_config(self.config, self.data_dir, profiles, **sections)
 
     async def outbox(self, providers: list[str]) -> Outbox:
         return await Outbox.open(self.data_dir / "outbox.sqlite3", providers=providers)
@@ -121,6 +132,11 @@ class Home:
             return await outbox.fetch_all(sql)
         finally:
             await outbox.close()
+
+    async def query_write(self, sql: str, *params: Any) -> None:
+        """Change the outbox behind the CLI's back (a state no command makes directly)."""
+        with sqlite3.connect(self.data_dir / "outbox.sqlite3") as db:
+            db.execute(sql, params)
 
 
 @pytest.fixture
@@ -225,8 +241,8 @@ class TestStatus:
     async def test_table_has_a_row_per_target(self, home: Home) -> None:
         run = await cli(home.config, "status")
         assert run.code == 0, run.err
-        lines = run.out.splitlines()
-        header = lines[0].split()
+        lines = [line.strip() for line in run.out.splitlines()]
+        header = next(line.split() for line in lines if line.startswith("target"))
         assert header[:3] == ["target", "auth", "pending"]
         row = next(line.split() for line in lines if line.startswith("trakt"))
         assert row[:3] == ["trakt", "NO", "0"]
@@ -319,6 +335,29 @@ class TestUnresolved:
         assert sorted(r["id"] for r in rows) == sorted(parked)
         assert {r["kind"] for r in rows} == {"unresolved"}
 
+    async def test_a_parked_rating_is_listed_and_counted_apart_from_plays(
+        self, home: Home, parked: list[int]
+    ) -> None:
+        outbox = await home.outbox(["trakt"])
+        try:
+            for title, rating in (("Obscure Film", 8), ("Lost Tape", None)):
+                event = watched(title)
+                await outbox.enqueue(replace(event, action=Action.RATE, rating=rating))
+            (first, _) = await outbox.claim("trakt", "rating", limit=10, lease_s=60)
+            await outbox.settle(first, Settlement.parked("no ids", ReasonKind.UNRESOLVED))
+        finally:
+            await outbox.close()
+        run = await cli(home.config, "unresolved", "list")
+        line = next(x for x in run.out.splitlines() if x.startswith(f"#{first.id} "))
+        assert "[rating 8] Obscure Film (1999)" in line
+        report = json.loads((await cli(home.config, "status", "--json")).out)
+        trakt = report["providers"]["trakt"]
+        assert (trakt["unresolved"], trakt["pending"]) == (2, 0)  # the plays only
+        assert (trakt["ratings_parked"], trakt["ratings_pending"]) == (1, 1)
+        assert report["problems"][0]["change"] == "rating 8"
+        table = (await cli(home.config, "status")).out
+        assert "ratings 1 pending, 0 delivered, 1 parked" in table
+
     async def test_retry_all_requeues_every_unresolved_play(
         self, home: Home, parked: list[int]
     ) -> None:
@@ -338,10 +377,46 @@ class TestUnresolved:
         assert "Re-queued 1 play(s)" in run.out
         assert await states(home) == {first: "pending", second: "parked"}
 
-    async def test_retry_unknown_id_requeues_nothing(self, home: Home, parked: list[int]) -> None:
+    async def test_retry_unknown_id_is_one_line_exit_1_and_requeues_nothing(
+        self, home: Home, parked: list[int]
+    ) -> None:
         run = await cli(home.config, "unresolved", "retry", "999999")
-        assert "Re-queued 0 play(s)" in run.out
+        assert run.code == 1
+        assert run.err_lines == [
+            "crosswatchd: #999999 is not a parked or dead play"
+            " (see `crosswatchd unresolved list --all-parked`)"
+        ]
         assert set((await states(home)).values()) == {"parked"}
+
+    async def test_retry_of_a_delivered_play_is_refused(
+        self, home: Home, parked: list[int]
+    ) -> None:
+        await home.query_write("UPDATE deliveries SET state = 'delivered' WHERE id = ?", parked[0])
+        run = await cli(home.config, "unresolved", "retry", str(parked[0]))
+        assert run.code == 1
+        assert "not a parked or dead play" in run.err
+
+    async def test_dismiss_drops_a_parked_play_for_good(
+        self, home: Home, parked: list[int]
+    ) -> None:
+        run = await cli(home.config, "unresolved", "dismiss", str(parked[0]))
+        assert run.code == 0, run.err
+        assert "Dismissed 1 play(s)" in run.out
+        assert (await states(home))[parked[0]] == "dropped"
+        listing = await cli(home.config, "unresolved", "list", "--json")
+        assert [row["id"] for row in json.loads(listing.out)] == [parked[1]]
+        retried = await cli(home.config, "unresolved", "retry", "--all")
+        assert "Re-queued 1 play(s)" in retried.out
+        assert (await states(home))[parked[0]] == "dropped"
+
+    async def test_dismiss_all(self, home: Home, parked: list[int]) -> None:
+        run = await cli(home.config, "unresolved", "dismiss", "--all")
+        assert "Dismissed 2 play(s)" in run.out
+        assert set((await states(home)).values()) == {"dropped"}
+
+    async def test_list_says_times_are_utc(self, home: Home, parked: list[int]) -> None:
+        run = await cli(home.config, "unresolved", "list")
+        assert "2026-01-02 20:00 UTC" in run.out
 
     async def test_retry_without_id_or_all_is_a_usage_error(self, home: Home) -> None:
         run = await cli(home.config, "unresolved", "retry")
@@ -625,6 +700,44 @@ class TestAuth:
             status = await cli(home.config, "status", "--json")
             assert json.loads(status.out)["providers"]["trakt"]["authorized"] is True
 
+    async def test_auth_with_a_profile_stores_that_members_token_apart(self, home: Home) -> None:
+        async with FakeTrakt(device_interval_s=0.2) as fake:
+            home.configure(
+                profiles=[{"name": "alex"}, {"name": "sam"}],
+                trakt={
+                    "client_id": fake.client_id,
+                    "client_secret": fake.client_secret,
+                    "api_url": fake.url,
+                },
+            )
+            ambiguous = await cli(home.config, "auth", "trakt")
+            assert ambiguous.code == 2
+            assert "--profile" in ambiguous.err and "alex, sam" in ambiguous.err
+
+            async def approve() -> None:
+                while not fake.devices:  # noqa: ASYNC110 - the fake has no event to wait on
+                    await asyncio.sleep(0.05)
+                (code,) = fake.devices
+                fake.approve_device(code, user="sam")
+
+            approver = asyncio.create_task(approve())
+            run = await cli(home.config, "auth", "trakt", "--profile", "sam")
+            await approver
+            assert run.code == 0, run.err
+            token_file = home.data_dir / "tokens" / "sam" / "trakt.json"
+            assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+            assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+            assert not (home.data_dir / "tokens" / "trakt.json").exists()
+            stored = TokenStore(home.data_dir, "trakt", "sam").load()
+            assert stored is not None and fake.token_user(stored.access_token) == "sam"
+            report = json.loads((await cli(home.config, "status", "--json")).out)
+            assert report["profiles"]["sam"]["trakt"]["authorized"] is True
+            assert report["profiles"]["alex"]["trakt"]["authorized"] is False
+            assert report["providers"]["trakt"]["authorized"] is False  # not every account
+            text = (await cli(home.config, "status")).out
+            assert "profile alex" in text and "profile sam" in text
+            assert "crosswatchd auth trakt --profile alex" in text
+
     async def test_auth_trakt_denied_is_one_line_and_stores_nothing(self, home: Home) -> None:
         async with FakeTrakt(device_interval_s=0.2) as fake:
             home.configure(
@@ -659,6 +772,22 @@ class TestAuth:
             assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
             stored = TokenStore(home.data_dir, "simkl").load()
             assert stored is not None and stored.access_token in fake.tokens
+
+    @pytest.mark.parametrize("provider", ["trakt", "simkl"])
+    async def test_auth_with_the_service_unreachable_is_one_line_naming_it(
+        self, home: Home, provider: str
+    ) -> None:
+        with socket.socket() as sock:  # a port nobody listens on
+            sock.bind(("127.0.0.1", 0))
+            dead_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        home.configure(
+            **{provider: {"client_id": "c" * 16, "client_secret": "s" * 16, "api_url": dead_url}}
+        )
+        run = await cli(home.config, "auth", provider)
+        assert run.code == 1
+        assert len(run.err_lines) == 1 and "Traceback" not in run.err
+        name = {"trakt": "Trakt", "simkl": "SIMKL"}[provider]
+        assert f"could not reach {name}" in run.err_lines[0]
 
     async def test_auth_without_credentials_names_the_key(self, home: Home) -> None:
         home.configure(simkl={"client_id": ""})

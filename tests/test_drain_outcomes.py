@@ -184,7 +184,7 @@ class TestSurprises:
         assert all(r[0] == "pending" for r in rows)
         assert all("internal error: KeyError" in r[1] for r in rows)
         assert all(r[2] > clock.now for r in rows)
-        backlog = (await outbox.backlog())["trakt"]
+        backlog = (await outbox.backlog())[("default", "trakt")]
         assert "KeyError" in backlog["last_error"]
 
 

@@ -142,13 +142,14 @@ async def test_every_real_plex_payload_unmodified_gives_one_play_and_live_state_
     world: tuple[FakeTrakt, Daemon],
 ) -> None:
     """The reference payloads as Plex sent them: the one scrobble is one Trakt play at its
-    receipt time; pauses/stops become /scrobble/pause below 80 % (never a play); library.new,
-    media.rate, music and another account's event are answered 200 and go nowhere."""
+    receipt time; pauses/stops become /scrobble/pause below 80 % (never a play); the media.rate
+    is the movie's rating 4 on Trakt; library.new, music and another account's event are
+    answered 200 and go nowhere."""
     fake, daemon = world
     await daemon.start()
     expected = {
         "movie_media.scrobble_plex-agent_big-trouble-in-little-china.json": 202,
-        "movie_media.rate_plex-agent_big-trouble-in-little-china.json": 200,
+        "movie_media.rate_plex-agent_big-trouble-in-little-china.json": 202,
         "movie_media.stop_legacy-agent_imdb_barry-lyndon.json": 202,
         "episode_media.pause_legacy-agent_thetvdb_futurama.json": 202,
         "episode_media.pause_plex-agent_bobs-burgers_s09e15.json": 200,  # "user": false
@@ -162,6 +163,7 @@ async def test_every_real_plex_payload_unmodified_gives_one_play_and_live_state_
             payload = orjson.loads((FIXTURES / name).read_bytes())
             assert await post_webhook(http, daemon.port, payload) == status, name
         await wait_for(lambda: bool(fake.history), 20, "the play")
+        await wait_for(lambda: bool(fake.ratings), 20, "the rating")
         await wait_for(
             lambda: sum(s["path"] == "/scrobble/pause" for s in fake.scrobbles) >= 2,
             20,
@@ -169,6 +171,9 @@ async def test_every_real_plex_payload_unmodified_gives_one_play_and_live_state_
         )
         await asyncio.sleep(1.0)
     assert _imdb_counts(fake) == Counter({"tt0090728": 1})
+    assert [(r["movie"]["ids"]["imdb"], r["rating"]) for r in fake.ratings.values()] == [
+        ("tt0090728", 4)
+    ]
     assert all(h["action"] == "watch" for h in fake.history)
     paused = [s["body"] for s in fake.scrobbles if s["path"] == "/scrobble/pause"]
     assert any(b.get("movie", {}).get("ids", {}).get("imdb") == "tt0072684" for b in paused)

@@ -126,7 +126,7 @@ async def row(outbox: Outbox, delivery_id: int, columns: str) -> tuple[Any, ...]
 
 async def table_sizes(outbox: Outbox) -> dict[str, int]:
     sizes = {}
-    for table in ("events", "deliveries", "play_keys", "seen_accounts"):
+    for table in ("events", "deliveries", "delivery_keys", "seen_accounts"):
         [(n,)] = await outbox.fetch_all(f"SELECT count(*) FROM {table}")
         sizes[table] = int(n)
     return sizes
@@ -592,6 +592,7 @@ class TestQueryPlan:
                 "token": "t",
                 "expires": 30.0,
                 "now": 0.0,
+                "profile": "default",
                 "provider": "trakt",
                 "kind": "play",
                 "limit": 10,
@@ -611,20 +612,23 @@ class TestQueryPlan:
                 id="fan-out-count-of-the-intake",
             ),
             pytest.param(
-                QUERIES.adopt_play, {"event_id": 1, "provider": "trakt", "now": 0.0}, id="adopt"
+                QUERIES.adopt_play,
+                {"event_id": 1, "profile": "default", "provider": "trakt", "now": 0.0},
+                id="adopt",
             ),
         ],
     )
-    async def test_the_dedupe_rule_searches_play_keys_by_target_key_and_time(
+    async def test_the_dedupe_rule_searches_delivery_keys_by_account_key_and_time(
         self, outbox: Outbox, query: str, params: dict[str, Any]
     ) -> None:
-        """Every use of play_duplicates walks the event's keys and searches play_keys by its
-        primary key (target, key, time range), never scanning a target's keys."""
+        """Every use of play_duplicates walks the event's keys and searches delivery_keys by its
+        primary key (target account, key, time range), never scanning an account's keys."""
         plan = await outbox.fetch_all("EXPLAIN QUERY PLAN " + query, params)
 
         details = [str(step[-1]) for step in plan]
         search = (
-            "SEARCH k USING PRIMARY KEY (provider=? AND key=? AND watched_at>? AND watched_at<?)"
+            "SEARCH k USING PRIMARY KEY"
+            " (profile=? AND provider=? AND kind=? AND key=? AND at>? AND at<?)"
         )
         assert search in details, details
         assert not any(d.startswith("SCAN k") for d in details), details

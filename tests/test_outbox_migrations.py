@@ -73,16 +73,57 @@ async def migrated(v1_path: Path) -> AsyncIterator[Outbox]:
     await box.close()
 
 
+#: Version 1's columns, in version 1's order.
+V1_EVENTS = (
+    "id, source, action, account, item, label, occurred_at, received_at, progress_pct,"
+    " view_offset_ms, duration_ms, session, keys, providers, dedupe_window_s"
+)
+V1_DELIVERIES = (
+    "id, event_id, provider, kind, state, attempts, next_attempt_at, lease_token, sent_at,"
+    " last_error, reason, reason_kind, resolved_item, resolved_by, watched_at, unconfirmed,"
+    " created_at, updated_at, settled_at"
+)
+
+
+def as_version_1(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """A version 2 file's rows read as version 1 had them (its columns, play_keys from
+    delivery_keys), to compare with :func:`snapshot` of the version 1 file."""
+    queries = {
+        "events": f"SELECT {V1_EVENTS} FROM events",
+        "deliveries": f"SELECT {V1_DELIVERIES} FROM deliveries",
+        "play_keys": "SELECT provider, key, at, delivery_id FROM delivery_keys WHERE kind = 'play'",
+        "seen_accounts": "SELECT * FROM seen_accounts",
+        "meta": "SELECT * FROM meta",
+    }
+    with sqlite3.connect(path) as db:
+        rows = {t: sorted(db.execute(q).fetchall(), key=repr) for t, q in queries.items()}
+    db.close()
+    return rows
+
+
+def profiles_of(path: Path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        found = {
+            str(p)
+            for table in ("events", "deliveries", "delivery_keys")
+            for (p,) in db.execute(f"SELECT DISTINCT profile FROM {table}")
+        }
+    db.close()
+    return found
+
+
 class TestVersion1File:
     async def test_it_opens_at_version_2_with_every_row_kept(self, v1_path: Path) -> None:
-        """Opening migrates the file to the current version and changes no row."""
+        """Opening migrates the file to the current version and changes no row: every
+        event, delivery and dedupe key is kept, belonging to the implicit profile."""
         before = snapshot(v1_path)
         box = await Outbox.open(v1_path, providers=["trakt", "simkl"])
         await box.close()
 
         assert SCHEMA_VERSION == 2
         assert user_version(v1_path) == 2
-        assert snapshot(v1_path) == before
+        assert as_version_1(v1_path) == before
+        assert profiles_of(v1_path) == {"default"}
         assert {t: len(rows) for t, rows in before.items()} == {
             "events": 9,
             "deliveries": 14,
@@ -124,8 +165,8 @@ class TestVersion1File:
             (9, "parked", "unresolved"),
         ]
         backlog = await migrated.backlog()
-        assert backlog["trakt"]["last_error"] == "trakt: unconfirmed"
-        assert backlog["simkl"]["oldest_watched_at"] == T0
+        assert backlog[("default", "trakt")]["last_error"] == "trakt: unconfirmed"
+        assert backlog[("default", "simkl")]["oldest_watched_at"] == T0
         assert await migrated.seen_accounts("tautulli") == ["bob"]
         assert await migrated.retry_generation() == 1
         assert await migrated.untargeted_plays() == 1

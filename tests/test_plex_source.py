@@ -15,6 +15,7 @@ import pytest
 
 from crosswatchd.errors import PayloadError
 from crosswatchd.models import Action, Ids, MediaKind, PlayEvent, Source
+from crosswatchd.profiles import Household
 from crosswatchd.sources._edge import progress_percent
 from crosswatchd.sources.plex import Ignored, PlexPayload, parse_plex_payload, plex_event
 
@@ -44,7 +45,8 @@ def data(name: str) -> dict[str, Any]:
 def event_of(
     source: bytes | str | dict[str, Any], accounts: list[str] | None = None
 ) -> PlayEvent | Ignored:
-    return plex_event(parse_plex_payload(source), received_at=RECEIVED, accounts=accounts or [])
+    household = Household.implicit(plex_accounts=accounts or [])
+    return plex_event(parse_plex_payload(source), received_at=RECEIVED, household=household)
 
 
 def play(source: bytes | str | dict[str, Any], accounts: list[str] | None = None) -> PlayEvent:
@@ -233,10 +235,13 @@ class TestEventMapping:
         body["Metadata"]["viewOffset"] = 1300000
         assert play(body, accounts=["melissar26"]).action is Action.PAUSE
 
-    def test_media_rate_is_ignored(self) -> None:
-        result = ignored(raw(BIG_TROUBLE_RATE))
-        assert "media.rate" in result.reason
-        assert result.account == "title"
+    def test_the_real_media_rate_capture_is_a_rating_of_the_movie(self) -> None:
+        event = play(raw(BIG_TROUBLE_RATE))
+        assert (event.action, event.rating, event.account) == (Action.RATE, 4, "title")
+        assert event.item.kind is MediaKind.MOVIE
+        assert event.item.label() == "Big Trouble in Little China (1986)"
+        assert event.item.ids == Ids(imdb="tt0090728", tmdb="6978", tvdb="1876")
+        assert event.occurred_at == RECEIVED
 
     def test_library_new_is_ignored(self) -> None:
         assert "library.new" in ignored(raw(BLUEY_LIBRARY_NEW)).reason
@@ -355,7 +360,9 @@ class TestLeniency:
 
     def test_occurred_at_is_received_at_in_utc(self) -> None:
         local = RECEIVED.astimezone(timezone(timedelta(hours=-5)))
-        result = plex_event(parse_plex_payload(raw(BARRY_LYNDON)), received_at=local, accounts=[])
+        result = plex_event(
+            parse_plex_payload(raw(BARRY_LYNDON)), received_at=local, household=Household.implicit()
+        )
         assert isinstance(result, PlayEvent)
         assert result.occurred_at == RECEIVED
         assert result.occurred_at.utcoffset() == timedelta(0)
@@ -363,7 +370,7 @@ class TestLeniency:
     def test_naive_received_at_is_a_caller_error(self) -> None:
         payload = parse_plex_payload(raw(BARRY_LYNDON))
         with pytest.raises(ValueError, match="timezone-aware"):
-            plex_event(payload, received_at=datetime(2026, 1, 1), accounts=[])
+            plex_event(payload, received_at=datetime(2026, 1, 1), household=Household.implicit())
 
 
 class TestPayloadErrors:
@@ -402,7 +409,7 @@ class TestPayloadErrors:
     def test_payload_built_without_metadata_raises_payload_error(self) -> None:
         payload = PlexPayload(event="media.stop")
         with pytest.raises(PayloadError, match="without Metadata"):
-            plex_event(payload, received_at=RECEIVED, accounts=[])
+            plex_event(payload, received_at=RECEIVED, household=Household.implicit())
 
     def test_non_text_input_is_a_payload_error(self) -> None:
         with pytest.raises(PayloadError):
@@ -427,3 +434,97 @@ class TestProgressPercent:
     )
     def test_progress(self, offset: int | None, duration: int | None, expected: float) -> None:
         assert progress_percent(offset, duration) == expected
+
+
+class TestRatings:
+    """``media.rate``: Plex's 0-10 ``rating`` (half stars x 2) becomes a 1-10 rating."""
+
+    @pytest.mark.parametrize(
+        ("sent", "rating"),
+        [
+            (8, 8),
+            (7.0, 7),
+            (4.5, 5),  # half up
+            (1, 1),
+            (10, 10),
+            (0.5, 1),
+            (9.5, 10),
+            (12, 10),  # clamped
+            ("6", 6),  # a number sent as a string
+            (None, None),  # cleared
+            (0, None),
+            (-1, None),
+        ],
+    )
+    def test_the_value_is_rounded_half_up_and_clamped(
+        self, sent: float | str | None, rating: int | None
+    ) -> None:
+        body = data(BIG_TROUBLE_RATE)
+        body["rating"] = sent
+        event = play(body)
+        assert (event.action, event.rating) == (Action.RATE, rating)
+
+    def test_no_rating_at_all_clears_it(self) -> None:
+        body = data(BIG_TROUBLE_RATE)
+        del body["rating"]
+        assert play(body).rating is None
+
+    @pytest.mark.parametrize("sent", ["nan", "inf", "eight"])
+    def test_a_rating_that_is_not_a_number_is_a_payload_error(self, sent: str) -> None:
+        body = data(BIG_TROUBLE_RATE)
+        body["rating"] = sent
+        with pytest.raises(PayloadError, match="rating"):
+            event_of(body)
+
+    def test_an_episode_rating_keeps_its_show_and_position(self) -> None:
+        body = data(FUTURAMA)
+        body.update(event="media.rate", rating=9.0, user=True)
+        event = play(body, accounts=[body["Account"]["title"]])
+        assert (event.action, event.rating) == (Action.RATE, 9)
+        assert event.item.kind is MediaKind.EPISODE
+        assert (event.item.show_ids, event.item.season, event.item.number) == (
+            Ids(tvdb="73871"),
+            2,
+            15,
+        )
+
+    def test_a_show_rating_carries_the_shows_own_ids(self) -> None:
+        body = data(BIG_TROUBLE_RATE)
+        body["Metadata"] = {
+            "type": "show",
+            "title": "Futurama",
+            "year": 1999,
+            "guid": "plex://show/5d9c086c46115600200aa2fe",
+            "Guid": [{"id": "imdb://tt0149460"}, {"id": "tmdb://615"}, {"id": "tvdb://73871"}],
+            "ratingKey": "59800",
+        }
+        item = play(body).item
+        assert (item.kind, item.label()) == (MediaKind.SHOW, "Futurama (1999)")
+        assert item.ids == Ids(imdb="tt0149460", tmdb="615", tvdb="73871")
+
+    def test_a_legacy_season_rating_carries_its_show_and_number(self) -> None:
+        body = data(BIG_TROUBLE_RATE)
+        body["Metadata"] = {
+            "type": "season",
+            "title": "Season 2",
+            "index": 2,
+            "parentTitle": "Futurama",
+            "parentRatingKey": "59800",
+            "guid": "com.plexapp.agents.thetvdb://73871/2?lang=en",
+            "ratingKey": "59801",
+        }
+        item = play(body).item
+        assert (item.kind, item.label()) == (MediaKind.SEASON, "Futurama season 2")
+        assert (item.show_ids, item.season, item.grandparent_rating_key) == (
+            Ids(tvdb="73871"),
+            2,
+            "59800",
+        )
+
+    def test_a_rated_track_is_ignored(self) -> None:
+        body = data(TRACK)
+        body.update(event="media.rate", rating=6)
+        assert (
+            "not a movie, show, season or episode"
+            in ignored(body, accounts=[body["Account"]["title"]]).reason
+        )

@@ -22,6 +22,7 @@ from crosswatchd.config import Settings
 from crosswatchd.errors import RetryableError, SourceUnavailableError, UnresolvedError
 from crosswatchd.http import GetRetry
 from crosswatchd.models import Ids, Item, MediaKind, PlayEvent
+from crosswatchd.profiles import Household
 from crosswatchd.providers.simkl import SimklSearch
 from crosswatchd.providers.trakt import TraktSearch
 from crosswatchd.ratelimit import Limiter, TokenBucket
@@ -170,7 +171,7 @@ def bobs_burgers_item() -> Item:
             (FIXTURES / "episode_media.pause_plex-agent_bobs-burgers_s09e15.json").read_bytes()
         ),
         received_at=datetime(2026, 1, 1, tzinfo=UTC),
-        accounts=["melissar26"],
+        household=Household.implicit(plex_accounts=["melissar26"]),
     )
     assert isinstance(event, PlayEvent)
     assert event.item.guid == BOBS_EPISODE_GUID

@@ -11,6 +11,7 @@ import pytest
 
 from crosswatchd.errors import PayloadError
 from crosswatchd.models import Action, Ids, MediaKind, PlayEvent, Source
+from crosswatchd.profiles import Household
 from crosswatchd.sources.tautulli import (
     Ignored,
     TautulliWebhook,
@@ -37,7 +38,8 @@ def data(name: str) -> dict[str, Any]:
 
 def event_of(source: bytes | str | dict[str, Any], users: list[str] | None = None) -> Any:
     body = parse_tautulli_body(source)
-    return tautulli_event(body, received_at=RECEIVED, users=USERS if users is None else users)
+    household = Household.implicit(tautulli_users=USERS if users is None else users)
+    return tautulli_event(body, received_at=RECEIVED, household=household)
 
 
 def play(source: bytes | str | dict[str, Any], users: list[str] | None = None) -> PlayEvent:
@@ -296,7 +298,11 @@ class TestLeniency:
     def test_naive_received_at_is_a_caller_error(self) -> None:
         body = parse_tautulli_body(data(WATCHED_MOVIE))
         with pytest.raises(ValueError, match="timezone-aware"):
-            tautulli_event(body, received_at=datetime(2026, 1, 1), users=USERS)
+            tautulli_event(
+                body,
+                received_at=datetime(2026, 1, 1),
+                household=Household.implicit(tautulli_users=USERS),
+            )
 
 
 class TestPayloadErrors:

@@ -53,10 +53,10 @@ ACCEPTED = [
     (BOBS_BURGERS_PAUSE, "pause"),
     (SOLAR_OPPOSITES_RESUME, "start"),
     (BIG_TROUBLE_SCROBBLE, "watched"),
+    (BIG_TROUBLE_RATE, "rate"),
 ]
 IGNORED = [
     (BLUEY_LIBRARY_NEW, "library.new is not a playback event"),
-    (BIG_TROUBLE_RATE, "media.rate is not a playback event"),
     (TRACK_PLAY, "'track' is not a movie or episode"),
 ]
 

@@ -60,7 +60,9 @@ class Queries:
     save_resolution: str
     settle: str
     retry_parked: str
+    dismiss_parked: str
     bump_retry_generation: str
+    probe_write: str
     # operator views
     counts: str
     parked: str
@@ -68,6 +70,7 @@ class Queries:
     played_just_before: str
     next_due: str
     retry_generation: str
+    recent: str
     seen_accounts: str
     untargeted_plays: str
 

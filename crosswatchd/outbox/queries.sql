@@ -21,15 +21,17 @@
 -- that order, so Outbox checks it at start-up (probe_returning) and, where it does not hold,
 -- ignores fanned_out and counts afterwards (count_deliveries_of_events).
 INSERT INTO events (source, action, account, item, label, occurred_at, received_at,
-                    progress_pct, view_offset_ms, duration_ms, session, keys, providers,
-                    dedupe_window_s)
+                    progress_pct, view_offset_ms, duration_ms, session, keys, profile,
+                    providers, rating, priority, dedupe_window_s)
 SELECT json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'),
        json_extract(e.value, '$[2]'), json_extract(e.value, '$[3]'),
        json_extract(e.value, '$[4]'), json_extract(e.value, '$[5]'),
        json_extract(e.value, '$[6]'), json_extract(e.value, '$[7]'),
        json_extract(e.value, '$[8]'), json_extract(e.value, '$[9]'),
        json_extract(e.value, '$[10]'), json_extract(e.value, '$[11]'),
-       :providers, :window
+       json_extract(e.value, '$[12]'), json_extract(e.value, '$[13]'),
+       json_extract(e.value, '$[14]'), json_extract(e.value, '$[15]'),
+       :window
 FROM json_each(:batch) AS e
 ORDER BY e.key
 RETURNING id, (SELECT count(*) FROM event_fan_out AS f WHERE f.event_id = events.id) AS fanned_out
@@ -69,18 +71,18 @@ RETURNING id, (SELECT count(*) FROM r AS mine, s WHERE mine.id = r.id AND s.k = 
 -- ---------------------------------------------------------------------------------------------
 
 -- name: orphan_plays
--- Plays stored before :provider was a target, oldest first.
+-- Plays of :profile stored before :provider was one of its targets, oldest first.
 SELECT id FROM events
-WHERE action = 'watched'
+WHERE action = 'watched' AND profile = :profile
   AND NOT EXISTS (SELECT 1 FROM json_each(events.providers) WHERE value = :provider)
 ORDER BY id
 
 -- name: adopt_play
 -- One missed play for one target, unless it has that target's delivery already or repeats a
 -- play the target has (play_duplicates: the fan-out trigger's own dedupe test).
-INSERT INTO deliveries (event_id, provider, kind, next_attempt_at, watched_at,
+INSERT INTO deliveries (event_id, profile, provider, kind, next_attempt_at, watched_at,
                         created_at, updated_at)
-SELECT e.id, :provider, 'play', :now, e.occurred_at, :now, :now
+SELECT e.id, e.profile, :provider, 'play', :now, e.occurred_at, :now, :now
 FROM events AS e
 WHERE e.id = :event_id
   AND NOT EXISTS (SELECT 1 FROM deliveries AS d
@@ -89,9 +91,10 @@ WHERE e.id = :event_id
                   WHERE x.event_id = e.id AND x.provider = :provider)
 
 -- name: add_target
--- Record :provider as a target of every event (its plays were adopted just before).
+-- Record :provider as a target of every event of :profile (its plays were adopted before).
 UPDATE events SET providers = json_insert(providers, '$[#]', :provider)
-WHERE NOT EXISTS (SELECT 1 FROM json_each(events.providers) WHERE value = :provider)
+WHERE profile = :profile
+  AND NOT EXISTS (SELECT 1 FROM json_each(events.providers) WHERE value = :provider)
 
 
 -- ---------------------------------------------------------------------------------------------
@@ -105,28 +108,49 @@ SET state = 'pending', lease_token = NULL, next_attempt_at = :now, updated_at = 
 WHERE state = 'leased'
 
 -- name: claim
--- Lease up to :limit due deliveries of one target and kind, oldest first: pending and due,
--- or leased with an expired lease (next_attempt_at is the lease expiry while leased, so one
--- index, deliveries_ready, serves both). Counts the attempt.
+-- Lease up to :limit due deliveries of one target account (:profile, :provider) and kind:
+-- first any whose lease expired (a worker died), then pending ones in priority order (what
+-- webhooks report now before backfilled imports and reconcile plays, so a large backlog
+-- never delays a fresh play by more than a batch), oldest first. Each branch is an index
+-- range of deliveries_ready (state, priority, next_attempt_at) read in order and cut at
+-- :limit, so no claim sorts a whole backlog. next_attempt_at is the lease expiry while
+-- leased. Counts the attempt.
 UPDATE deliveries
 SET state = 'leased', lease_token = :token, next_attempt_at = :expires,
     attempts = attempts + 1, updated_at = :now
 WHERE id IN (
-    SELECT id FROM deliveries
-    WHERE provider = :provider AND kind = :kind
-      AND state IN ('pending', 'leased') AND next_attempt_at <= :now
-    ORDER BY next_attempt_at, id
+    SELECT id FROM (
+        SELECT id, 0 AS rank, next_attempt_at FROM (
+            SELECT id, next_attempt_at FROM deliveries
+            WHERE profile = :profile AND provider = :provider AND kind = :kind
+              AND state = 'leased' AND next_attempt_at <= :now
+            ORDER BY next_attempt_at LIMIT :limit)
+        UNION ALL
+        SELECT id, 1 AS rank, next_attempt_at FROM (
+            SELECT id, next_attempt_at FROM deliveries
+            WHERE profile = :profile AND provider = :provider AND kind = :kind
+              AND state = 'pending' AND priority = 0 AND next_attempt_at <= :now
+            ORDER BY next_attempt_at LIMIT :limit)
+        UNION ALL
+        SELECT id, 2 AS rank, next_attempt_at FROM (
+            SELECT id, next_attempt_at FROM deliveries
+            WHERE profile = :profile AND provider = :provider AND kind = :kind
+              AND state = 'pending' AND priority = 1 AND next_attempt_at <= :now
+            ORDER BY next_attempt_at LIMIT :limit))
+    ORDER BY rank, next_attempt_at, id
     LIMIT :limit)
 RETURNING id
 
 -- name: claimed_rows
 -- What a worker needs of the deliveries it just leased (:ids, a JSON array), by id.
-SELECT d.id AS id, d.event_id AS event_id, d.provider AS provider, d.kind AS kind,
+SELECT d.id AS id, d.event_id AS event_id, d.profile AS profile, d.provider AS provider,
+       d.kind AS kind,
        d.lease_token AS lease_token, d.attempts AS attempts, e.action AS action,
        e.source AS source, e.account AS account,
        coalesce(d.resolved_item, e.item) AS item, d.resolved_item IS NOT NULL AS resolved,
        e.label AS label, e.occurred_at AS occurred_at, d.watched_at AS watched_at,
-       e.progress_pct AS progress_pct, d.sent_at AS sent_at, d.unconfirmed AS unconfirmed
+       e.progress_pct AS progress_pct, d.sent_at AS sent_at, d.unconfirmed AS unconfirmed,
+       e.rating AS rating
 FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
 WHERE d.id IN (SELECT value FROM json_each(:ids)) AND d.lease_token = :token
 ORDER BY d.id
@@ -154,8 +178,8 @@ SET state = :state, lease_token = NULL,
 WHERE id = :id AND lease_token = :token
 
 -- name: retry_parked
--- Back to pending, to resolve afresh: the play the user names (:id; parked or dead alike),
--- or, with :id NULL, every parked delivery of the reason kinds :kinds (a JSON array).
+-- Back to pending, to resolve afresh: the play, rating or watchlist change the user names
+-- (:id; parked or dead alike), or, with :id NULL, every parked delivery of the reason kinds :kinds (a JSON array).
 -- (Not written WITH … UPDATE: Python's sqlite3 reports no rowcount for a statement that does
 -- not start with UPDATE.)
 UPDATE deliveries
@@ -164,11 +188,36 @@ SET state = 'pending', next_attempt_at = :now, reason = NULL, reason_kind = NULL
     settled_at = NULL, updated_at = :now
 WHERE id IN (
     SELECT id FROM deliveries
-    WHERE id = :id AND kind = 'play' AND state IN ('parked', 'dead')
+    WHERE id = :id AND kind <> 'live' AND state IN ('parked', 'dead')
+      AND (:profile IS NULL OR profile = :profile)
     UNION ALL
     SELECT id FROM deliveries
     WHERE :id IS NULL AND state = 'parked'
+      AND (:profile IS NULL OR profile = :profile)
       AND reason_kind IN (SELECT value FROM json_each(:kinds)))
+
+-- name: dismiss_parked
+-- A user gives up on plays no source can identify (personal media…): the one named (:id;
+-- parked or dead), or, with :id NULL, every parked play or change of the reason kinds :kinds, of
+-- :profile (NULL: any). They are dropped with the reason kept, never sent, never retried.
+UPDATE deliveries
+SET state = 'dropped', reason_kind = 'dismissed',
+    reason = 'dismissed by the user' || coalesce(' (was: ' || reason || ')', ''),
+    lease_token = NULL, settled_at = :now, updated_at = :now
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE id = :id AND kind <> 'live' AND state IN ('parked', 'dead')
+      AND (:profile IS NULL OR profile = :profile)
+    UNION ALL
+    SELECT id FROM deliveries
+    WHERE :id IS NULL AND kind <> 'live' AND state = 'parked'
+      AND (:profile IS NULL OR profile = :profile)
+      AND reason_kind IN (SELECT value FROM json_each(:kinds)))
+
+-- name: probe_write
+-- /readyz: a tiny write, to learn whether the file can be written now.
+INSERT INTO meta (key, value) VALUES ('readyz_probe', 1)
+ON CONFLICT (key) DO UPDATE SET value = value + 1
 
 -- name: bump_retry_generation
 INSERT INTO meta (key, value) VALUES ('retry_generation', 1)
@@ -180,33 +229,35 @@ ON CONFLICT (key) DO UPDATE SET value = value + 1
 -- ---------------------------------------------------------------------------------------------
 
 -- name: counts
-SELECT provider, kind, state, reason_kind, count(*) AS deliveries
+SELECT profile, provider, kind, state, reason_kind, count(*) AS deliveries
 FROM deliveries
-GROUP BY provider, kind, state, reason_kind
+GROUP BY profile, provider, kind, state, reason_kind
 
 -- name: parked
--- Play deliveries in the states :states (a JSON array), of the reason kinds :kinds (a JSON
--- array; NULL: any), newest first.
-SELECT d.id AS id, d.provider AS provider, d.state AS state, e.label AS label,
+-- Play, rating and watchlist deliveries in the states :states (a JSON array), of the reason
+-- kinds :kinds (a JSON array; NULL: any), newest first.
+SELECT d.id AS id, d.profile AS profile, d.provider AS provider, d.state AS state,
+       d.kind AS kind, e.action AS action, e.rating AS rating, e.label AS label,
        coalesce(d.reason, '') AS reason, d.reason_kind AS reason_kind,
-       d.attempts AS attempts, d.watched_at AS watched_at
+       d.attempts AS attempts, d.watched_at AS watched_at, e.occurred_at AS occurred_at
 FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
-WHERE d.kind = 'play' AND d.state IN (SELECT value FROM json_each(:states))
+WHERE d.kind <> 'live' AND d.state IN (SELECT value FROM json_each(:states))
   AND (:kinds IS NULL OR d.reason_kind IN (SELECT value FROM json_each(:kinds)))
+  AND (:profile IS NULL OR d.profile = :profile)
 ORDER BY d.id DESC
 
 -- name: backlog
--- Per target with pending plays: the oldest play, the most attempts, the next due time, and
--- the latest error.
-SELECT provider, min(watched_at) AS oldest_watched_at, max(attempts) AS max_attempts,
-       min(next_attempt_at) AS next_attempt_at,
+-- Per target account with pending plays: the oldest play, the most attempts, the next due
+-- time, and the latest error.
+SELECT profile, provider, min(watched_at) AS oldest_watched_at,
+       max(attempts) AS max_attempts, min(next_attempt_at) AS next_attempt_at,
        (SELECT d2.last_error FROM deliveries AS d2
-         WHERE d2.provider = d.provider AND d2.kind = 'play'
+         WHERE d2.profile = d.profile AND d2.provider = d.provider AND d2.kind = 'play'
            AND d2.state IN ('pending', 'leased') AND d2.last_error IS NOT NULL
          ORDER BY d2.updated_at DESC LIMIT 1) AS last_error
 FROM deliveries AS d
 WHERE kind = 'play' AND state IN ('pending', 'leased')
-GROUP BY provider
+GROUP BY profile, provider
 
 -- name: played_just_before
 -- Does the target hold a play of this event's item from within the event's dedupe window
@@ -214,20 +265,34 @@ GROUP BY provider
 SELECT EXISTS (
     SELECT 1
     FROM events AS e CROSS JOIN json_each(e.keys) AS ek
-    CROSS JOIN play_keys AS k
+    CROSS JOIN delivery_keys AS k
     WHERE e.id = :event_id
+      AND k.profile = e.profile
       AND k.provider = :provider
+      AND k.kind = 'play'
       AND k.key = ek.value
-      AND k.watched_at BETWEEN e.occurred_at - e.dedupe_window_s AND e.occurred_at + 60
+      AND k.at BETWEEN e.occurred_at - e.dedupe_window_s AND e.occurred_at + 60
 ) AS played
 
 -- name: next_due
 SELECT min(next_attempt_at) AS next_attempt_at
 FROM deliveries
-WHERE provider = :provider AND kind = :kind AND state IN ('pending', 'leased')
+WHERE profile = :profile AND provider = :provider AND kind = :kind
+  AND state IN ('pending', 'leased')
 
 -- name: retry_generation
 SELECT value FROM meta WHERE key = 'retry_generation'
+
+-- name: recent
+-- The latest settled plays, ratings and watchlist changes (delivered, parked, dead), newest
+-- first: what the status page lists as recent deliveries.
+SELECT d.id AS id, d.profile AS profile, d.provider AS provider, d.kind AS kind,
+       d.state AS state, e.label AS label, coalesce(d.reason, '') AS reason,
+       d.watched_at AS watched_at, d.settled_at AS settled_at
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.kind <> 'live' AND d.state IN ('delivered', 'parked', 'dead')
+ORDER BY d.settled_at DESC, d.id DESC
+LIMIT :limit
 
 -- name: seen_accounts
 SELECT account FROM seen_accounts WHERE source = :source ORDER BY last_seen DESC

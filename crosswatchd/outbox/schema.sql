@@ -75,45 +75,168 @@ CREATE TABLE meta (
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- Version 1 also created the fan-out trigger, events_fan_out, with the dedupe rule written
--- inline. Migration 2 drops it where it exists and creates its successor, so it is left out
--- here: every file ends with the same schema, and the rule is written once (migration 2).
+-- Version 1 also created two triggers: events_fan_out, with the dedupe rule written inline,
+-- and play_keys_of_delivery. Migration 2 drops them where they exist and creates their
+-- successors, so they are left out here: every file ends with the same schema, and the rule
+-- is written once (migration 2).
+
+-- migration: 2
+-- Households, ratings and watchlists, and one statement of the dedupe rule.
+--
+-- Every event and delivery belongs to a profile (a household member; rows of version 1 are the
+-- implicit profile 'default'), and a delivery's target is a target account: (profile,
+-- provider). Besides plays and live state, a delivery can be a rating or a watchlist change:
+-- for those the latest change of an item per target account wins. Backfilled events (imports,
+-- reconcile) have a lower priority than what webhooks report now. The dedupe rule and the
+-- fan-out become views, so the trigger, the intake's RETURNING clause and
+-- Outbox.adopt_targets() all read one definition.
+
+DROP TRIGGER IF EXISTS events_fan_out;
+DROP TRIGGER IF EXISTS play_keys_of_delivery;
+
+ALTER TABLE events ADD COLUMN profile TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE events ADD COLUMN rating INTEGER;                 -- rate: 1-10; NULL: cleared
+ALTER TABLE events ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;  -- 0 now, 1 backfill
+
+-- deliveries, rebuilt for the new kinds (a CHECK cannot be altered in place).
+CREATE TABLE deliveries_v2 (
+    id               INTEGER PRIMARY KEY,
+    event_id         INTEGER NOT NULL REFERENCES events (id),
+    profile          TEXT    NOT NULL DEFAULT 'default',
+    provider         TEXT    NOT NULL,             -- trakt | simkl | plex (watchlist)
+    kind             TEXT    NOT NULL CHECK (kind IN ('play', 'live', 'rating', 'watchlist')),
+    state            TEXT    NOT NULL DEFAULT 'pending'
+                     CHECK (state IN ('pending', 'leased', 'delivered', 'parked', 'dead', 'dropped')),
+    priority         INTEGER NOT NULL DEFAULT 0,   -- claimed in this order: 0 before 1
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    -- pending: when it may be tried; leased: when the lease expires (so one index serves both)
+    next_attempt_at  REAL    NOT NULL,
+    lease_token      TEXT,
+    sent_at          REAL,                         -- a send that may have landed; check before resending
+    last_error       TEXT,
+    reason           TEXT,                         -- why parked / dead / dropped
+    reason_kind      TEXT,                         -- unresolved | not_found | permanent | stale | ...
+    resolved_item    TEXT,                         -- JSON of the item with resolved ids
+    resolved_by      TEXT,                         -- resolver step
+    watched_at       REAL,                         -- plays only
+    unconfirmed      INTEGER NOT NULL DEFAULT 0,   -- sends the target neither confirmed nor showed
+    created_at       REAL    NOT NULL,
+    updated_at       REAL    NOT NULL,
+    settled_at       REAL
+);
+INSERT INTO deliveries_v2 (id, event_id, provider, kind, state, attempts, next_attempt_at,
+                           lease_token, sent_at, last_error, reason, reason_kind, resolved_item,
+                           resolved_by, watched_at, unconfirmed, created_at, updated_at,
+                           settled_at)
+SELECT id, event_id, provider, kind, state, attempts, next_attempt_at, lease_token, sent_at,
+       last_error, reason, reason_kind, resolved_item, resolved_by, watched_at, unconfirmed,
+       created_at, updated_at, settled_at
+FROM deliveries;
+DROP TABLE deliveries;
+ALTER TABLE deliveries_v2 RENAME TO deliveries;
+CREATE INDEX deliveries_ready
+    ON deliveries (profile, provider, kind, state, priority, next_attempt_at);
+CREATE INDEX deliveries_event ON deliveries (event_id);
+
+-- The identity keys of every play, rating and watchlist delivery, per target account: the
+-- dedupe index of plays (at = watched_at) and the "latest change wins" index of ratings and
+-- watchlist changes (at = when the change was made). Version 1's play_keys moves in.
+CREATE TABLE delivery_keys (
+    profile     TEXT    NOT NULL,
+    provider    TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    key         TEXT    NOT NULL,
+    at          REAL    NOT NULL,
+    delivery_id INTEGER NOT NULL,
+    PRIMARY KEY (profile, provider, kind, key, at, delivery_id)
+) WITHOUT ROWID;
+INSERT INTO delivery_keys (profile, provider, kind, key, at, delivery_id)
+SELECT 'default', provider, 'play', key, watched_at, delivery_id FROM play_keys;
+DROP TABLE play_keys;
 
 -- Every play delivery, however created, records its event's identity keys for dedupe.
 CREATE TRIGGER play_keys_of_delivery AFTER INSERT ON deliveries
 WHEN NEW.kind = 'play'
 BEGIN
-    INSERT INTO play_keys (provider, key, watched_at, delivery_id)
-    SELECT NEW.provider, nk.value, NEW.watched_at, NEW.id
+    INSERT INTO delivery_keys (profile, provider, kind, key, at, delivery_id)
+    SELECT NEW.profile, NEW.provider, 'play', nk.value, NEW.watched_at, NEW.id
     FROM events AS e, json_each(e.keys) AS nk
     WHERE e.id = NEW.event_id;
 END;
 
--- migration: 2
--- The dedupe rule and the fan-out as views, so the trigger, the intake's RETURNING clause and
--- Outbox.adopt_targets() all read one definition.
+-- The other changes of the same item (any shared identity key) for the same target account
+-- and kind as a given rating or watchlist delivery, and whether each is older or newer.
+CREATE VIEW state_changes (new_delivery_id, delivery_id, relation) AS
+SELECT n.delivery_id, k.delivery_id,
+       CASE WHEN k.at < n.at OR (k.at = n.at AND k.delivery_id < n.delivery_id)
+            THEN 'older' ELSE 'newer' END
+FROM delivery_keys AS n
+CROSS JOIN delivery_keys AS k
+WHERE k.profile = n.profile AND k.provider = n.provider AND k.kind = n.kind
+  AND k.key = n.key AND k.delivery_id <> n.delivery_id;
 
--- THE dedupe rule: an event repeats a play a target already has when that target has a play
--- delivery sharing any identity key with the event, watched within the event's
--- dedupe_window_s of its occurred_at. One row per (event, target, earlier play delivery);
--- callers ask "does a row exist for this event and target?". CROSS JOIN fixes the join order
--- (the event's keys first, then a primary-key search of play_keys by target, key and time):
--- left to itself the planner would scan all of the target's keys.
+-- A rating or watchlist change records its keys, and the latest change of an item wins per
+-- target account: an older change still waiting (or being sent) is dropped as superseded,
+-- and a change older than one already known (waiting or delivered) is dropped at once. So a
+-- later rating replaces a pending one, and an older one never overwrites a newer one, also
+-- when it arrives late (an import) or after a crash.
+CREATE TRIGGER state_keys_of_delivery AFTER INSERT ON deliveries
+WHEN NEW.kind IN ('rating', 'watchlist')
+BEGIN
+    INSERT INTO delivery_keys (profile, provider, kind, key, at, delivery_id)
+    SELECT NEW.profile, NEW.provider, NEW.kind, nk.value, e.occurred_at, NEW.id
+    FROM events AS e, json_each(e.keys) AS nk
+    WHERE e.id = NEW.event_id;
+    UPDATE deliveries
+    SET state = 'dropped', reason_kind = 'superseded', lease_token = NULL,
+        reason = 'superseded by a later change of the same item',
+        settled_at = NEW.created_at, updated_at = NEW.created_at
+    WHERE state IN ('pending', 'leased')
+      AND id IN (SELECT k.delivery_id FROM state_changes AS k
+                 WHERE k.new_delivery_id = NEW.id AND k.relation = 'older');
+    UPDATE deliveries
+    SET state = 'dropped', reason_kind = 'superseded',
+        reason = 'an older change than one already known for this item',
+        settled_at = NEW.created_at, updated_at = NEW.created_at
+    WHERE id = NEW.id
+      AND EXISTS (SELECT 1 FROM state_changes AS k
+                  JOIN deliveries AS d ON d.id = k.delivery_id
+                  WHERE k.new_delivery_id = NEW.id AND k.relation = 'newer'
+                    AND d.state <> 'dropped');
+END;
+
+-- THE dedupe rule: an event repeats a play a target account already has when that account
+-- (the event's profile on a provider) has a play delivery sharing any identity key with the
+-- event, watched within the event's dedupe_window_s of its occurred_at. One row per (event,
+-- provider, earlier play delivery); callers ask "does a row exist for this event and
+-- provider?". CROSS JOIN fixes the join order (the event's keys first, then a primary-key
+-- search of delivery_keys by profile, provider, kind, key and time): left to itself the
+-- planner would scan all of the account's keys.
 CREATE VIEW play_duplicates (event_id, provider, delivery_id) AS
 SELECT e.id, k.provider, k.delivery_id
 FROM events AS e
 CROSS JOIN json_each(e.keys) AS ek
-CROSS JOIN play_keys AS k
-WHERE k.key = ek.value
-  AND k.watched_at BETWEEN e.occurred_at - e.dedupe_window_s
-                       AND e.occurred_at + e.dedupe_window_s;
+CROSS JOIN delivery_keys AS k
+WHERE k.profile = e.profile
+  AND k.kind = 'play'
+  AND k.key = ek.value
+  AND k.at BETWEEN e.occurred_at - e.dedupe_window_s
+               AND e.occurred_at + e.dedupe_window_s;
 
--- The deliveries an event fans out into: for each target it was stored for, a completed play
--- becomes a 'play' delivery (watched at occurred_at) unless it repeats one (play_duplicates);
--- live state becomes a 'live' delivery.
-CREATE VIEW event_fan_out (event_id, provider, kind, watched_at) AS
-SELECT e.id, p.value,
-       CASE WHEN e.action = 'watched' THEN 'play' ELSE 'live' END,
+-- The deliveries an event fans out into, one per provider of its profile it was stored for
+-- (events.providers): a completed play becomes a 'play' delivery (watched at occurred_at)
+-- unless it repeats one (play_duplicates); a rating a 'rating' delivery and a watchlist
+-- change a 'watchlist' one (the latest change wins: state_keys_of_delivery); live state
+-- becomes a 'live' delivery.
+CREATE VIEW event_fan_out (event_id, profile, provider, kind, priority, watched_at) AS
+SELECT e.id, e.profile, p.value,
+       CASE e.action
+            WHEN 'watched' THEN 'play'
+            WHEN 'rate' THEN 'rating'
+            WHEN 'watchlist_add' THEN 'watchlist'
+            WHEN 'watchlist_remove' THEN 'watchlist'
+            ELSE 'live' END,
+       e.priority,
        CASE WHEN e.action = 'watched' THEN e.occurred_at END
 FROM events AS e, json_each(e.providers) AS p
 WHERE e.action <> 'watched'
@@ -122,13 +245,12 @@ WHERE e.action <> 'watched'
 
 -- Fan-out in the same statement as the event insert, so a batch of events is one statement.
 -- Outbox.adopt_targets() tests play_duplicates for targets configured after an event arrived.
-DROP TRIGGER IF EXISTS events_fan_out;
 CREATE TRIGGER events_fan_out AFTER INSERT ON events
 BEGIN
-    INSERT INTO deliveries (event_id, provider, kind, next_attempt_at, watched_at,
-                            created_at, updated_at)
-    SELECT f.event_id, f.provider, f.kind, NEW.received_at, f.watched_at,
-           NEW.received_at, NEW.received_at
+    INSERT INTO deliveries (event_id, profile, provider, kind, priority, next_attempt_at,
+                            watched_at, created_at, updated_at)
+    SELECT f.event_id, f.profile, f.provider, f.kind, f.priority, NEW.received_at,
+           f.watched_at, NEW.received_at, NEW.received_at
     FROM event_fan_out AS f
     WHERE f.event_id = NEW.id;
 END;

@@ -38,6 +38,8 @@ class DeliveryKind(enum.StrEnum):
 
     PLAY = "play"  # a completed play: /sync/history with watched_at
     LIVE = "live"  # now-watching state: /scrobble, best effort
+    RATING = "rating"  # a rating (or its removal); the latest of an item wins per account
+    WATCHLIST = "watchlist"  # a watchlist addition or removal; the latest of an item wins
 
 
 class ReasonKind(enum.StrEnum):
@@ -49,6 +51,8 @@ class ReasonKind(enum.StrEnum):
     REJECTED = "rejected"  # parked: the target refused this play
     PERMANENT = "permanent"  # dead: the target refuses the account (Trakt 420, 423, 426)
     STALE = "stale"  # dropped: live state too old, or not sendable
+    DISMISSED = "dismissed"  # dropped: a user gave up on a play no source can identify
+    SUPERSEDED = "superseded"  # dropped: a later rating or watchlist change of the item won
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import asyncio
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +24,15 @@ from typing import Any, Final
 import aiosqlite
 import orjson
 
-from crosswatchd.models import Action, Item, PlayEvent, Source, item_keys
+from crosswatchd.models import (
+    DEFAULT_PROFILE,
+    Action,
+    Item,
+    MediaKind,
+    PlayEvent,
+    Source,
+    item_keys,
+)
 from crosswatchd.outbox.queries import MIGRATIONS, QUERIES, json_list
 from crosswatchd.outbox.states import DeliveryKind, ReasonKind, Settlement
 from crosswatchd.outbox.views import OperatorViews, utc_from_unix
@@ -78,6 +86,7 @@ class Claimed:
     ``sent_at`` (unix seconds) is not None when an earlier attempt may have reached the target.
     ``attempts`` counts this one; ``unconfirmed`` the sends the target neither confirmed nor
     showed. ``occurred_at``/``watched_at`` are UTC (``watched_at`` is None for live state).
+    ``rating`` is a rating delivery's 1-10 value (``None``: the rating is removed).
     """
 
     id: int
@@ -97,6 +106,8 @@ class Claimed:
     progress_pct: float | None
     sent_at: float | None
     unconfirmed: int = 0
+    profile: str = DEFAULT_PROFILE
+    rating: int | None = None
 
 
 def _claimed(row: sqlite3.Row) -> Claimed:
@@ -120,6 +131,8 @@ def _claimed(row: sqlite3.Row) -> Claimed:
         progress_pct=row["progress_pct"],
         sent_at=row["sent_at"],
         unconfirmed=row["unconfirmed"],
+        profile=row["profile"],
+        rating=row["rating"],
     )
 
 
@@ -136,14 +149,16 @@ class Outbox(OperatorViews):
         self,
         conn: aiosqlite.Connection,
         *,
-        providers: Sequence[str],
+        targets: Mapping[str, Sequence[str]],
         dedupe_window_s: float,
         unix_s: Callable[[], float],
     ) -> None:
         self._conn = conn
         self._conn.row_factory = sqlite3.Row
-        self.providers = list(providers)
-        self._providers_json = orjson.dumps(self.providers).decode()
+        self.targets = {profile: list(providers) for profile, providers in targets.items()}
+        self.providers = list(
+            dict.fromkeys(p for providers in self.targets.values() for p in providers)
+        )
         self.dedupe_window_s = float(dedupe_window_s)
         self._unix_s = unix_s
         self._pending: list[tuple[PlayEvent, asyncio.Future[EnqueueResult]]] = []
@@ -158,14 +173,17 @@ class Outbox(OperatorViews):
         cls,
         path: Path,
         *,
-        providers: Sequence[str],
+        providers: Sequence[str] = (),
+        targets: Mapping[str, Sequence[str]] | None = None,
         dedupe_window_s: float = 4 * 3600,
         unix_s: Callable[[], float] = time.time,
         synchronous: str = "normal",
     ) -> Outbox:
         """Open (creating and migrating if needed) the outbox at *path*.
 
-        ``providers`` are the targets new events fan out to (``["trakt", "simkl"]``).
+        ``targets`` maps each profile (household member) to the providers its events fan out
+        to (``{"alex": ["trakt", "simkl"], "sam": ["simkl"]}``); ``providers`` alone is the
+        implicit profile's (``{"default": providers}``).
         ``unix_s`` returns unix seconds. ``synchronous`` is SQLite's ``PRAGMA synchronous``:
         ``"normal"`` (WAL: a commit survives the process being killed, not a power cut) or
         ``"full"`` (fsync on every commit: survives a power cut; costs intake throughput,
@@ -181,7 +199,8 @@ class Outbox(OperatorViews):
             # 32 MiB page cache: large import transactions stay in memory until commit.
             pragmas=("foreign_keys=ON", "cache_size=-32768"),
         )
-        return cls(conn, providers=providers, dedupe_window_s=dedupe_window_s, unix_s=unix_s)
+        chosen = {DEFAULT_PROFILE: list(providers)} if targets is None else targets
+        return cls(conn, targets=chosen, dedupe_window_s=dedupe_window_s, unix_s=unix_s)
 
     async def close(self) -> None:
         """Flush queued webhook events, then close the connection."""
@@ -204,9 +223,10 @@ class Outbox(OperatorViews):
 
     # -- intake ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _event_row(event: PlayEvent, received_at: float) -> list[Any]:
-        """One element of ``insert_events``' ``:batch`` (the order its ``$[n]`` paths read)."""
+    def _event_row(self, event: PlayEvent, received_at: float) -> list[Any]:
+        """One element of ``insert_events``' ``:batch`` (the order its ``$[n]`` paths read):
+        the event, its profile and that profile's targets (none for an unknown profile: the
+        play is kept and adopted once the profile has targets)."""
         item = event.item
         return [
             event.source.value,
@@ -221,7 +241,21 @@ class Outbox(OperatorViews):
             event.duration_ms,
             event.session,
             item_keys(item),
+            event.profile,
+            self.targets_of(event),
+            event.rating,
+            1 if event.source.is_backfill else 0,
         ]
+
+    def targets_of(self, event: PlayEvent) -> list[str]:
+        """The providers *event* fans out to: its profile's targets (none for a profile
+        without targets: the play is kept and adopted once it has some). A season or episode
+        rating never goes to SIMKL, which rates movies and shows only (simkl_apiary "Add
+        Ratings")."""
+        targets = self.targets.get(event.profile, [])
+        if event.action is Action.RATE and event.item.kind in (MediaKind.SEASON, MediaKind.EPISODE):
+            return [t for t in targets if t != "simkl"]
+        return targets
 
     async def enqueue_many(
         self, events: Sequence[PlayEvent], *, keep_duplicates: bool = True
@@ -238,17 +272,16 @@ class Outbox(OperatorViews):
         now = self._unix_s()
         batch = orjson.dumps([self._event_row(e, now) for e in events]).decode()
         rows = await self._conn.execute_fetchall(
-            QUERIES.insert_events,
-            {"batch": batch, "providers": self._providers_json, "window": self.dedupe_window_s},
+            QUERIES.insert_events, {"batch": batch, "window": self.dedupe_window_s}
         )
         counts = {int(row["id"]): int(row["fanned_out"]) for row in rows}
         ids = sorted(counts)
         if len(ids) != len(events):  # pragma: no cover - would be an SQLite bug
             raise RuntimeError(f"inserted {len(ids)} events for {len(events)}")
-        fanned = len(self.providers)
+        fanned = {i: len(self.targets_of(e)) for i, e in zip(ids, events, strict=True)}
         if not self._counted_insert:
-            counts = dict.fromkeys(ids, fanned)
-            if fanned and any(e.action.is_play for e in events):
+            counts = dict(fanned)
+            if any(fanned.values()) and any(e.action.is_play for e in events):
                 # Plays may have been deduplicated: count what the trigger created. Nothing
                 # else creates deliveries for these new events, so reading after the commit
                 # is exact.
@@ -261,7 +294,7 @@ class Outbox(OperatorViews):
         dropped: list[int] = []
         for event_id, event in zip(ids, events, strict=True):
             n = counts[event_id]
-            duplicate = event.action.is_play and n == 0 and fanned > 0
+            duplicate = event.action.is_play and n == 0 and fanned[event_id] > 0
             if duplicate and not keep_duplicates:
                 dropped.append(event_id)
             results.append(
@@ -328,17 +361,17 @@ class Outbox(OperatorViews):
         """
         created = 0
         now = self._unix_s()
-        for provider in self.providers:
-            orphans = await self._conn.execute_fetchall(
-                QUERIES.orphan_plays, {"provider": provider}
-            )
-            if orphans:
-                cur = await self._conn.executemany(
-                    QUERIES.adopt_play,
-                    [{"event_id": r["id"], "provider": provider, "now": now} for r in orphans],
-                )
-                created += cur.rowcount  # summed over the rows; the trigger's rows not counted
-            await self._conn.execute(QUERIES.add_target, {"provider": provider})
+        for profile, providers in self.targets.items():
+            for provider in providers:
+                account = {"profile": profile, "provider": provider}
+                orphans = await self._conn.execute_fetchall(QUERIES.orphan_plays, account)
+                if orphans:
+                    cur = await self._conn.executemany(
+                        QUERIES.adopt_play,
+                        [{"event_id": r["id"], "now": now, **account} for r in orphans],
+                    )
+                    created += cur.rowcount  # summed over rows; the trigger's rows not counted
+                await self._conn.execute(QUERIES.add_target, account)
         if created:
             self._notify()
         return created
@@ -373,9 +406,16 @@ class Outbox(OperatorViews):
         return cur.rowcount
 
     async def claim(
-        self, provider: str, kind: DeliveryKind, *, limit: int, lease_s: float
+        self,
+        provider: str,
+        kind: DeliveryKind,
+        *,
+        limit: int,
+        lease_s: float,
+        profile: str = "default",
     ) -> list[Claimed]:
-        """Lease up to *limit* due deliveries of *provider* and *kind*.
+        """Lease up to *limit* due deliveries of the target account (*profile*, *provider*)
+        and *kind*.
 
         Due means pending with ``next_attempt_at <= now``, or leased with an expired lease.
         One ``UPDATE … RETURNING`` statement; oldest first.
@@ -388,6 +428,7 @@ class Outbox(OperatorViews):
                 "token": token,
                 "expires": now + lease_s,
                 "now": now,
+                "profile": profile,
                 "provider": provider,
                 "kind": str(kind),
                 "limit": limit,
@@ -456,15 +497,21 @@ class Outbox(OperatorViews):
         delivery_id: int | None = None,
         *,
         kinds: Sequence[ReasonKind] = (ReasonKind.UNRESOLVED,),
+        profile: str | None = None,
     ) -> int:
-        """Put parked deliveries (one by id, parked or dead; or all parked of *kinds*) back
-        to pending, resolving afresh.
+        """Put parked deliveries (one by id, parked or dead; or all parked of *kinds*) of one
+        *profile* (any if None) back to pending, resolving afresh.
 
         Returns how many were re-queued.
         """
         cur = await self._conn.execute(
             QUERIES.retry_parked,
-            {"id": delivery_id, "kinds": json_list(kinds), "now": self._unix_s()},
+            {
+                "id": delivery_id,
+                "kinds": json_list(kinds),
+                "profile": profile,
+                "now": self._unix_s(),
+            },
         )
         count = cur.rowcount
         # After the re-queue, so a daemon that sees the new generation also sees the rows.
@@ -472,6 +519,33 @@ class Outbox(OperatorViews):
         if count:
             self._notify()
         return int(count)
+
+    async def dismiss_parked(
+        self,
+        delivery_id: int | None = None,
+        *,
+        kinds: Sequence[ReasonKind] = (ReasonKind.UNRESOLVED,),
+        profile: str | None = None,
+    ) -> int:
+        """Give up on parked plays (one by id, parked or dead; or all parked of *kinds*) of one
+        *profile* (any if None): they are dropped (``dismissed``), never sent or retried.
+
+        Returns how many were dismissed.
+        """
+        cur = await self._conn.execute(
+            QUERIES.dismiss_parked,
+            {
+                "id": delivery_id,
+                "kinds": json_list(kinds),
+                "profile": profile,
+                "now": self._unix_s(),
+            },
+        )
+        return int(cur.rowcount)
+
+    async def probe_write(self) -> None:
+        """A tiny write (``/readyz``); raises what the database raises when it cannot."""
+        await self._conn.execute(QUERIES.probe_write)
 
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only query (tests, benchmarks, diagnostics); rows as tuples."""

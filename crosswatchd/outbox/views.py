@@ -10,6 +10,7 @@ from typing import Any
 
 import aiosqlite
 
+from crosswatchd.models import DEFAULT_PROFILE, Action
 from crosswatchd.outbox.queries import QUERIES, json_list
 from crosswatchd.outbox.states import DeliveryKind, DeliveryState, ReasonKind
 
@@ -23,7 +24,9 @@ def utc_from_unix(seconds: float | None) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class ProviderCounts:
-    """Delivery counts of one target, as ``crosswatchd status`` shows them."""
+    """Delivery counts of one target, as ``crosswatchd status`` shows them: plays (the first
+    five), live state, and ratings and watchlist changes apart (a parked change counts in
+    ``*_parked`` whatever its reason; a superseded one in nothing)."""
 
     pending: int = 0
     delivered: int = 0
@@ -32,13 +35,20 @@ class ProviderCounts:
     parked: int = 0
     live_pending: int = 0
     dropped: int = 0
+    ratings_pending: int = 0
+    ratings_delivered: int = 0
+    ratings_parked: int = 0
+    watchlist_pending: int = 0
+    watchlist_delivered: int = 0
+    watchlist_parked: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class ParkedRow:
     """A parked or dead delivery, for ``unresolved list`` and ``status``.
 
-    ``reason`` is ``""`` when none was stored; ``watched_at`` is UTC.
+    ``reason`` is ``""`` when none was stored; ``watched_at`` is UTC; ``profile`` is the
+    household member whose play it is.
     """
 
     id: int
@@ -49,6 +59,21 @@ class ParkedRow:
     reason_kind: ReasonKind | None
     attempts: int
     watched_at: datetime | None
+    profile: str = DEFAULT_PROFILE
+    kind: DeliveryKind = DeliveryKind.PLAY
+    action: Action = Action.WATCHED
+    rating: int | None = None
+    occurred_at: datetime | None = None
+
+    @property
+    def change(self) -> str:
+        """What the delivery carries, for a person: ``play``, ``rating 8``, ``rating
+        removed``, ``watchlist add`` or ``watchlist remove``."""
+        if self.kind is DeliveryKind.RATING:
+            return f"rating {self.rating}" if self.rating else "rating removed"
+        if self.kind is DeliveryKind.WATCHLIST:
+            return "watchlist add" if self.action is Action.WATCHLIST_ADD else "watchlist remove"
+        return "play"
 
 
 def _bucket(kind: DeliveryKind, state: DeliveryState, reason: ReasonKind | None) -> str | None:
@@ -58,6 +83,13 @@ def _bucket(kind: DeliveryKind, state: DeliveryState, reason: ReasonKind | None)
         if waiting:
             return "live_pending"
         return "dropped" if state is DeliveryState.DROPPED else None
+    if kind in (DeliveryKind.RATING, DeliveryKind.WATCHLIST):
+        prefix = "ratings" if kind is DeliveryKind.RATING else "watchlist"
+        if waiting:
+            return f"{prefix}_pending"
+        if state in (DeliveryState.PARKED, DeliveryState.DEAD):
+            return f"{prefix}_parked"
+        return f"{prefix}_delivered" if state is DeliveryState.DELIVERED else None
     if waiting:
         return "pending"
     if state is DeliveryState.PARKED:
@@ -72,34 +104,59 @@ class OperatorViews:
     _conn: aiosqlite.Connection
     _unix_s: Callable[[], float]
     providers: list[str]
+    targets: dict[str, list[str]]
 
     async def counts(self) -> dict[str, ProviderCounts]:
-        """Delivery counts per provider (every configured provider appears)."""
+        """Delivery counts per provider, summed over profiles (every configured provider
+        appears)."""
         totals: dict[str, dict[str, int]] = {p: {} for p in self.providers}
+        for (_, provider), field, n in await self._count_rows():
+            bucket = totals.setdefault(provider, {})
+            bucket[field] = bucket.get(field, 0) + n
+        return {p: ProviderCounts(**v) for p, v in totals.items()}
+
+    async def account_counts(self) -> dict[tuple[str, str], ProviderCounts]:
+        """Delivery counts per target account ``(profile, provider)`` (every configured
+        target account appears)."""
+        totals: dict[tuple[str, str], dict[str, int]] = {
+            (profile, provider): {}
+            for profile, providers in self.targets.items()
+            for provider in providers
+        }
+        for account, field, n in await self._count_rows():
+            bucket = totals.setdefault(account, {})
+            bucket[field] = bucket.get(field, 0) + n
+        return {a: ProviderCounts(**v) for a, v in totals.items()}
+
+    async def _count_rows(self) -> list[tuple[tuple[str, str], str, int]]:
+        """``((profile, provider), ProviderCounts field, deliveries)`` of every group."""
+        out = []
         async with self._conn.execute(QUERIES.counts) as cur:
             async for row in cur:
                 reason = row["reason_kind"]
-                key = _bucket(
+                field = _bucket(
                     DeliveryKind(row["kind"]),
                     DeliveryState(row["state"]),
                     None if reason is None else ReasonKind(reason),
                 )
-                if key:
-                    bucket = totals.setdefault(row["provider"], {})
-                    bucket[key] = bucket.get(key, 0) + int(row["deliveries"])
-        return {p: ProviderCounts(**v) for p, v in totals.items()}
+                if field:
+                    out.append(((row["profile"], row["provider"]), field, int(row["deliveries"])))
+        return out
 
     async def parked(
         self,
         *,
         kinds: Sequence[ReasonKind] | None = None,
         states: Sequence[DeliveryState] = (DeliveryState.PARKED,),
+        profile: str | None = None,
     ) -> list[ParkedRow]:
-        """Play deliveries in *states* (parked; dead too if asked), of reason *kinds* (any if
-        none given), newest first."""
+        """Play, rating and watchlist deliveries in *states* (parked; dead too if asked), of
+        reason *kinds* (any if none given), of one *profile* (any if none given), newest
+        first."""
         params = {
             "states": json_list(states),
             "kinds": json_list(kinds) if kinds else None,
+            "profile": profile,
         }
         async with self._conn.execute(QUERIES.parked, params) as cur:
             rows = await cur.fetchall()
@@ -113,6 +170,11 @@ class OperatorViews:
                 reason_kind=None if r["reason_kind"] is None else ReasonKind(r["reason_kind"]),
                 attempts=r["attempts"],
                 watched_at=utc_from_unix(r["watched_at"]),
+                profile=r["profile"],
+                kind=DeliveryKind(r["kind"]),
+                action=Action(r["action"]),
+                rating=r["rating"],
+                occurred_at=utc_from_unix(r["occurred_at"]),
             )
             for r in rows
         ]
@@ -123,15 +185,16 @@ class OperatorViews:
             row = await cur.fetchone()
         return int(row["value"]) if row else 0
 
-    async def backlog(self) -> dict[str, dict[str, Any]]:
-        """Per provider with pending plays: ``{"oldest_watched_at": datetime | None,
-        "max_attempts": int, "last_error": str | None, "next_attempt_at": datetime | None}``.
+    async def backlog(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Per target account ``(profile, provider)`` with pending plays:
+        ``{"oldest_watched_at": datetime | None, "max_attempts": int,
+        "last_error": str | None, "next_attempt_at": datetime | None}``.
 
         What ``status`` shows so a user can tell "Trakt is down since…" from "nothing to do".
         """
         rows = await self._conn.execute_fetchall(QUERIES.backlog)
         return {
-            str(r["provider"]): {
+            (str(r["profile"]), str(r["provider"])): {
                 "oldest_watched_at": utc_from_unix(r["oldest_watched_at"]),
                 "max_attempts": int(r["max_attempts"]),
                 "next_attempt_at": utc_from_unix(r["next_attempt_at"]),
@@ -139,6 +202,21 @@ class OperatorViews:
             }
             for r in rows
         }
+
+    async def recent(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest settled deliveries (not live state), newest first: ``{"id", "profile",
+        "provider", "kind", "state", "label", "reason", "watched_at", "settled_at"}`` with
+        times as aware UTC datetimes."""
+        rows = await self._conn.execute_fetchall(QUERIES.recent, {"limit": limit})
+        return [
+            {
+                **{k: r[k] for k in ("id", "profile", "provider", "kind", "state", "label")},
+                "reason": r["reason"],
+                "watched_at": utc_from_unix(r["watched_at"]),
+                "settled_at": utc_from_unix(r["settled_at"]),
+            }
+            for r in rows
+        ]
 
     async def seen_accounts(self, source: str) -> list[str]:
         """Accounts a source reported that the filter did not accept, most recent first."""
@@ -160,11 +238,13 @@ class OperatorViews:
             row = await cur.fetchone()
         return bool(row and row["played"])
 
-    async def next_due_in(self, provider: str, kind: DeliveryKind) -> float | None:
-        """Seconds until the next pending delivery of *provider*/*kind* is due (0 if one is
-        due now), or None if there is none."""
+    async def next_due_in(
+        self, provider: str, kind: DeliveryKind, *, profile: str = DEFAULT_PROFILE
+    ) -> float | None:
+        """Seconds until the next pending delivery of the target account (*profile*,
+        *provider*) and *kind* is due (0 if one is due now), or None if there is none."""
         async with self._conn.execute(
-            QUERIES.next_due, {"provider": provider, "kind": str(kind)}
+            QUERIES.next_due, {"profile": profile, "provider": provider, "kind": str(kind)}
         ) as cur:
             row = await cur.fetchone()
         if not row or row["next_attempt_at"] is None:

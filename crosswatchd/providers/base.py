@@ -24,7 +24,11 @@ from crosswatchd.http import Answer, OptInt, WireModel
 from crosswatchd.models import Action, Ids, Item
 
 __all__ = [
+    "Activities",
     "AddedCounts",
+    "Change",
+    "ChangeOutcome",
+    "ChangeResult",
     "LiveOutcome",
     "Play",
     "PlayOutcome",
@@ -48,6 +52,83 @@ class Play:
     item: Item
     watched_at: datetime
     sent_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Activities:
+    """When each part of an account last changed, as the target reports it: Trakt's ``GET
+    /sync/last_activities`` ("Sync / Last Activities"), SIMKL's ``GET /sync/activities``
+    (Apiary "Get last activity"). ``stamps`` maps a group to its fields' timestamps (strings
+    as sent, compared for equality only): Trakt ``{"movies": {"watched_at", "rated_at",
+    "watchlisted_at"…}, "episodes": …, "shows": …, "seasons": …, "watchlist": {"updated_at"}}``,
+    SIMKL ``{"movies": {"all", "rated_at", "plantowatch", "completed", "removed_from_list"…},
+    "tv_shows": …, "anime": …}``. A top-level string (both send ``all``) is kept as
+    ``{"": {"all": …}}``.
+    """
+
+    stamps: dict[str, dict[str, str]]
+
+    @classmethod
+    def parse(cls, data: Any) -> Activities:
+        """Read a decoded reply leniently: fields that are not strings are left out; a reply
+        that is not an object is empty."""
+        stamps: dict[str, dict[str, str]] = {}
+        if isinstance(data, dict):
+            for group, value in data.items():
+                if isinstance(value, str):
+                    stamps.setdefault("", {})[str(group)] = value
+                elif isinstance(value, dict):
+                    fields = {str(k): v for k, v in value.items() if isinstance(v, str)}
+                    if fields:
+                        stamps[str(group)] = fields
+        return cls(stamps)
+
+    def get(self, group: str, name: str) -> str | None:
+        """The timestamp of ``group.name`` (``None`` if the target did not send it)."""
+        return self.stamps.get(group, {}).get(name)
+
+    def moved(self, since: Activities | None, *fields: tuple[str, str]) -> bool:
+        """True if any of *fields* (``(group, name)`` pairs) differs from *since* (a field
+        sent now but not then, or the reverse, differs; one never sent by either has not
+        moved), or when there is nothing to compare with (*since* is ``None``): a pass then
+        reads the data instead of trusting an unknown."""
+        if since is None:
+            return True
+        return any(self.get(g, n) != since.get(g, n) for g, n in fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A rating or watchlist change to apply to a target account.
+
+    ``action`` is ``RATE`` (``rating`` 1-10; ``None`` removes the rating), ``WATCHLIST_ADD``
+    or ``WATCHLIST_REMOVE``; ``item`` (ids resolved) a movie, show, season or episode; ``at``
+    (UTC) when the change happened at the source (Trakt's ``rated_at`` / ``listed_at``).
+    ``key`` is the outbox delivery id, echoed back in results.
+    """
+
+    key: int
+    action: Action
+    item: Item
+    at: datetime
+    rating: int | None = None
+
+
+class ChangeOutcome(enum.StrEnum):
+    """What the target said about one change of a batch."""
+
+    APPLIED = "applied"  # the target holds the change now (added, updated, or already so)
+    NOT_FOUND = "not_found"  # the target does not know the item: park it
+    LIMIT = "limit"  # refused because the account's list is full (Trakt 420 X-Account-Limit)
+    KEPT = "kept"  # deliberately not applied, the target left as it is (the note says why)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeResult:
+    """One change's outcome, with a one-line ``note`` for the log and ``status``."""
+
+    outcome: ChangeOutcome
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +223,8 @@ class Provider(Protocol):
     name: str
     #: Most plays :meth:`add_history` accepts in one call.
     max_batch: int
+    #: Most changes :meth:`apply_changes` accepts in one call.
+    max_changes: int
     #: True when the history is a list of plays, so the same play sent twice is two plays
     #: (Trakt). False when the target keeps one watched state per item (SIMKL): re-sending a
     #: play another app recorded changes nothing, so imports need no look-up first.
@@ -179,6 +262,22 @@ class Provider(Protocol):
         """Send live state (``/scrobble/start`` for START, ``/scrobble/pause`` for PAUSE/STOP).
 
         Never records a play: callers clamp progress below the target's completion mark.
+        """
+        ...
+
+    async def last_activities(self) -> Activities:
+        """When each part of the account last changed (one GET, retried in-process): the
+        first request of every reconcile or watchlist pass, so a pass with nothing new costs
+        nothing more."""
+        ...
+
+    async def apply_changes(self, changes: Sequence[Change]) -> dict[int, ChangeResult]:
+        """Apply rating and watchlist changes (at most :attr:`max_changes`, any mix).
+
+        Every change is idempotent on the target (setting a rating, adding a listed item or
+        removing an absent one changes nothing), so a batch whose fate is unknown is simply
+        sent again. Returns a result for every ``Change.key``; raises like the others, a
+        request-scoped :class:`~crosswatchd.errors.PermanentError` meaning nothing was applied.
         """
         ...
 

@@ -18,7 +18,8 @@ Payload shape used (reference/plex/README.md)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
@@ -34,6 +35,7 @@ from crosswatchd.models import (
     PlayEvent,
     Source,
 )
+from crosswatchd.profiles import Household, Profile
 from crosswatchd.sources._edge import (
     MEDIA_KINDS,
     Ignored,
@@ -52,6 +54,7 @@ __all__ = [
     "PlexPlayer",
     "parse_plex_payload",
     "plex_event",
+    "plex_rating",
 ]
 
 
@@ -62,6 +65,13 @@ _EVENT_ACTIONS: Final[Mapping[str, Action]] = {
     "media.pause": Action.PAUSE,
     "media.stop": Action.STOP,
     "media.scrobble": Action.WATCHED,
+    "media.rate": Action.RATE,
+}
+#: What can be rated: a movie, a show, a season or an episode.
+_RATED_KINDS: Final[Mapping[str, MediaKind]] = {
+    **MEDIA_KINDS,
+    "show": MediaKind.SHOW,
+    "season": MediaKind.SEASON,
 }
 
 
@@ -124,6 +134,9 @@ class PlexMetadata(_Edge):
     key: str | None = None
     grandparent_rating_key: str | None = Field(default=None, alias="grandparentRatingKey")
     grandparent_title: str | None = Field(default=None, alias="grandparentTitle")
+    parent_rating_key: str | None = Field(default=None, alias="parentRatingKey")
+    parent_title: str | None = Field(default=None, alias="parentTitle")
+    parent_year: OptInt = Field(default=None, alias="parentYear")
     parent_index: OptInt = Field(default=None, alias="parentIndex")
     index: OptInt = None
     view_offset_ms: OptInt = Field(default=None, alias="viewOffset")
@@ -143,7 +156,8 @@ class PlexPayload(_Edge):
 
     ``user`` is true when the webhook's own account triggered the event, ``owner`` when it was
     sent because the server owner configured the webhook. ``rating`` is present on
-    ``media.rate`` only (1-10).
+    ``media.rate`` only, on Plex's 0-10 scale (half stars x 2); absent or ``null`` when the
+    rating was cleared.
     """
 
     event: str = Field(strict=True)
@@ -174,26 +188,61 @@ def parse_plex_payload(raw: bytes | str | Mapping[str, Any]) -> PlexPayload:
     return payload
 
 
-def _account_filter(payload: PlexPayload, accounts: Sequence[str]) -> Ignored | None:
-    title = payload.account.title if payload.account else None
-    if accounts:
-        wanted = {name.strip().casefold() for name in accounts}
-        if title is None or title.strip().casefold() not in wanted:
-            shown = title if title is not None else "(no Account.title)"
-            return Ignored(
-                f"plex account {shown!r} is not in plex.accounts",
-                account=title,
-                account_filtered=True,
-            )
+def _route(payload: PlexPayload, household: Household) -> Profile | Ignored:
+    account = payload.account
+    title = account.title if account else None
+    account_id = str(account.id) if account and account.id is not None else None
+    profile, reason = household.route_plex(title, account_id, user=payload.user)
+    if profile is None:
+        return Ignored(reason, account=title, account_filtered=True)
+    return profile
+
+
+def plex_rating(value: float | None) -> int | None:
+    """The 1-10 rating of a ``media.rate`` ``rating`` (Plex's 0-10 scale, half stars x 2):
+    rounded half up and clamped to 1-10; ``None`` (the rating was cleared) when absent,
+    ``null``, 0 or negative. Raises :class:`PayloadError` for a value that is not finite."""
+    if value is None or value <= 0:
         return None
-    if not payload.user:
-        return Ignored(
-            f"plex account {title!r} is not this webhook's own user (user=false) and "
-            "plex.accounts is empty",
-            account=title,
-            account_filtered=True,
+    if not math.isfinite(value):
+        raise PayloadError("invalid Plex payload: rating: must be a finite number")
+    return min(10, max(1, math.floor(value + 0.5)))
+
+
+def _rated_item(meta: PlexMetadata, kind: MediaKind, server: str | None) -> Item:
+    """The item of a rating: a movie or an episode as for plays; a show with its own ids;
+    a season with its own ids, its show's (legacy TV agents) and its number."""
+    if kind in (MediaKind.MOVIE, MediaKind.EPISODE):
+        return _item(meta, kind, server)
+    ids = ids_from_guid_list(entry.id for entry in meta.guids)
+    parsed = parse_guid(meta.guid or "")
+    if kind is MediaKind.SHOW:
+        if parsed.scope in ("item", "show"):
+            ids = ids.merged(parsed.ids)
+        return Item(
+            kind=kind,
+            title=meta.title or "",
+            year=meta.year,
+            ids=ids,
+            rating_key=meta.rating_key,
+            guid=meta.guid,
+            server=server,
         )
-    return None
+    show_ids = parsed.ids if parsed.scope == "show" else Ids()
+    season = parsed.season if parsed.season is not None else meta.index
+    return Item(
+        kind=kind,
+        title=meta.title or "",
+        ids=ids,
+        show_title=meta.parent_title,
+        show_year=meta.parent_year,
+        show_ids=show_ids,
+        season=season,
+        rating_key=meta.rating_key,
+        grandparent_rating_key=meta.parent_rating_key,
+        guid=meta.guid,
+        server=server,
+    )
 
 
 def _item(meta: PlexMetadata, kind: MediaKind, server: str | None) -> Item:
@@ -225,16 +274,20 @@ def _item(meta: PlexMetadata, kind: MediaKind, server: str | None) -> Item:
 
 
 def plex_event(
-    payload: PlexPayload, *, received_at: datetime, accounts: Sequence[str]
+    payload: PlexPayload, *, received_at: datetime, household: Household
 ) -> PlayEvent | Ignored:
     """Turn a validated Plex payload into a :class:`PlayEvent`, or say why it is ignored.
 
     - ``media.play``/``media.resume`` -> ``START``, ``media.pause`` -> ``PAUSE``,
       ``media.stop`` -> ``STOP`` (``WATCHED`` when progress >= :data:`COMPLETED_PCT`),
-      ``media.scrobble`` -> ``WATCHED`` (Plex fires it past 90 %). Any other event
-      (``library.new``, ``media.rate``, ``admin.*`` …) -> :class:`Ignored`.
-    - *accounts* (``plex.accounts``): when non-empty, ``Account.title`` must be one of them
-      (case-insensitive); when empty, only ``"user": true`` events are accepted.
+      ``media.scrobble`` -> ``WATCHED`` (Plex fires it past 90 %), ``media.rate`` -> ``RATE``
+      of a movie, show, season or episode with ``rating`` (:func:`plex_rating`: 1-10, or
+      ``None`` when cleared). Any other event (``library.new``, ``admin.*`` …) ->
+      :class:`Ignored`.
+    - *household* routes the event to the profile (household member) whose Plex account it
+      is, by ``Account.title`` (case-insensitive) or ``Account.id``; with the implicit profile
+      and an empty ``plex.accounts`` only ``"user": true`` events are accepted. An account in
+      no profile -> :class:`Ignored` (``account_filtered``).
     - Only ``Metadata.type`` ``movie``/``episode`` count; tracks, clips and extras (any
       ``subtype`` or ``extraType``, e.g. trailers) are ignored.
     - Ids: ``Guid[]`` -> ``item.ids`` (an episode's own ids); a legacy ``guid`` adds item ids
@@ -256,14 +309,16 @@ def plex_event(
     meta = payload.metadata
     if meta is None:
         raise PayloadError(f"invalid Plex payload: {payload.event} without Metadata")
-    refused = _account_filter(payload, accounts)
-    if refused is not None:
-        return refused
+    routed = _route(payload, household)
+    if isinstance(routed, Ignored):
+        return routed
     if not meta.type:
         return Ignored("plex Metadata.type is missing: not a movie or episode", account=account)
-    kind = MEDIA_KINDS.get(meta.type.lower())
+    rating = action is Action.RATE
+    kind = (_RATED_KINDS if rating else MEDIA_KINDS).get(meta.type.lower())
     if kind is None:
-        return Ignored(f"plex item type {meta.type!r} is not a movie or episode", account=account)
+        what = "a movie, show, season or episode" if rating else "a movie or episode"
+        return Ignored(f"plex item type {meta.type!r} is not {what}", account=account)
     if meta.subtype or meta.extra_type:
         if parse_guid(meta.guid or "").agent in ("none", "local"):
             return Ignored(
@@ -278,6 +333,17 @@ def plex_event(
             "invalid Plex payload: Metadata has no guid, Guid, ratingKey, key, title or year:"
             " nothing identifies the item"
         )
+    server = payload.server.uuid if payload.server else None
+    if rating:
+        return PlayEvent(
+            source=Source.PLEX,
+            action=action,
+            account=account or "",
+            item=_rated_item(meta, kind, server),
+            occurred_at=received_at.astimezone(UTC),
+            profile=routed.name,
+            rating=plex_rating(payload.rating),
+        )
     progress = progress_percent(meta.view_offset_ms, meta.duration_ms)
     if action is Action.STOP and progress is not None and progress >= COMPLETED_PCT:
         action = Action.WATCHED
@@ -285,10 +351,11 @@ def plex_event(
         source=Source.PLEX,
         action=action,
         account=account or "",
-        item=_item(meta, kind, payload.server.uuid if payload.server else None),
+        item=_item(meta, kind, server),
         occurred_at=received_at.astimezone(UTC),
         progress_pct=progress,
         view_offset_ms=meta.view_offset_ms,
         duration_ms=meta.duration_ms,
         session=payload.player.uuid if payload.player else None,
+        profile=routed.name,
     )

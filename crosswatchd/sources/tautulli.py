@@ -11,7 +11,7 @@ without ``on_`` (``play``, ``pause``, ``resume``, ``stop``, ``watched``, ``creat
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from crosswatchd.errors import PayloadError
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
+from crosswatchd.profiles import Household
 from crosswatchd.sources._edge import (
     MEDIA_KINDS,
     Ignored,
@@ -209,7 +210,7 @@ def tautulli_event(
     body: TautulliWebhook,
     *,
     received_at: datetime,
-    users: Sequence[str],
+    household: Household,
     default_server: str | None = None,
 ) -> PlayEvent | Ignored:
     """Turn a validated Tautulli body into a :class:`PlayEvent`, or say why it is ignored.
@@ -217,8 +218,9 @@ def tautulli_event(
     - ``action``: ``play``/``resume`` -> ``START``, ``pause`` -> ``PAUSE``, ``stop`` -> ``STOP``
       (always: Tautulli sends a separate ``watched`` action at its own threshold),
       ``watched`` -> ``WATCHED``; anything else -> :class:`Ignored`.
-    - *users* (``tautulli.users``): ``username`` must be one of them (case-insensitive); an
-      empty list accepts nothing. ``media_type`` must be ``movie`` or ``episode``.
+    - *household* routes ``username`` (case-insensitive) to its profile; a username in no
+      profile is :class:`Ignored` (the implicit profile's empty ``tautulli.users`` accepts
+      nobody). ``media_type`` must be ``movie`` or ``episode``.
     - Movies: ``imdb_id``/``themoviedb_id``/``thetvdb_id`` -> ``item.ids``. Episodes: those
       are the show's ids -> ``item.show_ids``; ``season_num``/``episode_num`` -> season/number;
       ``show_name`` -> ``show_title``. ``guid`` is parsed with
@@ -254,18 +256,9 @@ def tautulli_event(
             "invalid Tautulli payload: no ids, guid, rating_key, title or show_name (all empty"
             f" or unsubstituted {{placeholders}}); {_TEMPLATE_HINT}"
         )
-    if not users:
-        return Ignored(
-            "tautulli.users is empty: add this username to accept its plays",
-            account=username,
-            account_filtered=True,
-        )
-    if username.casefold() not in {name.strip().casefold() for name in users}:
-        return Ignored(
-            f"tautulli user {username!r} is not in tautulli.users",
-            account=username,
-            account_filtered=True,
-        )
+    profile, refusal = household.route_tautulli(username)
+    if profile is None:
+        return Ignored(refusal, account=username, account_filtered=True)
     kind = MEDIA_KINDS.get((body.media_type or "").lower())
     if kind is None:
         return Ignored(
@@ -281,4 +274,5 @@ def tautulli_event(
         view_offset_ms=body.view_offset,
         duration_ms=body.duration_ms,
         session=body.session_key,
+        profile=profile.name,
     )

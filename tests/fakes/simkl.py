@@ -339,6 +339,8 @@ class FakeSimkl:
         self.pins: dict[str, _Pin] = {}
         # Knobs.
         self.down = False
+        #: Users whose authenticated requests get 503 (one account in an outage).
+        self.down_users: set[str] = set()
         self.delay_s = 0.0
         self.ack_empty_next = 0
         self.auto_approve_after: int | None = None
@@ -499,6 +501,12 @@ class FakeSimkl:
         refused = self._check_identity(request) or self._check_auth(request)
         if refused is not None:
             return refused
+        if (
+            self.down_users
+            and request.path.startswith(("/sync/", "/scrobble/"))
+            and self._request_user(request).name in self.down_users
+        ):
+            return _envelope(503, message="Simkl is overloaded, try again later")
         limited = self._check_rate(request)
         if limited is not None:
             return limited

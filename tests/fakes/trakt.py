@@ -363,6 +363,8 @@ class FakeTrakt:
     devices: dict[str, DeviceCode] = field(default_factory=dict)  # by user_code
     # --- failure knobs --------------------------------------------------------------------
     down: bool = False
+    #: Users whose authenticated requests get 503 (one account in an outage).
+    down_users: set[str] = field(default_factory=set)
     delay_s: float = 0.0
 
     url: str = ""
@@ -570,6 +572,8 @@ class FakeTrakt:
             user = self.user(entry[1])
         if user is not None:
             request[_USER] = user
+            if user.name in self.down_users:
+                return web.Response(status=503, text="<html>503 Service Unavailable</html>")
         limited = self._rate_limit(request.method, user)
         if limited is not None:
             return limited

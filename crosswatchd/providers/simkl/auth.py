@@ -117,11 +117,14 @@ async def pin_auth(
 
     Returns the stored :class:`Token`. Raises :class:`AuthError` when the code expires
     (``expires_in``, 900 s on SIMKL), disappears (a poll answered with a fresh ``device_code``)
-    or SIMKL refuses the app (e.g. 412 bad client id); :class:`RetryableError` when the first
-    request cannot reach SIMKL. Transient failures while polling are ridden out.
+    or SIMKL refuses the app (e.g. 412 bad client id), and when the first request cannot
+    reach SIMKL ("could not reach SIMKL: …"). Transient failures while polling are ridden out.
     """
     http = simkl_client(session=session, client_id=client_id, api_url=api_url, timeout_s=timeout_s)
-    answer = await http.send("GET", "/oauth/pin")
+    try:
+        answer = await http.send("GET", "/oauth/pin")
+    except RetryableError as exc:
+        raise AuthError(NAME, f"could not reach SIMKL: {exc.message}") from None
     pin, _ = _pin(answer)
     if not answer.ok or pin.result != "OK" or not pin.user_code:
         raise _pin_error(answer, "requesting a PIN")

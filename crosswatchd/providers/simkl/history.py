@@ -39,6 +39,7 @@ __all__ = [
     "build_batch",
     "date_from",
     "found_in",
+    "id_pairs",
     "outcomes_of",
     "simkl_time",
     "titled",
@@ -64,7 +65,7 @@ def api_ids(ids: Ids) -> dict[str, str | int]:
     return {key: api[key] for key in _SENT_ID_KEYS if key in api}
 
 
-def _id_pairs(raw: Mapping[str, Any] | None) -> set[tuple[str, str]]:
+def id_pairs(raw: Mapping[str, Any] | None) -> set[tuple[str, str]]:
     """Comparable ``(key, value)`` pairs of the ids SIMKL uses; empty and zero values left out."""
     if not raw:
         return set()
@@ -230,16 +231,16 @@ def outcomes_of(reply: HistoryReply | None, batch: Batch) -> dict[int, PlayOutco
     movie_nf: set[int] = set()
     movie_unmatched = 0
     for entry in not_found.movies:
-        wanted = _id_pairs(entry.ids if entry else None)
-        hits = {k for k, obj in batch.movies if wanted & _id_pairs(obj["ids"])}
+        wanted = id_pairs(entry.ids if entry else None)
+        hits = {k for k, obj in batch.movies if wanted & id_pairs(obj["ids"])}
         movie_nf |= hits
         movie_unmatched += not hits
 
     episode_nf: set[int] = set()
     episode_unmatched = 0
     for entry in not_found.shows:
-        wanted = _id_pairs(entry.ids if entry else None)
-        hits = {e.key for s in batch.shows if wanted & _id_pairs(s.obj["ids"]) for e in s.episodes}
+        wanted = id_pairs(entry.ids if entry else None)
+        hits = {e.key for s in batch.shows if wanted & id_pairs(s.obj["ids"]) for e in s.episodes}
         episode_nf |= hits
         episode_unmatched += not hits
     sent_episodes = [e for s in batch.shows for e in s.episodes]
@@ -316,16 +317,14 @@ def _close_to(raw: str | None, moment: datetime, tolerance_s: float) -> bool:
 def _has_movie(entry: _MovieItem, play: Play, tolerance_s: float) -> bool:
     """True when an all-items movie *entry* is *play*'s movie, last watched at its time."""
     ids = entry.movie.ids if entry.movie else None
-    return bool(_id_pairs(api_ids(play.item.ids)) & _id_pairs(ids)) and _close_to(
+    return bool(id_pairs(api_ids(play.item.ids)) & id_pairs(ids)) and _close_to(
         entry.last_watched_at, play.watched_at, tolerance_s
     )
 
 
 def _has_episode(entry: _ShowItem, play: Play, tolerance_s: float) -> bool:
     """True when an all-items show *entry* has *play*'s episode watched at its time."""
-    if not _id_pairs(api_ids(play.item.show_ids)) & _id_pairs(
-        entry.show.ids if entry.show else None
-    ):
+    if not id_pairs(api_ids(play.item.show_ids)) & id_pairs(entry.show.ids if entry.show else None):
         return False
     return any(
         episode.number == play.item.number

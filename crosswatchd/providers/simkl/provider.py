@@ -21,8 +21,18 @@ from pydantic import ValidationError
 
 from crosswatchd.http import GetRetry
 from crosswatchd.models import Action, Item, MediaKind
-from crosswatchd.providers.base import LiveOutcome, Play, PlayOutcome, split_sendable
+from crosswatchd.providers.base import (
+    Activities,
+    Change,
+    ChangeOutcome,
+    ChangeResult,
+    LiveOutcome,
+    Play,
+    PlayOutcome,
+    split_sendable,
+)
 from crosswatchd.providers.simkl.auth import SimklAuth
+from crosswatchd.providers.simkl.changes import RatingsReply, rating_results, ratings_body
 from crosswatchd.providers.simkl.history import (
     MATCH_TOLERANCE_S,
     MOVIE_ID_KEYS,
@@ -73,6 +83,7 @@ class SimklProvider:
 
     name = NAME
     max_batch = MAX_BATCH
+    max_changes = 100
     #: SIMKL keeps one watched state (and last watched_at) per movie or episode.
     keeps_every_play = False
 
@@ -105,12 +116,19 @@ class SimklProvider:
         """Why SIMKL cannot take *item*, or ``None``.
 
         A movie needs an imdb, tmdb or simkl id; an episode needs its **show's** imdb, tmdb,
-        tvdb or simkl id plus season and number (Apiary "Add Items to the history").
+        tvdb or simkl id plus season and number (Apiary "Add Items to the history"); a show
+        its imdb, tmdb, tvdb or simkl id (Apiary "Add Ratings"). Seasons are never sent.
         """
         if item.kind is MediaKind.MOVIE:
             if MOVIE_ID_KEYS & api_ids(item.ids).keys():
                 return None
             return "SIMKL needs an imdb, tmdb or simkl id for a movie"
+        if item.kind is MediaKind.SHOW:
+            if SHOW_ID_KEYS & api_ids(item.ids.merged(item.show_ids)).keys():
+                return None
+            return "SIMKL needs an imdb, tmdb, tvdb or simkl id for a show"
+        if item.kind is MediaKind.SEASON:
+            return "SIMKL does not rate or list seasons"
         if not SHOW_ID_KEYS & api_ids(item.show_ids).keys():
             return "SIMKL needs the show's imdb, tmdb, tvdb or simkl id for an episode"
         if item.season is None or item.number is None:
@@ -269,6 +287,63 @@ class SimklProvider:
             raise self._auth.error_for(answer, token)
         log.info("simkl.scrobble", action=action.value, item=item.label(), outcome=outcome.value)
         return outcome
+
+    async def last_activities(self) -> Activities:
+        """``GET /sync/activities`` (Apiary "Get last activity"; api.simkl.org asks every
+        client to call it before any ``all-items`` read), retried in-process a few times on
+        transient failures; raises like :meth:`add_history`."""
+        token = self._auth.token()
+
+        async def attempt() -> Activities:
+            answer = await self._http.send("GET", "/sync/activities", bearer=token)
+            if not answer.ok:
+                raise self._auth.error_for(answer, token)
+            return Activities.parse(json_data(answer))
+
+        return await self._http.retry_get(attempt, path="/sync/activities")
+
+    async def apply_changes(self, changes: Sequence[Change]) -> dict[int, ChangeResult]:
+        """Apply rating changes: ``POST /sync/ratings`` for ratings set, ``POST
+        /sync/ratings/remove`` for ratings cleared (Apiary "Add Ratings", "Remove Ratings";
+        200 and 201 are both success). Items the reply's ``not_found`` echoes are
+        ``NOT_FOUND``, the rest ``APPLIED``; a reply that is not an object confirms nothing
+        specific, and the calls being idempotent, counts as applied.
+
+        Raises like :meth:`add_history`; ``ValueError`` for more than :attr:`max_changes`
+        changes or a change of another kind (a caller bug).
+        """
+        if len(changes) > self.max_changes:
+            raise ValueError(f"at most {self.max_changes} changes per call, got {len(changes)}")
+        results: dict[int, ChangeResult] = {}
+        rate = [c for c in changes if c.action is Action.RATE and c.rating]
+        clear = [c for c in changes if c.action is Action.RATE and not c.rating]
+        for path, group, with_rating in (
+            ("/sync/ratings", rate, True),
+            ("/sync/ratings/remove", clear, False),
+        ):
+            if not group:
+                continue
+            body, placed = ratings_body(group, with_rating=with_rating)
+            token = self._auth.token()
+            answer = await self._http.send("POST", path, json_body=body, bearer=token)
+            if not answer.ok:
+                raise self._auth.error_for(answer, token)
+            try:
+                reply: RatingsReply | None = RatingsReply.model_validate(json_data(answer))
+            except ValidationError:
+                reply = None
+            answered = rating_results(reply, placed)
+            results.update(answered)
+            log.info(
+                "simkl.ratings.sent",
+                path=path,
+                changes=len(group),
+                not_found=sum(1 for r in answered.values() if r.outcome is ChangeOutcome.NOT_FOUND),
+            )
+        unknown = [c.key for c in changes if c.key not in results]
+        if unknown:
+            raise ValueError(f"changes of no kind SIMKL takes here: keys {unknown}")
+        return results
 
     async def close(self) -> None:
         """Nothing to release: the HTTP session belongs to the caller (shared with Trakt)."""

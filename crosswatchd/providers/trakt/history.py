@@ -37,6 +37,7 @@ __all__ = [
     "api_ids",
     "clusters",
     "history_body",
+    "id_pairs",
     "matches",
     "not_found_keys",
     "outcomes_of",
@@ -56,7 +57,7 @@ def api_ids(ids: Ids, keys: Sequence[str]) -> dict[str, str | int]:
     return {k: v for k, v in ids.as_api_ids().items() if k in keys}
 
 
-def _id_pairs(ids: Mapping[str, Any] | None) -> set[tuple[str, str]]:
+def id_pairs(ids: Mapping[str, Any] | None) -> set[tuple[str, str]]:
     """``{("imdb", "tt1"), ("tmdb", "6978")}``: comparable ids, empty and zero values left out."""
     if not ids:
         return set()
@@ -165,7 +166,7 @@ def history_body(plays: Sequence[Play]) -> tuple[dict[str, Any], list[Sent]]:
         else:
             show_ids = api_ids(item.show_ids, SHOW_ID_KEYS)
             show = shows.setdefault(
-                tuple(sorted(_id_pairs(show_ids))), {"ids": show_ids, "seasons": []}
+                tuple(sorted(id_pairs(show_ids))), {"ids": show_ids, "seasons": []}
             )
             season = next((s for s in show["seasons"] if s["number"] == item.season), None)
             if season is None:
@@ -226,12 +227,12 @@ def not_found_keys(reply: HistoryReply, sent: Sequence[Sent]) -> set[int]:
         ("shows", not_found.shows),
     ):
         for entry in entries:
-            pairs = _id_pairs(entry.ids)
+            pairs = id_pairs(entry.ids)
             if form == "episodes" and not pairs:
                 keys |= _bare_episode_keys(entry, sent, keys)
                 continue
             for s in sent:
-                if s.form != form or not pairs & _id_pairs(s.ids):
+                if s.form != form or not pairs & id_pairs(s.ids):
                     continue
                 if form == "shows" and not _listed_episode(entry, s.play.item):
                     continue
@@ -319,16 +320,16 @@ def _same_item(entry: HistoryEntry, item: Item) -> bool:
     """True if history *entry* is a play of *item* (any shared id; show ids + numbers)."""
     if item.kind is MediaKind.MOVIE:
         return entry.movie is not None and bool(
-            _id_pairs(entry.movie.ids) & _id_pairs(api_ids(item.ids, MOVIE_ID_KEYS))
+            id_pairs(entry.movie.ids) & id_pairs(api_ids(item.ids, MOVIE_ID_KEYS))
         )
     episode, show = entry.episode, entry.show
     if episode is None:
         return False
-    if _id_pairs(episode.ids) & _id_pairs(api_ids(item.ids, EPISODE_ID_KEYS)):
+    if id_pairs(episode.ids) & id_pairs(api_ids(item.ids, EPISODE_ID_KEYS)):
         return True
     return (
         show is not None
         and episode.season == item.season
         and episode.number == item.number
-        and bool(_id_pairs(show.ids) & _id_pairs(api_ids(item.show_ids, SHOW_ID_KEYS)))
+        and bool(id_pairs(show.ids) & id_pairs(api_ids(item.show_ids, SHOW_ID_KEYS)))
     )

@@ -115,6 +115,7 @@ def raise_for_status(answer: Answer) -> None:
             f"{what}: account limit exceeded (420, X-Account-Limit={limit}, VIP={vip}); "
             "Trakt VIP raises the limit",
             scope=ErrorScope.ACCOUNT,
+            status=420,
         )
     if status == 423:
         locked = answer.headers.get("X-Account-Locked", "?")

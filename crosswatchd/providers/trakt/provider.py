@@ -20,10 +20,26 @@ import aiohttp
 import structlog
 from pydantic import ConfigDict, RootModel
 
+from crosswatchd.errors import PermanentError
 from crosswatchd.http import GetRetry
 from crosswatchd.models import Action, Item, MediaKind, format_utc
-from crosswatchd.providers.base import LiveOutcome, Play, PlayOutcome, split_sendable
+from crosswatchd.providers.base import (
+    Activities,
+    Change,
+    ChangeOutcome,
+    ChangeResult,
+    LiveOutcome,
+    Play,
+    PlayOutcome,
+    split_sendable,
+)
 from crosswatchd.providers.trakt.auth import TraktAuth
+from crosswatchd.providers.trakt.changes import (
+    SEASON_ID_KEYS,
+    ChangeReply,
+    change_body,
+    change_results,
+)
 from crosswatchd.providers.trakt.history import (
     EPISODE_ID_KEYS,
     MOVIE_ID_KEYS,
@@ -77,6 +93,7 @@ class TraktProvider:
 
     name = NAME
     max_batch = 100
+    max_changes = 100
     #: Trakt history is a list of plays ("Sync / Add to History": no de-duplication).
     keeps_every_play = True
 
@@ -117,12 +134,24 @@ class TraktProvider:
         """Why Trakt cannot take *item*, or ``None``.
 
         A movie needs a trakt, imdb or tmdb id; an episode needs its own trakt/tvdb/imdb/tmdb
-        id, or its show's plus season and number ("Sync / Add to History", "Scrobble").
+        id, or its show's plus season and number ("Sync / Add to History", "Scrobble"); a show
+        its trakt/tvdb/imdb/tmdb id; a season its own trakt/tvdb/tmdb id, or its show's plus
+        its number ("Sync / Add Ratings").
         """
         if item.kind is MediaKind.MOVIE:
             if api_ids(item.ids, MOVIE_ID_KEYS):
                 return None
             return "movie has no trakt, imdb or tmdb id"
+        if item.kind is MediaKind.SHOW:
+            if api_ids(item.ids.merged(item.show_ids), SHOW_ID_KEYS):
+                return None
+            return "show has no trakt, tvdb, imdb or tmdb id"
+        if item.kind is MediaKind.SEASON:
+            if api_ids(item.ids, SEASON_ID_KEYS):
+                return None
+            if api_ids(item.show_ids, SHOW_ID_KEYS) and item.season is not None:
+                return None
+            return "season has no ids of its own, nor its show's ids and its number"
         if api_ids(item.ids, EPISODE_ID_KEYS):
             return None
         if not api_ids(item.show_ids, SHOW_ID_KEYS):
@@ -244,6 +273,100 @@ class TraktProvider:
         read_json(answer, _AnyJson, "unexpected answer shape")
         log.info("trakt.scrobble.sent", path=path, item=item.label(), progress=progress)
         return LiveOutcome.SENT
+
+    async def last_activities(self) -> Activities:
+        """``GET /sync/last_activities`` ("Sync / Last Activities"), retried in-process a few
+        times on transient failures; raises like :meth:`add_history`."""
+
+        async def get() -> Activities:
+            answer = await self._auth.call("GET", "/sync/last_activities")
+            raise_for_status(answer)
+            return Activities.parse(read_json(answer, _AnyJson, "expected an object").root)
+
+        return await self._http.retry_get(get, path="/sync/last_activities")
+
+    async def apply_changes(self, changes: Sequence[Change]) -> dict[int, ChangeResult]:
+        """Apply ratings and watchlist changes, one request per kind of change present:
+        ``POST /sync/ratings`` (ratings set), ``/sync/ratings/remove`` (ratings cleared),
+        ``/sync/watchlist/remove`` and then ``/sync/watchlist`` (removals first, so they make
+        room) ("Sync / Add Ratings", "Remove Ratings", "Add to Watchlist", "Remove from
+        Watchlist"). Items the reply's ``not_found`` names are ``NOT_FOUND``, the rest
+        ``APPLIED`` (:func:`~.changes.change_results`).
+
+        A full watchlist answers 420 with ``X-Account-Limit`` and adds nothing ("VIP
+        Methods"): the additions are then tried one at a time, so as many as fit are added;
+        from the first one refused on, the rest are ``LIMIT`` with a note naming the limit.
+        Other errors raise like :meth:`add_history` (a 420 on ratings is ``ACCOUNT``-scoped).
+        More than :attr:`max_changes` changes is a caller bug (``ValueError``).
+        """
+        if len(changes) > self.max_changes:
+            raise ValueError(f"at most {self.max_changes} changes per call, got {len(changes)}")
+        results: dict[int, ChangeResult] = {}
+        groups = (
+            ("/sync/ratings", [c for c in changes if c.action is Action.RATE and c.rating], True),
+            (
+                "/sync/ratings/remove",
+                [c for c in changes if c.action is Action.RATE and not c.rating],
+                False,
+            ),
+            (
+                "/sync/watchlist/remove",
+                [c for c in changes if c.action is Action.WATCHLIST_REMOVE],
+                False,
+            ),
+        )
+        for path, group, with_rating in groups:
+            if group:
+                results.update(await self._change(path, group, with_rating=with_rating))
+        additions = [c for c in changes if c.action is Action.WATCHLIST_ADD]
+        if additions:
+            results.update(await self._watchlist_add(additions))
+        unknown = [c.key for c in changes if c.key not in results]
+        if unknown:
+            raise ValueError(f"changes of no kind Trakt takes: keys {unknown}")
+        return results
+
+    async def _change(
+        self, path: str, changes: Sequence[Change], *, with_rating: bool
+    ) -> dict[int, ChangeResult]:
+        body, placed = change_body(changes, with_rating=with_rating)
+        answer = await self._auth.call("POST", path, json_body=body)
+        raise_for_status(answer)
+        results = change_results(read_json(answer, ChangeReply, "unexpected answer shape"), placed)
+        log.info(
+            "trakt.changes.sent",
+            path=path,
+            changes=len(changes),
+            not_found=sum(1 for r in results.values() if r.outcome is ChangeOutcome.NOT_FOUND),
+        )
+        return results
+
+    async def _watchlist_add(self, changes: Sequence[Change]) -> dict[int, ChangeResult]:
+        try:
+            return await self._change("/sync/watchlist", changes, with_rating=False)
+        except PermanentError as exc:
+            if exc.status != 420:
+                raise
+            full = exc
+        results: dict[int, ChangeResult] = {}
+        if len(changes) > 1:
+            for index, change in enumerate(changes):
+                try:
+                    results.update(
+                        await self._change("/sync/watchlist", [change], with_rating=False)
+                    )
+                except PermanentError as exc:
+                    if exc.status != 420:
+                        raise
+                    full = exc
+                    changes = changes[index:]
+                    break
+            else:
+                return results
+        note = f"trakt watchlist is full: {full.message}"
+        log.warning("trakt.watchlist.full", refused=len(changes), reason=full.message)
+        results.update({c.key: ChangeResult(ChangeOutcome.LIMIT, note) for c in changes})
+        return results
 
     async def close(self) -> None:
         """Nothing to release: the session belongs to the caller."""
