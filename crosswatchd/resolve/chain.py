@@ -47,6 +47,7 @@ from crosswatchd.resolve.payload import PayloadStep, with_guid
 from crosswatchd.resolve.plex import PlexStep
 from crosswatchd.resolve.recall import RecallStep
 from crosswatchd.resolve.search import SimklStep, TraktStep
+from crosswatchd.resolve.shows import SHOW_KINDS, show_goal
 from crosswatchd.resolve.tautulli import TautulliStep
 from crosswatchd.resolve.title import TitleStep
 from crosswatchd.sources.plex_server import PlexServer
@@ -87,9 +88,11 @@ Fetch = Callable[[], Awaitable[dict[str, Any] | None]]
 def goal(item: Item) -> bool:
     """The stopping rule: a movie has an imdb or tmdb id; an episode has its show's imdb,
     tmdb, tvdb, trakt or simkl id (anidb alone does not do: Trakt cannot use it), a season
-    and an episode number."""
+    and an episode number; a show or a season (rated) :func:`~.shows.show_goal`."""
     if item.kind is MediaKind.MOVIE:
         return bool(item.ids.imdb or item.ids.tmdb)
+    if item.kind in SHOW_KINDS:
+        return show_goal(item)
     if item.season is None or item.number is None:
         return False
     show = item.show_ids
@@ -99,8 +102,10 @@ def goal(item: Item) -> bool:
 def usable(item: Item) -> bool:
     """Short of the goal but of use to a target: any id of a movie; an episode's own ids, or
     its show's ids with a season and an episode number."""
-    if item.kind is MediaKind.MOVIE:
-        return bool(item.ids)
+    if item.kind in (MediaKind.MOVIE, MediaKind.SEASON):  # a season: its own ids (Trakt)
+        return bool(item.ids) or goal(item)
+    if item.kind is MediaKind.SHOW:
+        return goal(item)
     return bool(item.ids) or (
         bool(item.show_ids) and item.season is not None and item.number is not None
     )
@@ -328,6 +333,8 @@ class Resolver:
         transient failure of a step is why the goal was not met.
         """
         parsed = parsed_guid(item)
+        if item.kind in SHOW_KINDS:
+            return await self._resolve_show(item, parsed)
         # The warm path, most resolutions of a running daemon: the payload step's ids, or the
         # cache step's answer from memory, meet the goal. Answered as those steps would, without
         # a Work or a step coroutine (bench/resolve.py's warm figure depends on it).
@@ -358,6 +365,34 @@ class Resolver:
             if goal(work.item):
                 return await self._done(work)
         return await self._short(work, item.label())
+
+    async def _resolve_show(self, item: Item, parsed: ParsedGuid | None) -> Resolution:
+        """A show or a season (a rating): its GUID's ids, else the configured server's show
+        (:mod:`.shows`); the searches and the identity cache are for plays and not asked.
+        Raises like :meth:`resolve`."""
+        work = Work(with_guid(item, parsed), parsed)
+        if goal(work.item):
+            return Resolution(work.item, "payload")
+        for step in self._steps:
+            if step.name not in ("plex", "tautulli"):
+                continue
+            try:
+                await step.run(work)
+            except (RetryableError, SourceUnavailableError) as exc:
+                work.transient = RetryableError(step.name, str(exc))
+                work.fail(step.name, str(exc))
+            except ProviderError as exc:
+                work.fail(step.name, str(exc))
+            if goal(work.item):
+                return Resolution(work.item, work.step)
+        if work.transient is not None:
+            raise work.transient
+        if usable(work.item):
+            return Resolution(work.item, work.step)
+        what = "show" if item.kind is MediaKind.SHOW else "season's show"
+        reason = work.reason or f"payload: no ids of the {what}, and no Plex server or Tautulli"
+        log.warning("resolve.unresolved", item=item.label(), step=work.failed_step, reason=reason)
+        raise UnresolvedError(reason, work.failed_step)
 
     async def _done(self, work: Work) -> Resolution:
         """The goal is met: remember what the outside steps found, and say who found it."""
