@@ -35,7 +35,7 @@ from aiohttp import web
 from crosswatchd import __version__
 from crosswatchd.config import Settings
 from crosswatchd.drain import Drainer, ResolveFn
-from crosswatchd.errors import ConfigError
+from crosswatchd.errors import ConfigError, SourceUnavailableError
 from crosswatchd.http import USER_AGENT
 from crosswatchd.logs import configure_logging
 from crosswatchd.metrics import Metrics
@@ -50,7 +50,7 @@ from crosswatchd.resolve import IdCache, Resolver, build_resolver
 from crosswatchd.sources.tautulli_api import TautulliClient
 from crosswatchd.systemd import Notifier, watchdog
 from crosswatchd.tokens import TokenStore
-from crosswatchd.web import STOPPING, CappedSite, build_app, listen
+from crosswatchd.web import STOPPING, CappedSite, ServerHint, build_app, listen
 
 __all__ = [
     "POST_HEADROOM",
@@ -58,6 +58,7 @@ __all__ = [
     "data_lock",
     "ensure_webhook_secret",
     "known_secrets",
+    "learn_server",
     "limiter_for",
     "make_data_dir",
     "make_provider",
@@ -308,10 +309,44 @@ async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncI
         await bundle.close()
 
 
+#: Waits between tries to learn the Plex server Tautulli watches (then the last one, repeated).
+_SERVER_IDENTITY_WAITS_S = (5.0, 30.0, 120.0, 600.0)
+
+
+async def learn_server(
+    tautulli: TautulliClient,
+    hint: ServerHint,
+    stop: asyncio.Event,
+    waits_s: tuple[float, ...] = _SERVER_IDENTITY_WAITS_S,
+) -> None:
+    """Fill *hint* with the machineIdentifier of the Plex server Tautulli watches
+    (``get_server_identity``), trying again after each of *waits_s* (the last repeated) while
+    Tautulli cannot say, until *stop*. A Plex owner webhook may fill it first; then nothing
+    is asked."""
+    attempt = 0
+    while not stop.is_set() and hint.machine_id is None:
+        try:
+            machine_id = await tautulli.get_server_identity()
+        except SourceUnavailableError as exc:
+            machine_id = None
+            if attempt == 0:
+                log.warning("tautulli.server_identity_unavailable", error=str(exc))
+        if machine_id:
+            if hint.machine_id is None:
+                hint.machine_id = machine_id
+                log.info("tautulli.server_identity", machine_id=machine_id)
+            return
+        wait_s = waits_s[min(attempt, len(waits_s) - 1)]
+        attempt += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait_s)
+
+
 def _daemon_app(
     settings: Settings, outbox: Outbox, secret: str, metrics: Metrics
 ) -> web.Application:
     running: dict[TargetAccount, Provider] = {}
+    hint = ServerHint()
 
     async def ready_check() -> list[str]:
         if not running:
@@ -320,7 +355,9 @@ def _daemon_app(
             return ["no target account is authorized (run `crosswatchd auth trakt|simkl`)"]
         return []
 
-    app = build_app(settings, outbox, secret, ready_check=ready_check, metrics=metrics)
+    app = build_app(
+        settings, outbox, secret, ready_check=ready_check, metrics=metrics, server_hint=hint
+    )
 
     async def delivery_ctx(_app: web.Application) -> AsyncIterator[None]:
         async with services(settings, metrics) as svc:
@@ -341,7 +378,13 @@ def _daemon_app(
                 )
                 for account, provider in svc.providers.items()
             ]
-            if not tasks:
+            if svc.tautulli is not None:
+                tasks.append(
+                    asyncio.create_task(
+                        learn_server(svc.tautulli, hint, stop), name="tautulli-server-identity"
+                    )
+                )
+            if not svc.providers:
                 log.warning(
                     "daemon.no_targets",
                     hint="set trakt.client_id and/or simkl.client_id; plays are stored"
