@@ -296,6 +296,7 @@ async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncI
         trakt_limiter=limiter_for(settings, "trakt", metrics),
         simkl_limiter=limiter_for(settings, "simkl", metrics),
         tautulli=tautulli,
+        on_lookup=None if metrics is None else metrics.resolver_lookup,
     )
 
     async def resolve(item: Item) -> tuple[Item, str]:

@@ -129,8 +129,10 @@ def make(cache: IdCache, session: aiohttp.ClientSession) -> Callable[..., Resolv
         tautulli: FakeTautulli | None = None,
         title_fallback: bool = False,
         id_cache: IdCache | None = None,
+        on_lookup: Callable[[str, bool], None] | None = None,
     ) -> Resolver:
         return Resolver(
+            on_lookup=on_lookup,
             cache=id_cache or cache,
             plex=PlexServer(session=session, url=plex.url, token=PLEX_TOKEN, get_retry=FAST_RETRY)
             if plex
@@ -1436,3 +1438,14 @@ class TestShowsAndSeasons:
         with pytest.raises(UnresolvedError, match="no ids of the show"):
             await make(trakt=trakt).resolve(show)
         assert trakt.requests == []
+
+
+async def test_every_answer_is_counted_as_a_cache_hit_or_an_outside_lookup(
+    make: Callable[..., Resolver], plex: FakePlexServer
+) -> None:
+    """What the metrics' crosswatchd_resolver_lookups counts."""
+    seen: list[tuple[str, bool]] = []
+    resolver = make(plex=plex, on_lookup=lambda step, hit: seen.append((step, hit)))
+    await resolver.resolve(movie(rating_key="100"))  # asked outside
+    await resolver.resolve(movie(rating_key="100"))  # the identity is cached now
+    assert seen == [("plex", False), ("cache", True)]

@@ -80,6 +80,10 @@ STEPS: Final = ("payload", "cache", "plex", "tautulli", "trakt", "simkl", "title
 #: has them already.
 _AT_HAND: Final = frozenset({"payload", "cache"})
 
+#: Told of every answer a step got: ``(step, True)`` from the cache, ``(step, False)`` asked
+#: outside (the metrics' ``crosswatchd_resolver_lookups``).
+LookupHook = Callable[[str, bool], None]
+
 #: One outside request of a step: the answer to keep (a JSON-able object), or ``None`` for
 #: "nothing found". Raises what the service raises.
 Fetch = Callable[[], Awaitable[dict[str, Any] | None]]
@@ -225,9 +229,10 @@ class Answers:
     for its negative TTL. Concurrent askers share one request (single-flight).
     """
 
-    def __init__(self, cache: IdCache) -> None:
+    def __init__(self, cache: IdCache, on_lookup: LookupHook | None = None) -> None:
         self._cache = cache
         self._inflight: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
+        self._on_lookup = on_lookup
 
     async def ask(self, work: Work, step: str, query: str, fetch: Fetch) -> dict[str, Any] | None:
         """Answer *query* for *step* from the cache, or ask once (single-flight) and cache.
@@ -244,12 +249,16 @@ class Answers:
                 task = self._inflight.get(key)
                 entry = self._cache.peek(key) if task is None else None
             if entry is not None:
+                if self._on_lookup is not None:
+                    self._on_lookup(step, True)
                 return entry.value
             if task is None:
                 task = asyncio.create_task(self._fetch_and_store(key, step, query, fetch))
                 self._inflight[key] = task
                 task.add_done_callback(self._forget_task(key))
         work.fresh = True
+        if self._on_lookup is not None:
+            self._on_lookup(step, False)
         return await asyncio.shield(task)
 
     async def close(self) -> None:
@@ -285,7 +294,8 @@ class Resolver:
 
     ``server_id`` namespaces Plex ratingKeys in cache keys (ratingKeys identify an item on one
     server; Plex webhooks and Tautulli of that server share them). ``title_fallback`` enables
-    the exact title + year step (needs ``trakt_search``).
+    the exact title + year step (needs ``trakt_search``). ``on_lookup`` is told of every
+    answer a step got, from the cache or from outside.
     """
 
     def __init__(
@@ -298,10 +308,12 @@ class Resolver:
         simkl_search: SimklSearch | None = None,
         title_fallback: bool = False,
         server_id: str = "plex",
+        on_lookup: LookupHook | None = None,
     ) -> None:
         self._cache = cache
         self._keys = keys = Keys(server_id, title_fallback)
-        self._answers = answers = Answers(cache)
+        self._answers = answers = Answers(cache, on_lookup)
+        self._on_lookup = on_lookup
         self._recall = RecallStep(cache, keys)
         steps: list[Step] = [PayloadStep(), self._recall]
         if plex is not None:
@@ -347,6 +359,8 @@ class Resolver:
             if entry is not None:
                 recalled = with_identity(known, entry)
                 if goal(recalled):
+                    if self._on_lookup is not None:
+                        self._on_lookup("cache", True)
                     return Resolution(recalled, "cache")
         work = Work(known, parsed)
         if entry is not None:  # what the cache step would find again
@@ -451,6 +465,7 @@ def build_resolver(
     trakt_limiter: Limiter | None,
     simkl_limiter: Limiter | None,
     tautulli: MetadataSource | None,
+    on_lookup: LookupHook | None = None,
 ) -> Resolver:
     """A :class:`Resolver` with the steps the settings enable and the services configured.
 
@@ -498,4 +513,5 @@ def build_resolver(
         trakt_search=trakt,
         simkl_search=simkl,
         title_fallback=rs.title_fallback,
+        on_lookup=on_lookup,
     )
