@@ -46,7 +46,16 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from crosswatchd.errors import ConfigError, SourceUnavailableError
-from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source, format_utc
+from crosswatchd.models import (
+    DEFAULT_PROFILE,
+    Action,
+    Ids,
+    Item,
+    MediaKind,
+    PlayEvent,
+    Source,
+    format_utc,
+)
 from crosswatchd.outbox import Outbox
 from crosswatchd.resolve.same import other_item
 from crosswatchd.resolve.tautulli import TautulliMetadata
@@ -306,7 +315,7 @@ def _draft(
         summary.skipped_media_type += 1
         return None
     account = str(row.get("user") or "")
-    if account not in allowed:
+    if account.strip().casefold() not in allowed:
         summary.skipped_user += 1
         return None
     stopped = api_int(row.get("stopped"))
@@ -425,8 +434,10 @@ async def _page_events(
     unresolved: dict[tuple[str, str], None],
     parse: Callable[[str], ParsedGuid],
     server: str | None,
+    profile_of: Callable[[str], str],
 ) -> list[PlayEvent]:
-    """The plays of one page of new rows, with ids filled in; updates the counts."""
+    """The plays of one page of new rows, with ids filled in and each routed to the profile
+    *profile_of* names for its Tautulli user; updates the counts."""
     drafts = [d for row in rows if (d := _draft(row, allowed, summary, parse, server)) is not None]
     await _resolve(drafts, cache)
     events: list[PlayEvent] = []
@@ -438,6 +449,7 @@ async def _page_events(
             item=d.item,
             occurred_at=d.occurred_at,
             progress_pct=d.progress_pct,
+            profile=profile_of(d.account),
         )
         events.append(event)
         kind = d.item.kind.value
@@ -486,6 +498,7 @@ async def run_import(
     progress: Callable[[int, int], None] | None = None,
     chunk_size: int = CHUNK_SIZE,
     metadata_concurrency: int = METADATA_CONCURRENCY,
+    profile_of: Callable[[str], str] | None = None,
 ) -> ImportSummary:
     """Import the Tautulli play history of *users* into *outbox*.
 
@@ -496,7 +509,8 @@ async def run_import(
     to count plays it already has. ``progress(rows_read, rows_total)`` is called after each
     page. ``page_size`` rows per ``get_history`` call; at most ``page_cap`` pages;
     ``chunk_size`` events per outbox transaction; ``metadata_concurrency`` get_metadata calls
-    in flight at once.
+    in flight at once. ``profile_of(username)`` names the household profile a user's plays
+    belong to (default: the ``default`` profile); usernames compare case-insensitively.
 
     Returns the :class:`ImportSummary`. Raises :class:`SourceUnavailableError` when Tautulli
     fails (plays of the pages read before stay enqueued; a re-run skips them), ``ValueError``
@@ -515,6 +529,7 @@ async def run_import(
         "progress": progress,
         "chunk_size": chunk_size,
         "metadata_concurrency": metadata_concurrency,
+        "profile_of": profile_of or (lambda _user: DEFAULT_PROFILE),
     }
     if dry_run:
         # Import for real into a throw-away copy: the counts are exactly what a real run
@@ -537,6 +552,7 @@ async def _import(
     progress: Callable[[int, int], None] | None,
     chunk_size: int,
     metadata_concurrency: int,
+    profile_of: Callable[[str], str],
 ) -> ImportSummary:
     summary = ImportSummary()
     wanted = await _check_users(client, users, summary)
@@ -546,7 +562,7 @@ async def _import(
             "Tautulli names no Plex server (get_server_identity): the plays' ratingKeys are"
             " not scoped by server, so they do not dedupe against webhook plays by ratingKey"
         )
-    allowed = frozenset(wanted)
+    allowed = frozenset(name.casefold() for name in wanted)
     server_user = wanted[0] if len(wanted) == 1 else None
     cache = _MetadataCache(client, metadata_concurrency)
     # Items recur (rewatches, episodes of one show): parse each distinct guid once per run.
@@ -580,7 +596,9 @@ async def _import(
                 summary.safety_stop = f"Tautulli sent a page already seen (start={start})"
                 break
             summary.rows_seen += len(fresh)
-            events = await _page_events(fresh, allowed, cache, summary, unresolved, parse, server)
+            events = await _page_events(
+                fresh, allowed, cache, summary, unresolved, parse, server, profile_of
+            )
             for offset in range(0, len(events), chunk_size):
                 await writer.put(events[offset : offset + chunk_size])
             if progress is not None:
