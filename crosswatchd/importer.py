@@ -372,20 +372,18 @@ async def _settle_chunk(events: list[PlayEvent], outbox: Outbox, summary: Import
 
 @contextlib.asynccontextmanager
 async def _scratch_copy(outbox: Outbox | None) -> AsyncIterator[Outbox]:
-    """A throw-away copy of *outbox* (or an empty one) for a dry run to import into."""
-    with tempfile.TemporaryDirectory(prefix="crosswatchd-dry-run-") as tmp:
-        path = Path(tmp) / "outbox.sqlite3"
-        if outbox is not None:
-            await outbox.copy_to(path)
-        scratch = await Outbox.open(
-            path,
-            providers=outbox.providers if outbox is not None else ["dry-run"],
-            dedupe_window_s=outbox.dedupe_window_s if outbox is not None else 4 * 3600,
-        )
-        try:
+    """A throw-away copy of *outbox* (:meth:`Outbox.scratch`), or an empty one, for a dry
+    run to import into."""
+    if outbox is not None:
+        async with outbox.scratch() as scratch:
             yield scratch
+        return
+    with tempfile.TemporaryDirectory(prefix="crosswatchd-dry-run-") as tmp:
+        empty = await Outbox.open(Path(tmp) / "outbox.sqlite3", providers=["dry-run"])
+        try:
+            yield empty
         finally:
-            await scratch.close()
+            await empty.close()
 
 
 class _Writer:

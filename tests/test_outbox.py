@@ -1,6 +1,8 @@
-"""The SQLite outbox: schema, fan-out, dedupe, group commit, lease-guarded claim and settle.
+"""The outbox: schema, fan-out, dedupe, group commit, lease-guarded claim and settle.
 
-Every test uses a real SQLite file (WAL) in ``tmp_path`` and an injected clock (unix seconds).
+Tests of the ``outbox`` fixture run twice: on a real SQLite file (WAL) in ``tmp_path`` and on a
+fresh database of a throwaway PostgreSQL cluster; the others are about SQLite files. Time is an
+injected clock (unix seconds).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from crosswatchd.outbox import (
     Settlement,
 )
 from crosswatchd.outbox.queries import MIGRATIONS, QUERIES, Queries, named_blocks
+from tests.backends import BACKENDS, outbox_for
 from tests.clocks import Clock
 
 PROVIDERS = ["trakt", "simkl"]
@@ -102,8 +105,20 @@ def clock() -> Clock:
     return Clock((T0 + timedelta(hours=1)).timestamp())
 
 
+@pytest.fixture(params=BACKENDS)
+async def outbox(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
+) -> AsyncIterator[Outbox]:
+    """The outbox under test, on SQLite and on PostgreSQL."""
+    async with outbox_for(
+        request, tmp_path, providers=PROVIDERS, dedupe_window_s=WINDOW_S, unix_s=clock
+    ) as box:
+        yield box
+
+
 @pytest.fixture
-async def outbox(tmp_path: Path, clock: Clock) -> AsyncIterator[Outbox]:
+async def sqlite_outbox(tmp_path: Path, clock: Clock) -> AsyncIterator[Outbox]:
+    """An outbox file, for what only SQLite has (pragmas, its query planner, RETURNING)."""
     box = await Outbox.open(
         tmp_path / "outbox.db", providers=PROVIDERS, dedupe_window_s=WINDOW_S, unix_s=clock
     )
@@ -137,10 +152,10 @@ async def claim(outbox: Outbox, provider: str = "trakt", limit: int = 10) -> lis
 
 
 class TestSchema:
-    async def test_new_file_gets_schema_version_2_in_wal_mode(self, outbox: Outbox) -> None:
+    async def test_new_file_gets_schema_version_2_in_wal_mode(self, sqlite_outbox: Outbox) -> None:
         """A new outbox file is at PRAGMA user_version 2, journal_mode WAL."""
-        assert await outbox.fetch_all("PRAGMA user_version") == [(2,)]
-        assert await outbox.fetch_all("PRAGMA journal_mode") == [("wal",)]
+        assert await sqlite_outbox.fetch_all("PRAGMA user_version") == [(2,)]
+        assert await sqlite_outbox.fetch_all("PRAGMA journal_mode") == [("wal",)]
 
     async def test_reopening_keeps_events_and_deliveries(
         self, tmp_path: Path, clock: Clock
@@ -282,14 +297,22 @@ class TestDedupe:
 
 
 class TestEnqueueCounts:
-    @pytest.mark.parametrize("counted_insert", [True, False], ids=["returning", "fallback"])
-    async def test_reported_counts_match_the_deliveries_created(
-        self, outbox: Outbox, counted_insert: bool
+    async def test_reported_counts_match_the_deliveries_created(self, outbox: Outbox) -> None:
+        """Each result's new_deliveries is what the fan-out trigger really created (SQLite:
+        the insert reports it, RETURNING; PostgreSQL: counted afterwards)."""
+        await self.check_counts(outbox)
+
+    async def test_sqlite_counts_afterwards_where_returning_cannot(
+        self, sqlite_outbox: Outbox
     ) -> None:
-        """Each result's new_deliveries is what the fan-out trigger really created, whether
-        the insert reports it (RETURNING) or it is counted afterwards."""
-        assert outbox._counted_insert, "this SQLite should support the one-statement path"
-        outbox._counted_insert = counted_insert
+        """The fallback of an SQLite whose RETURNING does not see the earlier rows' triggers
+        (the path PostgreSQL always takes) reports the same counts."""
+        assert sqlite_outbox._counted_insert, "this SQLite should support the one-statement path"
+        sqlite_outbox._counted_insert = False
+        await self.check_counts(sqlite_outbox)
+
+    @staticmethod
+    async def check_counts(outbox: Outbox) -> None:
         await outbox.enqueue(watched(BARRY_LYNDON, T0))
         batch = [
             watched(MOVIE_PLEX, T0),
@@ -537,28 +560,22 @@ class TestParked:
         assert await outbox.retry_parked() == 0
 
 
-class TestCopy:
-    async def test_copy_to_is_a_consistent_independent_copy(
-        self, tmp_path: Path, clock: Clock
+class TestScratch:
+    async def test_a_scratch_outbox_holds_the_original_and_its_writes_vanish(
+        self, outbox: Outbox
     ) -> None:
-        """copy_to writes the whole outbox elsewhere; writing the copy leaves the original."""
-        box = await Outbox.open(tmp_path / "a.db", providers=["trakt"], unix_s=clock)
-        try:
-            await box.enqueue(watched(MOVIE_PLEX, T0))
-            await box.copy_to(tmp_path / "b.db")
-            copy = await Outbox.open(tmp_path / "b.db", providers=["trakt"], unix_s=clock)
-            try:
-                (dup,) = await copy.enqueue_many(
-                    [watched(MOVIE_TAUTULLI, T0 + timedelta(minutes=1))]
-                )
-                assert dup.duplicate  # the copy holds the original's play
-                await copy.enqueue(watched(BARRY_LYNDON, T0))
-                assert (await table_sizes(copy))["events"] == 3
-            finally:
-                await copy.close()
-            assert (await table_sizes(box))["events"] == 1
-        finally:
-            await box.close()
+        """scratch() (import --dry-run): the plays the outbox holds, and what is written into
+        it is gone afterwards, the original untouched (SQLite: a file copy; PostgreSQL: a
+        transaction rolled back)."""
+        await outbox.enqueue(watched(MOVIE_PLEX, T0))
+        async with outbox.scratch() as copy:
+            (dup,) = await copy.enqueue_many([watched(MOVIE_TAUTULLI, T0 + timedelta(minutes=1))])
+            assert dup.duplicate  # the copy holds the original's play
+            await copy.enqueue(watched(BARRY_LYNDON, T0))
+            assert (await table_sizes(copy))["events"] == 3
+        assert (await table_sizes(outbox))["events"] == 1
+        (fresh,) = await outbox.enqueue_many([watched(BARRY_LYNDON, T0)])
+        assert not fresh.duplicate
 
 
 class TestAccounts:
@@ -583,10 +600,12 @@ class TestAccounts:
 
 
 class TestQueryPlan:
-    async def test_claim_query_uses_the_deliveries_ready_index(self, outbox: Outbox) -> None:
+    """SQLite's planner (EXPLAIN QUERY PLAN), as litequeue checks its indexes."""
+
+    async def test_claim_query_uses_the_deliveries_ready_index(self, sqlite_outbox: Outbox) -> None:
         """The claim's row selection is an index search on deliveries_ready, not a scan
         (the claim query itself)."""
-        plan = await outbox.fetch_all(
+        plan = await sqlite_outbox.fetch_all(
             "EXPLAIN QUERY PLAN " + QUERIES.claim,
             {
                 "token": "t",
@@ -619,11 +638,11 @@ class TestQueryPlan:
         ],
     )
     async def test_the_dedupe_rule_searches_delivery_keys_by_account_key_and_time(
-        self, outbox: Outbox, query: str, params: dict[str, Any]
+        self, sqlite_outbox: Outbox, query: str, params: dict[str, Any]
     ) -> None:
         """Every use of play_duplicates walks the event's keys and searches delivery_keys by its
         primary key (target account, key, time range), never scanning an account's keys."""
-        plan = await outbox.fetch_all("EXPLAIN QUERY PLAN " + query, params)
+        plan = await sqlite_outbox.fetch_all("EXPLAIN QUERY PLAN " + query, params)
 
         details = [str(step[-1]) for step in plan]
         search = (
@@ -639,10 +658,21 @@ class TestSchemaVocabulary:
         self, outbox: Outbox
     ) -> None:
         """DeliveryState and DeliveryKind list exactly what the deliveries table accepts."""
-        [(sql,)] = await outbox.fetch_all(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
-        )
-        checks = re.findall(r"CHECK \((\w+) IN \(([^)]*)\)\)", sql)
+        if outbox.db.dialect == "sqlite":
+            [(sql,)] = await outbox.fetch_all(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
+            )
+            checks = re.findall(r"CHECK \((\w+) IN \(([^)]*)\)\)", sql)
+        else:  # PostgreSQL shows `CHECK ((kind = ANY (ARRAY['play'::text, …])))`
+            rows = await outbox.fetch_all(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE conrelid = 'deliveries'::regclass AND contype = 'c'"
+            )
+            checks = [
+                m.groups()
+                for (sql,) in rows
+                if (m := re.search(r"\((\w+) = ANY \(ARRAY\[(.*)\]", sql))
+            ]
         allowed = {column: set(re.findall(r"'(\w+)'", values)) for column, values in checks}
 
         assert allowed == {
@@ -669,3 +699,44 @@ class TestQueries:
         assert len(MIGRATIONS) == SCHEMA_VERSION == 2
         assert "CREATE TABLE events" in MIGRATIONS[0]
         assert "CREATE VIEW play_duplicates" in MIGRATIONS[1]
+
+
+class TestReplicasShareOnePostgresOutbox:
+    """Several replicas (each its own pool) writing one PostgreSQL outbox at the same moment."""
+
+    async def test_the_same_play_reaching_three_replicas_at_once_is_one_play(
+        self, pg_url: str, clock: Clock
+    ) -> None:
+        """Plex's scrobble at one replica, its stop at another, Tautulli's watched at a third,
+        all at once, 30 times over: each play is one play (one delivery per target), and every
+        copy gets an answer."""
+        from crosswatchd import postgres
+        from crosswatchd.outbox.queries import PG_MIGRATIONS
+
+        dbs = await asyncio.gather(
+            *(postgres.connect(pg_url, stores={"outbox": PG_MIGRATIONS}) for _ in range(3))
+        )
+        boxes = [
+            Outbox.on(db, providers=PROVIDERS, dedupe_window_s=WINDOW_S, unix_s=clock) for db in dbs
+        ]
+        try:
+            for n in range(30):
+                at = T0 + timedelta(hours=n * 3)
+                film = replace(MOVIE_PLEX, rating_key=str(90_000 + n))
+                same = replace(MOVIE_TAUTULLI, rating_key=str(90_000 + n), ids=Ids(tmdb=str(n)))
+                copies = [
+                    boxes[0].enqueue(watched(film, at)),
+                    boxes[1].enqueue(watched(film, at + timedelta(seconds=40))),
+                    boxes[2].enqueue(watched(same, at + timedelta(minutes=2), Source.TAUTULLI)),
+                ]
+                results = await asyncio.gather(*copies)
+                assert sorted(r.duplicate for r in results) == [False, True, True], n
+            plays = await boxes[0].fetch_all(
+                "SELECT provider, count(*) FROM deliveries WHERE kind = 'play'"
+                " GROUP BY provider ORDER BY provider"
+            )
+            assert plays == [("simkl", 30), ("trakt", 30)]
+        finally:
+            for box, db in zip(boxes, dbs, strict=True):
+                await box.close()
+                await db.close()

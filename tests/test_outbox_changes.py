@@ -12,6 +12,7 @@ import pytest
 
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
 from crosswatchd.outbox import DeliveryKind, Outbox, Settlement
+from tests.backends import BACKENDS, outbox_for
 from tests.clocks import Clock
 
 T0 = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
@@ -28,13 +29,13 @@ def watched(n: int, source: Source, at: datetime) -> PlayEvent:
     return PlayEvent(source, Action.WATCHED, "alice", item, at)
 
 
-@pytest.fixture
-async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
-    box = await Outbox.open(
-        tmp_path / "o.db", providers=["trakt", "simkl"], unix_s=Clock(T0.timestamp())
-    )
-    yield box
-    await box.close()
+@pytest.fixture(params=BACKENDS)
+async def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Outbox]:
+    """On SQLite and on PostgreSQL."""
+    async with outbox_for(
+        request, tmp_path, providers=["trakt", "simkl"], unix_s=Clock(T0.timestamp())
+    ) as box:
+        yield box
 
 
 async def ratings(outbox: Outbox, provider: str = "trakt") -> list[tuple[int | None, str]]:

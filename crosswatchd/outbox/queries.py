@@ -1,9 +1,11 @@
 """The outbox's SQL, loaded once from the package's ``.sql`` files.
 
-``queries.sql`` holds every statement by name (``-- name: claim``), as procrastinate's
-``queries.sql`` does; :data:`QUERIES` has one attribute per name, so a misspelt name fails
-type checking and a query missing from the file fails at import. ``schema.sql`` holds the
-migrations (``-- migration: 1``, ``-- migration: 2``…), :data:`MIGRATIONS` in order.
+``queries.sql`` (SQLite) and ``queries.pg.sql`` (PostgreSQL) hold every statement by name
+(``-- name: claim``), as procrastinate's ``queries.sql`` does; :class:`Queries` has one
+attribute per name, so a misspelt name fails type checking, and a query missing from either
+file fails at import: the two dialects cannot drift apart. ``schema.sql`` and
+``schema.pg.sql`` hold the migrations (``-- migration: 1``…), :data:`MIGRATIONS` and
+:data:`PG_MIGRATIONS` in order.
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ from typing import Final
 
 import orjson
 
-__all__ = ["MIGRATIONS", "QUERIES", "Queries", "json_list", "named_blocks"]
+__all__ = [
+    "MIGRATIONS",
+    "PG_MIGRATIONS",
+    "PG_QUERIES",
+    "QUERIES",
+    "Queries",
+    "json_list",
+    "named_blocks",
+    "queries_for",
+]
 
 
 def named_blocks(text: str, label: str) -> dict[str, str]:
@@ -42,6 +53,7 @@ class Queries:
     """Every named statement of ``queries.sql`` (see there for what each does)."""
 
     # intake
+    lock_keys: str
     insert_events: str
     count_deliveries_of_events: str
     delete_events: str
@@ -75,7 +87,7 @@ class Queries:
     untargeted_plays: str
 
     @classmethod
-    def parse(cls, text: str) -> Queries:
+    def parse(cls, text: str, what: str = "queries.sql") -> Queries:
         """The queries of a ``queries.sql`` text; ``ValueError`` unless it names exactly the
         fields of this class."""
         blocks = named_blocks(text, "name")
@@ -83,7 +95,7 @@ class Queries:
         if set(blocks) != expected:
             missing = sorted(expected - set(blocks))
             unknown = sorted(set(blocks) - expected)
-            raise ValueError(f"queries.sql: missing {missing}, unknown {unknown}")
+            raise ValueError(f"{what}: missing {missing}, unknown {unknown}")
         return cls(**blocks)
 
 
@@ -97,15 +109,22 @@ def _read(name: str) -> str:
     return resources.files("crosswatchd.outbox").joinpath(name).read_text("utf-8")
 
 
-def _migrations(text: str) -> tuple[str, ...]:
+def _migrations(text: str, what: str = "schema.sql") -> tuple[str, ...]:
     blocks = named_blocks(text, "migration")
     numbers = [int(n) for n in blocks]
     if numbers != list(range(1, len(numbers) + 1)):
-        raise ValueError(f"schema.sql: migrations must be numbered 1, 2, … in order: {numbers}")
+        raise ValueError(f"{what}: migrations must be numbered 1, 2, … in order: {numbers}")
     return tuple(blocks.values())
 
 
-#: The named queries (read from the installed package once, at import).
+#: The named queries of SQLite and of PostgreSQL (read from the package once, at import).
 QUERIES: Final = Queries.parse(_read("queries.sql"))
+PG_QUERIES: Final = Queries.parse(_read("queries.pg.sql"), "queries.pg.sql")
 #: The schema's migrations: ``MIGRATIONS[n - 1]`` brings a file from version n-1 to n.
 MIGRATIONS: Final = _migrations(_read("schema.sql"))
+PG_MIGRATIONS: Final = _migrations(_read("schema.pg.sql"), "schema.pg.sql")
+
+
+def queries_for(dialect: str) -> Queries:
+    """The named queries of *dialect* (``"sqlite"`` or ``"postgresql"``)."""
+    return PG_QUERIES if dialect == "postgresql" else QUERIES

@@ -11,6 +11,12 @@
 -- intake
 -- ---------------------------------------------------------------------------------------------
 
+-- name: lock_keys
+-- Before a batch of events is inserted, PostgreSQL locks the identity keys :keys (a JSON
+-- array) so intake on several replicas dedupes one item at a time (queries.pg.sql). SQLite
+-- writes one statement at a time already: nothing to lock.
+SELECT 0 AS locked
+
 -- name: insert_events
 -- A whole batch of events as ONE statement: :batch is a JSON array with one array per event
 -- (Outbox._event_row) and the fan-out trigger runs per row. A single statement is atomic in

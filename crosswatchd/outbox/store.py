@@ -1,21 +1,29 @@
 """The :class:`Outbox`: intake (group commit), targets configured later, claim and settle.
 
-Every statement it runs is a named query of ``queries.sql``; the schema, with the dedupe rule
-and the fan-out, is ``schema.sql``. See the package docstring for the life of a delivery.
+Every statement it runs is a named query of ``queries.sql`` (SQLite) or ``queries.pg.sql``
+(PostgreSQL), through the storage seam :class:`crosswatchd.db.Database`; the schema, with the
+dedupe rule and the fan-out, is ``schema.sql`` / ``schema.pg.sql``. See the package docstring
+for the life of a delivery.
 
-Concurrency: one :class:`Outbox` owns one aiosqlite connection, whose thread runs calls one at
-a time. Every write is a single statement (atomic on its own), so there are no multi-statement
-transactions to interleave. Other processes (``crosswatchd status``, ``import``) use their own
-connections; WAL lets readers in, and ``busy_timeout`` queues writers.
+Concurrency, SQLite: one :class:`Outbox` owns one aiosqlite connection, whose thread runs
+calls one at a time. Every write is a single statement (atomic on its own), so there are no
+multi-statement transactions to interleave. Other processes (``crosswatchd status``,
+``import``) use their own connections; WAL lets readers in, and ``busy_timeout`` queues
+writers. PostgreSQL: a pool shared by every store of the process; an intake batch is one
+transaction that first locks its identity keys (``lock_keys``), so the same play reaching
+several replicas at once is one play; claims skip rows another replica is claiming
+(``FOR UPDATE SKIP LOCKED``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +32,7 @@ from typing import Any, Final
 import aiosqlite
 import orjson
 
+from crosswatchd.db import Database, Row, SqliteDatabase
 from crosswatchd.models import (
     DEFAULT_PROFILE,
     Action,
@@ -33,7 +42,7 @@ from crosswatchd.models import (
     Source,
     item_keys,
 )
-from crosswatchd.outbox.queries import MIGRATIONS, QUERIES, json_list
+from crosswatchd.outbox.queries import MIGRATIONS, QUERIES, json_list, queries_for
 from crosswatchd.outbox.states import DeliveryKind, ReasonKind, Settlement
 from crosswatchd.outbox.views import OperatorViews, utc_from_unix
 from crosswatchd.sqlite import connect
@@ -47,6 +56,10 @@ SCHEMA_VERSION: Final = len(MIGRATIONS)
 _GROUP_MAX: Final = 256
 #: ...gathered for this long after the first one arrives.
 _GROUP_WAIT_S: Final = 0.002
+
+
+class _Rollback(Exception):
+    """Ends :meth:`Outbox.scratch`'s transaction by rolling it back."""
 
 
 def _returning_sees_earlier_rows() -> bool:
@@ -110,7 +123,7 @@ class Claimed:
     rating: int | None = None
 
 
-def _claimed(row: sqlite3.Row) -> Claimed:
+def _claimed(row: Row) -> Claimed:
     occurred_at = utc_from_unix(row["occurred_at"])
     assert occurred_at is not None  # NOT NULL column
     return Claimed(
@@ -137,24 +150,26 @@ def _claimed(row: sqlite3.Row) -> Claimed:
 
 
 class Outbox(OperatorViews):
-    """The outbox of one SQLite file. Create with :meth:`open`; close with :meth:`close`.
+    """The outbox of one SQLite file (:meth:`open`) or of a PostgreSQL database shared by
+    replicas (:meth:`on`). Close with :meth:`close`.
 
-    The constructor takes an open, migrated connection (autocommit) and reads its rows by
-    column name from then on (``row_factory = sqlite3.Row``). The operator views
+    The constructor takes a migrated :class:`~crosswatchd.db.Database`. The operator views
     (``counts``, ``parked``, ``backlog``…) come from
     :class:`~crosswatchd.outbox.views.OperatorViews`.
     """
 
     def __init__(
         self,
-        conn: aiosqlite.Connection,
+        db: Database,
         *,
         targets: Mapping[str, Sequence[str]],
         dedupe_window_s: float,
         unix_s: Callable[[], float],
+        owns_db: bool = True,
     ) -> None:
-        self._conn = conn
-        self._conn.row_factory = sqlite3.Row
+        self._db = db
+        self._q = queries_for(db.dialect)
+        self._owns_db = owns_db
         self.targets = {profile: list(providers) for profile, providers in targets.items()}
         self.providers = list(
             dict.fromkeys(p for providers in self.targets.values() for p in providers)
@@ -164,7 +179,7 @@ class Outbox(OperatorViews):
         self._pending: list[tuple[PlayEvent, asyncio.Future[EnqueueResult]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._watchers: list[asyncio.Event] = []
-        self._counted_insert = _returning_sees_earlier_rows()
+        self._counted_insert = db.dialect == "sqlite" and _returning_sees_earlier_rows()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -200,13 +215,40 @@ class Outbox(OperatorViews):
             pragmas=("foreign_keys=ON", "cache_size=-32768"),
         )
         chosen = {DEFAULT_PROFILE: list(providers)} if targets is None else targets
-        return cls(conn, targets=chosen, dedupe_window_s=dedupe_window_s, unix_s=unix_s)
+        return cls(
+            SqliteDatabase(conn), targets=chosen, dedupe_window_s=dedupe_window_s, unix_s=unix_s
+        )
+
+    @classmethod
+    def on(
+        cls,
+        db: Database,
+        *,
+        providers: Sequence[str] = (),
+        targets: Mapping[str, Sequence[str]] | None = None,
+        dedupe_window_s: float = 4 * 3600,
+        unix_s: Callable[[], float] = time.time,
+    ) -> Outbox:
+        """The outbox in *db*, a database opened and migrated by its owner (PostgreSQL:
+        :func:`crosswatchd.postgres.connect` with the ``outbox`` store's
+        :data:`~crosswatchd.outbox.queries.PG_MIGRATIONS`). :meth:`close` leaves *db* open.
+        Arguments as :meth:`open`."""
+        chosen = {DEFAULT_PROFILE: list(providers)} if targets is None else targets
+        return cls(
+            db, targets=chosen, dedupe_window_s=dedupe_window_s, unix_s=unix_s, owns_db=False
+        )
+
+    @property
+    def db(self) -> Database:
+        """The database the outbox lives in."""
+        return self._db
 
     async def close(self) -> None:
-        """Flush queued webhook events, then close the connection."""
+        """Flush queued webhook events, then close the connection (if the outbox owns it)."""
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
-        await self._conn.close()
+        if self._owns_db:
+            await self._db.close()
 
     def watch(self) -> asyncio.Event:
         """An event set whenever deliveries become due (new events, re-queued parked ones).
@@ -270,26 +312,30 @@ class Outbox(OperatorViews):
         if not events:
             return []
         now = self._unix_s()
-        batch = orjson.dumps([self._event_row(e, now) for e in events]).decode()
-        rows = await self._conn.execute_fetchall(
-            QUERIES.insert_events, {"batch": batch, "window": self.dedupe_window_s}
-        )
-        counts = {int(row["id"]): int(row["fanned_out"]) for row in rows}
-        ids = sorted(counts)
-        if len(ids) != len(events):  # pragma: no cover - would be an SQLite bug
-            raise RuntimeError(f"inserted {len(ids)} events for {len(events)}")
-        fanned = {i: len(self.targets_of(e)) for i, e in zip(ids, events, strict=True)}
-        if not self._counted_insert:
-            counts = dict(fanned)
-            if any(fanned.values()) and any(e.action.is_play for e in events):
-                # Plays may have been deduplicated: count what the trigger created. Nothing
-                # else creates deliveries for these new events, so reading after the commit
-                # is exact.
-                counts = dict.fromkeys(ids, 0)
-                for row in await self._conn.execute_fetchall(
-                    QUERIES.count_deliveries_of_events, {"first": ids[0], "last": ids[-1]}
-                ):
-                    counts[int(row["event_id"])] = int(row["deliveries"])
+        rows_in = [self._event_row(e, now) for e in events]
+        batch = orjson.dumps(rows_in).decode()
+        q = self._q
+        async with self._intake() as db:
+            if db.dialect != "sqlite":
+                keys = sorted({f"{row[12]} {key}" for row in rows_in for key in row[11]})
+                await db.fetch(q.lock_keys, {"keys": orjson.dumps(keys).decode()})
+            rows = await db.fetch(q.insert_events, {"batch": batch, "window": self.dedupe_window_s})
+            counts = {int(row["id"]): int(row["fanned_out"] or 0) for row in rows}
+            ids = sorted(counts)
+            if len(ids) != len(events):  # pragma: no cover - would be a database bug
+                raise RuntimeError(f"inserted {len(ids)} events for {len(events)}")
+            fanned = {i: len(self.targets_of(e)) for i, e in zip(ids, events, strict=True)}
+            if not self._counted_insert:
+                counts = dict(fanned)
+                if any(fanned.values()) and any(e.action.is_play for e in events):
+                    # Plays may have been deduplicated: count what the trigger created.
+                    # Nothing else creates deliveries for these new events, so reading
+                    # after the insert is exact.
+                    counts = dict.fromkeys(ids, 0)
+                    for row in await db.fetch(
+                        q.count_deliveries_of_events, {"first": ids[0], "last": ids[-1]}
+                    ):
+                        counts[int(row["event_id"])] = int(row["deliveries"])
         results = []
         dropped: list[int] = []
         for event_id, event in zip(ids, events, strict=True):
@@ -305,9 +351,17 @@ class Outbox(OperatorViews):
                 )
             )
         if dropped:
-            await self._conn.execute(QUERIES.delete_events, {"ids": json_list(dropped)})
+            await self._db.execute(q.delete_events, {"ids": json_list(dropped)})
         self._notify()
         return results
+
+    def _intake(self) -> contextlib.AbstractAsyncContextManager[Database]:
+        """Where a batch of events is written: SQLite's single statement is atomic on its own
+        (no transaction: a webhook never waits behind another's); PostgreSQL's lock, insert
+        and count are one transaction."""
+        if self._db.dialect == "sqlite":
+            return contextlib.nullcontext(self._db)
+        return self._db.transaction()
 
     async def enqueue(self, event: PlayEvent) -> EnqueueResult:
         """Commit one event; concurrent calls share a statement (group commit).
@@ -364,34 +418,62 @@ class Outbox(OperatorViews):
         for profile, providers in self.targets.items():
             for provider in providers:
                 account = {"profile": profile, "provider": provider}
-                orphans = await self._conn.execute_fetchall(QUERIES.orphan_plays, account)
+                orphans = await self._db.fetch(self._q.orphan_plays, account)
                 if orphans:
-                    cur = await self._conn.executemany(
-                        QUERIES.adopt_play,
+                    # Summed over rows; the trigger's rows are not counted.
+                    created += await self._db.execute_many(
+                        self._q.adopt_play,
                         [{"event_id": r["id"], "now": now, **account} for r in orphans],
                     )
-                    created += cur.rowcount  # summed over rows; the trigger's rows not counted
-                await self._conn.execute(QUERIES.add_target, account)
+                await self._db.execute(self._q.add_target, account)
         if created:
             self._notify()
         return created
 
-    async def copy_to(self, path: Path) -> None:
-        """Write a consistent copy of the whole outbox to *path* (SQLite online backup).
-
-        Used by ``import --dry-run``, which imports into a scratch copy to report exactly
-        what a real run would enqueue, then throws the copy away.
-        """
-        target = await aiosqlite.connect(path)
+    @contextlib.asynccontextmanager
+    async def scratch(self) -> AsyncIterator[Outbox]:
+        """A throw-away outbox holding what this one holds, for ``import --dry-run``: the
+        import runs for real into it, to report exactly what a real run would enqueue, and
+        everything it wrote is gone when the block ends. SQLite: a copy of the file (online
+        backup) in a temporary directory; PostgreSQL: one transaction, rolled back."""
+        if isinstance(self._db, SqliteDatabase):
+            with tempfile.TemporaryDirectory(prefix="crosswatchd-dry-run-") as tmp:
+                path = Path(tmp) / "outbox.sqlite3"
+                target = await aiosqlite.connect(path)
+                try:
+                    await self._db.conn.backup(target)
+                finally:
+                    await target.close()
+                copy = await Outbox.open(
+                    path,
+                    targets=self.targets,
+                    dedupe_window_s=self.dedupe_window_s,
+                    unix_s=self._unix_s,
+                )
+                try:
+                    yield copy
+                finally:
+                    await copy.close()
+            return
+        rollback = _Rollback()
         try:
-            await self._conn.backup(target)
-        finally:
-            await target.close()
+            async with self._db.transaction() as tx:
+                copy = Outbox(
+                    tx,
+                    targets=self.targets,
+                    dedupe_window_s=self.dedupe_window_s,
+                    unix_s=self._unix_s,
+                    owns_db=False,
+                )
+                yield copy
+                raise rollback
+        except _Rollback:
+            pass
 
     async def note_account(self, source: str, account: str) -> None:
         """Remember an account a source reported but the filter did not accept."""
-        await self._conn.execute(
-            QUERIES.note_account, {"source": source, "account": account, "now": self._unix_s()}
+        await self._db.execute(
+            self._q.note_account, {"source": source, "account": account, "now": self._unix_s()}
         )
 
     # -- claim / settle ----------------------------------------------------------------------
@@ -402,8 +484,7 @@ class Outbox(OperatorViews):
         Only safe while no other daemon uses this file (the CLI holds a lock file for that).
         ``sent_at`` is kept, so a delivery that was in flight is checked before resending.
         """
-        cur = await self._conn.execute(QUERIES.release_all_leases, {"now": self._unix_s()})
-        return cur.rowcount
+        return await self._db.execute(self._q.release_all_leases, {"now": self._unix_s()})
 
     async def claim(
         self,
@@ -422,8 +503,8 @@ class Outbox(OperatorViews):
         """
         now = self._unix_s()
         token = uuid.uuid4().hex
-        leased = await self._conn.execute_fetchall(
-            QUERIES.claim,
+        leased = await self._db.fetch(
+            self._q.claim,
             {
                 "token": token,
                 "expires": now + lease_s,
@@ -436,8 +517,8 @@ class Outbox(OperatorViews):
         )
         if not leased:
             return []
-        rows = await self._conn.execute_fetchall(
-            QUERIES.claimed_rows,
+        rows = await self._db.fetch(
+            self._q.claimed_rows,
             {"ids": json_list(int(r["id"]) for r in leased), "token": token},
         )
         return [_claimed(r) for r in rows]
@@ -445,15 +526,15 @@ class Outbox(OperatorViews):
     async def mark_sent(self, claimed: Iterable[Claimed]) -> None:
         """Record, durably, that a send of these deliveries is about to start."""
         now = self._unix_s()
-        await self._conn.executemany(
-            QUERIES.mark_sent,
+        await self._db.execute_many(
+            self._q.mark_sent,
             [{"now": now, "id": c.id, "token": c.lease_token} for c in claimed],
         )
 
     async def save_resolution(self, claimed: Claimed, item: Item, step: str) -> None:
         """Store the resolved item of a delivery (so a retry does not resolve again)."""
-        await self._conn.execute(
-            QUERIES.save_resolution,
+        await self._db.execute(
+            self._q.save_resolution,
             {
                 "item": orjson.dumps(item.to_dict()).decode(),
                 "step": step,
@@ -469,8 +550,8 @@ class Outbox(OperatorViews):
         claim took the row, or the daemon restarted): the newer owner's work stands.
         """
         now = self._unix_s()
-        cur = await self._conn.execute(
-            QUERIES.settle,
+        changed = await self._db.execute(
+            self._q.settle,
             {
                 "state": str(settlement.state),
                 "next_attempt_at": (
@@ -490,7 +571,7 @@ class Outbox(OperatorViews):
                 "token": claimed.lease_token,
             },
         )
-        return cur.rowcount == 1
+        return changed == 1
 
     async def retry_parked(
         self,
@@ -504,8 +585,8 @@ class Outbox(OperatorViews):
 
         Returns how many were re-queued.
         """
-        cur = await self._conn.execute(
-            QUERIES.retry_parked,
+        count = await self._db.execute(
+            self._q.retry_parked,
             {
                 "id": delivery_id,
                 "kinds": json_list(kinds),
@@ -513,9 +594,8 @@ class Outbox(OperatorViews):
                 "now": self._unix_s(),
             },
         )
-        count = cur.rowcount
         # After the re-queue, so a daemon that sees the new generation also sees the rows.
-        await self._conn.execute(QUERIES.bump_retry_generation)
+        await self._db.execute(self._q.bump_retry_generation)
         if count:
             self._notify()
         return int(count)
@@ -532,8 +612,8 @@ class Outbox(OperatorViews):
 
         Returns how many were dismissed.
         """
-        cur = await self._conn.execute(
-            QUERIES.dismiss_parked,
+        return await self._db.execute(
+            self._q.dismiss_parked,
             {
                 "id": delivery_id,
                 "kinds": json_list(kinds),
@@ -541,13 +621,22 @@ class Outbox(OperatorViews):
                 "now": self._unix_s(),
             },
         )
-        return int(cur.rowcount)
 
     async def probe_write(self) -> None:
         """A tiny write (``/readyz``); raises what the database raises when it cannot."""
-        await self._conn.execute(QUERIES.probe_write)
+        await self._db.execute(self._q.probe_write)
 
-    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run a read-only query (tests, benchmarks, diagnostics); rows as tuples."""
-        async with self._conn.execute(sql, params) as cur:
-            return [tuple(r) for r in await cur.fetchall()]
+    async def fetch_all(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
+        """Run a query written for both dialects (tests, benchmarks, diagnostics); rows as
+        tuples. Parameters are ``:name`` with a mapping, or ``?`` with a sequence."""
+        if not isinstance(params, Mapping):
+            names = [f"p{n}" for n in range(len(params))]
+            for name in names:
+                sql = sql.replace("?", f":{name}", 1)
+            params = dict(zip(names, params, strict=True))
+        return [
+            tuple(r[n] for n in range(len(list(r.keys()))))
+            for r in await self._db.fetch(sql, params)
+        ]

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import aiosqlite
-
+from crosswatchd.db import Database
 from crosswatchd.models import DEFAULT_PROFILE, Action
-from crosswatchd.outbox.queries import QUERIES, json_list
+from crosswatchd.outbox.queries import Queries, json_list
 from crosswatchd.outbox.states import DeliveryKind, DeliveryState, ReasonKind
 
 __all__ = ["OperatorViews", "ParkedRow", "ProviderCounts", "utc_from_unix"]
@@ -99,9 +98,10 @@ def _bucket(kind: DeliveryKind, state: DeliveryState, reason: ReasonKind | None)
 
 class OperatorViews:
     """Read-only views, mixed into :class:`~crosswatchd.outbox.Outbox` (which provides the
-    connection, its rows read by column name, the targets and the clock)."""
+    database, its dialect's queries, the targets and the clock)."""
 
-    _conn: aiosqlite.Connection
+    _db: Database
+    _q: Queries
     _unix_s: Callable[[], float]
     providers: list[str]
     targets: dict[str, list[str]]
@@ -131,16 +131,15 @@ class OperatorViews:
     async def _count_rows(self) -> list[tuple[tuple[str, str], str, int]]:
         """``((profile, provider), ProviderCounts field, deliveries)`` of every group."""
         out = []
-        async with self._conn.execute(QUERIES.counts) as cur:
-            async for row in cur:
-                reason = row["reason_kind"]
-                field = _bucket(
-                    DeliveryKind(row["kind"]),
-                    DeliveryState(row["state"]),
-                    None if reason is None else ReasonKind(reason),
-                )
-                if field:
-                    out.append(((row["profile"], row["provider"]), field, int(row["deliveries"])))
+        for row in await self._db.fetch(self._q.counts):
+            reason = row["reason_kind"]
+            field = _bucket(
+                DeliveryKind(row["kind"]),
+                DeliveryState(row["state"]),
+                None if reason is None else ReasonKind(reason),
+            )
+            if field:
+                out.append(((row["profile"], row["provider"]), field, int(row["deliveries"])))
         return out
 
     async def parked(
@@ -158,8 +157,7 @@ class OperatorViews:
             "kinds": json_list(kinds) if kinds else None,
             "profile": profile,
         }
-        async with self._conn.execute(QUERIES.parked, params) as cur:
-            rows = await cur.fetchall()
+        rows = await self._db.fetch(self._q.parked, params)
         return [
             ParkedRow(
                 id=r["id"],
@@ -181,8 +179,7 @@ class OperatorViews:
 
     async def retry_generation(self) -> int:
         """How many times parked plays were re-queued by a user (any process)."""
-        async with self._conn.execute(QUERIES.retry_generation) as cur:
-            row = await cur.fetchone()
+        row = await self._db.fetch_one(self._q.retry_generation)
         return int(row["value"]) if row else 0
 
     async def backlog(self) -> dict[tuple[str, str], dict[str, Any]]:
@@ -192,7 +189,7 @@ class OperatorViews:
 
         What ``status`` shows so a user can tell "Trakt is down since…" from "nothing to do".
         """
-        rows = await self._conn.execute_fetchall(QUERIES.backlog)
+        rows = await self._db.fetch(self._q.backlog)
         return {
             (str(r["profile"]), str(r["provider"])): {
                 "oldest_watched_at": utc_from_unix(r["oldest_watched_at"]),
@@ -207,7 +204,7 @@ class OperatorViews:
         """The latest settled deliveries (not live state), newest first: ``{"id", "profile",
         "provider", "kind", "state", "label", "reason", "watched_at", "settled_at"}`` with
         times as aware UTC datetimes."""
-        rows = await self._conn.execute_fetchall(QUERIES.recent, {"limit": limit})
+        rows = await self._db.fetch(self._q.recent, {"limit": limit})
         return [
             {
                 **{k: r[k] for k in ("id", "profile", "provider", "kind", "state", "label")},
@@ -220,22 +217,20 @@ class OperatorViews:
 
     async def seen_accounts(self, source: str) -> list[str]:
         """Accounts a source reported that the filter did not accept, most recent first."""
-        async with self._conn.execute(QUERIES.seen_accounts, {"source": source}) as cur:
-            return [str(r["account"]) async for r in cur]
+        rows = await self._db.fetch(self._q.seen_accounts, {"source": source})
+        return [str(r["account"]) for r in rows]
 
     async def untargeted_plays(self) -> int:
         """Plays stored while no target was configured (delivered once one is)."""
-        async with self._conn.execute(QUERIES.untargeted_plays) as cur:
-            row = await cur.fetchone()
+        row = await self._db.fetch_one(self._q.untargeted_plays)
         return int(row["plays"]) if row else 0
 
     async def played_just_before(self, event_id: int, provider: str) -> bool:
         """True when *provider* holds a play of event *event_id*'s item from the event's
         dedupe window before it (up to a minute after): the play a live event follows."""
-        async with self._conn.execute(
-            QUERIES.played_just_before, {"event_id": event_id, "provider": provider}
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._db.fetch_one(
+            self._q.played_just_before, {"event_id": event_id, "provider": provider}
+        )
         return bool(row and row["played"])
 
     async def next_due_in(
@@ -243,10 +238,9 @@ class OperatorViews:
     ) -> float | None:
         """Seconds until the next pending delivery of the target account (*profile*,
         *provider*) and *kind* is due (0 if one is due now), or None if there is none."""
-        async with self._conn.execute(
-            QUERIES.next_due, {"profile": profile, "provider": provider, "kind": str(kind)}
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._db.fetch_one(
+            self._q.next_due, {"profile": profile, "provider": provider, "kind": str(kind)}
+        )
         if not row or row["next_attempt_at"] is None:
             return None
         return max(0.0, float(row["next_attempt_at"]) - self._unix_s())
