@@ -32,7 +32,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from crosswatchd import __version__
+from crosswatchd import __version__, postgres
 from crosswatchd.config import Settings
 from crosswatchd.drain import Drainer, ResolveFn
 from crosswatchd.errors import ConfigError, SourceUnavailableError
@@ -41,6 +41,7 @@ from crosswatchd.logs import configure_logging
 from crosswatchd.metrics import Metrics
 from crosswatchd.models import Item
 from crosswatchd.outbox import Outbox
+from crosswatchd.outbox.queries import PG_MIGRATIONS
 from crosswatchd.profiles import Household, TargetAccount
 from crosswatchd.providers.base import Provider
 from crosswatchd.providers.simkl import SimklProvider
@@ -82,12 +83,23 @@ def outbox_path(settings: Settings) -> Path:
 
 
 async def open_outbox(settings: Settings) -> Outbox:
-    """The outbox of *settings*' data_dir, fanning each profile's events out to its target
-    accounts."""
+    """The outbox of *settings*: ``data_dir/outbox.sqlite3``, or the ``database_url``
+    PostgreSQL database (migrated on first use; the outbox closes its pool); each profile's
+    events fan out to its target accounts. Raises :class:`~crosswatchd.errors.StorageError`
+    when the database cannot be opened or reached."""
     household = Household.from_settings(settings)
+    targets = {profile.name: list(profile.targets) for profile in household.profiles}
+    if settings.database_url:
+        db = await postgres.connect(settings.database_url, stores={"outbox": PG_MIGRATIONS})
+        return Outbox.on(
+            db,
+            targets=targets,
+            dedupe_window_s=settings.delivery.dedupe_window_s,
+            owns_db=True,
+        )
     return await Outbox.open(
         outbox_path(settings),
-        targets={profile.name: list(profile.targets) for profile in household.profiles},
+        targets=targets,
         dedupe_window_s=settings.delivery.dedupe_window_s,
         synchronous=settings.delivery.sqlite_synchronous,
     )
@@ -426,6 +438,7 @@ def known_secrets(settings: Settings, webhook_secret: str) -> list[str]:
     """Every secret the logs must never show verbatim (see :class:`~crosswatchd.logs.Redactor`)."""
     return [
         webhook_secret,
+        postgres.password_of(settings.database_url),
         settings.trakt.client_secret,
         settings.simkl.client_secret,
         settings.tautulli.api_key,

@@ -202,6 +202,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid")
 
     data_dir: Path = Path("./data")
+    #: Empty: SQLite files in ``data_dir``. ``postgresql://user:password@host/db``: every piece
+    #: of shared state in that database, for replicas of a relay (:mod:`crosswatchd.postgres`).
+    database_url: str = ""
     log_level: str = "info"
     http: HttpSettings = Field(default_factory=HttpSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
@@ -485,6 +488,14 @@ def load_settings(
             message = "unknown setting" if from_env else "unknown key"
         raise ConfigError(key, message) from None
     _check_household(settings, env_source.origins)
+    if settings.database_url:
+        from crosswatchd.postgres import validate_url
+
+        try:
+            validate_url(settings.database_url)
+        except ConfigError as exc:
+            key = _error_key(("database_url",), env_source.origins)[0]
+            raise ConfigError(key, exc.message) from None
     if not settings.data_dir.is_absolute():
         from_file = config_file is not None and ("data_dir",) not in env_source.origins
         base = config_file.parent if from_file and config_file else Path.cwd()

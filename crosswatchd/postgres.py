@@ -23,7 +23,15 @@ from crosswatchd.db import PostgresDatabase
 from crosswatchd.errors import ConfigError, StorageError
 from crosswatchd.sqlite import SchemaTooNewError
 
-__all__ = ["SCHEMES", "connect", "is_postgres_url", "masked", "migrate", "validate_url"]
+__all__ = [
+    "SCHEMES",
+    "connect",
+    "is_postgres_url",
+    "masked",
+    "migrate",
+    "password_of",
+    "validate_url",
+]
 
 #: URL schemes of ``database_url`` that mean PostgreSQL.
 SCHEMES: Final = ("postgresql", "postgres")
@@ -36,6 +44,17 @@ _POOL_MAX: Final = 10
 def is_postgres_url(url: str) -> bool:
     """True for a ``postgresql://`` or ``postgres://`` URL."""
     return urlsplit(url).scheme in SCHEMES
+
+
+def password_of(url: str) -> str:
+    """The password of *url* (``""`` when it has none, or for an empty URL): a secret the logs
+    redact wherever it shows."""
+    if not url:
+        return ""
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
 
 
 def masked(url: str) -> str:

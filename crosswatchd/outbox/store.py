@@ -228,14 +228,15 @@ class Outbox(OperatorViews):
         targets: Mapping[str, Sequence[str]] | None = None,
         dedupe_window_s: float = 4 * 3600,
         unix_s: Callable[[], float] = time.time,
+        owns_db: bool = False,
     ) -> Outbox:
         """The outbox in *db*, a database opened and migrated by its owner (PostgreSQL:
         :func:`crosswatchd.postgres.connect` with the ``outbox`` store's
-        :data:`~crosswatchd.outbox.queries.PG_MIGRATIONS`). :meth:`close` leaves *db* open.
-        Arguments as :meth:`open`."""
+        :data:`~crosswatchd.outbox.queries.PG_MIGRATIONS`). :meth:`close` leaves *db* open
+        unless *owns_db*. Other arguments as :meth:`open`."""
         chosen = {DEFAULT_PROFILE: list(providers)} if targets is None else targets
         return cls(
-            db, targets=chosen, dedupe_window_s=dedupe_window_s, unix_s=unix_s, owns_db=False
+            db, targets=chosen, dedupe_window_s=dedupe_window_s, unix_s=unix_s, owns_db=owns_db
         )
 
     @property
