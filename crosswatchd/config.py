@@ -92,9 +92,10 @@ class PlexSettings(_Section):
     discover_url: str = "https://discover.provider.plex.tv"
     #: plex.tv, for ``crosswatchd auth plex`` (the PIN sign-in).
     plextv_url: str = "https://plex.tv"
-    #: Reads per second sent to Discover (Plex publishes no limit; users saw 429s when
-    #: pulling large watchlists fast). Writes go at one per second.
+    #: Reads and writes per second sent to Discover (Plex publishes no limit; users saw
+    #: 429s when pulling large watchlists fast, discover-watchlist.md §6).
     discover_get_per_s: float = Field(default=10.0, gt=0)
+    discover_put_per_s: float = Field(default=1.0, gt=0)
 
 
 class TraktSettings(_Section):

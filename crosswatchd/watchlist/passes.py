@@ -138,7 +138,7 @@ class WatchlistSync:
                 auth=plex_auth(self._settings, profile),
                 client_id=client_identifier(self._settings.data_dir),
                 limiter=Limiter.per_second(
-                    post_per_s=1.0,
+                    post_per_s=plex.discover_put_per_s,
                     get_per_s=plex.discover_get_per_s,
                     get_capacity=max(1.0, plex.discover_get_per_s),
                 ),

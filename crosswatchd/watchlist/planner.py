@@ -187,7 +187,9 @@ def _decide(mode: Mode, sides: dict[str, Side], entries: dict[str, _Entry], out:
     for name in writable:
         e = entry(name)
         if want:
-            if e.now is None and holders and _needs(e.change, Action.WATCHLIST_ADD):
+            # Missing, or held but with our removal on its way (the addition supersedes it).
+            lacks = e.now is None or _unlanded(e.change, Action.WATCHLIST_REMOVE)
+            if lacks and holders and _needs(e.change, Action.WATCHLIST_ADD):
                 out.changes.append(Planned(name, Action.WATCHLIST_ADD, merged(holders)))
             continue
         held = e.now or (

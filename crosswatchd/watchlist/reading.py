@@ -6,7 +6,9 @@ allow, and finding a target's item on Plex.
   change makes none). Rows with no imdb/tmdb/tvdb id are *unidentified*.
 - A target (Trakt, SIMKL): ``last_activities()`` first, one GET; the list is read only when
   the fields of its watchlist moved since the stored read (or when our own changes landed
-  there since, or when there is no stored read); otherwise the stored list stands.
+  there since, when there is no stored read, or once a day); otherwise the stored list
+  stands. The daily read bounds what second-precision activity times can hide: a change in
+  the same second as the one before it, right after a read, leaves the times as they were.
 
 A read either completes or raises (:class:`~crosswatchd.errors.ProviderError`): nothing
 partial is ever returned.
@@ -25,10 +27,12 @@ from crosswatchd.sources.discover import DiscoverClient, DiscoverRow
 from crosswatchd.watchlist.items import identity_keys
 from crosswatchd.watchlist.state import StoredSide, WatchlistState
 
-__all__ = ["ListTarget", "SideRead", "find_on_plex", "read_plex", "read_target"]
+__all__ = ["FULL_READ_S", "ListTarget", "SideRead", "find_on_plex", "read_plex", "read_target"]
 
 #: Metadata calls in flight at once (the Discover limiter paces them anyway).
 _METADATA_CONCURRENCY: Final = 8
+#: A target's list is read at least this often, whatever its activity times say.
+FULL_READ_S: Final = 86_400.0
 
 
 @runtime_checkable
@@ -108,11 +112,17 @@ async def read_target(
     unix_s: Callable[[], float],
 ) -> SideRead:
     """A target's watchlist: read when its activities moved since *stored* (or *force*, or
-    nothing is stored), else *stored*'s list. One GET when nothing changed."""
+    nothing is stored, or *stored* is a day old), else *stored*'s list. One GET when nothing
+    changed."""
     read_at = unix_s()
     stamps = await target.last_activities()
     since = None if stored is None else stored.stamps
-    if stored is not None and not force and not stamps.moved(since, *target.watchlist_activity):
+    if (
+        stored is not None
+        and not force
+        and read_at - stored.read_at < FULL_READ_S
+        and not stamps.moved(since, *target.watchlist_activity)
+    ):
         return SideRead(target.name, stored.items, len(stored.items), False, since, stored.read_at)
     items = await target.read_watchlist()
     return SideRead(target.name, items, len(items), True, stamps, read_at)
