@@ -8,6 +8,7 @@ import asyncio
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -57,6 +58,18 @@ def client(
     )
 
 
+def _sequential(page: Any) -> Any:
+    """The pages of a walk one after another (the client asks for them together), so the
+    test knows which page sees the change."""
+    lock = asyncio.Lock()
+
+    async def one(start: int) -> Any:
+        async with lock:
+            return await page(start)
+
+    return one
+
+
 def films(plex: FakeDiscover, *numbers: int) -> list[str]:
     keys = []
     for n in numbers:
@@ -97,6 +110,30 @@ class TestWatchlist:
         rows = await client(plex, session, tmp_path, page_size=2).watchlist()
         assert len(rows) == 6 and late in {r.rating_key for r in rows}
         assert pages == 3 + 3  # one walk that saw totalSize move, one whole walk
+
+    async def test_a_walk_that_reads_a_row_twice_is_walked_again(
+        self, plex: FakeDiscover, session: aiohttp.ClientSession, tmp_path: Path
+    ) -> None:
+        """One film added and the oldest removed while the pages are read: totalSize stays,
+        but a row comes twice and the count does not add up, so the list is read again."""
+        keys = films(plex, 1, 2, 3, 4, 5)
+        late = plex.rating_key_for({"imdb": "tt7000006"}) or ""
+        pages = 0
+
+        def swap_during_the_first_walk(request: web.Request) -> None:
+            nonlocal pages
+            if request.path.startswith("/library/sections/watchlist"):
+                pages += 1
+                if pages == 2:
+                    plex.remove_from_watchlist(keys[0])
+                    plex.add_to_watchlist(late, at=1_800_000_000)
+
+        plex.before_request = swap_during_the_first_walk
+        discover = client(plex, session, tmp_path, page_size=2)
+        discover._page = _sequential(discover._page)  # type: ignore[method-assign]
+        rows = await discover.watchlist()
+        assert sorted(r.rating_key for r in rows) == sorted([*keys[1:], late])
+        assert pages == 3 + 3
 
     async def test_a_list_that_keeps_moving_is_not_taken_for_what_was_read(
         self, plex: FakeDiscover, session: aiohttp.ClientSession, tmp_path: Path

@@ -46,6 +46,9 @@ class Catalog:
     shows: list[dict[str, Any]] = field(default_factory=list)
     episodes: list[dict[str, Any]] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
+    _indexes: dict[int, tuple[int, dict[tuple[str, str], dict[str, Any]]]] = field(
+        default_factory=dict, repr=False
+    )
 
     def add_movie(self, title: str, year: int, **ids: Any) -> dict[str, Any]:
         """Add a movie; *ids* like ``imdb="tt0090728", tmdb=6978``. Returns the movie dict."""
@@ -99,15 +102,25 @@ class Catalog:
         self.episodes.append(episode)
         return episode
 
-    @staticmethod
-    def _match(entries: list[dict[str, Any]], ids: dict[str, Any]) -> dict[str, Any] | None:
+    def _match(self, entries: list[dict[str, Any]], ids: dict[str, Any]) -> dict[str, Any] | None:
         wanted = _norm(ids)
         if not wanted:
             return None
-        for entry in entries:
-            if wanted & _norm(entry["ids"]):
-                return entry
-        return None
+        index = self._index_of(entries)
+        found = [index[pair] for pair in wanted if pair in index]
+        return min(found, key=entries.index) if len(found) > 1 else (found[0] if found else None)
+
+    def _index_of(self, entries: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """``{(id key, value): first entry carrying it}`` of *entries*, rebuilt when the list
+        grew (so a catalogue of thousands answers lookups without scanning it)."""
+        cached = self._indexes.get(id(entries))
+        if cached is None or cached[0] != len(entries):
+            index: dict[tuple[str, str], dict[str, Any]] = {}
+            for entry in entries:
+                for pair in _norm(entry["ids"]):
+                    index.setdefault(pair, entry)
+            cached = self._indexes[id(entries)] = (len(entries), index)
+        return cached[1]
 
     def movie(self, ids: dict[str, Any]) -> dict[str, Any] | None:
         """The movie with any of *ids*, or None."""
