@@ -151,6 +151,18 @@ class TestWatchlist:
         with pytest.raises(RetryableError, match="kept changing"):
             await client(plex, session, tmp_path, page_size=2).watchlist()
 
+    async def test_without_total_size_only_a_short_first_page_is_the_whole_list(
+        self, plex: FakeDiscover, session: aiohttp.ClientSession, tmp_path: Path
+    ) -> None:
+        plex.omit_total_size = True
+        discover = client(plex, session, tmp_path, page_size=2)
+        assert await discover.watchlist() == []
+        films(plex, 1)
+        assert [r.title for r in await discover.watchlist()] == ["Film 1"]
+        films(plex, 2, 3)
+        with pytest.raises(RetryableError, match="totalSize"):
+            await discover.watchlist()
+
     async def test_each_token_reads_its_own_watchlist(
         self, plex: FakeDiscover, session: aiohttp.ClientSession, tmp_path: Path
     ) -> None:

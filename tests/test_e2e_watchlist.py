@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sqlite3
 import stat
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,3 +288,55 @@ class TestDaemon:
         assert len(watchlist_rows(data)) == 6  # nothing queued twice after the restart
         log = (tmp_path / "daemon.log").read_text()
         assert "watchlist.pass" in log and PLEX_TOKEN not in log
+
+    async def test_a_failing_pass_is_one_log_line_the_daemon_goes_on_and_stops_promptly(
+        self, fakes: Fakes, tmp_path: Path
+    ) -> None:
+        data = tmp_path / "data"
+        port = free_port()
+        config = configure(tmp_path / "c.toml", data, fakes, interval_s=0.3, port=port)
+        authorize(data, fakes)
+        fakes.plex.add_to_watchlist(fakes.key(1))
+        fakes.simkl.down = True
+        log_path = tmp_path / "daemon.log"
+        daemon = Daemon(config, port, log_path)
+        await daemon.start()
+        try:
+            await wait_for(
+                lambda: "watchlist.pass_failed" in log_path.read_text(), 15, "a failed pass"
+            )
+            failed = [
+                line
+                for line in log_path.read_text().splitlines()
+                if "watchlist.pass_failed" in line
+            ]
+            assert "simkl" in failed[0] and "Traceback" not in log_path.read_text()
+            assert watchlist_rows(data) == []  # nothing queued while SIMKL cannot be read
+            fakes.simkl.down = False
+            await wait_for(
+                lambda: (
+                    fakes.trakt.watchlist_imdb() == {imdb(1)}
+                    and fakes.simkl.list_imdb() == {imdb(1)}
+                ),
+                20,
+                "the next pass and its delivery",
+            )
+            fakes.plex.delay_s = 20.0  # the next pass hangs on Discover
+            asked = len(fakes.plex.requests)
+            await wait_for(lambda: len(fakes.plex.requests) > asked, 10, "a pass under way")
+            started = time.monotonic()
+            assert daemon.stop() == 0
+            assert time.monotonic() - started < 8.0  # cancelled, not waited for
+        finally:
+            if daemon.proc is not None and daemon.proc.poll() is None:
+                daemon.kill()
+
+
+async def test_auth_plex_with_plex_tv_unreachable_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    config = write_config(tmp_path / "c.toml", tmp_path / "data", plex={"plextv_url": dead})
+    run = await cli(config, "auth", "plex")
+    assert run.code == 1
+    assert len(run.err_lines) == 1 and "could not reach plex.tv" in run.err_lines[0]

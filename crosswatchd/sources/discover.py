@@ -233,8 +233,14 @@ class DiscoverClient:
             "X-Plex-Container-Size": str(self._page_size),
         }
         page = await self._get(path, params)
-        if page is None or page.total_size is None:
-            raise RetryableError(NAME, f"GET {path}: no watchlist (or no totalSize) in the answer")
+        if page is None:
+            raise RetryableError(NAME, f"GET {path}: Discover has no watchlist section (404)")
+        if page.total_size is None:
+            # Without totalSize only a first page that is short and says so is the whole list.
+            whole = start == 0 and page.size == len(page.metadata) < self._page_size
+            if not whole:
+                raise RetryableError(NAME, f"GET {path}: the answer has no totalSize")
+            return page.model_copy(update={"total_size": len(page.metadata)})
         return page
 
     async def _walk(self) -> list[DiscoverRow] | None:

@@ -52,7 +52,7 @@ Seerr's note that a PUT with JSON ``Accept``/``Content-Type`` got a 500.
 Recorded state: ``requests`` (``(method, path, query)``), ``metadata_calls`` (Counter per
 ratingKey), ``users``. Knobs: ``add_user()``, ``add_item()``, ``add_to_watchlist()``,
 ``remove_from_watchlist()``, ``approve_pin()``, ``fail_next()``, ``down``,
-``default_page_size``, ``pin_expires_in_s``, ``before_request``.
+``default_page_size``, ``pin_expires_in_s``, ``before_request``, ``omit_total_size``.
 
 Usage::
 
@@ -175,6 +175,9 @@ class FakeDiscover:
         self.duplicate_add_status = 200
         self.absent_remove_status = 200
         self.put_json_headers_500 = False
+        #: Leave ``totalSize`` out of watchlist pages (the reference never shows it missing;
+        #: a client must not take such a page for the whole list unless it says it is).
+        self.omit_total_size = False
         #: Called with every request before it is answered (e.g. to change the list while a
         #: client pages through it).
         self.before_request: Callable[[web.Request], None] | None = None
@@ -390,6 +393,8 @@ class FakeDiscover:
             "identifier": "tv.plex.provider.discover",
             "Metadata": page,
         }
+        if self.omit_total_size:
+            del container["totalSize"]
         return self._container(request, container, {"ETag": etag})
 
     async def _metadata(self, request: web.Request) -> web.StreamResponse:
