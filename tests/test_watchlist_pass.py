@@ -344,6 +344,27 @@ class TestUnreadableSide:
         assert not result.ok and "401" in (result.error or "")
 
 
+class TestAnotherPlexAccount:
+    async def test_a_new_token_is_not_compared_with_the_old_accounts_list(
+        self, one_way: World
+    ) -> None:
+        """The config now names another account's token: its watchlist is not taken for the
+        old one with everything removed; this pass only adds."""
+        w = one_way
+        await synced(w, 1, 2)
+        sam = w.plex.add_user("sam")
+        w.plex.add_to_watchlist(plex_key(w, 3), user="sam")
+        TokenStore(w.settings.data_dir, "plex").save({"access_token": sam})  # wins over config
+        result = await w.sync_and_deliver()
+        # The old account's films stay on Trakt, now only there (extra).
+        assert result.sides["trakt"] == {"items": 2, "added": 1, "removed": 0, "extra": 2}
+        assert w.trakt.watchlist_imdb() == {imdb(1), imdb(2), imdb(3)}
+        w.plex.remove_from_watchlist(plex_key(w, 3), user="sam")
+        w.later()
+        await w.sync_and_deliver()  # from now on sam's list is compared with itself
+        assert w.trakt.watchlist_imdb() == {imdb(1), imdb(2)}
+
+
 class TestCheapPasses:
     async def test_a_pass_with_nothing_new_reads_only_plex_pages_and_activities(
         self, one_way: World

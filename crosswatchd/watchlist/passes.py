@@ -238,6 +238,17 @@ class WatchlistSync:
         """The planner's view of one side: its last synced state (the stored read less the
         removals of ours that landed since), now, the changes not landed or kept, and (for a
         target that lost items) what was played since."""
+        if (
+            read.name == PLEX
+            and stored is not None
+            and stored.stamps is not None
+            and read.stamps is not None
+            and stored.stamps.moved(read.stamps, ("plex", "account"))
+        ):
+            # Another token than the last read's: perhaps another account, whose list must
+            # not be compared with the old one. This pass sees its additions only.
+            log.warning("watchlist.plex_token_changed", profile=profile.name)
+            stored = None
         before = list(stored.items) if stored is not None else []
         removed = [c.item for c in applied if c.action is Action.WATCHLIST_REMOVE]
         if removed:

@@ -17,6 +17,7 @@ partial is ever returned.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol, runtime_checkable
@@ -27,7 +28,15 @@ from crosswatchd.sources.discover import DiscoverClient, DiscoverRow
 from crosswatchd.watchlist.items import identity_keys
 from crosswatchd.watchlist.state import StoredSide, WatchlistState
 
-__all__ = ["FULL_READ_S", "ListTarget", "SideRead", "find_on_plex", "read_plex", "read_target"]
+__all__ = [
+    "FULL_READ_S",
+    "ListTarget",
+    "SideRead",
+    "find_on_plex",
+    "plex_account",
+    "read_plex",
+    "read_target",
+]
 
 #: Metadata calls in flight at once (the Discover limiter paces them anyway).
 _METADATA_CONCURRENCY: Final = 8
@@ -74,11 +83,20 @@ def _item(row: DiscoverRow, ids: Ids) -> Item:
     return Item(row.kind, row.title, row.year, ids=ids, guid=row.guid)
 
 
+def plex_account(token: str) -> Activities:
+    """What the stored Plex read remembers of the token it was made with: a short digest, so
+    a pass can tell that the watchlist now read belongs to another token (perhaps another
+    account) and must not be compared with the old one (its items would all look removed)."""
+    return Activities({"plex": {"account": hashlib.sha256(token.encode()).hexdigest()[:16]}})
+
+
 async def read_plex(
     discover: DiscoverClient, state: WatchlistState, *, unix_s: Callable[[], float]
 ) -> SideRead:
-    """The Plex watchlist with each row's ids (cached, else one metadata call per row)."""
+    """The Plex watchlist with each row's ids (cached, else one metadata call per row); its
+    ``stamps`` are :func:`plex_account` of the token used."""
     read_at = unix_s()
+    account = plex_account(discover.auth.token())
     rows = await discover.watchlist()
     known = await state.known_ids(r.rating_key for r in rows)
     missing = [r.rating_key for r in rows if r.rating_key not in known]
@@ -98,7 +116,7 @@ async def read_plex(
         items=[i for i in items if identity_keys(i)],
         size=len(items),
         fresh=True,
-        stamps=None,
+        stamps=account,
         read_at=read_at,
         unidentified=[i for i in items if not identity_keys(i)],
     )
