@@ -289,6 +289,32 @@ class TestDaemon:
         log = (tmp_path / "daemon.log").read_text()
         assert "watchlist.pass" in log and PLEX_TOKEN not in log
 
+    async def test_in_two_way_mode_serve_adds_a_trakt_item_to_the_plex_watchlist(
+        self, fakes: Fakes, tmp_path: Path
+    ) -> None:
+        data = tmp_path / "data"
+        port = free_port()
+        config = configure(
+            tmp_path / "c.toml", data, fakes, mode="two-way", interval_s=0.3, port=port
+        )
+        authorize(data, fakes)
+        fakes.trakt.watchlist_add("movie", {"imdb": imdb(2)})
+        daemon = Daemon(config, port, tmp_path / "daemon.log")
+        await daemon.start()
+        try:
+            await wait_for(
+                lambda: (
+                    fakes.plex.watchlist_imdb() == {imdb(2)}
+                    and fakes.simkl.list_imdb() == {imdb(2)}
+                ),
+                20,
+                "Film 2 on Plex and SIMKL",
+            )
+        finally:
+            assert daemon.stop() == 0
+        puts = [q for m, p, q in fakes.plex.requests if m == "PUT"]
+        assert puts == [{"ratingKey": fakes.key(2)}]
+
     async def test_a_failing_pass_is_one_log_line_the_daemon_goes_on_and_stops_promptly(
         self, fakes: Fakes, tmp_path: Path
     ) -> None:
