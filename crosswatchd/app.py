@@ -51,6 +51,7 @@ from crosswatchd.resolve import IdCache, Resolver, build_resolver
 from crosswatchd.sources.tautulli_api import TautulliClient
 from crosswatchd.systemd import Notifier, watchdog
 from crosswatchd.tokens import TokenStore
+from crosswatchd.watchlist.daemon import start_watchlist
 from crosswatchd.web import STOPPING, CappedSite, ServerHint, build_app, listen
 
 __all__ = [
@@ -279,6 +280,7 @@ def service_urls(settings: Settings) -> dict[str, str]:
         settings.trakt.api_url: "trakt",
         settings.simkl.api_url: "simkl",
         settings.plex.url: "plex",
+        settings.plex.discover_url: "plex",
         settings.tautulli.url: "tautulli",
     }
 
@@ -403,6 +405,8 @@ def _daemon_app(
                     hint="set trakt.client_id and/or simkl.client_id; plays are stored"
                     " meanwhile and delivered once a target is configured",
                 )
+            watchlist = await start_watchlist(settings, outbox, svc, stop, metrics)
+            tasks += watchlist.tasks
             yield
             stop.set()
             pending: set[asyncio.Task[None]] = set()
@@ -411,6 +415,7 @@ def _daemon_app(
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            await watchlist.close()
 
     app.cleanup_ctx.append(delivery_ctx)
     return app
@@ -443,6 +448,7 @@ def known_secrets(settings: Settings, webhook_secret: str) -> list[str]:
         settings.simkl.client_secret,
         settings.tautulli.api_key,
         settings.plex.token,
+        *(profile.plex_token for profile in settings.profiles),
     ]
 
 

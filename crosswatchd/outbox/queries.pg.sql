@@ -260,3 +260,42 @@ SELECT account FROM seen_accounts WHERE source = :source ORDER BY last_seen DESC
 
 -- name: untargeted_plays
 SELECT count(*) AS plays FROM events WHERE action = 'watched' AND providers = '[]'
+
+
+-- ---------------------------------------------------------------------------------------------
+-- the watchlist pass (crosswatchd/watchlist)
+-- ---------------------------------------------------------------------------------------------
+
+-- name: watchlist_changes
+SELECT d.id AS id, d.provider AS provider, e.action AS action, d.state AS state,
+       d.reason_kind AS reason_kind, d.reason AS reason, d.settled_at AS settled_at,
+       e.occurred_at AS occurred_at, coalesce(d.resolved_item, e.item) AS item
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.profile = :profile AND d.kind = 'watchlist'
+  AND d.provider IN (SELECT jsonb_array_elements_text(:providers::text::jsonb))
+  AND (d.state IN ('pending', 'leased', 'parked', 'dead')
+       OR (d.state = 'delivered'
+           AND (d.reason_kind = 'kept' OR d.settled_at >= :since::float8)))
+  AND NOT EXISTS (SELECT 1 FROM state_changes AS k
+                  JOIN deliveries AS n ON n.id = k.delivery_id
+                  WHERE k.new_delivery_id = d.id AND k.relation = 'newer'
+                    AND n.state <> 'dropped')
+
+-- name: plays_since
+SELECT coalesce(d.resolved_item, e.item) AS item
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.profile = :profile AND d.provider = :provider AND d.kind = 'play'
+  AND d.state IN ('delivered', 'pending', 'leased')
+  AND (d.settled_at >= :since::float8 OR d.sent_at IS NOT NULL)
+
+-- name: watchlist_counts
+SELECT profile, provider,
+       count(*) FILTER (WHERE state IN ('pending', 'leased')) AS pending,
+       count(*) FILTER (WHERE state IN ('parked', 'dead')) AS parked,
+       (SELECT d2.reason FROM deliveries AS d2
+         WHERE d2.profile = d.profile AND d2.provider = d.provider AND d2.kind = 'watchlist'
+           AND d2.state IN ('parked', 'dead')
+         ORDER BY d2.id DESC LIMIT 1) AS reason
+FROM deliveries AS d
+WHERE kind = 'watchlist' AND state IN ('pending', 'leased', 'parked', 'dead')
+GROUP BY profile, provider

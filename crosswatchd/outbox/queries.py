@@ -85,6 +85,10 @@ class Queries:
     recent: str
     seen_accounts: str
     untargeted_plays: str
+    # the watchlist pass
+    watchlist_changes: str
+    plays_since: str
+    watchlist_counts: str
 
     @classmethod
     def parse(cls, text: str, what: str = "queries.sql") -> Queries:

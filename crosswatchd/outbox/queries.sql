@@ -305,3 +305,52 @@ SELECT account FROM seen_accounts WHERE source = :source ORDER BY last_seen DESC
 
 -- name: untargeted_plays
 SELECT count(*) AS plays FROM events WHERE action = 'watched' AND providers = '[]'
+
+
+-- ---------------------------------------------------------------------------------------------
+-- the watchlist pass (crosswatchd/watchlist): what the outbox holds about each list
+-- ---------------------------------------------------------------------------------------------
+
+-- name: watchlist_changes
+-- The latest watchlist change of each item for the target accounts of :profile on the
+-- providers :providers (a JSON array) that a watchlist pass needs to know about: changes not
+-- applied yet (pending, leased, parked, dead), changes the target deliberately left unapplied
+-- (delivered, reason kind 'kept'), and changes applied since :since (unix s). A change with a
+-- newer one of the same item that is not dropped is left out (state_changes, schema.sql).
+SELECT d.id AS id, d.provider AS provider, e.action AS action, d.state AS state,
+       d.reason_kind AS reason_kind, d.reason AS reason, d.settled_at AS settled_at,
+       e.occurred_at AS occurred_at, coalesce(d.resolved_item, e.item) AS item
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.profile = :profile AND d.kind = 'watchlist'
+  AND d.provider IN (SELECT value FROM json_each(:providers))
+  AND (d.state IN ('pending', 'leased', 'parked', 'dead')
+       OR (d.state = 'delivered' AND (d.reason_kind = 'kept' OR d.settled_at >= :since)))
+  AND NOT EXISTS (SELECT 1 FROM state_changes AS k
+                  JOIN deliveries AS n ON n.id = k.delivery_id
+                  WHERE k.new_delivery_id = d.id AND k.relation = 'newer'
+                    AND n.state <> 'dropped')
+
+-- name: plays_since
+-- The items (resolved when they were) of :profile's plays on :provider delivered since :since
+-- (unix s) or sent and not yet confirmed: the plays that may have made the target take an
+-- item off its watchlist by itself (Trakt "Get Watchlist": a watched item is removed; SIMKL
+-- moves it out of Plan to Watch).
+SELECT coalesce(d.resolved_item, e.item) AS item
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.profile = :profile AND d.provider = :provider AND d.kind = 'play'
+  AND d.state IN ('delivered', 'pending', 'leased')
+  AND (d.settled_at >= :since OR d.sent_at IS NOT NULL)
+
+-- name: watchlist_counts
+-- Waiting and parked watchlist changes per target account (``plex`` included), and the
+-- reason of the newest parked one: the watchlist part of `status`.
+SELECT profile, provider,
+       sum(state IN ('pending', 'leased')) AS pending,
+       sum(state IN ('parked', 'dead')) AS parked,
+       (SELECT d2.reason FROM deliveries AS d2
+         WHERE d2.profile = d.profile AND d2.provider = d.provider AND d2.kind = 'watchlist'
+           AND d2.state IN ('parked', 'dead')
+         ORDER BY d2.id DESC LIMIT 1) AS reason
+FROM deliveries AS d
+WHERE kind = 'watchlist' AND state IN ('pending', 'leased', 'parked', 'dead')
+GROUP BY profile, provider

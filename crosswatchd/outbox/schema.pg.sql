@@ -173,3 +173,43 @@ BEGIN
 END $$;
 CREATE TRIGGER delivery_keys_of_delivery AFTER INSERT ON deliveries
     FOR EACH ROW EXECUTE FUNCTION crosswatchd_delivery_keys();
+
+-- migration: 2
+-- As SQLite's migration 3: a later rating or watchlist change also supersedes an older one
+-- that was parked or given up (dead) for the same target account.
+
+CREATE OR REPLACE FUNCTION crosswatchd_delivery_keys() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.kind = 'play' THEN
+        INSERT INTO delivery_keys (profile, provider, kind, key, at, delivery_id)
+        SELECT NEW.profile, NEW.provider, 'play', nk.value, NEW.watched_at, NEW.id
+        FROM events AS e
+        CROSS JOIN LATERAL jsonb_array_elements_text(e.keys::jsonb) AS nk (value)
+        WHERE e.id = NEW.event_id
+        ON CONFLICT DO NOTHING;
+    ELSIF NEW.kind IN ('rating', 'watchlist') THEN
+        INSERT INTO delivery_keys (profile, provider, kind, key, at, delivery_id)
+        SELECT NEW.profile, NEW.provider, NEW.kind, nk.value, e.occurred_at, NEW.id
+        FROM events AS e
+        CROSS JOIN LATERAL jsonb_array_elements_text(e.keys::jsonb) AS nk (value)
+        WHERE e.id = NEW.event_id
+        ON CONFLICT DO NOTHING;
+        UPDATE deliveries
+        SET state = 'dropped', reason_kind = 'superseded', lease_token = NULL,
+            reason = 'superseded by a later change of the same item',
+            settled_at = NEW.created_at, updated_at = NEW.created_at
+        WHERE state IN ('pending', 'leased', 'parked', 'dead')
+          AND id IN (SELECT k.delivery_id FROM state_changes AS k
+                     WHERE k.new_delivery_id = NEW.id AND k.relation = 'older');
+        UPDATE deliveries
+        SET state = 'dropped', reason_kind = 'superseded',
+            reason = 'an older change than one already known for this item',
+            settled_at = NEW.created_at, updated_at = NEW.created_at
+        WHERE id = NEW.id
+          AND EXISTS (SELECT 1 FROM state_changes AS k
+                      JOIN deliveries AS d ON d.id = k.delivery_id
+                      WHERE k.new_delivery_id = NEW.id AND k.relation = 'newer'
+                        AND d.state <> 'dropped');
+    END IF;
+    RETURN NULL;
+END $$;

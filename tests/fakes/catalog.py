@@ -46,15 +46,9 @@ class Catalog:
     shows: list[dict[str, Any]] = field(default_factory=list)
     episodes: list[dict[str, Any]] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
-    #: ``id(list) -> {(id key, value): entry}``: lookups by id in O(1), so a fake holding tens of
-    #: thousands of items (the benchmarks) answers as fast as a real service would.
-    _index: dict[int, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
-
-    def _add(self, entries: list[dict[str, Any]], entry: dict[str, Any]) -> None:
-        entries.append(entry)
-        index = self._index.setdefault(id(entries), {})
-        for pair in _norm(entry["ids"]):
-            index.setdefault(pair, entry)
+    _indexes: dict[int, tuple[int, dict[tuple[str, str], dict[str, Any]]]] = field(
+        default_factory=dict, repr=False
+    )
 
     def add_movie(self, title: str, year: int, **ids: Any) -> dict[str, Any]:
         """Add a movie; *ids* like ``imdb="tt0090728", tmdb=6978``. Returns the movie dict."""
@@ -64,7 +58,7 @@ class Catalog:
             "year": year,
             "ids": {"trakt": n, "slug": _slug(title), "simkl": n + 500_000, **ids},
         }
-        self._add(self.movies, movie)
+        self.movies.append(movie)
         return movie
 
     def add_show(self, title: str, year: int, *, anime: bool = False, **ids: Any) -> dict[str, Any]:
@@ -79,7 +73,7 @@ class Catalog:
             "anime": anime,
             "ids": {"trakt": n, "slug": _slug(title), "simkl": n + 500_000, **ids},
         }
-        self._add(self.shows, show)
+        self.shows.append(show)
         return show
 
     def add_episode(
@@ -105,19 +99,28 @@ class Catalog:
             "ids": {"trakt": n, **ids},
             "show": show,
         }
-        self._add(self.episodes, episode)
+        self.episodes.append(episode)
         return episode
 
     def _match(self, entries: list[dict[str, Any]], ids: dict[str, Any]) -> dict[str, Any] | None:
-        """The first-added entry sharing any of *ids* (as the former linear scan found it)."""
-        index = self._index.get(id(entries), {})
-        hits = [index[pair] for pair in _norm(ids) if pair in index]
-        if not hits:
+        wanted = _norm(ids)
+        if not wanted:
             return None
-        order = {id(e): n for n, e in enumerate(hits)}
-        if len(hits) == 1:
-            return hits[0]
-        return min(hits, key=lambda e: (entries.index(e), order[id(e)]))
+        index = self._index_of(entries)
+        found = [index[pair] for pair in wanted if pair in index]
+        return min(found, key=entries.index) if len(found) > 1 else (found[0] if found else None)
+
+    def _index_of(self, entries: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """``{(id key, value): first entry carrying it}`` of *entries*, rebuilt when the list
+        grew (so a catalogue of thousands answers lookups without scanning it)."""
+        cached = self._indexes.get(id(entries))
+        if cached is None or cached[0] != len(entries):
+            index: dict[tuple[str, str], dict[str, Any]] = {}
+            for entry in entries:
+                for pair in _norm(entry["ids"]):
+                    index.setdefault(pair, entry)
+            cached = self._indexes[id(entries)] = (len(entries), index)
+        return cached[1]
 
     def movie(self, ids: dict[str, Any]) -> dict[str, Any] | None:
         """The movie with any of *ids*, or None."""
