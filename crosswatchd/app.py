@@ -41,7 +41,6 @@ from crosswatchd.logs import configure_logging
 from crosswatchd.metrics import Metrics
 from crosswatchd.models import Item
 from crosswatchd.outbox import Outbox
-from crosswatchd.outbox.queries import PG_MIGRATIONS
 from crosswatchd.profiles import Household, TargetAccount
 from crosswatchd.providers.base import Provider
 from crosswatchd.providers.simkl import SimklProvider
@@ -49,6 +48,7 @@ from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.resolve import IdCache, Resolver, build_resolver
 from crosswatchd.sources.tautulli_api import TautulliClient
+from crosswatchd.storage import PG_STORES, Storage
 from crosswatchd.systemd import Notifier, watchdog
 from crosswatchd.tokens import TokenStore
 from crosswatchd.watchlist.daemon import start_watchlist
@@ -91,7 +91,7 @@ async def open_outbox(settings: Settings) -> Outbox:
     household = Household.from_settings(settings)
     targets = {profile.name: list(profile.targets) for profile in household.profiles}
     if settings.database_url:
-        db = await postgres.connect(settings.database_url, stores={"outbox": PG_MIGRATIONS})
+        db = await postgres.connect(settings.database_url, stores=PG_STORES)
         return Outbox.on(
             db,
             targets=targets,
@@ -475,9 +475,12 @@ async def run_daemon(settings: Settings) -> None:
         configure_logging(settings.log_level, secrets=known_secrets(settings, secret))
         if created:
             print(_banner(settings), file=sys.stderr, flush=True)
-        outbox = await open_outbox(settings)
+        storage = await Storage.open(settings)
+        outbox = await storage.outbox()
         try:
-            released = await outbox.release_all_leases()
+            # One daemon per data dir owns every lease left in its SQLite outbox; replicas
+            # sharing PostgreSQL must not take each other's: theirs expire (lease_s).
+            released = 0 if storage.shared else await outbox.release_all_leases()
             adopted = await outbox.adopt_targets()
             app = _daemon_app(settings, outbox, secret, Metrics())
             runner = web.AppRunner(
@@ -517,6 +520,7 @@ async def run_daemon(settings: Settings) -> None:
             await runner.cleanup()
         finally:
             await outbox.close()
+            await storage.close()
         log.info("daemon.stopped")
 
 

@@ -119,10 +119,12 @@ def write_config(
     trakt: Any = None,
     simkl: Any = None,
     use_search: bool = False,
+    database_url: str = "",
 ) -> Path:
-    """A daemon config for the e2e tests: fast polling and backoff, fakes as targets."""
+    """A daemon config for the e2e tests: fast polling and backoff, fakes as targets; with
+    *database_url* the state is in that PostgreSQL database."""
     sections = [
-        f'data_dir = "{data_dir}"',
+        f'data_dir = "{data_dir}"\ndatabase_url = "{database_url}"',
         f"[http]\nport = {port}",
         f'[webhook]\nsecret = "{SECRET}"',
         f"[resolver]\nuse_search = {'true' if use_search else 'false'}",

@@ -9,12 +9,17 @@ import json
 import socket
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from crosswatchd import postgres
 from crosswatchd.errors import ConfigError, StorageError
 from crosswatchd.outbox.queries import PG_MIGRATIONS
 from crosswatchd.sqlite import SchemaTooNewError
+from crosswatchd.tokens import TokenStore
+from tests.e2e_support import Daemon, free_port, movie_payload, post_webhook, wait_for, write_config
+from tests.fakes.catalog import default_catalog
+from tests.fakes.trakt import FakeTrakt
 from tests.test_cli import Home, cli
 
 PASSWORD = "s3cr3t-pass-9f1c"
@@ -101,3 +106,36 @@ async def test_processes_starting_together_on_an_empty_database_migrate_it_once(
     finally:
         for db in dbs:
             await db.close()
+
+
+async def test_a_daemon_on_postgresql_takes_webhooks_and_delivers_each_play_once(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Plays (each reported twice: scrobble and stop) committed to PostgreSQL before the
+    202, delivered once each; nothing written to an outbox file."""
+    catalog = default_catalog()
+    for n in range(5):
+        catalog.add_movie(f"Test Movie {n}", 2000, imdb=f"tt{9_000_000 + n}", tmdb=800_000 + n)
+    async with FakeTrakt(catalog=catalog) as fake:
+        data_dir = tmp_path / "data"
+        TokenStore(data_dir, "trakt").save(fake.issue_token())
+        port = free_port()
+        config = write_config(
+            tmp_path / "c.toml", data_dir=data_dir, port=port, trakt=fake, database_url=pg_url
+        )
+        daemon = Daemon(config, port, tmp_path / "daemon.log")
+        await daemon.start()
+        try:
+            async with aiohttp.ClientSession() as http:
+                for n in range(5):
+                    assert await post_webhook(http, port, movie_payload(n)) == 202
+                    stop = movie_payload(n, "media.stop")
+                    assert await post_webhook(http, port, stop) in (200, 202)
+            await wait_for(lambda: len(fake.history) >= 5, 30, "five plays on Trakt")
+            await asyncio.sleep(1.0)
+            assert sorted(h["movie"]["ids"]["imdb"] for h in fake.history) == [
+                f"tt{9_000_000 + n}" for n in range(5)
+            ]
+        finally:
+            assert daemon.stop() == 0
+    assert not (data_dir / "outbox.sqlite3").exists()
