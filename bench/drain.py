@@ -36,7 +36,7 @@ from crosswatchd.outbox import Outbox
 from crosswatchd.providers.base import Provider
 from crosswatchd.providers.simkl import SimklProvider
 from crosswatchd.providers.trakt import TraktProvider
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.fakes.catalog import Catalog
 from tests.fakes.simkl import FakeSimkl
 from tests.fakes.trakt import FakeTrakt
@@ -101,8 +101,8 @@ async def _bench(plays: int, only: str | None) -> bool:
                     await outbox.enqueue_many(events[start : start + 1000])
                 providers: list[Provider] = []
                 if "trakt" in names:
-                    tokens = TokenStore(data, "trakt")
-                    tokens.save(trakt.issue_token())
+                    tokens = TokenFile(data, "trakt")
+                    tokens.write(trakt.issue_token())
                     providers.append(
                         TraktProvider(
                             session=session,
@@ -114,8 +114,8 @@ async def _bench(plays: int, only: str | None) -> bool:
                         )
                     )
                 if "simkl" in names:
-                    tokens = TokenStore(data, "simkl")
-                    tokens.save({"access_token": simkl.issue_token()})
+                    tokens = TokenFile(data, "simkl")
+                    tokens.write({"access_token": simkl.issue_token()})
                     providers.append(
                         SimklProvider(
                             session=session,

@@ -48,7 +48,8 @@ from crosswatchd.app import open_outbox, services
 from crosswatchd.config import Settings
 from crosswatchd.logs import configure_logging
 from crosswatchd.profiles import Household
-from crosswatchd.tokens import TokenStore
+from crosswatchd.storage import Storage
+from crosswatchd.tokens.files import TokenFile
 from crosswatchd.watchlist.passes import PassResult, WatchlistSync
 from crosswatchd.watchlist.state import WatchlistState
 
@@ -167,13 +168,16 @@ async def _pass(settings: Settings) -> tuple[PassResult, float]:
     outbox = await open_outbox(settings)
     state = await WatchlistState.open(settings.data_dir)
     try:
-        async with services(settings) as svc:
+        storage = Storage.files(settings)
+        async with services(storage) as svc:
             sync = WatchlistSync(
                 settings=settings,
                 outbox=outbox,
                 state=state,
                 session=svc.session,
                 providers=svc.providers,
+                tokens=storage.tokens,
+                plex_client_id=await storage.plex_client_id(),
             )
             (profile,) = Household.from_settings(settings).profiles
             started, cpu = time.perf_counter(), time.process_time()
@@ -252,8 +256,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         fast = _settings(data, urls, default_limits=False)
-        TokenStore(data, "trakt").save(tokens["trakt"])
-        TokenStore(data, "simkl").save({"access_token": tokens["simkl"]})
+        TokenFile(data, "trakt").write(tokens["trakt"])
+        TokenFile(data, "simkl").write({"access_token": tokens["simkl"]})
         print(f"lists of {ITEMS} films on each side; a change is {CHANGED} films per side")
 
         counts = _requests(parent, (0, 0, 0))

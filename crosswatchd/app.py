@@ -4,9 +4,12 @@ Start-up order (reverse on shutdown, through aiohttp's ``cleanup_ctx``):
 
 1. lock ``data_dir/crosswatchd.lock`` (one daemon per data directory, so leases left by a
    killed daemon can be released at once);
-2. open the outbox, return leased deliveries to pending (``sent_at`` kept: in-flight sends
-   are checked against the target's history before being sent again), and give targets
-   configured since the last start the plays stored before them;
+2. open the storage (:class:`~crosswatchd.storage.Storage`: the SQLite files of the data dir,
+   or one pool on the ``database_url`` PostgreSQL database for every store) and the outbox,
+   return leased deliveries to pending (SQLite only: ``sent_at`` kept, so in-flight sends are
+   checked against the target's history before being sent again; replicas sharing PostgreSQL
+   never release each other's leases), and give targets configured since the last start the
+   plays stored before them;
 3. one ``aiohttp.ClientSession``, a rate limiter and a provider per target, the id cache and
    resolver;
 4. one drainer per target;
@@ -20,7 +23,6 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -37,6 +39,7 @@ from crosswatchd.config import Settings
 from crosswatchd.drain import Drainer, ResolveFn
 from crosswatchd.errors import ConfigError, SourceUnavailableError
 from crosswatchd.http import USER_AGENT
+from crosswatchd.instance import WEBHOOK_SECRET
 from crosswatchd.logs import configure_logging
 from crosswatchd.metrics import Metrics
 from crosswatchd.models import Item
@@ -48,7 +51,7 @@ from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.resolve import IdCache, Resolver, build_resolver
 from crosswatchd.sources.tautulli_api import TautulliClient
-from crosswatchd.storage import PG_STORES, Storage
+from crosswatchd.storage import OUTBOX_FILE, PG_STORES, Storage
 from crosswatchd.systemd import Notifier, watchdog
 from crosswatchd.tokens import TokenStore
 from crosswatchd.watchlist.daemon import start_watchlist
@@ -64,7 +67,6 @@ __all__ = [
     "limiter_for",
     "make_data_dir",
     "make_provider",
-    "open_cache",
     "open_outbox",
     "outbox_path",
     "run_daemon",
@@ -75,19 +77,19 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-_SECRET_FILE = "webhook_secret"
-
 
 def outbox_path(settings: Settings) -> Path:
     """``data_dir/outbox.sqlite3``."""
-    return settings.data_dir / "outbox.sqlite3"
+    return settings.data_dir / OUTBOX_FILE
 
 
 async def open_outbox(settings: Settings) -> Outbox:
-    """The outbox of *settings*: ``data_dir/outbox.sqlite3``, or the ``database_url``
-    PostgreSQL database (migrated on first use; the outbox closes its pool); each profile's
-    events fan out to its target accounts. Raises :class:`~crosswatchd.errors.StorageError`
-    when the database cannot be opened or reached."""
+    """The outbox of *settings* on its own: ``data_dir/outbox.sqlite3``, or the
+    ``database_url`` PostgreSQL database (migrated on first use; the outbox closes its pool);
+    each profile's events fan out to its target accounts. Commands that need more than the
+    outbox open a :class:`~crosswatchd.storage.Storage` instead (one pool for every store).
+    Raises :class:`~crosswatchd.errors.StorageError` when the database cannot be opened or
+    reached."""
     household = Household.from_settings(settings)
     targets = {profile.name: list(profile.targets) for profile in household.profiles}
     if settings.database_url:
@@ -103,15 +105,6 @@ async def open_outbox(settings: Settings) -> Outbox:
         targets=targets,
         dedupe_window_s=settings.delivery.dedupe_window_s,
         synchronous=settings.delivery.sqlite_synchronous,
-    )
-
-
-async def open_cache(settings: Settings) -> IdCache:
-    """The id resolver's cache, ``data_dir/cache.sqlite3``."""
-    return await IdCache.open(
-        settings.data_dir / "cache.sqlite3",
-        positive_ttl_s=settings.resolver.positive_ttl_s,
-        negative_ttl_s=settings.resolver.negative_ttl_s,
     )
 
 
@@ -133,27 +126,12 @@ def webhook_url(settings: Settings, secret: str, source: str = "plex") -> str:
     return f"http://{host}:{settings.http.port}/webhook/{source}?token={secret}"
 
 
-def ensure_webhook_secret(settings: Settings) -> tuple[str, bool]:
+async def ensure_webhook_secret(storage: Storage) -> tuple[str, bool]:
     """The webhook secret: ``webhook.secret`` if set, else the one stored in
-    ``data_dir/webhook_secret`` (0600), generated on first use.
-
-    Returns ``(secret, created_now)``.
-    """
-    if settings.webhook.secret:
-        return settings.webhook.secret, False
-    path = settings.data_dir / _SECRET_FILE
-    try:
-        stored = path.read_text("utf-8").strip()
-    except FileNotFoundError:
-        stored = ""
-    if stored:
-        return stored, False
-    make_data_dir(settings.data_dir)
-    secret = secrets.token_urlsafe(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(secret + "\n")
-    return secret, True
+    ``data_dir/webhook_secret`` (0600) or, with PostgreSQL, in the database (every replica
+    then accepts the same webhook URL), generated on first use by whichever process asks
+    first. Returns ``(secret, created_now)``."""
+    return await storage.webhook_secret()
 
 
 def make_data_dir(path: Path) -> None:
@@ -228,11 +206,11 @@ def make_provider(
     settings: Settings,
     session: aiohttp.ClientSession,
     account: TargetAccount,
+    tokens: TokenStore,
     metrics: Metrics | None = None,
 ) -> Provider:
-    """The provider of one target account: its own token file and its own limiter, so one
-    account's 429s, outage or revoked token never hold up another's."""
-    tokens = TokenStore(settings.data_dir, account.provider, account.profile)
+    """The provider of one target account: its own token store (``Storage.tokens``) and its
+    own limiter, so one account's 429s, outage or revoked token never hold up another's."""
     limiter = limiter_for(settings, account.provider, metrics)
     if account.provider == "trakt":
         return TraktProvider(
@@ -286,22 +264,30 @@ def service_urls(settings: Settings) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncIterator[Services]:
-    """Open the HTTP session, providers, id cache and resolver; close them on exit. With
-    *metrics*, every request, rate-limit wait and token refresh is counted."""
+async def services(storage: Storage, metrics: Metrics | None = None) -> AsyncIterator[Services]:
+    """Open the HTTP session, providers (their tokens from *storage*), id cache (*storage*'s)
+    and resolver; close them on exit. With *metrics*, every request, rate-limit wait and token
+    refresh is counted."""
+    settings = storage.settings
     timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_s)
     traces = [metrics.trace_config(service_urls(settings))] if metrics is not None else []
     session = aiohttp.ClientSession(
         timeout=timeout, headers={"User-Agent": USER_AGENT}, trace_configs=traces
     )
     providers = {
-        account: make_provider(settings, session, account, metrics)
+        account: make_provider(
+            settings, session, account, storage.tokens(account.provider, account.profile), metrics
+        )
         for account in Household.from_settings(settings).accounts()
     }
     tautulli = None
     if settings.tautulli.url and settings.tautulli.api_key:
         tautulli = tautulli_client(settings, session)
-    cache = await open_cache(settings)
+    try:
+        cache = await storage.cache()
+    except BaseException:
+        await session.close()
+        raise
     resolver = build_resolver(
         settings,
         session=session,
@@ -357,9 +343,8 @@ async def learn_server(
             await asyncio.wait_for(stop.wait(), wait_s)
 
 
-def _daemon_app(
-    settings: Settings, outbox: Outbox, secret: str, metrics: Metrics
-) -> web.Application:
+def _daemon_app(storage: Storage, outbox: Outbox, secret: str, metrics: Metrics) -> web.Application:
+    settings = storage.settings
     running: dict[TargetAccount, Provider] = {}
     hint = ServerHint()
 
@@ -371,11 +356,17 @@ def _daemon_app(
         return []
 
     app = build_app(
-        settings, outbox, secret, ready_check=ready_check, metrics=metrics, server_hint=hint
+        settings,
+        outbox,
+        secret,
+        ready_check=ready_check,
+        metrics=metrics,
+        server_hint=hint,
+        storage=storage,
     )
 
     async def delivery_ctx(_app: web.Application) -> AsyncIterator[None]:
-        async with services(settings, metrics) as svc:
+        async with services(storage, metrics) as svc:
             running.update(svc.providers)
             stop = asyncio.Event()
             tasks = [
@@ -405,7 +396,7 @@ def _daemon_app(
                     hint="set trakt.client_id and/or simkl.client_id; plays are stored"
                     " meanwhile and delivered once a target is configured",
                 )
-            watchlist = await start_watchlist(settings, outbox, svc, stop, metrics)
+            watchlist = await start_watchlist(storage, outbox, svc, stop, metrics)
             tasks += watchlist.tasks
             yield
             stop.set()
@@ -427,12 +418,16 @@ _SHUTDOWN_TIMEOUT_S = 2.0
 _DRAIN_STOP_TIMEOUT_S = 4.0
 
 
-def _banner(settings: Settings) -> str:
+def _banner(settings: Settings, storage: Storage) -> str:
     """What a first start prints: the webhook URLs with the secret masked."""
     masked = "<secret>"
+    where = (
+        f"stored in the database {storage.where}"
+        if storage.shared
+        else f"stored 0600 in {settings.data_dir / WEBHOOK_SECRET}"
+    )
     return (
-        "crosswatchd: generated a webhook secret (stored 0600 in "
-        f"{settings.data_dir / _SECRET_FILE}).\n"
+        f"crosswatchd: generated a webhook secret ({where}).\n"
         f"  Plex (Settings → Webhooks):   {webhook_url(settings, masked, 'plex')}\n"
         f"  Tautulli (Webhook agent):     {webhook_url(settings, masked, 'tautulli')}\n"
         "Run `crosswatchd webhook-url` to print them with the secret."
@@ -456,7 +451,7 @@ async def run_daemon(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; exit within a few seconds of it, whatever clients do.
 
     Start: lock the data dir, bind the port (a busy port or a held lock is the only output),
-    then secret, logging, outbox, app, drainers. Stop (first signal): new connections are
+    then logging, storage, secret, outbox, app, drainers. Stop (first signal): new connections are
     refused at once and requests on open ones get 503; in-flight webhooks get
     ``_SHUTDOWN_TIMEOUT_S`` to finish, drainers ``_DRAIN_STOP_TIMEOUT_S``; what was in flight is
     reclaimed on the next start. A second signal exits at once (everything acknowledged is
@@ -471,18 +466,23 @@ async def run_daemon(settings: Settings) -> None:
                 f"cannot listen on {settings.http.host}:{settings.http.port}: "
                 f"{exc.strerror or exc}",
             ) from None
-        secret, created = ensure_webhook_secret(settings)
+        configure_logging(settings.log_level, secrets=known_secrets(settings, ""))
+        storage = await Storage.open(settings)
+        try:
+            secret, created = await ensure_webhook_secret(storage)
+            outbox = await storage.outbox()
+        except BaseException:
+            await storage.close()
+            raise
         configure_logging(settings.log_level, secrets=known_secrets(settings, secret))
         if created:
-            print(_banner(settings), file=sys.stderr, flush=True)
-        storage = await Storage.open(settings)
-        outbox = await storage.outbox()
+            print(_banner(settings, storage), file=sys.stderr, flush=True)
         try:
             # One daemon per data dir owns every lease left in its SQLite outbox; replicas
             # sharing PostgreSQL must not take each other's: theirs expire (lease_s).
             released = 0 if storage.shared else await outbox.release_all_leases()
             adopted = await outbox.adopt_targets()
-            app = _daemon_app(settings, outbox, secret, Metrics())
+            app = _daemon_app(storage, outbox, secret, Metrics())
             runner = web.AppRunner(
                 app,
                 access_log=None,
@@ -509,6 +509,7 @@ async def run_daemon(settings: Settings) -> None:
                 released_leases=released,
                 plays_for_new_targets=adopted,
                 data_dir=str(settings.data_dir),
+                storage=storage.where,
             )
             await _until_signalled()
             log.info("daemon.stopping")

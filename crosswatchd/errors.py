@@ -7,6 +7,8 @@
     ├── SourceUnavailableError   a source API (Tautulli, Plex) is unreachable or refused us
     ├── StorageError             a database file cannot be opened (corrupt, empty, too new,
     │                            disk full); the CLI prints one line naming the file, exit 2
+    ├── StaleTokenError          a token save refused: the stored token is no longer the one
+    │                            the refresh started from (another process saved a newer one)
     └── ProviderError            a delivery target (Trakt, SIMKL) answered badly
         ├── RetryableError       try again later (5xx, timeout, connection error, 429)
         ├── PermanentError       never retry this request (420, 423, other 4xx): dead
@@ -29,6 +31,7 @@ __all__ = [
     "ProviderError",
     "RetryableError",
     "SourceUnavailableError",
+    "StaleTokenError",
     "StorageError",
     "UnresolvedError",
 ]
@@ -83,6 +86,18 @@ class StorageError(CrosswatchError):
     def __init__(self, path: object, message: str) -> None:
         super().__init__(f"{path}: {message}")
         self.path = path
+
+
+class StaleTokenError(CrosswatchError):
+    """A compare-and-set token save or revocation was refused: the stored token of
+    *provider* is no longer the one the caller started from (``auth`` or another replica
+    stored a newer one, or it was revoked). ``current`` is the token stored now (``None``:
+    none), which the caller uses instead of its own."""
+
+    def __init__(self, provider: str, current: object) -> None:
+        super().__init__(f"{provider}: the stored token changed meanwhile; not overwritten")
+        self.provider = provider
+        self.current = current
 
 
 class ProviderError(CrosswatchError):

@@ -3,7 +3,7 @@ status page and the metrics all read the same report, so they agree at the same 
 
 Shape (``status --json``)::
 
-    {"version", "config_file", "data_dir",
+    {"version", "config_file", "data_dir", "database",               # database: masked URL | None
      "daemon": {"running": bool, "pid": int | None},
      "providers": {PROVIDER: {"authorized", COUNTS...}},       # totals over profiles
      "profiles": {NAME: {PROVIDER: {"authorized", COUNTS...,
@@ -42,14 +42,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from crosswatchd import __version__
-from crosswatchd.config import Settings
+from crosswatchd import __version__, postgres
 from crosswatchd.outbox import DeliveryState, Outbox, ProviderCounts
 from crosswatchd.profiles import Household
-from crosswatchd.tokens import TokenStore
+from crosswatchd.storage import Storage
 from crosswatchd.watchlist.passes import plex_auth
 from crosswatchd.watchlist.planner import PLEX
-from crosswatchd.watchlist.state import STATE_FILE, PassRecord, WatchlistState
+from crosswatchd.watchlist.state import PassRecord
 
 __all__ = ["LOCK_FILE", "build_report", "daemon_pid", "iso"]
 
@@ -123,11 +122,11 @@ def _backlog(waits: list[dict[str, Any]], *, running: bool) -> dict[str, Any]:
     }
 
 
-async def _passes(settings: Settings) -> dict[str, PassRecord]:
+async def _passes(storage: Storage) -> dict[str, PassRecord]:
     """The last watchlist pass of each profile (none when no pass ever ran)."""
-    if not (settings.data_dir / STATE_FILE).exists():
+    if not storage.has_watchlist_state():
         return {}
-    state = await WatchlistState.open(settings.data_dir)
+    state = await storage.watchlist_state()
     try:
         return await state.passes()
     finally:
@@ -135,13 +134,14 @@ async def _passes(settings: Settings) -> dict[str, PassRecord]:
 
 
 async def _watchlist(
-    settings: Settings,
+    storage: Storage,
     outbox: Outbox,
     household: Household,
     authorized: dict[tuple[str, str], bool],
 ) -> dict[str, Any]:
     """The ``watchlist`` part of the report (see the module docstring)."""
-    passes = await _passes(settings)
+    settings = storage.settings
+    passes = await _passes(storage)
     counts = await outbox.watchlist_counts()
     out: dict[str, Any] = {}
     for profile in household.profiles:
@@ -156,7 +156,7 @@ async def _watchlist(
             if reason is None and record is not None:
                 reason = record.errors.get(side)
             if reason is None and side == PLEX:
-                auth = plex_auth(settings, profile)
+                auth = plex_auth(settings, profile, storage.tokens(PLEX, profile.name))
                 if not auth.is_authorized():
                     reason = f"no Plex token: no watchlist sync; {auth.hint}"
             if reason is None and side != PLEX and not authorized.get((profile.name, side)):
@@ -174,8 +174,10 @@ def _utc(unix_s: float | None) -> datetime | None:
     return None if unix_s is None else datetime.fromtimestamp(unix_s, UTC)
 
 
-async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
-    """The report of *settings*' data dir, read from *outbox* (see the module docstring)."""
+async def build_report(storage: Storage, outbox: Outbox) -> dict[str, Any]:
+    """The report of *storage* (its settings' data dir or shared database), read from
+    *outbox* and *storage*'s token stores (see the module docstring)."""
+    settings = storage.settings
     household = Household.from_settings(settings)
     pid = daemon_pid(settings.data_dir)
     totals = await outbox.counts()
@@ -183,8 +185,8 @@ async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
     backlog = await outbox.backlog()
     parked = await outbox.parked(states=(DeliveryState.PARKED, DeliveryState.DEAD))
     authorized = {
-        (account.profile, account.provider): TokenStore(
-            settings.data_dir, account.provider, account.profile
+        (account.profile, account.provider): storage.tokens(
+            account.provider, account.profile
         ).load()
         is not None
         for account in household.accounts()
@@ -229,6 +231,7 @@ async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
         "version": __version__,
         "config_file": str(settings.config_file) if settings.config_file else None,
         "data_dir": str(settings.data_dir),
+        "database": postgres.masked(settings.database_url) if settings.database_url else None,
         "daemon": {"running": pid is not None, "pid": pid},
         "providers": providers,
         "profiles": profiles,
@@ -263,5 +266,5 @@ async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
         "plays_without_target": await outbox.untargeted_plays(),
         "accounts_ignored": ignored,
         "tautulli_users": household.tautulli_users(),
-        "watchlist": await _watchlist(settings, outbox, household, authorized),
+        "watchlist": await _watchlist(storage, outbox, household, authorized),
     }

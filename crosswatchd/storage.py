@@ -1,53 +1,125 @@
 """Where a process keeps its state: SQLite files in ``data_dir`` (one household, the default),
 or one PostgreSQL database shared by every replica of a relay (``database_url``).
 
-A process opens its :class:`Storage` once and takes each store from it: the outbox, and (as
-they move behind the seam) the id cache, tokens, the webhook secret, profiles, replica leases,
-reconcile and watchlist state. With PostgreSQL every store lives in the one database, in its
-own tables, migrated per store (:data:`PG_STORES`, :func:`crosswatchd.postgres.migrate`).
+A process opens its :class:`Storage` once and takes each store from it:
+
+=================  ==========================================  ==================================
+store              SQLite mode (``data_dir``)                  PostgreSQL (store: tables)
+=================  ==========================================  ==================================
+outbox             ``outbox.sqlite3``                          ``outbox``: events, deliveries …
+tokens             ``tokens/[profile/]provider.json`` (0600)   ``tokens``: tokens
+id cache           ``cache.sqlite3``                           ``cache``: id_cache
+instance values    ``webhook_secret``, ``plex_client_id``      ``instance``: instance_values
+watchlist state    ``watchlist.sqlite3``                       ``watchlist``: watchlist_sides …
+=================  ==========================================  ==================================
+
+With PostgreSQL every store lives in the one database, in its own tables, migrated per store
+(:data:`PG_STORES`, :func:`crosswatchd.postgres.migrate`) when the storage opens, and the
+process holds one pool for all of them; nothing in ``data_dir`` is read or written (the daemon
+still keeps its lock file there). The replicas' leases and profiles (issue 19) add their stores
+to :data:`PG_STORES` the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Sequence
 from typing import Final
 
-from crosswatchd import postgres
+from crosswatchd import instance, postgres
 from crosswatchd.config import Settings
 from crosswatchd.db import PostgresDatabase
+from crosswatchd.instance import DatabaseValues, FileValues, InstanceValues
+from crosswatchd.models import DEFAULT_PROFILE
 from crosswatchd.outbox import Outbox
 from crosswatchd.outbox.queries import PG_MIGRATIONS as OUTBOX_PG_MIGRATIONS
 from crosswatchd.profiles import Household
+from crosswatchd.resolve.cache import PG_MIGRATIONS as CACHE_PG_MIGRATIONS
+from crosswatchd.resolve.cache import IdCache
+from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
+from crosswatchd.tokens.shared import PG_MIGRATIONS as TOKENS_PG_MIGRATIONS
+from crosswatchd.tokens.shared import TokenTable
+from crosswatchd.watchlist.state import PG_MIGRATIONS as WATCHLIST_PG_MIGRATIONS
+from crosswatchd.watchlist.state import STATE_FILE as WATCHLIST_FILE
+from crosswatchd.watchlist.state import WatchlistState
 
-__all__ = ["PG_STORES", "Storage"]
+__all__ = ["CACHE_FILE", "OUTBOX_FILE", "PG_STORES", "Storage"]
+
+#: The SQLite files of ``data_dir``.
+OUTBOX_FILE: Final = "outbox.sqlite3"
+CACHE_FILE: Final = "cache.sqlite3"
 
 #: Every store kept in PostgreSQL, by name, with its migrations (``schema_versions.store``).
 PG_STORES: Final[dict[str, Sequence[str]]] = {
     "outbox": OUTBOX_PG_MIGRATIONS,
+    "tokens": TOKENS_PG_MIGRATIONS,
+    "cache": CACHE_PG_MIGRATIONS,
+    "instance": instance.PG_MIGRATIONS,
+    "watchlist": WATCHLIST_PG_MIGRATIONS,
 }
 
 
 class Storage:
-    """The state of one process. Open with :meth:`open`; close with :meth:`close`.
+    """The state of one process. Open with :meth:`open` (or :meth:`opened`); close with
+    :meth:`close`.
 
     ``db`` is the PostgreSQL database when ``database_url`` is set (``None`` with SQLite
     files). Raises what :meth:`open` documents; stores raise what their backend raises.
     """
 
-    def __init__(self, settings: Settings, db: PostgresDatabase | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: PostgresDatabase | None,
+        token_table: TokenTable | None = None,
+    ) -> None:
         self.settings = settings
         self.db = db
+        self._token_table = token_table
+        self.values: InstanceValues = (
+            FileValues(settings.data_dir)
+            if db is None
+            else DatabaseValues(db, where=postgres.masked(settings.database_url))
+        )
+
+    @classmethod
+    def files(cls, settings: Settings) -> Storage:
+        """The SQLite-mode storage of *settings* (nothing to open: each store opens its own
+        file). Only for settings without ``database_url``."""
+        if settings.database_url:
+            raise ValueError("Storage.files() for settings with a database_url")
+        return cls(settings, None)
 
     @classmethod
     async def open(cls, settings: Settings) -> Storage:
         """Open *settings*' storage: nothing to open for SQLite files (each store opens its
-        own file); with ``database_url`` one pool, every store of :data:`PG_STORES` migrated.
-        Raises :class:`~crosswatchd.errors.StorageError` (the URL's password masked) when the
+        own file); with ``database_url`` one pool, every store of :data:`PG_STORES` migrated,
+        and the tokens loaded (then followed while the storage is open). Raises
+        :class:`~crosswatchd.errors.StorageError` (the URL's password masked) when the
         database cannot be reached or is newer than this crosswatchd."""
         if not settings.database_url:
             return cls(settings, None)
         db = await postgres.connect(settings.database_url, stores=PG_STORES)
-        return cls(settings, db)
+        table = TokenTable(db)
+        try:
+            await table.start()
+        except BaseException:
+            await db.close()
+            raise
+        return cls(settings, db, table)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def opened(cls, settings: Settings) -> AsyncIterator[Storage]:
+        """:meth:`open` for the block, then :meth:`close`."""
+        storage = await cls.open(settings)
+        try:
+            yield storage
+        finally:
+            await storage.close()
 
     @property
     def shared(self) -> bool:
@@ -61,6 +133,8 @@ class Storage:
             return str(self.settings.data_dir)
         return postgres.masked(self.settings.database_url)
 
+    # -- stores ------------------------------------------------------------------------------
+
     async def outbox(self, household: Household | None = None) -> Outbox:
         """The outbox, its events fanning out to the target accounts of *household* (the
         settings' by default). Closing it leaves the storage open."""
@@ -70,13 +144,61 @@ class Storage:
         if self.db is not None:
             return Outbox.on(self.db, targets=targets, dedupe_window_s=delivery.dedupe_window_s)
         return await Outbox.open(
-            self.settings.data_dir / "outbox.sqlite3",
+            self.settings.data_dir / OUTBOX_FILE,
             targets=targets,
             dedupe_window_s=delivery.dedupe_window_s,
             synchronous=delivery.sqlite_synchronous,
         )
 
+    async def cache(self) -> IdCache:
+        """The id resolver's cache (``resolver.positive_ttl_s`` / ``negative_ttl_s``).
+        Closing it leaves the storage open."""
+        resolver = self.settings.resolver
+        if self.db is not None:
+            return await IdCache.on(
+                self.db,
+                positive_ttl_s=resolver.positive_ttl_s,
+                negative_ttl_s=resolver.negative_ttl_s,
+            )
+        return await IdCache.open(
+            self.settings.data_dir / CACHE_FILE,
+            positive_ttl_s=resolver.positive_ttl_s,
+            negative_ttl_s=resolver.negative_ttl_s,
+        )
+
+    def tokens(self, provider: str, profile: str = DEFAULT_PROFILE) -> TokenStore:
+        """The token store of *profile* on *provider* (``trakt``, ``simkl``, ``plex``)."""
+        if self._token_table is not None:
+            return self._token_table.store(provider, profile)
+        return TokenFile(self.settings.data_dir, provider, profile)
+
+    async def watchlist_state(self) -> WatchlistState:
+        """The watchlist pass's state. Closing it leaves the storage open."""
+        if self.db is not None:
+            return WatchlistState.on(self.db)
+        return await WatchlistState.open(self.settings.data_dir)
+
+    def has_watchlist_state(self) -> bool:
+        """False when no watchlist pass can have run yet (SQLite: no state file), so
+        ``status`` need not create one."""
+        return self.db is not None or (self.settings.data_dir / WATCHLIST_FILE).exists()
+
+    async def webhook_secret(self) -> tuple[str, bool]:
+        """The webhook secret: ``webhook.secret`` if set, else the stored one (generated on
+        first use; every replica of a database reads the same). Returns ``(secret,
+        created_now)``."""
+        if self.settings.webhook.secret:
+            return self.settings.webhook.secret, False
+        return await self.values.ensure(instance.WEBHOOK_SECRET, lambda: secrets.token_urlsafe(24))
+
+    async def plex_client_id(self) -> str:
+        """This installation's ``X-Plex-Client-Identifier`` (generated on first use)."""
+        value, _ = await self.values.ensure(instance.PLEX_CLIENT_ID, lambda: uuid.uuid4().hex)
+        return value
+
     async def close(self) -> None:
         """Close the database (the stores taken from it must be closed first)."""
+        if self._token_table is not None:
+            await self._token_table.close()
         if self.db is not None:
             await self.db.close()

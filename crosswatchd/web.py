@@ -52,6 +52,7 @@ from crosswatchd.profiles import Household
 from crosswatchd.report import build_report
 from crosswatchd.sources.plex import Ignored, parse_plex_payload, plex_event
 from crosswatchd.sources.tautulli import parse_tautulli_body, tautulli_event
+from crosswatchd.storage import Storage
 
 __all__ = [
     "OUTBOX",
@@ -122,6 +123,8 @@ async def _no_more_checks() -> list[str]:
 SERVER_HINT = web.AppKey("server_hint", ServerHint)
 METRICS = web.AppKey("metrics", Metrics)
 STORAGE = web.AppKey("storage", StorageHealth)
+#: The process's stores (tokens, watchlist state … for the status page).
+STORES = web.AppKey("stores", Storage)
 READY_CHECK: web.AppKey[ReadyCheck] = web.AppKey("ready_check")
 REJECTIONS = web.AppKey("rejections", RepeatLimiter)
 #: Set when the daemon is stopping: new requests get 503, never a 202 it might not keep.
@@ -402,7 +405,7 @@ async def status_page(request: web.Request) -> web.Response:
     if not _is_loopback(request.remote) and not _token_ok(request):
         return _reply(401, error="the status page takes the webhook token from other machines")
     settings = request.app[SETTINGS]
-    report = await build_report(settings, request.app[OUTBOX])
+    report = await build_report(request.app[STORES], request.app[OUTBOX])
     return web.Response(
         text=render_page(settings, report),
         content_type="text/html",
@@ -478,12 +481,14 @@ def build_app(
     server_hint: ServerHint | None = None,
     ready_check: ReadyCheck = _no_more_checks,
     metrics: Metrics | None = None,
+    storage: Storage | None = None,
 ) -> web.Application:
     """The aiohttp application. Lifecycle (drainers, sessions) is added by the caller.
 
     *server_hint* is shared with the caller, who may fill it from Tautulli's API;
     *ready_check* adds the caller's readiness problems to ``/readyz`` (e.g. no authorized
-    target account).
+    target account); *storage* is the process's (the status page reads tokens and watchlist
+    state from it; default: the SQLite files of *settings*).
     """
     app = web.Application(
         middlewares=[_json_errors],
@@ -498,6 +503,7 @@ def build_app(
     app[REJECTIONS] = RepeatLimiter()
     app[STOPPING] = asyncio.Event()
     app[STORAGE] = StorageHealth()
+    app[STORES] = storage if storage is not None else Storage.files(settings)
     app[READY_CHECK] = ready_check
     app[METRICS] = metrics if metrics is not None else Metrics()
     app.router.add_post("/webhook/plex", plex_webhook)

@@ -28,7 +28,7 @@ import pytest
 
 from crosswatchd.models import Action, Item, MediaKind, PlayEvent, Source
 from crosswatchd.outbox import Outbox, ReasonKind, Settlement
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.fakes.tautulli import FakeTautulli, history_row
 from tests.fakes.trakt import FakeTrakt
 
@@ -230,7 +230,7 @@ class TestStatus:
         for key in ("pending", "delivered", "dead", "unresolved"):
             assert type(trakt[key]) is int, key
 
-        TokenStore(home.data_dir, "trakt").save(
+        TokenFile(home.data_dir, "trakt").write(
             {"access_token": "a" * 64, "refresh_token": "r" * 64, "expires_in": 86400}
         )
         assert (home.data_dir / "tokens" / "trakt.json").exists()
@@ -661,7 +661,7 @@ async def daemon(home: Home) -> AsyncIterator[Daemon]:
     """``serve`` on a free port with Trakt (authorized) pointed at a FakeTrakt."""
     async with FakeTrakt(client_id="cid", client_secret="csecret") as trakt:
         token = trakt.issue_token()
-        TokenStore(home.data_dir, "trakt").save(token)
+        TokenFile(home.data_dir, "trakt").write(token)
         port = free_port()
         home.configure(
             http={"port": port},
@@ -754,7 +754,7 @@ class TestAuth:
             assert "trakt.tv/activate" in run.out
             token_file = home.data_dir / "tokens" / "trakt.json"
             assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-            stored = TokenStore(home.data_dir, "trakt").load()
+            stored = TokenFile(home.data_dir, "trakt").load()
             assert stored is not None and stored.refresh_token
             assert stored.access_token not in run.out + run.err
             status = await cli(home.config, "status", "--json")
@@ -788,7 +788,7 @@ class TestAuth:
             assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
             assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
             assert not (home.data_dir / "tokens" / "trakt.json").exists()
-            stored = TokenStore(home.data_dir, "trakt", "sam").load()
+            stored = TokenFile(home.data_dir, "trakt", "sam").load()
             assert stored is not None and fake.token_user(stored.access_token) == "sam"
             report = json.loads((await cli(home.config, "status", "--json")).out)
             assert report["profiles"]["sam"]["trakt"]["authorized"] is True
@@ -830,7 +830,7 @@ class TestAuth:
             assert "simkl.com/pin" in run.out
             token_file = home.data_dir / "tokens" / "simkl.json"
             assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-            stored = TokenStore(home.data_dir, "simkl").load()
+            stored = TokenFile(home.data_dir, "simkl").load()
             assert stored is not None and stored.access_token in fake.tokens
 
     @pytest.mark.parametrize("provider", ["trakt", "simkl"])

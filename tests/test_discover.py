@@ -16,10 +16,11 @@ from aiohttp import web
 
 from crosswatchd.errors import AuthError, RetryableError
 from crosswatchd.http import GetRetry
+from crosswatchd.instance import PLEX_CLIENT_ID, FileValues
 from crosswatchd.models import Ids, MediaKind
 from crosswatchd.sources.discover import DiscoverClient, discover_key
-from crosswatchd.sources.plextv import PlexAuth, client_identifier, pin_login
-from crosswatchd.tokens import TokenStore
+from crosswatchd.sources.plextv import PlexAuth, pin_login
+from crosswatchd.tokens.files import TokenFile
 from tests.fakes.discover import FakeDiscover
 from tests.watchlist_support import watchlist_catalog
 
@@ -47,7 +48,7 @@ def client(
     token: str = TOKEN,
     page_size: int = 100,
 ) -> DiscoverClient:
-    auth = PlexAuth(TokenStore(tmp_path, "plex"), token)
+    auth = PlexAuth(TokenFile(tmp_path, "plex"), token)
     return DiscoverClient(
         session=session,
         url=plex.url,
@@ -177,8 +178,8 @@ class TestTokens:
     async def test_a_refused_stored_token_is_set_aside(
         self, plex: FakeDiscover, session: aiohttp.ClientSession, tmp_path: Path
     ) -> None:
-        store = TokenStore(tmp_path, "plex", "sam")
-        store.save({"access_token": "signed-out"})
+        store = TokenFile(tmp_path, "plex", "sam")
+        store.write({"access_token": "signed-out"})
         auth = PlexAuth(store, "", "sam")
         discover = DiscoverClient(
             session=session, url=plex.url, auth=auth, client_id="c", get_retry=FAST
@@ -189,14 +190,14 @@ class TestTokens:
         assert (tmp_path / "tokens" / "sam" / "plex.json.revoked").exists()
 
     async def test_a_stored_token_wins_over_the_configured_one(self, tmp_path: Path) -> None:
-        store = TokenStore(tmp_path, "plex")
+        store = TokenFile(tmp_path, "plex")
         auth = PlexAuth(store, "from-config")
         assert (auth.token(), auth.source()) == ("from-config", "config")
-        store.save({"access_token": "from-pin"})
+        store.write({"access_token": "from-pin"})
         assert (auth.token(), auth.source()) == ("from-pin", "stored")
 
     async def test_no_token_at_all_asks_for_auth_plex(self, tmp_path: Path) -> None:
-        auth = PlexAuth(TokenStore(tmp_path, "plex"), "")
+        auth = PlexAuth(TokenFile(tmp_path, "plex"), "")
         with pytest.raises(AuthError, match="crosswatchd auth plex"):
             auth.token()
 
@@ -261,11 +262,11 @@ class TestPinSignIn:
             plex.approve_pin(pin.code, "sam")
 
         approver = asyncio.create_task(approve())
-        tokens = TokenStore(tmp_path, "plex", "sam")
+        tokens = TokenFile(tmp_path, "plex", "sam")
         stored = await pin_login(
             session=session,
             plextv_url=plex.url,
-            client_id=client_identifier(tmp_path),
+            client_id="c",
             tokens=tokens,
             out=shown.append,
             poll_s=0.02,
@@ -286,12 +287,14 @@ class TestPinSignIn:
                 session=session,
                 plextv_url=plex.url,
                 client_id="c",
-                tokens=TokenStore(tmp_path, "plex"),
+                tokens=TokenFile(tmp_path, "plex"),
                 out=lambda _: None,
                 poll_s=0.02,
             )
 
-    def test_the_client_identifier_is_stable_and_private(self, tmp_path: Path) -> None:
-        first = client_identifier(tmp_path)
-        assert client_identifier(tmp_path) == first
+    async def test_the_client_identifier_is_stable_and_private(self, tmp_path: Path) -> None:
+        values = FileValues(tmp_path)
+        first, created = await values.ensure(PLEX_CLIENT_ID, lambda: "one")
+        assert (first, created) == ("one", True)
+        assert await values.ensure(PLEX_CLIENT_ID, lambda: "two") == ("one", False)
         assert stat.S_IMODE((tmp_path / "plex_client_id").stat().st_mode) == 0o600

@@ -26,7 +26,7 @@ from crosswatchd.providers.simkl import SimklProvider
 from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.settlement import retry_delay_s
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.clocks import Clock
 from tests.fakes.catalog import default_catalog
 from tests.fakes.simkl import FakeSimkl
@@ -141,14 +141,14 @@ async def fake_simkl() -> AsyncIterator[FakeSimkl]:
 
 
 @pytest.fixture
-def trakt_tokens(tmp_path: Path) -> TokenStore:
-    return TokenStore(tmp_path, "trakt")
+def trakt_tokens(tmp_path: Path) -> TokenFile:
+    return TokenFile(tmp_path, "trakt")
 
 
 @pytest.fixture
-def simkl_tokens(tmp_path: Path, fake_simkl: FakeSimkl) -> TokenStore:
-    store = TokenStore(tmp_path, "simkl")
-    store.save({"access_token": fake_simkl.issue_token(), "token_type": "bearer"})
+def simkl_tokens(tmp_path: Path, fake_simkl: FakeSimkl) -> TokenFile:
+    store = TokenFile(tmp_path, "simkl")
+    store.write({"access_token": fake_simkl.issue_token(), "token_type": "bearer"})
     return store
 
 
@@ -157,7 +157,7 @@ def fast_limiter() -> Limiter:
 
 
 def make_trakt(
-    fake: FakeTrakt, session: aiohttp.ClientSession, tokens: TokenStore, timeout_s: float = 2.0
+    fake: FakeTrakt, session: aiohttp.ClientSession, tokens: TokenFile, timeout_s: float = 2.0
 ) -> TraktProvider:
     return TraktProvider(
         session=session,
@@ -173,15 +173,15 @@ def make_trakt(
 
 @pytest.fixture
 def trakt(
-    fake_trakt: FakeTrakt, session: aiohttp.ClientSession, trakt_tokens: TokenStore
+    fake_trakt: FakeTrakt, session: aiohttp.ClientSession, trakt_tokens: TokenFile
 ) -> TraktProvider:
-    trakt_tokens.save(fake_trakt.issue_token())
+    trakt_tokens.write(fake_trakt.issue_token())
     return make_trakt(fake_trakt, session, trakt_tokens)
 
 
 @pytest.fixture
 def simkl(
-    fake_simkl: FakeSimkl, session: aiohttp.ClientSession, simkl_tokens: TokenStore
+    fake_simkl: FakeSimkl, session: aiohttp.ClientSession, simkl_tokens: TokenFile
 ) -> SimklProvider:
     return SimklProvider(
         session=session,
@@ -422,7 +422,7 @@ class TestAuthorization:
         outbox: Outbox,
         fake_trakt: FakeTrakt,
         session: aiohttp.ClientSession,
-        trakt_tokens: TokenStore,
+        trakt_tokens: TokenFile,
         clock: Clock,
     ) -> None:
         """No token: the drainer claims nothing and spends no attempts; once `crosswatchd
@@ -437,7 +437,7 @@ class TestAuthorization:
         assert await rows(outbox, "state, attempts, lease_token") == [("pending", 0, None)]
         assert fake_trakt.requests == []
 
-        trakt_tokens.save(fake_trakt.issue_token())
+        trakt_tokens.write(fake_trakt.issue_token())
         assert await unauthorized.drain_plays_once() == 1
         assert await rows(outbox, "state") == [("delivered",)]
         assert len(fake_trakt.history) == 1
@@ -507,12 +507,12 @@ class TestCrashSafety:
         outbox: Outbox,
         fake_trakt: FakeTrakt,
         session: aiohttp.ClientSession,
-        trakt_tokens: TokenStore,
+        trakt_tokens: TokenFile,
         clock: Clock,
     ) -> None:
         """The client gives up on a slow POST that Trakt then records; the retry looks in
         the history first, finds it and settles it: one play in Trakt."""
-        trakt_tokens.save(fake_trakt.issue_token())
+        trakt_tokens.write(fake_trakt.issue_token())
         slow = drainer(outbox, make_trakt(fake_trakt, session, trakt_tokens, 0.2), clock)
         await outbox.enqueue(watched(BIG_TROUBLE))
         fake_trakt.delay_s = 0.5

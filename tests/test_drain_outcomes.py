@@ -25,7 +25,7 @@ from crosswatchd.outbox import Outbox
 from crosswatchd.providers.base import LiveOutcome, Play, PlayOutcome
 from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.clocks import Clock
 from tests.fakes.catalog import default_catalog
 from tests.fakes.trakt import FakeTrakt
@@ -233,8 +233,8 @@ class TestImportAgainstExistingHistory:
         self, tmp_path: Path, clock: Clock
     ) -> None:
         async with FakeTrakt(catalog=default_catalog(), post_tolerance_s=1.0) as fake:
-            tokens = TokenStore(tmp_path, "trakt")
-            tokens.save(fake.issue_token())
+            tokens = TokenFile(tmp_path, "trakt")
+            tokens.write(fake.issue_token())
             async with aiohttp.ClientSession() as session:
                 provider = TraktProvider(
                     session=session,

@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 import pytest
 
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.e2e_support import (
     FIXTURES,
     SECRET,
@@ -35,7 +35,7 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[FakeTrakt, Daemon]]:
         catalog.add_movie(f"Test Movie {n}", 2000, imdb=f"tt{9_000_000 + n}", tmdb=800_000 + n)
     async with FakeTrakt(catalog=catalog) as fake:
         data_dir = tmp_path / "data"
-        TokenStore(data_dir, "trakt").save(fake.issue_token())
+        TokenFile(data_dir, "trakt").write(fake.issue_token())
         port = free_port()
         config = write_config(
             tmp_path / "crosswatchd.toml", data_dir=data_dir, port=port, trakt=fake

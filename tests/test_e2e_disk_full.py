@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.e2e_support import (
     Daemon,
     free_port,
@@ -63,7 +63,7 @@ async def world(tmp_path: Path, tmpfs: Path) -> AsyncIterator[tuple[FakeTrakt, D
         data_dir = tmpfs / "data"
         port = free_port()
         config = write_config(tmp_path / "c.toml", data_dir=data_dir, port=port, trakt=fake)
-        TokenStore(data_dir, "trakt").save(fake.issue_token())
+        TokenFile(data_dir, "trakt").write(fake.issue_token())
         daemon = Daemon(config, port, tmp_path / "daemon.log")
         try:
             yield fake, daemon, data_dir

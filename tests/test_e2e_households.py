@@ -19,7 +19,7 @@ import aiohttp
 import orjson
 import pytest
 
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.e2e_support import SECRET, Daemon, free_port, movie_payload, post_webhook, wait_for
 from tests.fakes.catalog import Catalog, default_catalog
 from tests.fakes.simkl import FakeSimkl
@@ -106,8 +106,8 @@ async def household(tmp_path: Path) -> AsyncIterator[tuple[FakeTrakt, FakeSimkl,
             '[[profiles]]\nname = "sam"\nplex_accounts = ["Sam"]\ntautulli_users = ["sam"]\n'
         )
         for profile in ("alex", "sam"):
-            TokenStore(data_dir, "trakt", profile).save(trakt.issue_token(user=profile))
-            TokenStore(data_dir, "simkl", profile).save(
+            TokenFile(data_dir, "trakt", profile).write(trakt.issue_token(user=profile))
+            TokenFile(data_dir, "simkl", profile).write(
                 {"access_token": simkl.issue_token(user=profile)}
             )
         daemon = Daemon(config, port, tmp_path / "daemon.log")

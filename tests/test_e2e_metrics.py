@@ -16,7 +16,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.e2e_support import (
     FIXTURES,
     Daemon,
@@ -39,7 +39,7 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[FakeTrakt, Daemon, Path]]
         data_dir = tmp_path / "data"
         port = free_port()
         config = write_config(tmp_path / "c.toml", data_dir=data_dir, port=port, trakt=fake)
-        TokenStore(data_dir, "trakt").save(fake.issue_token())
+        TokenFile(data_dir, "trakt").write(fake.issue_token())
         daemon = Daemon(config, port, tmp_path / "daemon.log")
         try:
             yield fake, daemon, config

@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 import pytest
 
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.e2e_support import FIXTURES, Daemon, free_port, post_webhook, wait_for, write_config
 from tests.fakes.catalog import default_catalog
 from tests.fakes.simkl import FakeSimkl
@@ -45,8 +45,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     catalog = default_catalog()
     async with FakeTrakt(catalog=catalog) as trakt, FakeSimkl(catalog=catalog) as simkl:
         data_dir = tmp_path / "data"
-        TokenStore(data_dir, "trakt").save(trakt.issue_token())
-        TokenStore(data_dir, "simkl").save({"access_token": simkl.issue_token()})
+        TokenFile(data_dir, "trakt").write(trakt.issue_token())
+        TokenFile(data_dir, "simkl").write({"access_token": simkl.issue_token()})
         port = free_port()
         config = write_config(
             tmp_path / "crosswatchd.toml", data_dir=data_dir, port=port, trakt=trakt, simkl=simkl

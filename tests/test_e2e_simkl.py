@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 import pytest
 
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.e2e_support import (
     FIXTURES,
     Daemon,
@@ -73,8 +73,8 @@ async def targets(
         catalog.add_movie(f"Test Movie {n}", 2000, imdb=f"tt{9_000_000 + n}", tmdb=800_000 + n)
     async with FakeTrakt(catalog=catalog) as trakt, FakeSimkl(catalog=catalog) as simkl:
         data_dir = tmp_path / "data"
-        TokenStore(data_dir, "trakt").save(trakt.issue_token())
-        TokenStore(data_dir, "simkl").save({"access_token": simkl.issue_token()})
+        TokenFile(data_dir, "trakt").write(trakt.issue_token())
+        TokenFile(data_dir, "simkl").write({"access_token": simkl.issue_token()})
         port = free_port()
         config = write_config(
             tmp_path / "crosswatchd.toml",

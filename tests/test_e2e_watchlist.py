@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.e2e_support import SECRET, Daemon, free_port, wait_for
 from tests.fakes.discover import FakeDiscover
 from tests.fakes.simkl import FakeSimkl
@@ -89,8 +89,8 @@ def configure(
 
 
 def authorize(data_dir: Path, fakes: Fakes, profile: str = "default") -> None:
-    TokenStore(data_dir, "trakt", profile).save(fakes.trakt.issue_token())
-    TokenStore(data_dir, "simkl", profile).save({"access_token": fakes.simkl.issue_token()})
+    TokenFile(data_dir, "trakt", profile).write(fakes.trakt.issue_token())
+    TokenFile(data_dir, "simkl", profile).write({"access_token": fakes.simkl.issue_token()})
 
 
 def watchlist_rows(data_dir: Path) -> list[tuple[str, str, str]]:
@@ -234,7 +234,7 @@ class TestAuthPlex:
         token_file = data / "tokens" / "sam" / "plex.json"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         assert sam_token not in run.out + run.err
-        stored = TokenStore(data, "plex", "sam").load()
+        stored = TokenFile(data, "plex", "sam").load()
         assert stored is not None and stored.access_token == sam_token
 
         synced = await cli(config, "watchlist", "sync", "--json")

@@ -16,7 +16,7 @@ from crosswatchd import postgres
 from crosswatchd.errors import ConfigError, StorageError
 from crosswatchd.outbox.queries import PG_MIGRATIONS
 from crosswatchd.sqlite import SchemaTooNewError
-from crosswatchd.tokens import TokenStore
+from tests.backends import save_token
 from tests.e2e_support import Daemon, free_port, movie_payload, post_webhook, wait_for, write_config
 from tests.fakes.catalog import default_catalog
 from tests.fakes.trakt import FakeTrakt
@@ -118,7 +118,7 @@ async def test_a_daemon_on_postgresql_takes_webhooks_and_delivers_each_play_once
         catalog.add_movie(f"Test Movie {n}", 2000, imdb=f"tt{9_000_000 + n}", tmdb=800_000 + n)
     async with FakeTrakt(catalog=catalog) as fake:
         data_dir = tmp_path / "data"
-        TokenStore(data_dir, "trakt").save(fake.issue_token())
+        await save_token(pg_url, "trakt", fake.issue_token())
         port = free_port()
         config = write_config(
             tmp_path / "c.toml", data_dir=data_dir, port=port, trakt=fake, database_url=pg_url

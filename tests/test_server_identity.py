@@ -16,7 +16,7 @@ import pytest
 
 from crosswatchd.app import learn_server
 from crosswatchd.sources.tautulli_api import TautulliClient
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from crosswatchd.web import ServerHint
 from tests.e2e_support import Daemon, free_port, wait_for, write_config
 from tests.fakes.tautulli import FakeTautulli
@@ -49,7 +49,7 @@ async def test_a_server_already_known_is_not_asked_about() -> None:
 async def daemon(tmp_path: Path) -> AsyncIterator[tuple[Daemon, Path]]:
     async with FakeTautulli() as tautulli, FakeTrakt() as trakt:
         data_dir = tmp_path / "data"
-        TokenStore(data_dir, "trakt").save(trakt.issue_token())
+        TokenFile(data_dir, "trakt").write(trakt.issue_token())
         port = free_port()
         config = write_config(
             tmp_path / "crosswatchd.toml", data_dir=data_dir, port=port, trakt=trakt

@@ -17,7 +17,8 @@ from crosswatchd.models import Ids, Item, MediaKind
 from crosswatchd.providers.base import Play, PlayOutcome
 from crosswatchd.providers.simkl import SimklProvider, pin_auth
 from crosswatchd.ratelimit import Limiter
-from crosswatchd.tokens import Token, TokenStore
+from crosswatchd.tokens import Token
+from crosswatchd.tokens.files import TokenFile
 from tests.fakes.simkl import PIN_VERIFICATION_URL, FakeSimkl
 
 CLIENT_ID = "test-client-id"
@@ -55,14 +56,14 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def tokens(tmp_path: Path) -> TokenStore:
-    return TokenStore(tmp_path, "simkl")
+def tokens(tmp_path: Path) -> TokenFile:
+    return TokenFile(tmp_path, "simkl")
 
 
 async def authorize(
     fake: FakeSimkl,
     session: aiohttp.ClientSession,
-    tokens: TokenStore,
+    tokens: TokenFile,
     clock: FakeClock,
     lines: list[str] | None = None,
     client_id: str = CLIENT_ID,
@@ -82,7 +83,7 @@ def replies(fake: FakeSimkl) -> list[str]:
 
 
 async def test_pending_then_token_is_stored(
-    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenStore, clock: FakeClock
+    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenFile, clock: FakeClock
 ) -> None:
     """Polls while "Authorization pending", stores the token and stops at the first OK."""
     fake.auto_approve_after = 2
@@ -98,7 +99,7 @@ async def test_pending_then_token_is_stored(
 
 
 async def test_shows_verification_url_and_user_code(
-    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenStore, clock: FakeClock
+    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenFile, clock: FakeClock
 ) -> None:
     """The user is told where to go and which code to enter."""
     fake.auto_approve_after = 0
@@ -111,7 +112,7 @@ async def test_shows_verification_url_and_user_code(
 
 
 async def test_polls_at_the_advertised_interval(
-    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenStore, clock: FakeClock
+    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenFile, clock: FakeClock
 ) -> None:
     """Polls are `interval` (5 s) apart, so the fake never has to say "Slow down"."""
     fake.auto_approve_after = 3
@@ -124,7 +125,7 @@ async def test_polls_at_the_advertised_interval(
 
 
 async def test_slow_down_lengthens_the_interval(
-    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenStore, clock: FakeClock
+    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenFile, clock: FakeClock
 ) -> None:
     """After "Slow down" the next poll waits 5 s longer, and then succeeds."""
     fake.pin_slow_down_below_s = 8.0  # stricter than the advertised 5 s
@@ -138,7 +139,7 @@ async def test_slow_down_lengthens_the_interval(
 
 
 async def test_gives_up_when_the_code_expires(
-    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenStore, clock: FakeClock
+    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenFile, clock: FakeClock
 ) -> None:
     """Never approved: AuthError at expires_in, without polling a dead code; no token file."""
     fake.pin_expires_in_s = 20
@@ -151,7 +152,7 @@ async def test_gives_up_when_the_code_expires(
 
 
 async def test_stops_when_the_code_is_gone(
-    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenStore, clock: FakeClock
+    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenFile, clock: FakeClock
 ) -> None:
     """A poll answered with a fresh device_code means the code is gone: AuthError, stop."""
 
@@ -171,7 +172,7 @@ async def test_stops_when_the_code_is_gone(
 
 
 async def test_transient_poll_failure_is_ridden_out(
-    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenStore, clock: FakeClock
+    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenFile, clock: FakeClock
 ) -> None:
     """A 503 while polling does not abort the flow; the next poll gets the token."""
     fake.auto_approve_after = 0
@@ -183,7 +184,7 @@ async def test_transient_poll_failure_is_ridden_out(
 
 
 async def test_wrong_client_id_is_auth_error(
-    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenStore, clock: FakeClock
+    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenFile, clock: FakeClock
 ) -> None:
     """412 client_id_failed on the first request → AuthError with SIMKL's message."""
     with pytest.raises(AuthError, match="client_id"):
@@ -191,7 +192,7 @@ async def test_wrong_client_id_is_auth_error(
 
 
 async def test_token_file_is_private(
-    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenStore, clock: FakeClock
+    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenFile, clock: FakeClock
 ) -> None:
     """The stored token file is mode 0600."""
     fake.auto_approve_after = 0
@@ -202,7 +203,7 @@ async def test_token_file_is_private(
 
 
 async def test_provider_delivers_with_the_new_token(
-    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenStore, clock: FakeClock
+    fake: FakeSimkl, session: aiohttp.ClientSession, tokens: TokenFile, clock: FakeClock
 ) -> None:
     """After pin_auth the provider is authorized and its plays land."""
     fake.auto_approve_after = 0

@@ -18,7 +18,7 @@ from crosswatchd.models import Action, Ids, Item, MediaKind, format_utc
 from crosswatchd.providers.base import LiveOutcome, Play, PlayOutcome
 from crosswatchd.providers.simkl import MAX_BATCH, SimklProvider
 from crosswatchd.ratelimit import Limiter
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.fakes.catalog import default_catalog
 from tests.fakes.simkl import FakeSimkl
 
@@ -68,7 +68,7 @@ FAST_RETRY = GetRetry(tries=3, base_s=0.001)
 def make_provider(
     session: aiohttp.ClientSession,
     fake: FakeSimkl,
-    tokens: TokenStore,
+    tokens: TokenFile,
     *,
     limiter: Limiter | None = None,
     timeout_s: float = 5.0,
@@ -95,9 +95,9 @@ async def fake() -> AsyncIterator[FakeSimkl]:
 
 
 @pytest.fixture
-def tokens(tmp_path: Path, fake: FakeSimkl) -> TokenStore:
-    store = TokenStore(tmp_path, "simkl")
-    store.save({"access_token": fake.issue_token(), "token_type": "bearer", "scope": "public"})
+def tokens(tmp_path: Path, fake: FakeSimkl) -> TokenFile:
+    store = TokenFile(tmp_path, "simkl")
+    store.write({"access_token": fake.issue_token(), "token_type": "bearer", "scope": "public"})
     return store
 
 
@@ -108,7 +108,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def provider(session: aiohttp.ClientSession, fake: FakeSimkl, tokens: TokenStore) -> SimklProvider:
+def provider(session: aiohttp.ClientSession, fake: FakeSimkl, tokens: TokenFile) -> SimklProvider:
     return make_provider(session, fake, tokens)
 
 
@@ -350,7 +350,7 @@ class TestErrors:
             await provider.add_history([Play(1, BIG_TROUBLE, WATCHED)])
 
     async def test_401_revokes_the_stored_token(
-        self, provider: SimklProvider, fake: FakeSimkl, tokens: TokenStore
+        self, provider: SimklProvider, fake: FakeSimkl, tokens: TokenFile
     ) -> None:
         """After a 401 the token file is renamed simkl.json.revoked, the provider is not
         authorized, and the next call fails at once without a request."""
@@ -367,7 +367,7 @@ class TestErrors:
         assert len(fake.requests) == sent
 
     async def test_scrobble_401_revokes_too(
-        self, provider: SimklProvider, fake: FakeSimkl, tokens: TokenStore
+        self, provider: SimklProvider, fake: FakeSimkl, tokens: TokenFile
     ) -> None:
         """A 401 on a live scrobble revokes the token like one on a sync call."""
         fake.tokens.clear()
@@ -377,7 +377,7 @@ class TestErrors:
         assert provider.is_authorized() is False
 
     async def test_no_stored_token_is_auth_error_without_a_request(
-        self, provider: SimklProvider, fake: FakeSimkl, tokens: TokenStore
+        self, provider: SimklProvider, fake: FakeSimkl, tokens: TokenFile
     ) -> None:
         """Without a token file nothing is sent and the provider says it is not authorized."""
         tokens.path.unlink()
@@ -417,7 +417,7 @@ class TestErrors:
             await provider.find_in_history([Play(1, BIG_TROUBLE, WATCHED)])
 
     async def test_timeout_is_retryable_and_the_post_is_not_repeated(
-        self, session: aiohttp.ClientSession, fake: FakeSimkl, tokens: TokenStore
+        self, session: aiohttp.ClientSession, fake: FakeSimkl, tokens: TokenFile
     ) -> None:
         """After a timeout the POST is not retried in-process; the play may have landed."""
         fake.delay_s = 0.5
@@ -441,7 +441,7 @@ class TestErrors:
             await provider.add_history([Play(1, BIG_TROUBLE, WATCHED)])
 
     async def test_wrong_client_id_makes_plays_wait_not_die(
-        self, session: aiohttp.ClientSession, fake: FakeSimkl, tokens: TokenStore
+        self, session: aiohttp.ClientSession, fake: FakeSimkl, tokens: TokenFile
     ) -> None:
         """412 client_id_failed → AuthError (plays wait for the config fix, never dead),
         quoting SIMKL's message, not the key."""
@@ -467,7 +467,7 @@ class TestErrors:
         assert caught.value.scope == "request"
 
     async def test_token_never_appears_in_errors(
-        self, provider: SimklProvider, fake: FakeSimkl, tokens: TokenStore
+        self, provider: SimklProvider, fake: FakeSimkl, tokens: TokenFile
     ) -> None:
         """The access token is not part of any exception message."""
         token = tokens.load()
@@ -580,8 +580,8 @@ class TestFindInHistory:
         async with FakeSimkl(
             client_id=CLIENT_ID, get_per_s=1000, post_per_s=1000, now=lambda: clock[0]
         ) as server:
-            store = TokenStore(tmp_path, "simkl")
-            store.save({"access_token": server.issue_token()})
+            store = TokenFile(tmp_path, "simkl")
+            store.write({"access_token": server.issue_token()})
             simkl = make_provider(session, server, store)
             long_ago = datetime(2019, 3, 2, 20, 0, tzinfo=UTC)
             await simkl.add_history([Play(1, BARRY_LYNDON, long_ago)])  # recorded in 2020
@@ -744,8 +744,8 @@ class TestPacing:
     ) -> None:
         """1 POST/s from the default limiter stays under SIMKL's POST limit (real timing)."""
         async with FakeSimkl(client_id=CLIENT_ID) as strict:
-            store = TokenStore(tmp_path, "simkl")
-            store.save({"access_token": strict.issue_token()})
+            store = TokenFile(tmp_path, "simkl")
+            store.write({"access_token": strict.issue_token()})
             limiter = Limiter.per_second(post_per_s=1.0, get_per_s=10.0)
             simkl = make_provider(session, strict, store, limiter=limiter)
             results = await asyncio.gather(
@@ -763,8 +763,8 @@ class TestPacing:
     ) -> None:
         """Two POSTs in the same second: the second is refused and reported retryable."""
         async with FakeSimkl(client_id=CLIENT_ID) as strict:
-            store = TokenStore(tmp_path, "simkl")
-            store.save({"access_token": strict.issue_token()})
+            store = TokenFile(tmp_path, "simkl")
+            store.write({"access_token": strict.issue_token()})
             simkl = make_provider(session, strict, store)
             await simkl.add_history([Play(1, BIG_TROUBLE, WATCHED)])
             with pytest.raises(RetryableError) as caught:

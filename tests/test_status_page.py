@@ -13,7 +13,7 @@ import orjson
 import pytest
 from PIL import Image
 
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.browser import chromium_path, load_page
 from tests.e2e_support import (
     FIXTURES,
@@ -44,7 +44,7 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[FakeTrakt, Daemon, Path]]
         port = free_port()
         config = write_config(tmp_path / "c.toml", data_dir=data_dir, port=port, trakt=fake)
         token = fake.issue_token()
-        TokenStore(data_dir, "trakt").save(token)
+        TokenFile(data_dir, "trakt").write(token)
         daemon = Daemon(config, port, tmp_path / "daemon.log")
         try:
             yield fake, daemon, data_dir
@@ -87,7 +87,7 @@ async def test_the_status_page_renders_self_contained_without_secrets(
     assert "no Plex token" in text  # the watchlist section: no sync without one
     row = next(line for line in text.splitlines() if line.startswith("default\ttrakt"))
     assert row.split("\t")[2:6] == ["yes", "0", "3", "0"]
-    token = TokenStore(data_dir, "trakt").load()
+    token = TokenFile(data_dir, "trakt").load()
     assert token is not None
     for secret in (SECRET, token.access_token, token.refresh_token or "-"):
         assert secret not in page.html

@@ -18,7 +18,7 @@ from crosswatchd.models import Ids, Item, MediaKind
 from crosswatchd.providers.base import Play, PlayOutcome
 from crosswatchd.providers.trakt import TraktProvider, device_auth
 from crosswatchd.ratelimit import Limiter, TokenBucket
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.fakes.catalog import default_catalog
 from tests.fakes.trakt import FakeTrakt
 
@@ -41,14 +41,14 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> TokenStore:
-    return TokenStore(tmp_path, "trakt")
+def store(tmp_path: Path) -> TokenFile:
+    return TokenFile(tmp_path, "trakt")
 
 
 def make_provider(
     fake: FakeTrakt,
     session: aiohttp.ClientSession,
-    store: TokenStore,
+    store: TokenFile,
     limiter: Limiter | None = None,
 ) -> TraktProvider:
     return TraktProvider(
@@ -83,7 +83,7 @@ async def refresh_with(session: aiohttp.ClientSession, fake: FakeTrakt, refresh_
 class TokenSnoopingLimiter(Limiter):
     """A real limiter that notes which access token is on disk at each acquire."""
 
-    def __init__(self, store: TokenStore) -> None:
+    def __init__(self, store: TokenFile) -> None:
         super().__init__({"post": TokenBucket(20.0), "get": TokenBucket(100.0)})
         self.store = store
         self.on_disk: list[str | None] = []
@@ -96,10 +96,10 @@ class TokenSnoopingLimiter(Limiter):
 
 class TestRefresh:
     async def test_401_refreshes_once_and_retries(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """A rejected access token → one refresh → the same request again, which lands."""
-        old = store.save(fake.issue_token())
+        old = store.write(fake.issue_token())
         fake.expire_access_tokens()  # the server disagrees with the stored expiry
 
         outcomes = await make_provider(fake, session, store).add_history([PLAY])
@@ -115,11 +115,11 @@ class TestRefresh:
         assert new is not None and new.refresh_token != old.refresh_token
 
     async def test_rotated_token_is_on_disk_0600_before_it_is_used(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """The new refresh token is saved (mode 0600) before the retried request goes out,
         and the old refresh token is dead (Trakt rotates them)."""
-        old = store.save(fake.issue_token())
+        old = store.write(fake.issue_token())
         fake.expire_access_tokens()
         limiter = TokenSnoopingLimiter(store)
 
@@ -138,11 +138,11 @@ class TestRefresh:
         self,
         fake: FakeTrakt,
         session: aiohttp.ClientSession,
-        store: TokenStore,
+        store: TokenFile,
         expires_in: int,
     ) -> None:
         """An expired token, or one expiring within an hour, is refreshed first: no 401."""
-        store.save(fake.issue_token(expires_in=expires_in))
+        store.write(fake.issue_token(expires_in=expires_in))
 
         assert await make_provider(fake, session, store).add_history([PLAY]) == {
             1: PlayOutcome.ADDED
@@ -153,10 +153,10 @@ class TestRefresh:
         ]
 
     async def test_concurrent_callers_share_one_proactive_refresh(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """Several requests finding an expiring token cause exactly one refresh."""
-        store.save(fake.issue_token(expires_in=60))
+        store.write(fake.issue_token(expires_in=60))
         trakt = make_provider(fake, session, store)
 
         results = await asyncio.gather(*(trakt.find_in_history([PLAY]) for _ in range(4)))
@@ -165,10 +165,10 @@ class TestRefresh:
         assert refreshes(fake) == 1
 
     async def test_concurrent_401s_share_one_refresh(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """Several requests rejected with 401 at once cause exactly one refresh."""
-        store.save(fake.issue_token())
+        store.write(fake.issue_token())
         fake.expire_access_tokens()
         trakt = make_provider(fake, session, store)
 
@@ -178,10 +178,10 @@ class TestRefresh:
         assert refreshes(fake) == 1
 
     async def test_revoked_refresh_token_is_auth_error(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """The user revoked the app: AuthError telling them to re-run auth; no secret leaks."""
-        token = store.save(fake.issue_token())
+        token = store.write(fake.issue_token())
         fake.revoke_all()
 
         with pytest.raises(AuthError, match="crosswatchd auth trakt") as err:
@@ -192,11 +192,11 @@ class TestRefresh:
         assert fake.history == []
 
     async def test_refused_refresh_revokes_the_token(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """invalid_grant on /oauth/token: the token file becomes trakt.json.revoked, the
         provider is no longer authorized, and the next call fails without a request."""
-        store.save(fake.issue_token())
+        store.write(fake.issue_token())
         fake.revoke_all()
         trakt = make_provider(fake, session, store)
 
@@ -213,10 +213,10 @@ class TestRefresh:
 
     @pytest.mark.parametrize("status", [400, 401])
     async def test_refresh_refused_with_status_revokes(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore, status: int
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile, status: int
     ) -> None:
         """A 400 or 401 on /oauth/token (whatever the body) revokes the token."""
-        store.save(fake.issue_token(expires_in=0))
+        store.write(fake.issue_token(expires_in=0))
         fake.fail_next(status, path="/oauth/token", body={"error": "invalid_request"})
         trakt = make_provider(fake, session, store)
 
@@ -226,11 +226,11 @@ class TestRefresh:
         assert store.path.with_name("trakt.json.revoked").exists()
 
     async def test_refresh_with_a_wrong_client_secret_keeps_the_token(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """invalid_client (the app's secret is wrong) is config, not the grant: AuthError
         naming the settings, and the token stays."""
-        store.save(fake.issue_token(expires_in=0))
+        store.write(fake.issue_token(expires_in=0))
         trakt = TraktProvider(
             session=session,
             limiter=Limiter.per_second(post_per_s=20, get_per_s=100),
@@ -246,10 +246,10 @@ class TestRefresh:
         assert not store.path.with_name("trakt.json.revoked").exists()
 
     async def test_401_after_refresh_is_auth_error(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """Still 401 with a fresh token: AuthError, no third attempt, the token revoked."""
-        store.save(fake.issue_token())
+        store.write(fake.issue_token())
         fake.fail_next(401, count=2, path="/sync/history")
         trakt = make_provider(fake, session, store)
 
@@ -260,17 +260,17 @@ class TestRefresh:
         assert store.path.with_name("trakt.json.revoked").exists()
 
     async def test_reauthorized_token_is_not_revoked_by_a_stale_refusal(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """`auth trakt` saved a new token while the old refresh token was being refused:
         the new token is kept."""
-        store.save(fake.issue_token(expires_in=0))
+        store.write(fake.issue_token(expires_in=0))
         fake.revoke_all()
         trakt = make_provider(fake, session, store)
         fake.delay_s = 0.2
         call = asyncio.create_task(trakt.find_in_history([PLAY]))
         await asyncio.sleep(0.05)  # the refresh with the old refresh token is in flight
-        fresh = store.save(fake.issue_token())
+        fresh = store.write(fake.issue_token())
 
         with pytest.raises(AuthError):
             await call
@@ -278,7 +278,7 @@ class TestRefresh:
         assert store.load() == fresh
 
     async def test_no_token_is_auth_error_without_a_request(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """Never authorized: not authorized, AuthError, nothing sent."""
         trakt = make_provider(fake, session, store)
@@ -312,7 +312,7 @@ class Sleeper:
 async def run_device_auth(
     fake: FakeTrakt,
     session: aiohttp.ClientSession,
-    store: TokenStore,
+    store: TokenFile,
     sleep: Sleep,
     **kwargs: Any,
 ) -> tuple[Any, list[str]]:
@@ -340,7 +340,7 @@ class TestDeviceAuth:
         fake.device_interval_s = 0.05
 
     async def test_pending_then_approved_saves_the_token(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """Code shown, polled at the interval while pending, token saved 0600 on approval."""
         fake.auto_approve_after = 2
@@ -356,7 +356,7 @@ class TestDeviceAuth:
         assert make_provider(fake, session, store).is_authorized()
 
     async def test_user_approval_is_picked_up(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """The user approves after the first poll; the next poll gets the token."""
         sleeper = Sleeper()
@@ -368,7 +368,7 @@ class TestDeviceAuth:
         assert token.access_token
 
     async def test_slow_down_lengthens_the_interval(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """A client polling faster than asked gets 429s and backs off until they stop."""
         fake.auto_approve_after = 4
@@ -381,7 +381,7 @@ class TestDeviceAuth:
         assert sleeper.waits[-1] >= 4 * sleeper.waits[0]
 
     async def test_injected_slow_down_doubles_the_interval(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """One 429 from /oauth/device/token → the next wait is twice as long."""
         fake.fail_next(429, path="/oauth/device/token")
@@ -393,7 +393,7 @@ class TestDeviceAuth:
         assert sleeper.waits == [0.05, 0.1]
 
     async def test_denied(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """The user denies the code → AuthError saying so; no token saved."""
         sleeper = Sleeper()
@@ -404,7 +404,7 @@ class TestDeviceAuth:
         assert store.load() is None
 
     async def test_server_says_expired(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """Trakt answers 410 once the code expired → AuthError asking to start again."""
         fake.device_expires_in_s = 0.2
@@ -415,7 +415,7 @@ class TestDeviceAuth:
         assert store.load() is None
 
     async def test_gives_up_at_expires_in(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """The client stops polling once expires_in has passed on its own clock."""
         now = [0.0]
@@ -434,7 +434,7 @@ class TestDeviceAuth:
         self,
         fake: FakeTrakt,
         session: aiohttp.ClientSession,
-        store: TokenStore,
+        store: TokenFile,
         status: int,
         reason: str,
     ) -> None:
@@ -446,7 +446,7 @@ class TestDeviceAuth:
         assert polls(fake) == 1
 
     async def test_wrong_client_id_is_auth_error(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """A client id Trakt does not know → AuthError pointing at the setting."""
         with pytest.raises(AuthError, match="client_id"):

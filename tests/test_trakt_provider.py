@@ -21,7 +21,7 @@ from crosswatchd.models import Action, Ids, Item, MediaKind, format_utc
 from crosswatchd.providers.base import LiveOutcome, Play, PlayOutcome
 from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter, TokenBucket
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.fakes.catalog import default_catalog
 from tests.fakes.trakt import FakeTrakt
 
@@ -84,16 +84,16 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def store(tmp_path: Path, fake: FakeTrakt) -> TokenStore:
-    tokens = TokenStore(tmp_path, "trakt")
-    tokens.save(fake.issue_token())
+def store(tmp_path: Path, fake: FakeTrakt) -> TokenFile:
+    tokens = TokenFile(tmp_path, "trakt")
+    tokens.write(fake.issue_token())
     return tokens
 
 
 def make_provider(
     fake: FakeTrakt,
     session: aiohttp.ClientSession,
-    store: TokenStore,
+    store: TokenFile,
     *,
     limiter: Limiter | None = None,
     api_url: str | None = None,
@@ -112,7 +112,7 @@ def make_provider(
 
 
 @pytest.fixture
-def trakt(fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore) -> TraktProvider:
+def trakt(fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile) -> TraktProvider:
     return make_provider(fake, session, store)
 
 
@@ -492,7 +492,7 @@ class TestErrors:
         assert posts(fake) == 1
 
     async def test_timed_out_post_is_never_resent(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """A POST /sync/history that timed out is not retried: it may land anyway (it does)."""
         trakt = make_provider(fake, session, store, timeout_s=0.1)
@@ -508,7 +508,7 @@ class TestErrors:
         assert len(fake.history) == 1
 
     async def test_connection_refused_is_retryable(
-        self, session: aiohttp.ClientSession, store: TokenStore
+        self, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """Nothing listening → RetryableError."""
         async with FakeTrakt(client_id=CID, client_secret=SECRET) as gone:
@@ -556,7 +556,7 @@ class TestErrors:
         assert err.value.scope == scope
 
     async def test_wrong_client_id_waits_and_keeps_the_token(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """403 (the app is refused): AuthError naming the setting; the token is not revoked."""
         trakt = TraktProvider(
@@ -574,7 +574,7 @@ class TestErrors:
         assert store.path.exists()
 
     async def test_every_attempt_is_paced_and_observed(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """The limiter is acquired before, and fed after, every request the fake sees."""
         limiter = RecordingLimiter()
@@ -644,7 +644,7 @@ class TestScrobble:
 
 class TestPacing:
     async def test_default_post_rate_never_trips_trakts_limit(
-        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenStore
+        self, fake: FakeTrakt, session: aiohttp.ClientSession, store: TokenFile
     ) -> None:
         """With Trakt's 1 POST/s, concurrent writes are spread out and never get a 429."""
         limiter = Limiter.per_second(post_per_s=1.0, get_per_s=1000 / 300, get_capacity=1000)

@@ -15,7 +15,8 @@ from crosswatchd.app import open_outbox, services
 from crosswatchd.drain import Drainer
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
 from crosswatchd.report import build_report
-from crosswatchd.tokens import TokenStore
+from crosswatchd.storage import Storage
+from crosswatchd.tokens.files import TokenFile
 from crosswatchd.watchlist.state import WatchlistState
 from tests.fakes.discover import FakeDiscover
 from tests.fakes.simkl import FakeSimkl
@@ -272,19 +273,19 @@ class TestFullTraktWatchlist:
         ]
         assert len(parked) == 1 and parked[0][0] == "trakt"
         assert "420" in parked[0][2] and "X-Account-Limit=2" in parked[0][2]
-        report = await build_report(w.settings, w.outbox)
+        report = await build_report(w.storage, w.outbox)
         assert report["watchlist"]["default"]["trakt"]["parked"] == 1
         assert "420" in report["watchlist"]["default"]["trakt"]["reason"]
 
         again = await w.sync_and_deliver()  # a later pass tries it again, still refused
         assert again.sides["trakt"]["added"] == 1
-        report = await build_report(w.settings, w.outbox)
+        report = await build_report(w.storage, w.outbox)
         assert report["watchlist"]["default"]["trakt"]["parked"] == 1  # not 2: replaced
 
         w.trakt.user().watchlist_limit = 250  # VIP
         await w.sync_and_deliver()
         assert len(w.trakt.watchlist_imdb()) == 3
-        report = await build_report(w.settings, w.outbox)
+        report = await build_report(w.storage, w.outbox)
         assert report["watchlist"]["default"]["trakt"] == {
             "pending": 0,
             "parked": 0,
@@ -313,7 +314,7 @@ class TestUnreadableSide:
         result = await w.run()
         assert not result.ok and broken in (result.error or "")
         assert await w.changes() == before  # nothing queued
-        report = await build_report(w.settings, w.outbox)
+        report = await build_report(w.storage, w.outbox)
         assert report["watchlist"]["default"][broken]["reason"]
         await w.sync_and_deliver()  # the same change is seen once the side reads again
         assert everywhere(w) == ({imdb(2)}, {imdb(2), imdb(7)}, {imdb(2), imdb(8)})
@@ -354,7 +355,7 @@ class TestAnotherPlexAccount:
         await synced(w, 1, 2)
         sam = w.plex.add_user("sam")
         w.plex.add_to_watchlist(plex_key(w, 3), user="sam")
-        TokenStore(w.settings.data_dir, "plex").save({"access_token": sam})  # wins over config
+        TokenFile(w.settings.data_dir, "plex").write({"access_token": sam})  # wins over config
         result = await w.sync_and_deliver()
         # The old account's films stay on Trakt, now only there (extra).
         assert result.sides["trakt"] == {"items": 2, "added": 1, "removed": 0, "extra": 2}
@@ -440,17 +441,17 @@ async def test_two_profiles_keep_their_lists_apart(tmp_path: Path) -> None:
             ],
         )
         for name in ("alex", "sam"):
-            TokenStore(settings.data_dir, "trakt", name).save(trakt.issue_token(user=name))
-        TokenStore(settings.data_dir, "simkl", "alex").save(
+            TokenFile(settings.data_dir, "trakt", name).write(trakt.issue_token(user=name))
+        TokenFile(settings.data_dir, "simkl", "alex").write(
             {"access_token": simkl.issue_token(user="alex")}
         )
-        TokenStore(settings.data_dir, "plex", "sam").save({"access_token": sam_token})
+        TokenFile(settings.data_dir, "plex", "sam").write({"access_token": sam_token})
         plex.add_to_watchlist(plex.rating_key_for({"imdb": imdb(1)}) or "", user="alex")
         plex.add_to_watchlist(plex.rating_key_for({"imdb": imdb(2)}) or "", user="sam")
         outbox = await open_outbox(settings)
         state = await WatchlistState.open(settings.data_dir)
         try:
-            async with services(settings) as svc:
+            async with services(Storage.files(settings)) as svc:
                 w = World(plex, trakt, simkl, settings, outbox, state, svc)
                 for name in ("alex", "sam"):
                     assert (await w.sync_and_deliver(name)).ok

@@ -18,7 +18,7 @@ from crosswatchd.providers.base import Change, ChangeOutcome
 from crosswatchd.providers.simkl import SimklProvider
 from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.fakes.simkl import FakeSimkl
 from tests.fakes.trakt import FakeTrakt
 from tests.watchlist_support import CID, SECRET, imdb, watchlist_catalog
@@ -61,8 +61,8 @@ async def fake_trakt() -> AsyncIterator[FakeTrakt]:
 
 @pytest.fixture
 def simkl(fake_simkl: FakeSimkl, session: aiohttp.ClientSession, tmp_path: Path) -> SimklProvider:
-    tokens = TokenStore(tmp_path, "simkl")
-    tokens.save({"access_token": fake_simkl.issue_token()})
+    tokens = TokenFile(tmp_path, "simkl")
+    tokens.write({"access_token": fake_simkl.issue_token()})
     return SimklProvider(
         session=session,
         limiter=limiter(),
@@ -75,8 +75,8 @@ def simkl(fake_simkl: FakeSimkl, session: aiohttp.ClientSession, tmp_path: Path)
 
 @pytest.fixture
 def trakt(fake_trakt: FakeTrakt, session: aiohttp.ClientSession, tmp_path: Path) -> TraktProvider:
-    tokens = TokenStore(tmp_path, "trakt")
-    tokens.save(fake_trakt.issue_token())
+    tokens = TokenFile(tmp_path, "trakt")
+    tokens.write(fake_trakt.issue_token())
     return TraktProvider(
         session=session,
         limiter=limiter(),

@@ -19,7 +19,8 @@ from crosswatchd.models import DEFAULT_PROFILE
 from crosswatchd.outbox import DeliveryKind, Outbox
 from crosswatchd.profiles import Household, Profile
 from crosswatchd.providers.plex import PlexWatchlistProvider
-from crosswatchd.tokens import TokenStore
+from crosswatchd.storage import Storage
+from crosswatchd.tokens.files import TokenFile
 from crosswatchd.watchlist.passes import PassResult, WatchlistSync
 from crosswatchd.watchlist.state import WatchlistState
 from tests.fakes.catalog import Catalog, default_catalog
@@ -123,7 +124,14 @@ class World:
             state=self.state,
             session=self.svc.session,
             providers=self.svc.providers,
+            tokens=self.storage.tokens,
+            plex_client_id="crosswatchd-tests",
         )
+
+    @property
+    def storage(self) -> Storage:
+        """The settings' SQLite-mode storage (its token files, its state file)."""
+        return Storage.files(self.settings)
 
     def later(self) -> None:
         """Move the services' clocks on two seconds: what a person does next is stamped
@@ -217,12 +225,12 @@ async def world(
             mode=mode,
         )
         if authorize:
-            TokenStore(settings.data_dir, "trakt").save(trakt.issue_token())
-            TokenStore(settings.data_dir, "simkl").save({"access_token": simkl.issue_token()})
+            TokenFile(settings.data_dir, "trakt").write(trakt.issue_token())
+            TokenFile(settings.data_dir, "simkl").write({"access_token": simkl.issue_token()})
         outbox = await open_outbox(settings)
         state = await WatchlistState.open(settings.data_dir)
         try:
-            async with services(settings) as svc:
+            async with services(Storage.files(settings)) as svc:
                 yield World(plex, trakt, simkl, settings, outbox, state, svc, clock)
         finally:
             await state.close()

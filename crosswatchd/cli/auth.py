@@ -1,5 +1,6 @@
 """``auth trakt|simkl|plex [--profile NAME]``: authorize a target account (or, for ``plex``,
-sign in the plex.tv account of a member's watchlist), store its token."""
+sign in the plex.tv account of a member's watchlist), store its token: a 0600 file in the data
+dir, or, with ``database_url``, the shared database, so every replica uses it at once."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from crosswatchd.cli._base import main, pick_profile, profile_option, run, setti
 from crosswatchd.config import Settings
 from crosswatchd.errors import ConfigError
 from crosswatchd.logs import configure_logging
-from crosswatchd.tokens import TokenStore
+from crosswatchd.storage import Storage
 
 __all__ = ["auth"]
 
@@ -25,17 +26,21 @@ def auth() -> None:
 
 
 def _authorize(
-    settings: Settings, name: str, flow: Callable[[aiohttp.ClientSession], Awaitable[object]]
+    settings: Settings,
+    name: str,
+    flow: Callable[[aiohttp.ClientSession, Storage], Awaitable[object]],
 ) -> None:
-    """Run an authorization *flow* with a fresh HTTP session, then say it worked."""
+    """Run an authorization *flow* with a fresh HTTP session and the storage (the token is
+    stored there), then say it worked."""
     configure_logging(settings.log_level)
 
     async def go() -> None:
-        async with aiohttp.ClientSession() as session:
-            await flow(session)
+        async with Storage.opened(settings) as storage, aiohttp.ClientSession() as session:
+            await flow(session, storage)
 
     run(go())
-    click.echo(f"{name} authorized. A running daemon picks the token up by itself.")
+    who = "Running replicas pick" if settings.database_url else "A running daemon picks"
+    click.echo(f"{name} authorized. {who} the token up by themselves.")
 
 
 @auth.command("trakt")
@@ -52,9 +57,9 @@ def auth_trakt(ctx: click.Context, profile: str | None) -> None:
     _authorize(
         settings,
         "Trakt" if not profile else f"Trakt for {member.name}",
-        lambda session: device_auth(
+        lambda session, storage: device_auth(
             session=session,
-            tokens=TokenStore(settings.data_dir, "trakt", member.name),
+            tokens=storage.tokens("trakt", member.name),
             client_id=settings.trakt.client_id,
             client_secret=settings.trakt.client_secret,
             api_url=settings.trakt.api_url,
@@ -77,9 +82,9 @@ def auth_simkl(ctx: click.Context, profile: str | None) -> None:
     _authorize(
         settings,
         "SIMKL" if not profile else f"SIMKL for {member.name}",
-        lambda session: pin_auth(
+        lambda session, storage: pin_auth(
             session=session,
-            tokens=TokenStore(settings.data_dir, "simkl", member.name),
+            tokens=storage.tokens("simkl", member.name),
             client_id=settings.simkl.client_id,
             api_url=settings.simkl.api_url,
             out=click.echo,
@@ -92,18 +97,18 @@ def auth_simkl(ctx: click.Context, profile: str | None) -> None:
 @click.pass_context
 def auth_plex(ctx: click.Context, profile: str | None) -> None:
     """Plex PIN sign-in for the watchlist: open plex.tv/link, enter the code."""
-    from crosswatchd.sources.plextv import client_identifier, pin_login
+    from crosswatchd.sources.plextv import pin_login
 
     settings = settings_of(ctx)
     member = pick_profile(settings, profile)
-    _authorize(
-        settings,
-        "Plex" if not profile else f"Plex for {member.name}",
-        lambda session: pin_login(
+
+    async def flow(session: aiohttp.ClientSession, storage: Storage) -> object:
+        return await pin_login(
             session=session,
             plextv_url=settings.plex.plextv_url,
-            client_id=client_identifier(settings.data_dir),
-            tokens=TokenStore(settings.data_dir, "plex", member.name),
+            client_id=await storage.plex_client_id(),
+            tokens=storage.tokens("plex", member.name),
             out=click.echo,
-        ),
-    )
+        )
+
+    _authorize(settings, "Plex" if not profile else f"Plex for {member.name}", flow)

@@ -10,6 +10,7 @@ import click
 
 from crosswatchd.app import ensure_webhook_secret, run_daemon, webhook_url
 from crosswatchd.cli._base import main, run, settings_of
+from crosswatchd.storage import Storage
 
 __all__ = ["healthcheck", "serve", "webhook_url_cmd"]
 
@@ -63,6 +64,12 @@ def healthcheck(ctx: click.Context, ready: bool, timeout_s: float) -> None:
 def webhook_url_cmd(ctx: click.Context) -> None:
     """Print the Plex and Tautulli webhook URLs (they contain the secret)."""
     settings = settings_of(ctx)
-    secret, _ = ensure_webhook_secret(settings)
+
+    async def secret_of() -> str:
+        async with Storage.opened(settings) as storage:
+            secret, _ = await ensure_webhook_secret(storage)
+            return secret
+
+    secret = run(secret_of())
     click.echo(f"Plex:     {webhook_url(settings, secret, 'plex')}")
     click.echo(f"Tautulli: {webhook_url(settings, secret, 'tautulli')}")

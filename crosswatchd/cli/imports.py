@@ -10,12 +10,13 @@ from typing import Any
 import aiohttp
 import click
 
-from crosswatchd.app import open_outbox, tautulli_client
+from crosswatchd.app import tautulli_client
 from crosswatchd.cli._base import main, pick_profile, profile_option, run, settings_of
 from crosswatchd.config import Settings
 from crosswatchd.errors import ConfigError
 from crosswatchd.logs import configure_logging
 from crosswatchd.profiles import Household
+from crosswatchd.storage import Storage
 
 __all__ = ["import_"]
 
@@ -63,9 +64,12 @@ def import_tautulli(
 
     async def go() -> str:
         timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            Storage.opened(settings) as storage,
+        ):
             client = tautulli_client(settings, session)
-            outbox = await open_outbox(settings)
+            outbox = await storage.outbox()
             try:
                 summary = await run_import(
                     client,

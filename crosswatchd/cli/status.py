@@ -7,21 +7,22 @@ from typing import Any
 import click
 import orjson
 
-from crosswatchd.app import open_outbox
 from crosswatchd.cli._base import main, run, settings_of
 from crosswatchd.config import Settings
 from crosswatchd.models import DEFAULT_PROFILE
 from crosswatchd.report import build_report
+from crosswatchd.storage import Storage
 
 __all__ = ["status"]
 
 
 async def _report(settings: Settings) -> dict[str, Any]:
-    outbox = await open_outbox(settings)
-    try:
-        return await build_report(settings, outbox)
-    finally:
-        await outbox.close()
+    async with Storage.opened(settings) as storage:
+        outbox = await storage.outbox()
+        try:
+            return await build_report(storage, outbox)
+        finally:
+            await outbox.close()
 
 
 def _auth_hint(provider: str, profile: str) -> str:
@@ -35,6 +36,8 @@ def render(report: dict[str, Any]) -> list[str]:
         f"config file: {report['config_file'] or '(none: defaults and environment)'}",
         f"data dir:    {report['data_dir']}",
     ]
+    if report.get("database"):
+        lines.append(f"database:    {report['database']} (shared by every replica)")
     daemon = report["daemon"]
     lines.append(
         f"daemon:      running (pid {daemon['pid']})"

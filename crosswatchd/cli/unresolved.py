@@ -8,11 +8,11 @@ from typing import Any
 import click
 import orjson
 
-from crosswatchd.app import open_cache, open_outbox
 from crosswatchd.cli._base import main, pick_profile, profile_option, run, settings_of
 from crosswatchd.errors import CrosswatchError
 from crosswatchd.outbox import ReasonKind
 from crosswatchd.report import iso
+from crosswatchd.storage import Storage
 
 __all__ = ["unresolved"]
 
@@ -37,12 +37,13 @@ def unresolved_list(
     only = pick_profile(settings, profile).name if profile else None
 
     async def go() -> list[Any]:
-        outbox = await open_outbox(settings)
-        try:
-            kinds = None if all_parked else [ReasonKind.UNRESOLVED]
-            return list(await outbox.parked(kinds=kinds, profile=only))
-        finally:
-            await outbox.close()
+        async with Storage.opened(settings) as storage:
+            outbox = await storage.outbox()
+            try:
+                kinds = None if all_parked else [ReasonKind.UNRESOLVED]
+                return list(await outbox.parked(kinds=kinds, profile=only))
+            finally:
+                await outbox.close()
 
     rows = run(go())
     if as_json:
@@ -92,20 +93,21 @@ def unresolved_retry(
     settings = settings_of(ctx)
 
     async def go() -> int:
-        # Cached "not found" answers would fail the retry again: forget them first (the
-        # daemon drops its in-memory copies when it sees the retry).
-        cache = await open_cache(settings)
-        try:
-            await cache.forget_negative()
-        finally:
-            await cache.close()
-        outbox = await open_outbox(settings)
-        try:
-            return await outbox.retry_parked(
-                delivery_id, kinds=(ReasonKind.UNRESOLVED,), profile=only
-            )
-        finally:
-            await outbox.close()
+        async with Storage.opened(settings) as storage:
+            # Cached "not found" answers would fail the retry again: forget them first (the
+            # daemon drops its in-memory copies when it sees the retry).
+            cache = await storage.cache()
+            try:
+                await cache.forget_negative()
+            finally:
+                await cache.close()
+            outbox = await storage.outbox()
+            try:
+                return await outbox.retry_parked(
+                    delivery_id, kinds=(ReasonKind.UNRESOLVED,), profile=only
+                )
+            finally:
+                await outbox.close()
 
     n = run(go())
     if delivery_id is not None and n == 0:
@@ -130,13 +132,14 @@ def unresolved_dismiss(
     settings = settings_of(ctx)
 
     async def go() -> int:
-        outbox = await open_outbox(settings)
-        try:
-            return await outbox.dismiss_parked(
-                delivery_id, kinds=(ReasonKind.UNRESOLVED,), profile=only
-            )
-        finally:
-            await outbox.close()
+        async with Storage.opened(settings) as storage:
+            outbox = await storage.outbox()
+            try:
+                return await outbox.dismiss_parked(
+                    delivery_id, kinds=(ReasonKind.UNRESOLVED,), profile=only
+                )
+            finally:
+                await outbox.close()
 
     n = run(go())
     if delivery_id is not None and n == 0:

@@ -19,14 +19,15 @@ from typing import Any
 import click
 import orjson
 
-from crosswatchd.app import known_secrets, open_outbox, services
+from crosswatchd.app import known_secrets, services
 from crosswatchd.cli._base import main, pick_profile, profile_option, run, settings_of
 from crosswatchd.config import Settings
 from crosswatchd.errors import ConfigError
 from crosswatchd.logs import configure_logging
 from crosswatchd.profiles import Household, Profile
+from crosswatchd.storage import Storage
 from crosswatchd.watchlist.passes import PassResult, WatchlistSync, plex_auth
-from crosswatchd.watchlist.state import WatchlistState
+from crosswatchd.watchlist.planner import PLEX
 
 __all__ = ["watchlist"]
 
@@ -44,43 +45,50 @@ def _token_key(settings: Settings, profile: Profile) -> str:
     return "plex.token"
 
 
-def _chosen(settings: Settings, name: str | None) -> list[Profile]:
+def _chosen(storage: Storage, name: str | None) -> list[Profile]:
     """The profiles to pass: *name*'s (it needs a Plex token), or every one that has one."""
+    settings = storage.settings
+
+    def auth(profile: Profile) -> Any:
+        return plex_auth(settings, profile, storage.tokens(PLEX, profile.name))
+
     if name is not None:
         profile = pick_profile(settings, name)
-        auth = plex_auth(settings, profile)
-        if not auth.is_authorized():
-            raise ConfigError(_token_key(settings, profile), f"no Plex token; {auth.hint}")
+        if not auth(profile).is_authorized():
+            raise ConfigError(_token_key(settings, profile), f"no Plex token; {auth(profile).hint}")
         return [profile]
     household = Household.from_settings(settings)
-    chosen = [p for p in household.profiles if plex_auth(settings, p).is_authorized()]
+    chosen = [p for p in household.profiles if auth(p).is_authorized()]
     if not chosen:
         first = household.profiles[0]
         raise ConfigError(
-            _token_key(settings, first),
-            f"no profile has a Plex token; {plex_auth(settings, first).hint}",
+            _token_key(settings, first), f"no profile has a Plex token; {auth(first).hint}"
         )
     return chosen
 
 
-async def _sync(settings: Settings, profiles: list[Profile], dry_run: bool) -> list[PassResult]:
-    outbox = await open_outbox(settings)
-    try:
-        state = await WatchlistState.open(settings.data_dir)
+async def _sync(settings: Settings, name: str | None, dry_run: bool) -> list[PassResult]:
+    async with Storage.opened(settings) as storage:
+        profiles = _chosen(storage, name)
+        outbox = await storage.outbox()
         try:
-            async with services(settings) as svc:
-                sync = WatchlistSync(
-                    settings=settings,
-                    outbox=outbox,
-                    state=state,
-                    session=svc.session,
-                    providers=svc.providers,
-                )
-                return [await sync.run(p, dry_run=dry_run) for p in profiles]
+            state = await storage.watchlist_state()
+            try:
+                async with services(storage) as svc:
+                    sync = WatchlistSync(
+                        settings=settings,
+                        outbox=outbox,
+                        state=state,
+                        session=svc.session,
+                        providers=svc.providers,
+                        tokens=storage.tokens,
+                        plex_client_id=await storage.plex_client_id(),
+                    )
+                    return [await sync.run(p, dry_run=dry_run) for p in profiles]
+            finally:
+                await state.close()
         finally:
-            await state.close()
-    finally:
-        await outbox.close()
+            await outbox.close()
 
 
 def _text(result: PassResult, dry_run: bool) -> list[str]:
@@ -124,8 +132,7 @@ def sync(ctx: click.Context, dry_run: bool, as_json: bool, profile: str | None) 
     settings = settings_of(ctx)
     # stdout is the report; problems reach the user as the one-line summary on stderr.
     configure_logging("error", json=False, stream=sys.stderr, secrets=known_secrets(settings, ""))
-    profiles = _chosen(settings, profile)
-    results = run(_sync(settings, profiles, dry_run))
+    results = run(_sync(settings, profile, dry_run))
     if as_json:
         out: dict[str, Any] = {"profiles": {r.profile: r.as_json() for r in results}}
         click.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())

@@ -10,13 +10,14 @@ file fails at import: the two dialects cannot drift apart. ``schema.sql`` and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from importlib import resources
 from typing import Final
 
 import orjson
+
+from crosswatchd.sqlfiles import named_blocks
 
 __all__ = [
     "MIGRATIONS",
@@ -28,24 +29,6 @@ __all__ = [
     "named_blocks",
     "queries_for",
 ]
-
-
-def named_blocks(text: str, label: str) -> dict[str, str]:
-    """``{name: body}`` of the blocks of *text* that start with a ``-- LABEL: NAME`` line.
-
-    A body runs to the next such line (comments included, surrounding blank lines removed);
-    text before the first block is the file's header. Raises ``ValueError`` for a name used
-    twice or an empty block.
-    """
-    parts = re.split(rf"^-- {re.escape(label)}: *(\S+) *$", text, flags=re.MULTILINE)
-    blocks: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        if name in blocks:
-            raise ValueError(f"{label} {name!r} is defined twice")
-        if not body.strip():
-            raise ValueError(f"{label} {name!r} is empty")
-        blocks[name] = body.strip("\n")
-    return blocks
 
 
 @dataclass(frozen=True, slots=True)

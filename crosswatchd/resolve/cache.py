@@ -1,16 +1,17 @@
-"""The resolver's persistent id cache: key → answer, in its own SQLite file.
+"""The resolver's persistent id cache: key → answer, behind the storage seam.
 
-One table, ``id_cache`` (``key`` TEXT primary key, ``found`` 0 | 1, ``value`` JSON text,
-``step``, ``stored_at`` and ``expires_at`` in Unix seconds), in WAL mode and migrated by
-``PRAGMA user_version`` (:func:`crosswatchd.sqlite.connect`). An in-memory LRU sits in front,
-so a warm lookup never touches SQLite. Keys are opaque here; :mod:`crosswatchd.resolve.keys`
-says what they are.
+One table, ``id_cache`` (``key`` text primary key, ``found`` 0 | 1, ``value`` JSON text,
+``step``, ``stored_at`` and ``expires_at`` in Unix seconds): in its own SQLite file
+(``data_dir/cache.sqlite3``, WAL, migrated by ``PRAGMA user_version``) or in the shared
+PostgreSQL database (store ``cache``), so every replica learns what one resolved. The
+statements are named queries, one file per dialect (``cache_queries.sql``,
+``cache_queries.pg.sql``), the schema ``cache_schema.sql`` / ``cache_schema.pg.sql``. An
+in-memory LRU sits in front in each process, so a warm lookup never touches the database. Keys
+are opaque here; :mod:`crosswatchd.resolve.keys` says what they are.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -18,28 +19,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import aiosqlite
 import orjson
 
+from crosswatchd import sqlfiles
+from crosswatchd.db import Database, SqliteDatabase
 from crosswatchd.sqlite import connect
 
-__all__ = ["CacheEntry", "CacheStats", "IdCache"]
+__all__ = ["MIGRATIONS", "PG_MIGRATIONS", "CacheEntry", "CacheQueries", "CacheStats", "IdCache"]
 
 Clock = Callable[[], float]
 
-_MIGRATIONS: Final = (
-    """
-    CREATE TABLE id_cache (
-        key        TEXT PRIMARY KEY,
-        found      INTEGER NOT NULL CHECK (found IN (0, 1)),
-        value      TEXT NOT NULL,
-        step       TEXT NOT NULL,
-        stored_at  REAL NOT NULL,
-        expires_at REAL NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX id_cache_expires ON id_cache (expires_at);
-    """,
-)
+
+@dataclass(frozen=True, slots=True)
+class CacheQueries:
+    """The id cache's named statements (``cache_queries.sql`` says what each does)."""
+
+    get: str
+    put: str
+    forget_negative: str
+    purge_expired: str
+    rows: str
+    copy: str
+
+
+_PACKAGE: Final = "crosswatchd.resolve"
+_QUERIES: Final = {
+    "sqlite": sqlfiles.queries(_PACKAGE, "cache_queries.sql", CacheQueries),
+    "postgresql": sqlfiles.queries(_PACKAGE, "cache_queries.pg.sql", CacheQueries),
+}
+#: The migrations of the SQLite file and of the PostgreSQL store ``cache``.
+MIGRATIONS: Final = sqlfiles.migrations(_PACKAGE, "cache_schema.sql")
+PG_MIGRATIONS: Final = sqlfiles.migrations(_PACKAGE, "cache_schema.pg.sql")
+
+
+def cache_queries(dialect: str) -> CacheQueries:
+    """The id cache's statements in *dialect* (``"sqlite"`` or ``"postgresql"``)."""
+    return _QUERIES[dialect]
 
 
 @dataclass(slots=True)
@@ -75,36 +90,37 @@ class CacheStats:
 
 
 class IdCache:
-    """Key → answer cache in its own SQLite file (WAL), with an in-memory LRU in front.
+    """Key → answer cache in a :class:`~crosswatchd.db.Database` (its own SQLite file, or the
+    shared PostgreSQL database), with an in-memory LRU in front.
 
     Keys are opaque strings chosen by the resolver (``item:movie:imdb:tt…``,
     ``plex:plex:meta:123`` …). Positive answers live ``positive_ttl_s``, negative ones
     ``negative_ttl_s`` seconds, measured by ``unix_s`` (Unix seconds). Expired rows are ignored on
-    read and deleted by :meth:`purge_expired` (also run on open). The schema is migrated by
-    ``PRAGMA user_version``. Rows are read by column name (``row_factory = sqlite3.Row``). Use
-    :meth:`open`; one instance per file and process.
+    read and deleted by :meth:`purge_expired` (also run on open). Use :meth:`open` (a file) or
+    :meth:`on` (a migrated database); one instance per process.
     """
 
     def __init__(
         self,
-        db: aiosqlite.Connection,
+        db: Database,
         *,
         positive_ttl_s: float,
         negative_ttl_s: float,
         unix_s: Clock = time.time,
         memory_size: int = 200_000,
+        owns_db: bool = True,
     ) -> None:
         self._db = db
-        self._db.row_factory = sqlite3.Row
+        self._q = cache_queries(db.dialect)
+        self._owns_db = owns_db
         self.positive_ttl_s = float(positive_ttl_s)
         self.negative_ttl_s = float(negative_ttl_s)
         self._unix_s = unix_s
         self._memory: OrderedDict[str, CacheEntry] = OrderedDict()
         self._memory_size = max(1, memory_size)
-        # Keys known to be absent from the file (until the given clock time), so repeated
+        # Keys known to be absent from the database (until the given clock time), so repeated
         # misses do not each cost a query. Every write through this instance clears them.
         self._absent: dict[str, float] = {}
-        self._write_lock = asyncio.Lock()
         self.stats = CacheStats()
 
     @classmethod
@@ -122,25 +138,55 @@ class IdCache:
         ``memory_size`` is the number of entries kept in the in-memory LRU. Raises
         :class:`~crosswatchd.sqlite.SchemaTooNewError` for a file a newer crosswatchd wrote.
         """
-        db = await connect(path, migrations=_MIGRATIONS, what="id cache", autocommit=False)
+        conn = await connect(path, migrations=MIGRATIONS, what="id cache")
+        return await cls.on(
+            SqliteDatabase(conn),
+            positive_ttl_s=positive_ttl_s,
+            negative_ttl_s=negative_ttl_s,
+            unix_s=unix_s,
+            memory_size=memory_size,
+            owns_db=True,
+        )
+
+    @classmethod
+    async def on(
+        cls,
+        db: Database,
+        *,
+        positive_ttl_s: float,
+        negative_ttl_s: float,
+        unix_s: Clock = time.time,
+        memory_size: int = 200_000,
+        owns_db: bool = False,
+    ) -> IdCache:
+        """The cache in *db* (migrated: for PostgreSQL, store ``cache`` of
+        :data:`~crosswatchd.storage.PG_STORES`); expired rows are purged first. With
+        *owns_db*, :meth:`close` closes *db*."""
         cache = cls(
             db,
             positive_ttl_s=positive_ttl_s,
             negative_ttl_s=negative_ttl_s,
             unix_s=unix_s,
             memory_size=memory_size,
+            owns_db=owns_db,
         )
-        await cache.purge_expired()
+        try:
+            await cache.purge_expired()
+        except BaseException:
+            if owns_db:
+                await db.close()
+            raise
         return cache
 
     async def close(self) -> None:
-        """Close the database (pending writes are committed already)."""
-        await self._db.close()
+        """Close the database if the cache owns it (pending writes are committed already)."""
+        if self._owns_db:
+            await self._db.close()
 
     # -- reads ------------------------------------------------------------------------------
 
     def peek(self, key: str) -> CacheEntry | None:
-        """The unexpired in-memory entry for *key*, without touching SQLite."""
+        """The unexpired in-memory entry for *key*, without touching the database."""
         entry = self._memory.get(key)
         if entry is None:
             return None
@@ -152,7 +198,7 @@ class IdCache:
         return entry
 
     async def get(self, key: str) -> CacheEntry | None:
-        """The unexpired entry for *key* (memory first, then SQLite), or ``None``."""
+        """The unexpired entry for *key* (memory first, then the database), or ``None``."""
         entry = self.peek(key)
         if entry is not None:
             return entry
@@ -160,11 +206,7 @@ class IdCache:
         if self._absent.get(key, 0.0) > now:
             self.stats.misses += 1
             return None
-        async with self._db.execute(
-            "SELECT found, value, step, expires_at FROM id_cache WHERE key = ? AND expires_at > ?",
-            (key, now),
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._db.fetch_one(self._q.get, {"key": key, "now": now})
         if row is None:
             self.stats.misses += 1
             if len(self._absent) >= self._memory_size:
@@ -207,17 +249,21 @@ class IdCache:
         for key in keys:  # memory first, so a concurrent reader sees it at once
             self._remember(key, entry)
             self._absent.pop(key, None)
-        rows = [(k, int(entry.found), raw, entry.step, now, entry.expires_at) for k in keys]
-        async with self._write_lock:
-            await self._db.executemany(
-                "INSERT INTO id_cache (key, found, value, step, stored_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET found = excluded.found, value = excluded.value,"
-                " step = excluded.step, stored_at = excluded.stored_at,"
-                " expires_at = excluded.expires_at",
-                rows,
-            )
-            await self._db.commit()
+        found = int(entry.found)
+        await self._db.execute_many(
+            self._q.put,
+            [
+                {
+                    "key": key,
+                    "found": found,
+                    "value": raw,
+                    "step": entry.step,
+                    "now": now,
+                    "expires_at": entry.expires_at,
+                }
+                for key in keys
+            ],
+        )
 
     async def forget_negative(self, step: str | None = None) -> int:
         """Drop negative answers (of one *step*, or all) so the next lookup asks again.
@@ -230,21 +276,8 @@ class IdCache:
         ]:
             del self._memory[key]
         self._absent.clear()
-        async with self._write_lock:
-            if step is None:
-                cur = await self._db.execute("DELETE FROM id_cache WHERE found = 0")
-            else:
-                cur = await self._db.execute(
-                    "DELETE FROM id_cache WHERE found = 0 AND step = ?", (step,)
-                )
-            await self._db.commit()
-        return cur.rowcount
+        return await self._db.execute(self._q.forget_negative, {"step": step})
 
     async def purge_expired(self) -> int:
         """Delete expired rows; returns how many."""
-        async with self._write_lock:
-            cur = await self._db.execute(
-                "DELETE FROM id_cache WHERE expires_at <= ?", (self._unix_s(),)
-            )
-            await self._db.commit()
-        return cur.rowcount
+        return await self._db.execute(self._q.purge_expired, {"now": self._unix_s()})

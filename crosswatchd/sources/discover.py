@@ -173,10 +173,10 @@ class DiscoverClient:
             return RetryableError(NAME, f"{what}: no answer within the timeout")
         return RetryableError(NAME, f"{what}: {type(exc).__name__}")
 
-    def _error(self, answer: Answer, token: str) -> ProviderError:
+    async def _error(self, answer: Answer, token: str) -> ProviderError:
         """The error of a non-2xx answer (the module docstring's table)."""
         if answer.status == 401:
-            return self._auth.refused(token)
+            return await self._auth.refused(token)
         if answer.status == 429:
             return RetryableError(NAME, f"{answer.what}: rate limited (429)", answer.retry_after_s)
         if answer.status >= 500:
@@ -199,7 +199,7 @@ class DiscoverClient:
             if answer.status == 404:
                 return None
             if not answer.ok:
-                raise self._error(answer, token)
+                raise await self._error(answer, token)
             try:
                 envelope = _Envelope.model_validate(orjson.loads(answer.body))
             except (orjson.JSONDecodeError, ValidationError):
@@ -327,4 +327,4 @@ class DiscoverClient:
             return True
         if answer.status == 404:
             return False
-        raise self._error(answer, token)
+        raise await self._error(answer, token)

@@ -15,21 +15,18 @@ Facts (``shared/reference/plex/discover-watchlist.md`` §2, python-plexapi ``myp
   token names the account.
 
 Which token a profile uses (:class:`PlexAuth`): the one ``crosswatchd auth plex [--profile
-NAME]`` stored (``tokens/plex.json``, ``tokens/<profile>/plex.json``, 0600), re-read on every
-use; else the configured one (``plex.token`` for the implicit profile, ``plex_token`` for a
-``[[profiles]]`` member). A stored token Plex refuses (401) is set aside
-(``plex.json.revoked``), as SIMKL's are: Plex tokens do not expire, so a 401 means the person
-signed the device out.
+NAME]`` stored (``tokens/plex.json``, ``tokens/<profile>/plex.json``, 0600, or the shared
+database's ``tokens`` table), re-read on every use; else the configured one (``plex.token``
+for the implicit profile, ``plex_token`` for a ``[[profiles]]`` member). A stored token Plex
+refuses (401) is set aside (``plex.json.revoked``), as SIMKL's are: Plex tokens do not
+expire, so a 401 means the person signed the device out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import platform
-import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Final, TypeVar
 
 import aiohttp
@@ -42,14 +39,12 @@ from crosswatchd.errors import AuthError, RetryableError
 from crosswatchd.http import Answer, HttpClient, Lenient, OptStr, WireModel
 from crosswatchd.tokens import Token, TokenStore
 
-__all__ = ["NAME", "PlexAuth", "client_identifier", "pin_login", "plex_headers"]
+__all__ = ["NAME", "PlexAuth", "pin_login", "plex_headers"]
 
 log = structlog.get_logger(__name__)
 
 #: The provider name of the Plex watchlist in errors, logs and the outbox.
 NAME: Final = "plex"
-#: The file holding this installation's ``X-Plex-Client-Identifier``.
-_CLIENT_ID_FILE: Final = "plex_client_id"
 #: How often a pending PIN is looked at (python-plexapi polls every second).
 _PIN_POLL_S: Final = 1.0
 
@@ -63,25 +58,6 @@ def plex_headers(client_id: str) -> dict[str, str]:
         "X-Plex-Platform": platform.system() or "Linux",
         "X-Plex-Device-Name": "crosswatchd",
     }
-
-
-def client_identifier(data_dir: Path) -> str:
-    """This installation's stable ``X-Plex-Client-Identifier``: ``data_dir/plex_client_id``
-    (0600), created on first use. A PIN is only visible to the identifier that asked for it,
-    and plex.tv lists devices by it, so it must not change between runs."""
-    path = Path(data_dir) / _CLIENT_ID_FILE
-    try:
-        text = path.read_text("utf-8").strip()
-    except FileNotFoundError:
-        text = ""
-    if text:
-        return text
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    text = uuid.uuid4().hex
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text + "\n")
-    return text
 
 
 def reauth_hint(profile: str | None) -> str:
@@ -124,13 +100,13 @@ class PlexAuth:
             return self._configured
         raise AuthError(NAME, f"no Plex token; {self.hint} or set it in the config")
 
-    def refused(self, token: str) -> AuthError:
+    async def refused(self, token: str) -> AuthError:
         """The error for a 401 on *token*; the stored token is set aside when it is the one
         refused (``auth plex`` may have replaced it meanwhile)."""
-        stored = self._stored()
+        stored = await self._tokens.current()
         if stored is not None and stored.access_token == token:
-            self._tokens.revoke()
-            log.warning("plex.token.revoked", hint=self.hint)
+            if await self._tokens.revoke(stored):
+                log.warning("plex.token.revoked", hint=self.hint)
             return AuthError(NAME, f"Plex refused the stored token (401); {self.hint}")
         return AuthError(NAME, f"Plex refused the configured token (401); {self.hint}")
 
@@ -234,7 +210,7 @@ async def pin_login(
     if not answer.ok:
         raise AuthError(NAME, f"plex.tv refused the new token: HTTP {answer.status}")
     user = _parse(answer, _User)
-    stored = tokens.save(
+    stored = await tokens.save(
         {"access_token": token, "username": user.username or user.title, "account_id": user.id}
     )
     log.info("plex.pin.authorized", account=user.username or user.title)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from crosswatchd.config import Settings
 from crosswatchd.drain import Drainer
 from crosswatchd.metrics import Metrics
 from crosswatchd.outbox import DeliveryKind, Outbox
@@ -29,6 +28,7 @@ from crosswatchd.watchlist.state import WatchlistState
 
 if TYPE_CHECKING:  # crosswatchd.app imports this module
     from crosswatchd.app import Services
+    from crosswatchd.storage import Storage
 
 __all__ = ["WatchlistTasks", "start_watchlist"]
 
@@ -38,7 +38,7 @@ log = structlog.get_logger(__name__)
 @dataclass
 class WatchlistTasks:
     """What :func:`start_watchlist` started: ``tasks`` to wait for (they end when the stop
-    event is set) and the state file to :meth:`close` after them."""
+    event is set) and the state to :meth:`close` after them."""
 
     state: WatchlistState
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -85,15 +85,16 @@ async def run_passes(
 
 
 async def start_watchlist(
-    settings: Settings,
+    storage: Storage,
     outbox: Outbox,
     svc: Services,
     stop: asyncio.Event,
     metrics: Metrics | None = None,
 ) -> WatchlistTasks:
-    """Open the watchlist state and start the periodic pass and (two-way) the Plex
-    watchlist drainers; they run until *stop* is set."""
-    state = await WatchlistState.open(settings.data_dir)
+    """Open the watchlist state of *storage* and start the periodic pass and (two-way) the
+    Plex watchlist drainers; they run until *stop* is set."""
+    settings = storage.settings
+    state = await storage.watchlist_state()
     started = WatchlistTasks(state)
     household = Household.from_settings(settings)
     sync = WatchlistSync(
@@ -102,6 +103,8 @@ async def start_watchlist(
         state=state,
         session=svc.session,
         providers=svc.providers,
+        tokens=storage.tokens,
+        plex_client_id=await storage.plex_client_id(),
     )
     if settings.watchlist.mode == "two-way":
         for profile in household.profiles:

@@ -39,7 +39,7 @@ from crosswatchd.profiles import Profile, TargetAccount
 from crosswatchd.providers.base import Provider
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.sources.discover import DiscoverClient, discover_key
-from crosswatchd.sources.plextv import PlexAuth, client_identifier
+from crosswatchd.sources.plextv import PlexAuth
 from crosswatchd.tokens import TokenStore
 from crosswatchd.watchlist.items import Groups, identity_keys
 from crosswatchd.watchlist.planner import PLEX, Mode, Plan, Side, plan, vanished
@@ -56,9 +56,9 @@ _CHUNK: Final = 500
 _ACCOUNT: Final = "watchlist"
 
 
-def plex_auth(settings: Settings, profile: Profile) -> PlexAuth:
-    """The Plex token of *profile*'s watchlist: stored by ``auth plex``, else configured."""
-    tokens = TokenStore(settings.data_dir, PLEX, profile.name)
+def plex_auth(settings: Settings, profile: Profile, tokens: TokenStore) -> PlexAuth:
+    """The Plex token of *profile*'s watchlist: stored by ``auth plex`` in *tokens* (the
+    profile's ``plex`` store), else configured."""
     named = profile.name if settings.profiles else None
     return PlexAuth(tokens, profile.plex_token, named)
 
@@ -101,9 +101,11 @@ class WatchlistSync:
     """Runs passes for the profiles of one configuration.
 
     *providers* are the daemon's (or the command's) providers per target account; *session*
-    the shared HTTP session; *state* the open state file; *unix_s* the clock. The Discover
-    client of each profile (its token, limiter) is made once and shared with the Plex
-    watchlist target (:meth:`discover`)."""
+    the shared HTTP session; *state* the open state; *tokens* gives a profile's token store of
+    a provider (``Storage.tokens``: the ``plex`` one is read); *plex_client_id* this
+    installation's ``X-Plex-Client-Identifier``; *unix_s* the clock. The Discover client of
+    each profile (its token, limiter) is made once and shared with the Plex watchlist target
+    (:meth:`discover`)."""
 
     def __init__(
         self,
@@ -113,9 +115,13 @@ class WatchlistSync:
         state: WatchlistState,
         session: aiohttp.ClientSession,
         providers: Mapping[TargetAccount, Provider],
+        tokens: Callable[[str, str], TokenStore],
+        plex_client_id: str,
         unix_s: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        self._tokens = tokens
+        self._plex_client_id = plex_client_id
         self._outbox = outbox
         self._state = state
         self._session = session
@@ -135,8 +141,8 @@ class WatchlistSync:
             client = self._discover[profile.name] = DiscoverClient(
                 session=self._session,
                 url=plex.discover_url,
-                auth=plex_auth(self._settings, profile),
-                client_id=client_identifier(self._settings.data_dir),
+                auth=plex_auth(self._settings, profile, self._tokens(PLEX, profile.name)),
+                client_id=self._plex_client_id,
                 limiter=Limiter.per_second(
                     post_per_s=plex.discover_put_per_s,
                     get_per_s=plex.discover_get_per_s,

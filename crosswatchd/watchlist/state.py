@@ -1,7 +1,9 @@
-"""The watchlist pass's own SQLite file, ``data_dir/watchlist.sqlite3`` (0600, WAL, migrations
-by ``PRAGMA user_version`` through :mod:`crosswatchd.sqlite`): each side's list as last read,
-the last pass of each profile, and the Discover caches. The schema is ``schema.sql``, every
-statement a named query of ``queries.sql``.
+"""The watchlist pass's state: each side's list as last read, the last pass of each profile,
+and the Discover caches. SQLite mode: its own file, ``data_dir/watchlist.sqlite3`` (0600, WAL,
+migrations by ``PRAGMA user_version`` through :mod:`crosswatchd.sqlite`); PostgreSQL mode:
+tables of the shared database (store ``watchlist``), so a pass on any replica compares with
+the last pass of any other. The schema is ``schema.sql`` / ``schema.pg.sql``, every statement
+a named query of ``queries.sql`` / ``queries.pg.sql`` (the same names).
 
 Why a file of its own and not tables in the outbox: nothing here is needed to deliver a play,
 the outbox keeps the changes themselves (durable, visible), and this state is rewritten
@@ -12,23 +14,28 @@ would only add write traffic to the file every webhook waits on.
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
-from importlib import resources
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import aiosqlite
 import orjson
 
+from crosswatchd import sqlfiles
+from crosswatchd.db import Database, SqliteDatabase
 from crosswatchd.models import Ids, Item, MediaKind
-from crosswatchd.outbox.queries import named_blocks
 from crosswatchd.providers.base import Activities
 from crosswatchd.sqlite import connect
 
-__all__ = ["STATE_FILE", "PassRecord", "StoredSide", "WatchlistState"]
+__all__ = [
+    "MIGRATIONS",
+    "PG_MIGRATIONS",
+    "STATE_FILE",
+    "PassRecord",
+    "StoredSide",
+    "WatchlistState",
+]
 
 #: The file's name in the data dir.
 STATE_FILE: Final = "watchlist.sqlite3"
@@ -51,22 +58,14 @@ class _Queries:
     save_match: str
 
 
-def _read(name: str) -> str:
-    return resources.files("crosswatchd.watchlist").joinpath(name).read_text("utf-8")
-
-
-def _load_queries() -> _Queries:
-    blocks = named_blocks(_read("queries.sql"), "name")
-    expected = {f.name for f in fields(_Queries)}
-    if set(blocks) != expected:
-        raise ValueError(
-            f"watchlist queries.sql: expected {sorted(expected)}, got {sorted(blocks)}"
-        )
-    return _Queries(**blocks)
-
-
-_Q: Final = _load_queries()
-_MIGRATIONS: Final = tuple(named_blocks(_read("schema.sql"), "migration").values())
+_PACKAGE: Final = "crosswatchd.watchlist"
+_QUERIES: Final = {
+    "sqlite": sqlfiles.queries(_PACKAGE, "queries.sql", _Queries),
+    "postgresql": sqlfiles.queries(_PACKAGE, "queries.pg.sql", _Queries),
+}
+#: The migrations of the SQLite file and of the PostgreSQL store ``watchlist``.
+MIGRATIONS: Final = sqlfiles.migrations(_PACKAGE, "schema.sql")
+PG_MIGRATIONS: Final = sqlfiles.migrations(_PACKAGE, "schema.pg.sql")
 
 
 def _pack(item: Item) -> list[Any]:
@@ -101,13 +100,17 @@ class PassRecord:
 
 
 class WatchlistState:
-    """The state file. Create with :meth:`open`, close with :meth:`close`. One connection;
-    :meth:`save` is one transaction."""
+    """The state in a :class:`~crosswatchd.db.Database`. Create with :meth:`open` (the file)
+    or :meth:`on` (a migrated database), close with :meth:`close`; :meth:`save` is one
+    transaction."""
 
-    def __init__(self, conn: aiosqlite.Connection, unix_s: Callable[[], float]) -> None:
-        self._conn = conn
-        self._conn.row_factory = sqlite3.Row
+    def __init__(
+        self, db: Database, unix_s: Callable[[], float] = time.time, *, owns_db: bool = True
+    ) -> None:
+        self._db = db
+        self._q = _QUERIES[db.dialect]
         self._unix_s = unix_s
+        self._owns_db = owns_db
 
     @classmethod
     async def open(
@@ -116,18 +119,25 @@ class WatchlistState:
         """Open (creating and migrating) ``data_dir/watchlist.sqlite3``, mode 0600. Raises
         :class:`~crosswatchd.errors.StorageError` like the outbox for an unusable file."""
         path = Path(data_dir) / STATE_FILE
-        conn = await connect(path, migrations=_MIGRATIONS, what="watchlist state")
+        conn = await connect(path, migrations=MIGRATIONS, what="watchlist state")
         os.chmod(path, 0o600)
-        return cls(conn, unix_s)
+        return cls(SqliteDatabase(conn), unix_s)
+
+    @classmethod
+    def on(cls, db: Database, *, unix_s: Callable[[], float] = time.time) -> WatchlistState:
+        """The state in *db* (PostgreSQL: store ``watchlist`` migrated); closing it leaves
+        *db* open."""
+        return cls(db, unix_s, owns_db=False)
 
     async def close(self) -> None:
-        await self._conn.close()
+        if self._owns_db:
+            await self._db.close()
 
     # -- sides and passes --------------------------------------------------------------------
 
     async def sides(self, profile: str) -> dict[str, StoredSide]:
         """Every side of *profile* read at least once, by name."""
-        rows = await self._conn.execute_fetchall(_Q.load_sides, {"profile": profile})
+        rows = await self._db.fetch(self._q.load_sides, {"profile": profile})
         return {
             str(r["side"]): StoredSide(
                 [_unpack(row) for row in orjson.loads(r["items"])],
@@ -139,11 +149,10 @@ class WatchlistState:
 
     async def save(self, profile: str, sides: Mapping[str, StoredSide], record: PassRecord) -> None:
         """Store the sides read by a pass that planned, and its record, in one transaction."""
-        await self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            await self._conn.executemany(
-                _Q.save_side,
-                [
+        async with self._db.transaction() as tx:
+            for name, side in sides.items():
+                await tx.execute(
+                    self._q.save_side,
                     {
                         "profile": profile,
                         "side": name,
@@ -152,25 +161,18 @@ class WatchlistState:
                         if side.stamps is None
                         else orjson.dumps(side.stamps.stamps).decode(),
                         "read_at": side.read_at,
-                    }
-                    for name, side in sides.items()
-                ],
-            )
-            await self._record(profile, record)
-            await self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                await self._conn.execute("ROLLBACK")
-            raise
+                    },
+                )
+            await self._record(profile, record, tx)
 
     async def record(self, profile: str, record: PassRecord) -> None:
         """Store a pass that did not plan (a side could not be read): its errors; the last
         finished time and summary are kept."""
-        await self._record(profile, record)
+        await self._record(profile, record, self._db)
 
-    async def _record(self, profile: str, record: PassRecord) -> None:
-        await self._conn.execute(
-            _Q.save_pass,
+    async def _record(self, profile: str, record: PassRecord, db: Database) -> None:
+        await db.execute(
+            self._q.save_pass,
             {
                 "profile": profile,
                 "mode": record.mode,
@@ -185,7 +187,7 @@ class WatchlistState:
 
     async def passes(self) -> dict[str, PassRecord]:
         """The last pass of every profile that had one."""
-        rows = await self._conn.execute_fetchall(_Q.load_passes)
+        rows = await self._db.fetch(self._q.load_passes)
         return {
             str(r["profile"]): PassRecord(
                 mode=str(r["mode"]),
@@ -205,14 +207,14 @@ class WatchlistState:
             "keys": orjson.dumps(list(rating_keys)).decode(),
             "fresh_after": self._unix_s() - NO_IDS_TTL_S,
         }
-        rows = await self._conn.execute_fetchall(_Q.load_ids, params)
+        rows = await self._db.fetch(self._q.load_ids, params)
         return {str(r["rating_key"]): Ids.from_dict(orjson.loads(r["ids"])) for r in rows}
 
     async def remember_ids(self, found: Mapping[str, Ids]) -> None:
         """Cache the ids read for these ratingKeys (empty :class:`Ids`: it has none)."""
         now = self._unix_s()
-        await self._conn.executemany(
-            _Q.save_ids,
+        await self._db.execute_many(
+            self._q.save_ids,
             [
                 {"rating_key": key, "ids": orjson.dumps(ids.as_dict()).decode(), "now": now}
                 for key, ids in found.items()
@@ -222,8 +224,7 @@ class WatchlistState:
     async def known_match(self, key: str) -> tuple[bool, str | None]:
         """``(cached, ratingKey)`` of a ``matches`` lookup by identity *key*: ``(False,
         None)`` when not cached or expired, ``(True, None)`` when Discover had none."""
-        rows = await self._conn.execute_fetchall(_Q.load_match, {"key": key})
-        row = next(iter(rows), None)
+        row = await self._db.fetch_one(self._q.load_match, {"key": key})
         if row is None:
             return False, None
         rating_key, checked_at = row["rating_key"], float(row["checked_at"])
@@ -235,6 +236,6 @@ class WatchlistState:
     async def remember_match(self, keys: Iterable[str], rating_key: str | None) -> None:
         """Cache a ``matches`` answer under every identity key of the item asked for."""
         now = self._unix_s()
-        await self._conn.executemany(
-            _Q.save_match, [{"key": k, "rating_key": rating_key, "now": now} for k in keys]
+        await self._db.execute_many(
+            self._q.save_match, [{"key": k, "rating_key": rating_key, "now": now} for k in keys]
         )

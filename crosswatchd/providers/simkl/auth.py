@@ -55,14 +55,17 @@ class SimklAuth:
             raise AuthError(NAME, f"not authorized; {REAUTH_HINT}")
         return token.access_token
 
-    def error_for(self, answer: Answer, token: str) -> ProviderError:
+    async def error_for(self, answer: Answer, token: str) -> ProviderError:
         """The error for a non-2xx answer (:func:`~.http.error_for`); a 401 also revokes
         *token* if it is still the stored one (``crosswatchd auth simkl`` may have replaced
         it meanwhile)."""
         if answer.status == 401:
-            current = self._tokens.load()
-            if current is not None and current.access_token == token:
-                self._tokens.revoke()
+            current = await self._tokens.current()
+            if (
+                current is not None
+                and current.access_token == token
+                and await self._tokens.revoke(current)
+            ):
                 log.warning("simkl.token.revoked", hint=REAUTH_HINT)
         return error_for(answer)
 
@@ -153,7 +156,7 @@ async def pin_auth(
         if not answer.ok:
             raise _pin_error(answer, "checking the PIN")
         if pin.result == "OK" and pin.access_token:
-            token = tokens.save({k: v for k, v in raw.items() if k != "result"})
+            token = await tokens.save({k: v for k, v in raw.items() if k != "result"})
             log.info("simkl.pin.authorized")
             out("SIMKL authorized.")
             return token

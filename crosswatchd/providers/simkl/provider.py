@@ -177,7 +177,7 @@ class SimklProvider:
                 "POST", "/sync/history", json_body=batch.body(), bearer=token
             )
         if not answer.ok:
-            raise self._auth.error_for(answer, token)
+            raise await self._auth.error_for(answer, token)
         try:
             reply: HistoryReply | None = HistoryReply.model_validate(json_data(answer))
         except ValidationError:  # `null` or not an object: nothing confirmed
@@ -254,7 +254,7 @@ class SimklProvider:
         async def attempt() -> AllItems:
             answer = await self._http.send("GET", path, params=params, bearer=token)
             if not answer.ok:
-                raise self._auth.error_for(answer, token)
+                raise await self._auth.error_for(answer, token)
             try:
                 return AllItems.model_validate(json_data(answer))
             except ValidationError:
@@ -300,7 +300,7 @@ class SimklProvider:
         elif answer.status == 404:
             outcome = LiveOutcome.NOT_FOUND
         else:
-            raise self._auth.error_for(answer, token)
+            raise await self._auth.error_for(answer, token)
         log.info("simkl.scrobble", action=action.value, item=item.label(), outcome=outcome.value)
         return outcome
 
@@ -313,7 +313,7 @@ class SimklProvider:
         async def attempt() -> Activities:
             answer = await self._http.send("GET", "/sync/activities", bearer=token)
             if not answer.ok:
-                raise self._auth.error_for(answer, token)
+                raise await self._auth.error_for(answer, token)
             return Activities.parse(json_data(answer))
 
         return await self._http.retry_get(attempt, path="/sync/activities")
@@ -383,7 +383,7 @@ class SimklProvider:
         token = self._auth.token()
         answer = await self._http.send("POST", path, json_body=body, bearer=token)
         if not answer.ok:
-            raise self._auth.error_for(answer, token)
+            raise await self._auth.error_for(answer, token)
         return json_data(answer)
 
     async def read_watchlist(self) -> list[Item]:
@@ -399,7 +399,7 @@ class SimklProvider:
             async def attempt(path: str = path) -> Any:
                 answer = await self._http.send("GET", path, bearer=token)
                 if not answer.ok:
-                    raise self._auth.error_for(answer, token)
+                    raise await self._auth.error_for(answer, token)
                 return json_data(answer)
 
             for row in rows_of(await self._http.retry_get(attempt, path=path)):

@@ -5,12 +5,16 @@ Facts from Trakt's API Blueprint (``shared/reference/trakt/trakt.apib``):
 - "Authentication - Devices": ``POST /oauth/device/code`` → ``{device_code, user_code,
   verification_url, expires_in, interval}``; poll ``POST /oauth/device/token`` until 200.
 - "Authentication - OAuth / Refresh Token": access tokens live 24 h; refresh tokens rotate,
-  so the new one is saved (atomically, 0600, :class:`~crosswatchd.tokens.TokenStore`)
-  before the new access token is used.
+  so the new one is saved (durably: a 0600 file, or committed to the shared database;
+  :class:`~crosswatchd.tokens.TokenStore`) before the new access token is used. The save is
+  conditional: it only replaces the token the refresh started from, so a refresher that lost a
+  race (another replica, or ``auth`` run meanwhile, stored a newer token) never clobbers it
+  and uses the stored one instead.
 - A refresh token Trakt refuses (``invalid_grant``), or an access token still refused right
-  after a refresh, is revoked in the token store (the file becomes ``trakt.json.revoked``):
-  the daemon stops using it and ``crosswatchd auth trakt`` starts anew. A refused *app*
-  (403 wrong client id, ``invalid_client``) never revokes: that is config.
+  after a refresh, is revoked in the token store (the file becomes ``trakt.json.revoked``)
+  if it is still the stored one: the daemon stops using it and ``crosswatchd auth trakt``
+  starts anew. A refused *app* (403 wrong client id, ``invalid_client``) never revokes: that
+  is config.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import aiohttp
 import structlog
 from pydantic import ConfigDict, ValidationError
 
-from crosswatchd.errors import AuthError, RetryableError
+from crosswatchd.errors import AuthError, RetryableError, StaleTokenError
 from crosswatchd.http import Answer, HttpClient, OptStr, WireModel
 from crosswatchd.providers.trakt.http import (
     AUTH_HINT,
@@ -134,15 +138,13 @@ class TraktAuth:
         )
         if answer.status == 401:
             log.warning("trakt.token.revoked", reason="401 after refresh", path=path)
-            self._revoke(token)
+            await self._revoke(token)
             raise AuthError(NAME, f"{answer.what}: token rejected after refresh; {AUTH_HINT}")
         return answer
 
-    def _revoke(self, used: Token) -> None:
+    async def _revoke(self, used: Token) -> None:
         """Revoke the stored token if it is still *used* (``auth`` may have replaced it)."""
-        current = self._tokens.load()
-        if current is not None and current.access_token == used.access_token:
-            self._tokens.revoke()
+        if await self._tokens.revoke(used):
             log.warning("trakt.token.revoked", hint=AUTH_HINT)
 
     async def _token(self) -> Token:
@@ -159,12 +161,15 @@ class TraktAuth:
         """Exchange the refresh token ("Authentication - OAuth / Refresh Token").
 
         One refresh at a time: a caller that waited for another's refresh uses its result.
-        The rotated token is saved before it is returned. Refused grant (400, 401,
-        ``invalid_grant``) → the token is revoked and :class:`AuthError` raised; the app
-        refused (403, ``invalid_client``) → :class:`AuthError`, the token is kept.
+        The stored token is read afresh first (another process may have refreshed it), and the
+        rotated token is saved, replacing only that one, before it is returned; when the store
+        holds a newer token by then, that one is returned and ours dropped. Refused grant
+        (400, 401, ``invalid_grant``) → the token is revoked (if still stored) and
+        :class:`AuthError` raised; the app refused (403, ``invalid_client``) →
+        :class:`AuthError`, the token is kept.
         """
         async with self._refresh_lock:
-            current = self._tokens.load()
+            current = await self._tokens.current()
             if current is None:
                 raise AuthError(NAME, f"not authorized; {AUTH_HINT}")
             fresh = not current.expires_within(REFRESH_MARGIN_S, now=self._unix_s())
@@ -183,13 +188,20 @@ class TraktAuth:
             if answer.status == 429 or answer.status >= 500:
                 raise_for_status(answer)
             if answer.status != 200:
-                raise self._refused(answer, current)
+                raise await self._refused(answer, current)
             read_json(answer, _TokenAnswer, "answer without an access token")
-            token = self._tokens.save(answer.json())
+            try:
+                token = await self._tokens.save(answer.json(), replacing=current)
+            except StaleTokenError as exc:
+                stored = exc.current if isinstance(exc.current, Token) else None
+                log.warning("trakt.refresh.superseded", stored=stored is not None)
+                if stored is None:
+                    raise AuthError(NAME, f"not authorized; {AUTH_HINT}") from None
+                return stored
             log.info("trakt.refresh", expires_at=token.expires_at)
             return token
 
-    def _refused(self, answer: Answer, current: Token) -> AuthError:
+    async def _refused(self, answer: Answer, current: Token) -> AuthError:
         """The error for a refused refresh; revokes *current* when the grant is refused."""
         error = _oauth_error(answer)
         log.warning("trakt.refresh.refused", status=answer.status, error=error)
@@ -201,7 +213,7 @@ class TraktAuth:
                 "check trakt.client_id and trakt.client_secret; plays wait",
             )
         if answer.status in (400, 401) or error == "invalid_grant":
-            self._revoke(current)
+            await self._revoke(current)
             return AuthError(
                 NAME,
                 f"refresh token refused (HTTP {answer.status}); the token was revoked; {AUTH_HINT}",
@@ -275,7 +287,7 @@ async def device_auth(
                 read_json(answer, _TokenAnswer, "no access token")
             except RetryableError:
                 raise AuthError(NAME, "token answer was not understood; try again") from None
-            token = tokens.save(answer.json())
+            token = await tokens.save(answer.json())
             log.info("trakt.device.authorized", expires_at=token.expires_at)
             return token
         if answer.status == 400:
