@@ -168,6 +168,7 @@ def make_trakt(
         api_url=fake.url,
         timeout_s=timeout_s,
         get_retry=GetRetry(base_s=0.001),
+        refusal_settle_s=0.01,
     )
 
 

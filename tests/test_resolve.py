@@ -33,6 +33,7 @@ from crosswatchd.sources.guids import parse_guid
 from crosswatchd.sources.plex import parse_plex_payload, plex_event
 from crosswatchd.sources.plex_server import PlexServer
 from crosswatchd.sources.tautulli_api import TautulliClient
+from tests.backends import BACKENDS, cache_for
 from tests.fakes.catalog import Catalog
 from tests.fakes.plex_server import FakePlexServer
 from tests.fakes.simkl import FakeSimkl
@@ -348,6 +349,22 @@ class TestPayload:
 
 
 class TestCache:
+    """The cache's behaviour, on both backends (its own SQLite file, or the PostgreSQL
+    database replicas share)."""
+
+    @pytest.fixture(params=BACKENDS)
+    async def cache(
+        self, request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+    ) -> AsyncIterator[IdCache]:
+        async with cache_for(
+            request,
+            tmp_path,
+            positive_ttl_s=POSITIVE_TTL_S,
+            negative_ttl_s=NEGATIVE_TTL_S,
+            unix_s=clock,
+        ) as cache:
+            yield cache
+
     async def test_second_resolution_is_answered_from_the_cache(
         self, make: Callable[..., Resolver], plex: FakePlexServer
     ) -> None:
@@ -365,29 +382,25 @@ class TestCache:
         self,
         make: Callable[..., Resolver],
         plex: FakePlexServer,
-        tmp_path: Path,
+        cache: IdCache,
         clock: FakeClock,
     ) -> None:
-        async def open_cache() -> IdCache:
-            return await IdCache.open(
-                tmp_path / "restart.sqlite3",
-                positive_ttl_s=POSITIVE_TTL_S,
-                negative_ttl_s=NEGATIVE_TTL_S,
-                unix_s=clock,
-            )
-
-        before = await open_cache()
-        await make(plex=plex, id_cache=before).resolve(movie(rating_key="100"))
-        await before.close()
-        after = await open_cache()
-        try:
-            result = await make(plex=plex, id_cache=after).resolve(movie(rating_key="100"))
-        finally:
-            await after.close()
+        """What one process (or replica) cached is found by the next one on the same
+        storage, without its memory."""
+        await make(plex=plex).resolve(movie(rating_key="100"))
+        again = IdCache(
+            cache._db,
+            positive_ttl_s=POSITIVE_TTL_S,
+            negative_ttl_s=NEGATIVE_TTL_S,
+            unix_s=clock,
+            owns_db=False,
+        )
+        result = await make(plex=plex, id_cache=again).resolve(movie(rating_key="100"))
 
         assert result.step == "cache"
         assert result.item.ids.imdb == "tt0072684"
         assert plex.calls["100"] == 1
+        assert again.stats.disk_hits >= 1
 
     async def test_an_item_seen_by_another_handle_is_answered_from_the_cache(
         self, make: Callable[..., Resolver], plex: FakePlexServer
@@ -491,13 +504,6 @@ class TestCache:
         assert dropped == 1
         assert result.step == "plex"
 
-    async def test_cache_file_is_wal_and_versioned(self, cache: IdCache, tmp_path: Path) -> None:
-        with sqlite3.connect(tmp_path / "cache.sqlite3") as db:
-            mode = db.execute("PRAGMA journal_mode").fetchone()[0]
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-
-        assert (mode, version) == ("wal", 1)
-
     async def test_concurrent_requests_for_one_unknown_item_share_one_lookup(
         self, make: Callable[..., Resolver], plex: FakePlexServer
     ) -> None:
@@ -510,6 +516,44 @@ class TestCache:
 
         assert {r.item.ids.imdb for r in results} == {"tt0072684"}
         assert plex.calls["100"] == 1
+
+
+class TestCacheFile:
+    """SQLite mode: the cache is a file of its own in the data dir."""
+
+    async def test_a_reopened_file_still_has_the_answers(
+        self, make: Callable[..., Resolver], plex: FakePlexServer, tmp_path: Path, clock: FakeClock
+    ) -> None:
+        async def open_cache() -> IdCache:
+            return await IdCache.open(
+                tmp_path / "restart.sqlite3",
+                positive_ttl_s=POSITIVE_TTL_S,
+                negative_ttl_s=NEGATIVE_TTL_S,
+                unix_s=clock,
+            )
+
+        before = await open_cache()
+        await make(plex=plex, id_cache=before).resolve(movie(rating_key="100"))
+        await before.close()
+        after = await open_cache()
+        try:
+            result = await make(plex=plex, id_cache=after).resolve(movie(rating_key="100"))
+        finally:
+            await after.close()
+
+        assert result.step == "cache"
+        assert plex.calls["100"] == 1
+
+    async def test_cache_file_is_wal_and_versioned(self, tmp_path: Path) -> None:
+        cache = await IdCache.open(
+            tmp_path / "cache.sqlite3", positive_ttl_s=POSITIVE_TTL_S, negative_ttl_s=1.0
+        )
+        await cache.close()
+        with sqlite3.connect(tmp_path / "cache.sqlite3") as db:
+            mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+
+        assert (mode, version) == ("wal", 1)
 
 
 # --------------------------------------------------------------------------------------------

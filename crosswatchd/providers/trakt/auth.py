@@ -45,6 +45,10 @@ log = structlog.get_logger(__name__)
 
 #: Refresh when the access token expires within this many seconds.
 REFRESH_MARGIN_S: Final = 3600.0
+#: After a refused grant, how long to wait before looking at the stored token again: a
+#: refresher that lost a race to another process (the refresh token was used a moment ago)
+#: finds the winner's token stored by then and uses it instead of revoking.
+REFUSAL_SETTLE_S: Final = 2.0
 _OOB_REDIRECT: Final = "urn:ietf:wg:oauth:2.0:oob"
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -88,7 +92,8 @@ class TraktAuth:
 
     :meth:`call` sends an OAuth request through *http*. Errors: :class:`AuthError` (no token;
     refresh refused or 401 after a refresh, both of which revoke the token; the app refused,
-    which does not), :class:`RetryableError` (transient refresh failures).
+    which does not), :class:`RetryableError` (transient refresh failures). *settle_s* is
+    :data:`REFUSAL_SETTLE_S`; *sleep* waits it.
     """
 
     def __init__(
@@ -99,12 +104,16 @@ class TraktAuth:
         client_id: str,
         client_secret: str,
         unix_s: Callable[[], float] = time.time,
+        settle_s: float = REFUSAL_SETTLE_S,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._http = http
         self._tokens = tokens
         self._client_id = client_id
         self._client_secret = client_secret
         self._unix_s = unix_s
+        self._settle_s = settle_s
+        self._sleep = sleep
         self._refresh_lock = asyncio.Lock()
 
     def is_authorized(self) -> bool:
@@ -164,9 +173,10 @@ class TraktAuth:
         The stored token is read afresh first (another process may have refreshed it), and the
         rotated token is saved, replacing only that one, before it is returned; when the store
         holds a newer token by then, that one is returned and ours dropped. Refused grant
-        (400, 401, ``invalid_grant``) → the token is revoked (if still stored) and
-        :class:`AuthError` raised; the app refused (403, ``invalid_client``) →
-        :class:`AuthError`, the token is kept.
+        (400, 401, ``invalid_grant``): if, :data:`REFUSAL_SETTLE_S` later, another process has
+        stored a newer token (it used the refresh token first), that one is returned;
+        otherwise the token is revoked (if still stored) and :class:`AuthError` raised. The
+        app refused (403, ``invalid_client``) → :class:`AuthError`, the token is kept.
         """
         async with self._refresh_lock:
             current = await self._tokens.current()
@@ -188,6 +198,9 @@ class TraktAuth:
             if answer.status == 429 or answer.status >= 500:
                 raise_for_status(answer)
             if answer.status != 200:
+                superseded = await self._superseded(answer, current)
+                if superseded is not None:
+                    return superseded
                 raise await self._refused(answer, current)
             read_json(answer, _TokenAnswer, "answer without an access token")
             try:
@@ -200,6 +213,21 @@ class TraktAuth:
                 return stored
             log.info("trakt.refresh", expires_at=token.expires_at)
             return token
+
+    async def _superseded(self, answer: Answer, current: Token) -> Token | None:
+        """For a refused grant: the token another process stored meanwhile (it refreshed
+        with the same refresh token first, or ``auth`` ran), looked for once now and once
+        after the settle time; ``None`` when *current* is still the stored one."""
+        if answer.status not in (400, 401) or _oauth_error(answer) == "invalid_client":
+            return None
+        for wait_s in (0.0, self._settle_s):
+            if wait_s:
+                await self._sleep(wait_s)
+            stored = await self._tokens.current()
+            if stored is not None and not stored.same_grant(current):
+                log.warning("trakt.refresh.superseded", status=answer.status)
+                return stored
+        return None
 
     async def _refused(self, answer: Answer, current: Token) -> AuthError:
         """The error for a refused refresh; revokes *current* when the grant is refused."""

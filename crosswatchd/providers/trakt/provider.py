@@ -33,7 +33,7 @@ from crosswatchd.providers.base import (
     PlayOutcome,
     split_sendable,
 )
-from crosswatchd.providers.trakt.auth import TraktAuth
+from crosswatchd.providers.trakt.auth import REFUSAL_SETTLE_S, TraktAuth
 from crosswatchd.providers.trakt.changes import (
     SEASON_ID_KEYS,
     ChangeReply,
@@ -84,7 +84,9 @@ class TraktProvider:
     All collaborators are injected: the HTTP *session* (owned by the caller), the *limiter*
     (acquired before every HTTP attempt, fed every response), the *tokens* store, the
     credentials, *api_url* (``https://api.trakt.tv`` or a fake), per-request *timeout_s*,
-    a wall clock *unix_s* (seconds) for token expiry and the in-process *get_retry* policy.
+    a wall clock *unix_s* (seconds) for token expiry, the in-process *get_retry* policy and
+    how long a refused refresh waits for a concurrent refresher's token before revoking
+    (*refusal_settle_s*, :data:`~crosswatchd.providers.trakt.auth.REFUSAL_SETTLE_S`).
 
     Errors: :class:`RetryableError` (429, 5xx/52x, timeouts, connection errors, non-JSON 2xx),
     :class:`PermanentError` (420, 423, 426 with ``scope=ACCOUNT``; other 4xx with
@@ -116,6 +118,7 @@ class TraktProvider:
         timeout_s: float = 30.0,
         unix_s: Callable[[], float] = time.time,
         get_retry: GetRetry | None = None,
+        refusal_settle_s: float = REFUSAL_SETTLE_S,
     ) -> None:
         self._http = trakt_client(
             session=session,
@@ -131,6 +134,7 @@ class TraktProvider:
             client_id=client_id,
             client_secret=client_secret,
             unix_s=unix_s,
+            settle_s=refusal_settle_s,
         )
 
     def is_authorized(self) -> bool:
