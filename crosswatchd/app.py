@@ -72,6 +72,8 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 _SECRET_FILE = "webhook_secret"
+#: Share of a GET bucket that background work (reconcile) leaves to live deliveries.
+_BACKGROUND_RESERVE = 0.2
 
 
 def outbox_path(settings: Settings) -> Path:
@@ -183,7 +185,8 @@ def limiter_for(settings: Settings, provider: str, metrics: Metrics | None = Non
     The services count per user token (each target account gets its own) and, for requests
     without one (id searches), per client id (one shared by the resolver): Trakt "Rate
     Limiting" (1 POST/s, 1000 GETs per 5 min), api.simkl.org "Rate limits" (1 POST/s and
-    10 GETs/s).
+    10 GETs/s). A fifth of the GET burst is kept from background work (reconcile's history
+    reads, :func:`~crosswatchd.ratelimit.background`) for the drainer's history checks.
     """
     if provider == "trakt":
         limiter = Limiter.per_second(
@@ -191,12 +194,14 @@ def limiter_for(settings: Settings, provider: str, metrics: Metrics | None = Non
             get_per_s=settings.trakt.get_limit / settings.trakt.get_period_s,
             # Trakt counts GETs per 5-minute window; allow a modest burst, not the whole window.
             get_capacity=min(50.0, float(settings.trakt.get_limit)),
+            get_reserve=min(50.0, float(settings.trakt.get_limit)) * _BACKGROUND_RESERVE,
         )
     else:
         limiter = Limiter.per_second(
             post_per_s=settings.simkl.post_per_s,
             get_per_s=settings.simkl.get_per_s,
             get_capacity=max(1.0, settings.simkl.get_per_s),
+            get_reserve=max(1.0, settings.simkl.get_per_s) * _BACKGROUND_RESERVE,
         )
     if metrics is not None:
         limiter.on_wait = lambda seconds: metrics.rate_limit_wait(provider, seconds)

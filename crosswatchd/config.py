@@ -37,6 +37,7 @@ __all__ = [
     "HttpSettings",
     "PlexSettings",
     "ProfileSettings",
+    "ReconcileSettings",
     "ResolverSettings",
     "Settings",
     "SimklSettings",
@@ -187,6 +188,26 @@ class DeliverySettings(_Section):
     sqlite_synchronous: Literal["normal", "full"] = "normal"
 
 
+class ReconcileSettings(_Section):
+    """The periodic comparison of what the sources say each profile watched with what its
+    target accounts hold (``crosswatchd reconcile``; see :mod:`crosswatchd.reconcile`)."""
+
+    #: Seconds between passes in ``serve`` (each one jittered by up to a tenth); 0 disables.
+    interval_s: int = Field(default=21600, ge=0)
+    #: Seconds after ``serve`` starts before its first pass.
+    first_delay_s: float = Field(default=300.0, ge=0)
+    #: A source play is on a target when the target has a play of the same item this close to
+    #: it (seconds). Default: ``delivery.dedupe_window_s``.
+    match_window_s: int | None = Field(default=None, ge=0)
+    #: Also take Plex's "marked watched" items (``lastViewedAt``, the server owner's only) as
+    #: plays; add-only: unmarking never removes anything.
+    include_marked_watched: bool = False
+    #: Compare the server owner's Plex ratings (``userRating``) with the targets' ratings.
+    ratings: bool = True
+    #: Rows per Tautulli ``get_history`` / Plex history page.
+    page_size: int = Field(default=1000, ge=1, le=10000)
+
+
 ENV_PREFIX = "CROSSWATCHD_"
 #: Environment variables with the prefix that are not settings.
 _NOT_SETTINGS = frozenset({"CROSSWATCHD_CONFIG"})
@@ -211,6 +232,7 @@ class Settings(BaseSettings):
     tautulli: TautulliSettings = Field(default_factory=TautulliSettings)
     resolver: ResolverSettings = Field(default_factory=ResolverSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     #: Household members; empty: one implicit profile ``default`` made of ``plex.accounts``
     #: and ``tautulli.users`` (see :mod:`crosswatchd.profiles`).
     profiles: list[ProfileSettings] = Field(default_factory=list)
@@ -250,6 +272,11 @@ class Settings(BaseSettings):
     def simkl_enabled(self) -> bool:
         """SIMKL is a delivery target when enabled and given a client id."""
         return self.simkl.enabled and bool(self.simkl.client_id)
+
+    def match_window_s(self) -> float:
+        """``reconcile.match_window_s``, or the dedupe window when unset."""
+        window = self.reconcile.match_window_s
+        return float(self.delivery.dedupe_window_s if window is None else window)
 
     def providers(self) -> list[str]:
         """Names of the configured delivery targets, in a stable order."""

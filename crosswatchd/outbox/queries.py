@@ -71,6 +71,7 @@ class Queries:
     next_due: str
     retry_generation: str
     recent: str
+    delivered_plays: str
     seen_accounts: str
     untargeted_plays: str
 

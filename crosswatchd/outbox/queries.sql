@@ -22,7 +22,7 @@
 -- ignores fanned_out and counts afterwards (count_deliveries_of_events).
 INSERT INTO events (source, action, account, item, label, occurred_at, received_at,
                     progress_pct, view_offset_ms, duration_ms, session, keys, profile,
-                    providers, rating, priority, dedupe_window_s)
+                    providers, rating, priority, only_providers, dedupe_window_s)
 SELECT json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'),
        json_extract(e.value, '$[2]'), json_extract(e.value, '$[3]'),
        json_extract(e.value, '$[4]'), json_extract(e.value, '$[5]'),
@@ -31,6 +31,7 @@ SELECT json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'),
        json_extract(e.value, '$[10]'), json_extract(e.value, '$[11]'),
        json_extract(e.value, '$[12]'), json_extract(e.value, '$[13]'),
        json_extract(e.value, '$[14]'), json_extract(e.value, '$[15]'),
+       json_extract(e.value, '$[16]'),
        :window
 FROM json_each(:batch) AS e
 ORDER BY e.key
@@ -71,9 +72,11 @@ RETURNING id, (SELECT count(*) FROM r AS mine, s WHERE mine.id = r.id AND s.k = 
 -- ---------------------------------------------------------------------------------------------
 
 -- name: orphan_plays
--- Plays of :profile stored before :provider was one of its targets, oldest first.
+-- Plays of :profile stored before :provider was one of its targets, oldest first. A play
+-- meant for some targets only (reconcile: only_providers) is not given to another one: the
+-- next reconcile pass judges a new target itself.
 SELECT id FROM events
-WHERE action = 'watched' AND profile = :profile
+WHERE action = 'watched' AND profile = :profile AND only_providers IS NULL
   AND NOT EXISTS (SELECT 1 FROM json_each(events.providers) WHERE value = :provider)
 ORDER BY id
 
@@ -293,6 +296,16 @@ FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
 WHERE d.kind <> 'live' AND d.state IN ('delivered', 'parked', 'dead')
 ORDER BY d.settled_at DESC, d.id DESC
 LIMIT :limit
+
+-- name: delivered_plays
+-- Plays of one target account (:profile, :provider) the daemon itself added (delivered with
+-- no note: not found already there) and settled at or after :since, with the item as sent
+-- (resolved) and its watched_at: what reconcile folds into its copy of the target.
+SELECT coalesce(d.resolved_item, e.item) AS item, d.watched_at AS watched_at
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.profile = :profile AND d.provider = :provider AND d.kind = 'play'
+  AND d.state = 'delivered' AND d.reason IS NULL AND d.settled_at >= :since
+ORDER BY d.id
 
 -- name: seen_accounts
 SELECT account FROM seen_accounts WHERE source = :source ORDER BY last_seen DESC

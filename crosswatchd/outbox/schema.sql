@@ -254,3 +254,42 @@ BEGIN
     FROM event_fan_out AS f
     WHERE f.event_id = NEW.id;
 END;
+
+-- migration: 3
+-- Reconcile: a play one target account lacks while the profile's others hold it is meant for
+-- that account alone. events.providers still lists every target the event was judged for (so
+-- Outbox.adopt_targets() never gives it to the others as "missed"); only_providers, a JSON
+-- array, names the ones that get a delivery (NULL: all of them). The fan-out view takes it
+-- into account; the dedupe rule (play_duplicates) is unchanged.
+
+ALTER TABLE events ADD COLUMN only_providers TEXT;
+
+DROP TRIGGER events_fan_out;
+DROP VIEW event_fan_out;
+
+CREATE VIEW event_fan_out (event_id, profile, provider, kind, priority, watched_at) AS
+SELECT e.id, e.profile, p.value,
+       CASE e.action
+            WHEN 'watched' THEN 'play'
+            WHEN 'rate' THEN 'rating'
+            WHEN 'watchlist_add' THEN 'watchlist'
+            WHEN 'watchlist_remove' THEN 'watchlist'
+            ELSE 'live' END,
+       e.priority,
+       CASE WHEN e.action = 'watched' THEN e.occurred_at END
+FROM events AS e, json_each(e.providers) AS p
+WHERE (e.only_providers IS NULL
+       OR EXISTS (SELECT 1 FROM json_each(e.only_providers) AS o WHERE o.value = p.value))
+  AND (e.action <> 'watched'
+       OR NOT EXISTS (SELECT 1 FROM play_duplicates AS x
+                      WHERE x.event_id = e.id AND x.provider = p.value));
+
+CREATE TRIGGER events_fan_out AFTER INSERT ON events
+BEGIN
+    INSERT INTO deliveries (event_id, profile, provider, kind, priority, next_attempt_at,
+                            watched_at, created_at, updated_at)
+    SELECT f.event_id, f.profile, f.provider, f.kind, f.priority, NEW.received_at,
+           f.watched_at, NEW.received_at, NEW.received_at
+    FROM event_fan_out AS f
+    WHERE f.event_id = NEW.id;
+END;

@@ -223,10 +223,13 @@ class Outbox(OperatorViews):
 
     # -- intake ------------------------------------------------------------------------------
 
-    def _event_row(self, event: PlayEvent, received_at: float) -> list[Any]:
+    def _event_row(
+        self, event: PlayEvent, received_at: float, only: Sequence[str] | None
+    ) -> list[Any]:
         """One element of ``insert_events``' ``:batch`` (the order its ``$[n]`` paths read):
         the event, its profile and that profile's targets (none for an unknown profile: the
-        play is kept and adopted once the profile has targets)."""
+        play is kept and adopted once the profile has targets), and the ones of them that get
+        a delivery (*only*; ``None``: all)."""
         item = event.item
         return [
             event.source.value,
@@ -245,32 +248,41 @@ class Outbox(OperatorViews):
             self.targets_of(event),
             event.rating,
             1 if event.source.is_backfill else 0,
+            None if only is None else list(only),
         ]
 
-    def targets_of(self, event: PlayEvent) -> list[str]:
+    def targets_of(self, event: PlayEvent, only: Sequence[str] | None = None) -> list[str]:
         """The providers *event* fans out to: its profile's targets (none for a profile
-        without targets: the play is kept and adopted once it has some). A season or episode
-        rating never goes to SIMKL, which rates movies and shows only (simkl_apiary "Add
-        Ratings")."""
+        without targets: the play is kept and adopted once it has some), of them the ones in
+        *only* when given. A season or episode rating never goes to SIMKL, which rates movies
+        and shows only (simkl_apiary "Add Ratings")."""
         targets = self.targets.get(event.profile, [])
+        if only is not None:
+            targets = [t for t in targets if t in only]
         if event.action is Action.RATE and event.item.kind in (MediaKind.SEASON, MediaKind.EPISODE):
             return [t for t in targets if t != "simkl"]
         return targets
 
     async def enqueue_many(
-        self, events: Sequence[PlayEvent], *, keep_duplicates: bool = True
+        self,
+        events: Sequence[PlayEvent],
+        *,
+        keep_duplicates: bool = True,
+        only: Sequence[str] | None = None,
     ) -> list[EnqueueResult]:
         """Commit *events* atomically (one statement), fanning out deliveries with dedupe.
 
         Returns one :class:`EnqueueResult` per event, in order. The events are durable when
         this returns. ``keep_duplicates=False`` does not keep the event row of a play every
         target already had (a re-run import then writes nothing); its result has
-        ``event_id=None``.
+        ``event_id=None``. *only* (provider names) gives deliveries to those of each event's
+        targets alone (reconcile: a play only one target lacks); the event is still recorded
+        as judged for all of them, so no other target adopts it later.
         """
         if not events:
             return []
         now = self._unix_s()
-        batch = orjson.dumps([self._event_row(e, now) for e in events]).decode()
+        batch = orjson.dumps([self._event_row(e, now, only) for e in events]).decode()
         rows = await self._conn.execute_fetchall(
             QUERIES.insert_events, {"batch": batch, "window": self.dedupe_window_s}
         )
@@ -278,7 +290,7 @@ class Outbox(OperatorViews):
         ids = sorted(counts)
         if len(ids) != len(events):  # pragma: no cover - would be an SQLite bug
             raise RuntimeError(f"inserted {len(ids)} events for {len(events)}")
-        fanned = {i: len(self.targets_of(e)) for i, e in zip(ids, events, strict=True)}
+        fanned = {i: len(self.targets_of(e, only)) for i, e in zip(ids, events, strict=True)}
         if not self._counted_insert:
             counts = dict(fanned)
             if any(fanned.values()) and any(e.action.is_play for e in events):

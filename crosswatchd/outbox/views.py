@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
+import orjson
 
-from crosswatchd.models import DEFAULT_PROFILE, Action
+from crosswatchd.models import DEFAULT_PROFILE, Action, Item
 from crosswatchd.outbox.queries import QUERIES, json_list
 from crosswatchd.outbox.states import DeliveryKind, DeliveryState, ReasonKind
 
@@ -217,6 +218,17 @@ class OperatorViews:
             }
             for r in rows
         ]
+
+    async def delivered_plays(
+        self, profile: str, provider: str, *, since: float
+    ) -> list[tuple[Item, float]]:
+        """Plays of the target account (*profile*, *provider*) the daemon added itself (not
+        found already there), settled at or after *since* (unix seconds): ``(item as sent,
+        watched_at unix seconds)``, oldest first."""
+        rows = await self._conn.execute_fetchall(
+            QUERIES.delivered_plays, {"profile": profile, "provider": provider, "since": since}
+        )
+        return [(Item.from_dict(orjson.loads(r["item"])), float(r["watched_at"])) for r in rows]
 
     async def seen_accounts(self, source: str) -> list[str]:
         """Accounts a source reported that the filter did not accept, most recent first."""
