@@ -8,9 +8,10 @@ Flow, one history page at a time (memory stays flat however long the history is)
         ──▶ PlayEvent(source=import, action=watched, occurred_at=row.stopped)
         ──▶ outbox.enqueue_many() in chunks (a dry run: into a scratch copy of the outbox)
 
-Paging is newest first (``order_column=date``, ``order_dir=desc``) and ends at the last page, or
-at a safety stop: a page made only of rows already seen (a server ignoring ``start``), or
-``page_cap`` pages. A row seen twice (history shifting while we page) counts once.
+Paging (:class:`~crosswatchd.sources.tautulli_history.HistoryPager`, shared with reconcile) is
+newest first and ends at the last page, or at a safety stop: a page made only of rows already
+seen (a server ignoring ``start``), or ``page_cap`` pages. A row seen twice (history shifting
+while we page) counts once.
 
 Every completed play (``watched_status == 1``) is its own play — rewatches included — with
 ``watched_at`` = the row's ``stopped`` (Unix seconds, so UTC). Plays go through the same outbox
@@ -29,21 +30,25 @@ row's show title); otherwise the play stays unresolved and says so.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
-from pathlib import Path
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from crosswatchd.errors import ConfigError, SourceUnavailableError
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source, format_utc
-from crosswatchd.outbox import Outbox
+from crosswatchd.outbox import Outbox, scratch_copy
 from crosswatchd.sources.guids import ParsedGuid, guid_base, ids_from_guid_list, parse_guid
+from crosswatchd.sources.tautulli_history import (
+    ROW_KINDS,
+    HistoryPager,
+    int_or_none,
+    play_of_row,
+    rating_key_of,
+)
 
 if TYPE_CHECKING:
     from crosswatchd.sources.tautulli_api import TautulliClient
@@ -60,8 +65,6 @@ SAMPLE_SIZE = 10
 METADATA_CONCURRENCY = 4
 #: Unresolved items (and sample plays) shown by :func:`format_summary`.
 SHOW_MAX = 25
-
-_KINDS = {"movie": MediaKind.MOVIE, "episode": MediaKind.EPISODE}
 
 
 @dataclass
@@ -97,80 +100,7 @@ class ImportSummary:
     notes: list[str] = field(default_factory=list)
 
 
-# -- row parsing ------------------------------------------------------------------------------
-
-
-def _int(value: Any) -> int | None:
-    """An int from Tautulli's loosely typed fields (``17``, ``"17"``, ``17.0``); else None."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return None
-
-
-def _key(value: Any) -> str | None:
-    """A rating key as a string, or None for ``""``/``0``/missing."""
-    number = _int(value)
-    return str(number) if number else None
-
-
-def _completed(row: dict[str, Any]) -> bool:
-    try:
-        return float(row.get("watched_status") or 0) == 1.0
-    except (TypeError, ValueError):
-        return False
-
-
-def _row_identity(row: dict[str, Any]) -> int | tuple[Any, ...]:
-    row_id = _int(row.get("row_id")) or _int(row.get("id"))
-    if row_id:
-        return row_id
-    return (row.get("user"), row.get("rating_key"), row.get("started"), row.get("stopped"))
-
-
-def _item_from_row(
-    kind: MediaKind, row: dict[str, Any], parse: Callable[[str], ParsedGuid] = parse_guid
-) -> Item:
-    """The item as far as the history row knows it (ids only from a legacy-agent guid)."""
-    guid = str(row.get("guid") or "") or None
-    parsed = parse(guid) if guid else None
-    title = str(row.get("title") or row.get("full_title") or "")
-    if kind is MediaKind.MOVIE:
-        ids = parsed.ids if parsed is not None and parsed.scope == "item" else Ids()
-        return Item(
-            kind=kind,
-            title=title,
-            year=_int(row.get("year")) or None,
-            ids=ids,
-            rating_key=_key(row.get("rating_key")),
-            guid=guid,
-        )
-    ids, show_ids = Ids(), Ids()
-    season = _int(row.get("parent_media_index"))
-    number = _int(row.get("media_index"))
-    if parsed is not None and parsed.scope == "show":
-        show_ids = parsed.ids
-        season = season if season is not None else parsed.season
-        number = number if number is not None else parsed.number
-    elif parsed is not None and parsed.scope == "item":
-        ids = parsed.ids
-    return Item(
-        kind=kind,
-        title=title,
-        year=_int(row.get("year")) or None,
-        ids=ids,
-        show_title=str(row.get("grandparent_title") or "") or None,
-        show_ids=show_ids,
-        season=season,
-        number=number,
-        rating_key=_key(row.get("rating_key")),
-        grandparent_rating_key=_key(row.get("grandparent_rating_key")),
-        guid=guid,
-    )
+# -- row parsing ---------------------------------------------------------------------------
 
 
 def _any_id(ids: Ids) -> bool:
@@ -208,8 +138,8 @@ class _Meta:
     def from_data(cls, data: dict[str, Any]) -> _Meta:
         ids = ids_from_guid_list(data.get("guids") or ())
         parent_ids = ids_from_guid_list(data.get("grandparent_guids") or ())
-        season = _int(data.get("parent_media_index"))
-        number = _int(data.get("media_index"))
+        season = int_or_none(data.get("parent_media_index"))
+        number = int_or_none(data.get("media_index"))
         guid = str(data.get("guid") or "")
         parsed = parse_guid(guid)
         if parsed.scope == "item":
@@ -223,11 +153,11 @@ class _Meta:
             guid=guid_base(guid),
             ids=ids,
             parent_ids=parent_ids,
-            grandparent_rating_key=_key(data.get("grandparent_rating_key")),
+            grandparent_rating_key=rating_key_of(data.get("grandparent_rating_key")),
             season=season,
             number=number,
             title=str(data.get("title") or "") or None,
-            year=_int(data.get("year")) or None,
+            year=int_or_none(data.get("year")) or None,
         )
 
 
@@ -369,26 +299,23 @@ def _draft(
     parse: Callable[[str], ParsedGuid],
 ) -> _Draft | None:
     """A play from one row, or None (counted as skipped) when the row is not one of ours."""
-    kind = _KINDS.get(str(row.get("media_type") or ""))
-    if kind is None or _int(row.get("live")):
+    kind = ROW_KINDS.get(str(row.get("media_type") or ""))
+    if kind is None or int_or_none(row.get("live")):
         summary.skipped_media_type += 1
         return None
-    account = str(row.get("user") or "")
-    if account not in allowed:
+    if str(row.get("user") or "") not in allowed:
         summary.skipped_user += 1
         return None
-    stopped = _int(row.get("stopped"))
-    if not _completed(row) or not stopped or stopped <= 0:
+    play = play_of_row(row, parse)
+    if isinstance(play, str):
         summary.skipped_incomplete += 1
         return None
-    pct = row.get("percent_complete")
-    item = _item_from_row(kind, row, parse)
     return _Draft(
-        item=item,
-        account=account,
-        occurred_at=datetime.fromtimestamp(stopped, UTC),
-        progress_pct=float(pct) if isinstance(pct, int | float) else None,
-        enough=_has_enough_ids(item),
+        item=play.item,
+        account=play.account,
+        occurred_at=play.watched_at,
+        progress_pct=play.progress_pct,
+        enough=_has_enough_ids(play.item),
     )
 
 
@@ -427,24 +354,6 @@ async def _settle_chunk(events: list[PlayEvent], outbox: Outbox, summary: Import
             summary.enqueued += 1
         else:  # every target already has this play (queued or delivered) within the window
             summary.already_known += 1
-
-
-@contextlib.asynccontextmanager
-async def _scratch_copy(outbox: Outbox | None) -> AsyncIterator[Outbox]:
-    """A throw-away copy of *outbox* (or an empty one) for a dry run to import into."""
-    with tempfile.TemporaryDirectory(prefix="crosswatchd-dry-run-") as tmp:
-        path = Path(tmp) / "outbox.sqlite3"
-        if outbox is not None:
-            await outbox.copy_to(path)
-        scratch = await Outbox.open(
-            path,
-            providers=outbox.providers if outbox is not None else ["dry-run"],
-            dedupe_window_s=outbox.dedupe_window_s if outbox is not None else 4 * 3600,
-        )
-        try:
-            yield scratch
-        finally:
-            await scratch.close()
 
 
 class _Writer:
@@ -586,7 +495,7 @@ async def run_import(
     if dry_run:
         # Import for real into a throw-away copy: the counts are exactly what a real run
         # would enqueue (dedupe against the outbox and within the import alike).
-        async with _scratch_copy(outbox) as scratch:
+        async with scratch_copy(outbox) as scratch:
             return await _import(client, scratch, dry_run=True, **options)
     assert outbox is not None
     return await _import(client, outbox, dry_run=False, **options)
@@ -613,43 +522,24 @@ async def _import(
     # Items recur (rewatches, episodes of one show): parse each distinct guid once per run.
     parse = functools.lru_cache(maxsize=65_536)(parse_guid)
     unresolved: dict[tuple[str, str], None] = {}
-    seen: set[int | tuple[Any, ...]] = set()
-    start = 0
+    pager = HistoryPager(
+        client, since=since, user=server_user, page_size=page_size, page_cap=page_cap
+    )
     log.info("import.start", users=wanted, since=since and since.isoformat(), dry_run=dry_run)
     writer = _Writer(outbox, summary)
     try:
-        while True:
-            if summary.pages >= page_cap:
-                summary.safety_stop = f"stopped after {page_cap} pages (page cap)"
-                break
-            page = await client.get_history(
-                start=start, length=page_size, after=since, user=server_user
-            )
-            summary.pages += 1
-            summary.records_filtered = page.records_filtered
-            if not page.rows:
-                break
-            fresh: list[dict[str, Any]] = []
-            for row in page.rows:
-                identity = _row_identity(row)
-                if identity in seen:
-                    summary.skipped_repeated += 1
-                    continue
-                seen.add(identity)
-                fresh.append(row)
-            if not fresh:
-                summary.safety_stop = f"Tautulli sent a page already seen (start={start})"
-                break
-            summary.rows_seen += len(fresh)
-            events = await _page_events(fresh, allowed, cache, summary, unresolved, parse)
-            for offset in range(0, len(events), chunk_size):
-                await writer.put(events[offset : offset + chunk_size])
-            if progress is not None:
-                progress(summary.rows_seen, max(page.records_filtered, summary.rows_seen))
-            log.debug("import.page", start=start, rows=len(page.rows), plays=len(events))
-            start += len(page.rows)
-            if start >= page.records_filtered:
-                break
+        try:
+            async for fresh in pager.rows():
+                events = await _page_events(fresh, allowed, cache, summary, unresolved, parse)
+                for offset in range(0, len(events), chunk_size):
+                    await writer.put(events[offset : offset + chunk_size])
+                if progress is not None:
+                    progress(pager.rows_seen, max(pager.records_filtered, pager.rows_seen))
+                log.debug("import.page", page=pager.pages, rows=len(fresh), plays=len(events))
+        finally:
+            summary.pages, summary.records_filtered = pager.pages, pager.records_filtered
+            summary.rows_seen, summary.skipped_repeated = pager.rows_seen, pager.skipped_repeated
+            summary.safety_stop = pager.safety_stop
         await writer.finish()
     except SourceUnavailableError:
         await writer.finish()  # Tautulli failed: keep the plays of the pages already read
