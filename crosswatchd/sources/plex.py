@@ -41,12 +41,12 @@ from crosswatchd.profiles import Household, Profile
 from crosswatchd.sources.guids import guid_position, ids_from_guid_list, parse_guid
 
 __all__ = [
+    "RATED_KINDS",
     "Ignored",
     "PlexAccount",
     "PlexMetadata",
     "PlexPayload",
     "PlexPlayer",
-    "RATED_KINDS",
     "load_json_object",
     "metadata_item",
     "parse_plex_payload",

@@ -22,8 +22,8 @@ log line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
 
 import aiohttp

@@ -297,10 +297,12 @@ class _ShowItem(WireModel):
 
 
 class AllItems(WireModel):
-    """A ``GET /sync/all-items/{type}`` answer (``movies`` or ``shows``; the other empty)."""
+    """A ``GET /sync/all-items[/{type}]`` answer: ``movies``, ``shows`` and ``anime`` (shows
+    too), each missing when the type was not asked for or is empty."""
 
     movies: LenientList[_MovieItem] = []
     shows: LenientList[_ShowItem] = []
+    anime: LenientList[_ShowItem] = []
 
 
 def _close_to(raw: str | None, moment: datetime, tolerance_s: float) -> bool:

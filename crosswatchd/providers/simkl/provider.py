@@ -48,6 +48,7 @@ from crosswatchd.providers.simkl.history import (
     titled,
 )
 from crosswatchd.providers.simkl.http import NAME, json_data, simkl_client
+from crosswatchd.providers.simkl.sync import SimklSync
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.tokens import TokenStore
 
@@ -344,6 +345,11 @@ class SimklProvider:
         if unknown:
             raise ValueError(f"changes of no kind SIMKL takes here: keys {unknown}")
         return results
+
+    def sync(self) -> SimklSync:
+        """Whole-account reads (watched items, ratings) through this provider's client, for
+        reconcile."""
+        return SimklSync(http=self._http, auth=self._auth)
 
     async def close(self) -> None:
         """Nothing to release: the HTTP session belongs to the caller (shared with Trakt)."""

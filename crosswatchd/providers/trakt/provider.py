@@ -54,6 +54,7 @@ from crosswatchd.providers.trakt.history import (
     outcomes_of,
 )
 from crosswatchd.providers.trakt.http import NAME, raise_for_status, read_json, trakt_client
+from crosswatchd.providers.trakt.sync import TraktSync
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.tokens import TokenStore
 
@@ -367,6 +368,11 @@ class TraktProvider:
         log.warning("trakt.watchlist.full", refused=len(changes), reason=full.message)
         results.update({c.key: ChangeResult(ChangeOutcome.LIMIT, note) for c in changes})
         return results
+
+    def sync(self) -> TraktSync:
+        """Whole-account reads (history, ratings) through this provider's client, for
+        reconcile."""
+        return TraktSync(http=self._http, auth=self._auth)
 
     async def close(self) -> None:
         """Nothing to release: the session belongs to the caller."""
