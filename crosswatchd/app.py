@@ -9,7 +9,8 @@ Start-up order (reverse on shutdown, through aiohttp's ``cleanup_ctx``):
    configured since the last start the plays stored before them;
 3. one ``aiohttp.ClientSession``, a rate limiter and a provider per target, the id cache and
    resolver;
-4. one drainer per target;
+4. one drainer per target, and the reconcile schedule
+   (:func:`~crosswatchd.reconcile.run_forever`);
 5. the HTTP site. On SIGTERM/SIGINT the site stops first (no new webhooks), then the
    drainers, then the outbox closes.
 """
@@ -46,6 +47,7 @@ from crosswatchd.providers.base import Provider
 from crosswatchd.providers.simkl import SimklProvider
 from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter
+from crosswatchd.reconcile import run_forever
 from crosswatchd.resolve import IdCache, Resolver, build_resolver
 from crosswatchd.sources.tautulli_api import TautulliClient
 from crosswatchd.systemd import Notifier, watchdog
@@ -339,6 +341,13 @@ def _daemon_app(
                 )
                 for account, provider in svc.providers.items()
             ]
+            if tasks and settings.reconcile.interval_s:
+                tasks.append(
+                    asyncio.create_task(
+                        run_forever(settings, outbox, svc, stop, metrics=metrics),
+                        name="reconcile",
+                    )
+                )
             if not tasks:
                 log.warning(
                     "daemon.no_targets",

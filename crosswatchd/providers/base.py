@@ -103,14 +103,14 @@ class Activities:
 class TargetWatch:
     """One play (Trakt) or one watched movie or episode (SIMKL: its latest watch) as a
     target's history reports it, reduced to what reconcile compares: the item's identity
-    ``keys`` (:func:`~crosswatchd.models.item_keys` of the ids the target sent) and
-    ``watched_at`` (unix seconds). ``ident`` names the entry on the target (a Trakt history
+    ``keys`` (:func:`~crosswatchd.models.item_keys` of the ids the target sent) and ``at``,
+    when it was watched (unix seconds). ``ident`` names the entry on the target (a Trakt history
     id; SIMKL ``m:<simkl id>`` or ``e:<show simkl id>:<season>:<number>``); ``None`` for a
     play reconcile knows of only because the daemon added it."""
 
     ident: str | None
     keys: tuple[str, ...]
-    watched_at: float
+    at: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,13 +40,15 @@ _RATINGS_PAGE_CAP: Final = 1000
 
 @dataclass(frozen=True, slots=True)
 class WatchPage:
-    """One page of ``GET /sync/history``: its plays, and the pagination headers (``page``,
-    ``page_count``, ``item_count``: every play of the listing; ``None`` when not sent)."""
+    """One page of ``GET /sync/history``: its plays, how many entries could not be read
+    (``skipped``: no time or no item), and the pagination headers (``page``, ``page_count``,
+    ``item_count``: every play of the listing; ``None`` when not sent)."""
 
     watches: list[TargetWatch]
     page: int
     page_count: int
     item_count: int | None
+    skipped: int = 0
 
 
 def _header_int(answer: Answer, name: str) -> int | None:
@@ -161,6 +163,7 @@ class TraktSync:
                 page=_header_int(answer, "X-Pagination-Page") or page,
                 page_count=_header_int(answer, "X-Pagination-Page-Count") or 1,
                 item_count=_header_int(answer, "X-Pagination-Item-Count"),
+                skipped=len(entries) - len(watches),
             )
 
         return await self._http.retry_get(attempt, path=path, page=page)
