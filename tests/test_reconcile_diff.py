@@ -112,3 +112,19 @@ class TestRatings:
         target = [Rated(episode_by_show(73871, 2, 15), 9)]
         found = diff_ratings(source, target)
         assert (found.missing, found.extra) == (1, 1)
+
+
+class TestWaiting:
+    def test_a_play_on_its_way_is_not_missing_and_never_extra(self) -> None:
+        source = [Watch(movie(1), 0.0), Watch(movie(2), 0.0)]
+        waiting = [Watch(movie(1), 120.0), Watch(movie(3), 0.0)]
+        found = diff_plays(source, [], window_s=WINDOW, every_play=True, waiting=waiting)
+        assert found.missing == [1] and found.waiting == 1 and found.extra == 0
+
+    def test_for_one_state_targets_any_waiting_play_of_the_item_counts(self) -> None:
+        source = [Watch(movie(1), 30 * DAY)]
+        waiting = [Watch(movie(1), 0.0)]
+        found = diff_plays(source, [], window_s=WINDOW, every_play=False, waiting=waiting)
+        assert found.missing == [] and found.waiting == 1
+        trakt = diff_plays(source, [], window_s=WINDOW, every_play=True, waiting=waiting)
+        assert trakt.missing == [0]

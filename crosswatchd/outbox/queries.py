@@ -72,6 +72,7 @@ class Queries:
     retry_generation: str
     recent: str
     delivered_plays: str
+    waiting_plays: str
     seen_accounts: str
     untargeted_plays: str
 

@@ -307,6 +307,14 @@ WHERE d.profile = :profile AND d.provider = :provider AND d.kind = 'play'
   AND d.state = 'delivered' AND d.reason IS NULL AND d.settled_at >= :since
 ORDER BY d.id
 
+-- name: waiting_plays
+-- Plays of one target account (:profile, :provider) still on their way (pending or being
+-- sent): their identity keys (a JSON array) and watched_at.
+SELECT e.keys AS keys, d.watched_at AS watched_at
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.profile = :profile AND d.provider = :provider AND d.kind = 'play'
+  AND d.state IN ('pending', 'leased')
+
 -- name: seen_accounts
 SELECT account FROM seen_accounts WHERE source = :source ORDER BY last_seen DESC
 

@@ -230,6 +230,16 @@ class OperatorViews:
         )
         return [(Item.from_dict(orjson.loads(r["item"])), float(r["watched_at"])) for r in rows]
 
+    async def waiting_plays(
+        self, profile: str, provider: str
+    ) -> list[tuple[tuple[str, ...], float]]:
+        """Plays of the target account (*profile*, *provider*) still on their way (pending or
+        being sent): ``(identity keys, watched_at unix seconds)``."""
+        rows = await self._conn.execute_fetchall(
+            QUERIES.waiting_plays, {"profile": profile, "provider": provider}
+        )
+        return [(tuple(orjson.loads(r["keys"])), float(r["watched_at"])) for r in rows]
+
     async def seen_accounts(self, source: str) -> list[str]:
         """Accounts a source reported that the filter did not accept, most recent first."""
         async with self._conn.execute(QUERIES.seen_accounts, {"source": source}) as cur:

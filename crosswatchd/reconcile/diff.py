@@ -20,6 +20,10 @@ For a target that keeps one watched state per item (SIMKL), a source item is pre
 target has it watched at all; a missing item is sent once, as its latest play (rewatches are
 not sent again). Extra: target items no source item accounts for.
 
+Plays *waiting* in the outbox for the target (pending or being sent) count as present: a
+source play of the same item within the window of one (for SIMKL: any) is not missing, and
+they are never extra.
+
 Ratings: a source rating the target lacks is *missing*, one the target holds with another
 value *different* (both are sent); a target rating with no source rating is *extra*.
 """
@@ -83,10 +87,10 @@ class PlayDiff:
     """What :func:`diff_plays` found.
 
     ``missing``: indices into the source sequence of the plays to send, in source order.
-    ``source_plays``: source plays after repeats within the window were merged (SIMKL: source
-    plays, the same). ``target_plays``: entries of the target. ``matched``: source plays the
-    target holds. ``extra``: target entries no source play accounts for (watched at or after
-    ``since`` when given).
+    ``source_plays``: source plays after repeats within the window were merged.
+    ``target_plays``: entries of the target. ``matched``: source plays the target holds.
+    ``waiting``: source plays the target lacks but the outbox is sending. ``extra``: target
+    entries no source play accounts for (watched at or after ``since`` when given).
     """
 
     missing: list[int]
@@ -94,6 +98,7 @@ class PlayDiff:
     target_plays: int
     matched: int
     extra: int
+    waiting: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +154,12 @@ def diff_plays(
     window_s: float,
     every_play: bool,
     since: float | None = None,
+    waiting: Sequence[Timed] = (),
 ) -> PlayDiff:
     """Compare *source* plays with *target* plays (see the module docstring): *window_s* is
     the match window, *every_play* whether the target keeps every play (Trakt) or one state
-    per item (SIMKL), *since* (unix seconds) limits what counts as extra."""
+    per item (SIMKL), *since* (unix seconds) limits what counts as extra, *waiting* are the
+    plays the outbox holds for the target, not delivered yet."""
     target_index, target_times = _target_items(target)
     floor = float("-inf") if since is None else since
     # Source items; each mapped to the target item sharing a key with any of its plays.
@@ -169,8 +176,40 @@ def diff_plays(
                     mapped[group] = hit
                     break
     if every_play:
-        return _every_play(source, members, mapped, target_times, len(target), window_s, floor)
-    return _one_state(source, members, mapped, target_times, len(target), floor)
+        found = _every_play(source, members, mapped, target_times, len(target), window_s, floor)
+    else:
+        found = _one_state(source, members, mapped, target_times, len(target), window_s, floor)
+    if not waiting or not found.missing:
+        return found
+    sent = _on_the_way(source, found.missing, waiting, window_s if every_play else None)
+    return PlayDiff(
+        [p for p in found.missing if p not in sent],
+        found.source_plays,
+        found.target_plays,
+        found.matched,
+        found.extra,
+        len(sent),
+    )
+
+
+def _on_the_way(
+    source: Sequence[Timed], missing: list[int], waiting: Sequence[Timed], window_s: float | None
+) -> set[int]:
+    """The *missing* source plays a *waiting* play stands for: the same item within the
+    window (any time when *window_s* is None)."""
+    index: dict[str, list[float]] = {}
+    for watch in waiting:
+        for key in watch.keys:
+            index.setdefault(key, []).append(watch.at)
+    sent = set()
+    for position in missing:
+        at = source[position].at
+        for key in source[position].keys:
+            times = index.get(key)
+            if times and (window_s is None or any(abs(t - at) <= window_s for t in times)):
+                sent.add(position)
+                break
+    return sent
 
 
 def _kept(source: Sequence[Timed], positions: list[int], window_s: float) -> list[int]:
@@ -238,25 +277,28 @@ def _one_state(
     mapped: list[int | None],
     target_times: list[list[float]],
     target_plays: int,
+    window_s: float,
     floor: float,
 ) -> PlayDiff:
     missing: list[int] = []
     present: set[int] = set()
-    matched = 0
+    matched = distinct = 0
     for group, positions in enumerate(members):
+        plays = len(_kept(source, positions, window_s))
+        distinct += plays
         hit = mapped[group]
         if hit is None:
             missing.append(max(positions, key=lambda p: source[p].at))
         else:
             present.add(hit)
-            matched += len(positions)
+            matched += plays
     extra = sum(
         sum(1 for t in times if t >= floor)
         for hit, times in enumerate(target_times)
         if hit not in present
     )
     missing.sort()
-    return PlayDiff(missing, len(source), target_plays, matched, extra)
+    return PlayDiff(missing, distinct, target_plays, matched, extra)
 
 
 def diff_ratings(source: Sequence[Valued], target: Sequence[Valued]) -> RatingDiff:

@@ -76,7 +76,13 @@ def _iso(unix_s: float) -> str:
 
 @dataclass(slots=True)
 class TargetResult:
-    """One target account's figures for a pass (the ``--json`` keys, ``status``'s)."""
+    """One target account's figures for a pass (the ``--json`` keys, ``status``'s):
+    ``source_plays`` (after merging repeats within the window), ``target_plays``, ``missing``
+    (lacking on the target and not on their way), ``enqueued`` (of them, those the outbox did
+    not already hold), ``extra`` (only on the target), ``unresolved`` (source plays whose item
+    could not be identified), ``api_calls`` (requests to the target), ``duration_s``,
+    ``waiting`` (missing but already on their way in the outbox), ``read`` (how the target was
+    read: ``unchanged``, ``updated``, ``full``), ``error``, ``ratings``."""
 
     source_plays: int = 0
     target_plays: int = 0
@@ -87,6 +93,7 @@ class TargetResult:
     api_calls: int = 0
     duration_s: float = 0.0
     finished_at: str | None = None
+    waiting: int = 0
     read: str | None = None
     error: str | None = None
     ratings: dict[str, Any] | None = None
@@ -102,6 +109,7 @@ class TargetResult:
             "unresolved": self.unresolved,
             "api_calls": self.api_calls,
             "duration_s": round(self.duration_s, 3),
+            "waiting": self.waiting,
         }
         if self.read is not None:
             out["read"] = self.read
@@ -304,12 +312,14 @@ class Reconciler:
                 report.errors.append(result.error)
         result.api_calls = counted.requests
         if target is not None:
+            waiting = await outbox.waiting_plays(profile, provider.name)
             found = diff_plays(
                 [w for _, _, w in sources.plays],
                 target.plays,
                 window_s=self._settings.match_window_s(),
                 every_play=provider.keeps_every_play,
                 since=None if since is None else since.timestamp(),
+                waiting=[Watch(keys, at) for keys, at in waiting],
             )
             events = [
                 PlayEvent(
@@ -325,6 +335,7 @@ class Reconciler:
             result.enqueued = await _enqueue(outbox, events, provider.name)
             result.source_plays, result.target_plays = found.source_plays, found.target_plays
             result.missing, result.extra, result.read = len(events), found.extra, target.plays_read
+            result.waiting = found.waiting
             result.ratings = await self._ratings(
                 profile, provider, sources, snapshot, target, outbox
             )

@@ -4,6 +4,9 @@ service allows, kept as a local copy (:class:`~crosswatchd.reconcile.state.Copy`
 Every pass starts with the account's activity timestamps (Trakt ``GET /sync/last_activities``,
 SIMKL ``GET /sync/activities``, which SIMKL asks every client to read first); the parts whose
 timestamps have not moved since the copy was read are taken from the copy, at no further cost.
+The timestamps have whole seconds, so a change made in the second the copy was read may not
+show: while the latest change is that recent (within a minute of the read, for clock skew),
+the copy is brought up to date as if the timestamps had moved (one request).
 
 **Trakt plays** (``movies.watched_at``, ``episodes.watched_at`` moved): Trakt's history is a
 list of plays newest first by ``watched_at``, with no "added since" filter, so a play recorded
@@ -39,7 +42,7 @@ from typing import Final
 import structlog
 
 from crosswatchd.errors import ProviderError, RetryableError
-from crosswatchd.models import item_keys
+from crosswatchd.models import item_keys, parse_utc
 from crosswatchd.outbox import Outbox
 from crosswatchd.providers.base import Activities, Provider, TargetRating, TargetWatch
 from crosswatchd.providers.simkl import SimklProvider, SimklSync
@@ -59,6 +62,8 @@ _FOLD_MARGIN_S: Final = 60.0
 _UPDATE_PAGES: Final = 20
 #: Pages of one full history listing read at most (2,000 x 250 = 500,000 plays).
 _FULL_PAGES: Final = 2000
+#: A copy read this soon after the latest change it shows is not trusted unread (seconds).
+_SETTLE_S: Final = 60.0
 
 TRAKT_PLAYS: Final = (("movies", "watched_at"), ("episodes", "watched_at"))
 TRAKT_RATINGS: Final = tuple((g, "rated_at") for g in ("movies", "shows", "seasons", "episodes"))
@@ -82,6 +87,26 @@ class TargetSnapshot:
     ratings: list[TargetRating] | None = None
     ratings_read: str = ""
     ratings_error: str | None = None
+
+
+def _unchanged(
+    activities: Activities, stored: Copy | None, fields: Sequence[tuple[str, str]]
+) -> bool:
+    """True when *stored* still shows the target: the *fields*' timestamps are the ones it
+    was read with, and the latest of them is older than its read by :data:`_SETTLE_S`."""
+    if stored is None or activities.moved(stored.activities, *fields):
+        return False
+    for group, name in fields:
+        stamp = activities.get(group, name)
+        if not stamp:
+            continue
+        try:
+            changed_at = parse_utc(stamp).timestamp()
+        except ValueError:
+            continue
+        if changed_at >= stored.read_at - _SETTLE_S:
+            return False
+    return True
 
 
 def _same_play_index(watches: Sequence[TargetWatch]) -> dict[str, list[float]]:
@@ -176,7 +201,8 @@ class TargetReader:
         self, sync: TraktSync, activities: Activities, read_at: float
     ) -> tuple[list[TargetWatch], str]:
         stored = await self._state.copy(self._profile, self._provider.name, "plays")
-        if stored is not None and not activities.moved(stored.activities, *TRAKT_PLAYS):
+        if _unchanged(activities, stored, TRAKT_PLAYS):
+            assert stored is not None
             return stored.watches, "unchanged"
         if stored is not None and stored.total is not None:
             updated = await self._trakt_update(sync, stored)
@@ -259,7 +285,8 @@ class TargetReader:
         self, sync: SimklSync, activities: Activities, read_at: float
     ) -> tuple[list[TargetWatch], str]:
         stored = await self._state.copy(self._profile, self._provider.name, "plays")
-        if stored is not None and not activities.moved(stored.activities, *SIMKL_PLAYS):
+        if _unchanged(activities, stored, SIMKL_PLAYS):
+            assert stored is not None
             return stored.watches, "unchanged"
         if stored is not None and not activities.moved(stored.activities, *SIMKL_REMOVALS):
             since = datetime.fromtimestamp(stored.read_at, UTC) - DATE_FROM_MARGIN
@@ -296,7 +323,8 @@ class TargetReader:
         stored = await self._state.copy(self._profile, self._provider.name, "ratings")
         trakt = isinstance(self._provider, TraktProvider)
         fields = TRAKT_RATINGS if trakt else SIMKL_RATINGS
-        if stored is not None and not activities.moved(stored.activities, *fields):
+        if _unchanged(activities, stored, fields):
+            assert stored is not None
             return stored.ratings, "unchanged"
         how = "full"
         if isinstance(self._provider, TraktProvider):

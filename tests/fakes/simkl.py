@@ -52,6 +52,8 @@ Usage::
 Recorded state (plain attributes): ``history`` (the default user's plays, no dedupe; others in
 ``user(name).history``), ``users``, ``scrobbles``, ``requests`` (every request with its status),
 ``rate_limited``, ``pin_polls``, ``tokens`` (valid tokens; clearing it revokes them all).
+``add_play()`` records a play directly (another app's; no request, no rate limit), ``rate()`` a
+rating.
 Knobs: ``fail_next()``, ``down``, ``delay_s`` (the response is held back *after* the request
 was processed: a timed-out POST still landed), ``ack_empty_next``, ``approve_pin()``,
 ``auto_approve_after``, ``pin_slow_down_below_s``, ``scrobble_lock_hold_s``,
@@ -444,6 +446,31 @@ class FakeSimkl:
         sent as is (``b"null"`` for a JSON null); anything else → JSON. The request is not
         processed (nothing is recorded besides the request log)."""
         self._failures.append(_Failure(status, count, dict(headers or {}), body, path))
+
+    def add_play(
+        self, entry: dict[str, Any], watched_at: datetime, *, user: str | None = None
+    ) -> None:
+        """Record a play of catalogue *entry* (a movie or an episode dict) at *watched_at* for
+        *user*, as another app would have (the item's list and activities move)."""
+        text = _fmt_ms(watched_at)
+        if "show" in entry:
+            play = self._episode_play(entry, entry["show"]["ids"], None, text, watched_at)
+        else:
+            play = self._movie_play(entry, entry["ids"], text, watched_at, "history")
+        self._record(self.user(user), play)
+
+    def rate(self, kind: str, simkl: int, rating: int, *, user: str | None = None) -> None:
+        """*user* rates the movie or show (*kind* ``movie``/``show``) *rating* on the site:
+        as ``POST /sync/ratings`` would (an unlisted item is listed)."""
+        owner = self.user(user)
+        now = self.now()
+        entry = owner.entries.get((kind, simkl))
+        if entry is None or entry.status is None:
+            entry = self._set_status(
+                owner, kind, simkl, "completed" if kind == "movie" else "watching", now
+            )
+        entry.rating, entry.rated_at, entry.rating_changed_at = rating, now, now
+        owner.touch(now, self._group(kind, simkl), "rated_at")
 
     def issue_token(self, *, user: str | None = None) -> str:
         """Mint a valid access token of *user* (default user if None), as if they had

@@ -48,7 +48,8 @@ Recorded state (plain attributes, for assertions):
 
 - ``history``: the default user's plays, oldest first, shaped like ``GET /sync/history`` items
   ``{id, watched_at, action, type, movie | episode + show}``; ``user(name).history`` for others.
-  ``add_play()`` records one directly (another app's play; no request, no rate limit).
+  ``add_play()`` records one directly (another app's play; no request, no rate limit),
+  ``rate()`` a rating.
 - ``user(name)``: a :class:`TraktUser` (``history``, ``ratings``, ``watchlist``,
   ``activities``, ``scrobbles``, ``rate_limited``, ``rate_limit_log``, ``watchlist_limit``,
   ``vip``); ``users`` maps names to them.
@@ -552,6 +553,22 @@ class FakeTrakt:
     def deny_device(self, user_code: str) -> None:
         """The user entered *user_code* and denied the app."""
         self.devices[user_code].state = "denied"
+
+    def rate(
+        self, key: Key, rating: int, *, rated_at: datetime | None = None, user: str | None = None
+    ) -> None:
+        """Rate *key* (``("movie", trakt)``…) *rating* for *user*, as the user would on the
+        site (``*.rated_at`` moves)."""
+        owner = self.user(user)
+        kind, media = self._media(key)
+        now = self._now()
+        owner.ratings[key] = {
+            "rated_at": _fmt(rated_at or now),
+            "rating": rating,
+            "type": kind,
+            **media,
+        }
+        owner.touch(now, (f"{kind}s", "rated_at"))
 
     def plays(self, kind: str | None = None, *, user: str | None = None) -> list[dict[str, Any]]:
         """History items of *user* (default user if None; ``kind`` ``"movie"``/``"episode"``
