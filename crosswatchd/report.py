@@ -14,7 +14,11 @@ Shape (``status --json``)::
                  "watched_at", "settled_at"}],                   # newest 20 settled
      "plays_without_target": int,
      "accounts_ignored": {"plex": [...], "tautulli": [...]},       # still ignored today
-     "tautulli_users": [...]}
+     "tautulli_users": [...],
+     "reconcile": {NAME: {PROVIDER: {"finished_at", "source_plays", "target_plays",
+                                     "missing", "enqueued", "extra", "unresolved",
+                                     "api_calls", "duration_s", "waiting", "read"?,
+                                     "error"?, "ratings"?}}}}      # the last pass
 
 COUNTS are plays (``pending``, ``delivered``, ``dead``, ``unresolved``, ``parked``), live state
 (``live_pending``) and changes (``ratings_pending``, ``ratings_delivered``, ``ratings_parked``,
@@ -37,6 +41,7 @@ from crosswatchd import __version__
 from crosswatchd.config import Settings
 from crosswatchd.outbox import DeliveryState, Outbox, ProviderCounts
 from crosswatchd.profiles import Household
+from crosswatchd.reconcile.state import last_passes
 from crosswatchd.tokens import TokenStore
 
 __all__ = ["LOCK_FILE", "build_report", "daemon_pid", "iso"]
@@ -196,4 +201,5 @@ async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
         "plays_without_target": await outbox.untargeted_plays(),
         "accounts_ignored": ignored,
         "tautulli_users": household.tautulli_users(),
+        "reconcile": await last_passes(settings.data_dir),
     }

@@ -64,17 +64,21 @@ class TestOnlySomeTargets:
 
 
 class TestDeliveredPlays:
-    async def test_only_plays_the_daemon_added_since_then_of_that_account(
+    async def test_the_plays_delivered_since_then_to_that_account(
         self, outbox: Outbox, clock: Clock
     ) -> None:
         await outbox.enqueue_many([watched(movie(n), T0 + timedelta(days=n)) for n in range(3)])
         claimed = await outbox.claim("trakt", DeliveryKind.PLAY, limit=10, lease_s=30)
-        since = clock()
-        await outbox.settle(claimed[0], Settlement.delivered())  # added by us
-        await outbox.settle(claimed[1], Settlement.delivered(note="found in history"))
+        await outbox.settle(claimed[0], Settlement.delivered())  # before: not listed
         clock.advance(10)
+        since = clock()
+        await outbox.settle(claimed[1], Settlement.delivered())  # sent
+        await outbox.settle(claimed[2], Settlement.delivered(note="found in history"))
         plays = await outbox.delivered_plays("default", "trakt", since=since)
-        assert [(item.ids.imdb, at) for item, at in plays] == [("tt7000000", T0.timestamp())]
+        assert [(item.ids.imdb, at) for item, at in plays] == [
+            ("tt7000001", (T0 + timedelta(days=1)).timestamp()),
+            ("tt7000002", (T0 + timedelta(days=2)).timestamp()),
+        ]
         assert await outbox.delivered_plays("default", "simkl", since=since) == []
         assert await outbox.delivered_plays("default", "trakt", since=clock() + 1) == []
 

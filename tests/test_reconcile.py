@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from crosswatchd.app import open_outbox, services
+from crosswatchd.cli.status import render
 from crosswatchd.config import Settings
 from crosswatchd.drain import Drainer
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
@@ -24,6 +25,7 @@ from crosswatchd.reconcile import (
     make_reconciler,
     pass_lock,
 )
+from crosswatchd.report import build_report
 from crosswatchd.tokens import TokenStore
 from tests.fakes.catalog import Catalog
 from tests.fakes.plex_server import FakePlexServer
@@ -305,7 +307,17 @@ class TestOptions:
     async def test_the_figures_are_kept_for_status(self, world: World) -> None:
         seed(world, trakt_skip={4}, simkl_skip=set())
         await world.run_pass()
+        settings = world.settings()
+        outbox = await open_outbox(settings)
+        try:
+            report = await build_report(settings, outbox)
+        finally:
+            await outbox.close()
+        text = "\n".join(render(report))
+        assert "Last reconcile:" in text
+        assert "default/trakt at " in text and "1 missing, 1 enqueued" in text
         passes = await last_passes(world.settings().data_dir)
+        assert report["reconcile"] == passes
         trakt = passes["default"]["trakt"]
         assert trakt["missing"] == 1 and trakt["enqueued"] == 1 and trakt["finished_at"]
         assert set(trakt) >= {

@@ -113,6 +113,36 @@ def render(report: dict[str, Any]) -> list[str]:
         )
     if ignored["plex"]:
         lines.append("Plex accounts ignored by the account filter: " + ", ".join(ignored["plex"]))
+    lines += _reconcile(report.get("reconcile") or {})
+    return lines
+
+
+def _reconcile(passes: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """The last reconcile pass per profile and target: when, what it found, what it cost."""
+    if not passes:
+        return []
+    lines = ["", "Last reconcile:"]
+    for profile, targets in passes.items():
+        for provider, last in targets.items():
+            head = f"  {profile}/{provider} at {last.get('finished_at')}:"
+            if last.get("error"):
+                lines.append(f"{head} failed: {last['error']}")
+                continue
+            lines.append(
+                f"{head} {last['source_plays']} source plays, {last['target_plays']} on"
+                f" {provider}, {last['missing']} missing, {last['enqueued']} enqueued,"
+                f" {last['extra']} only on {provider}, {last['unresolved']} unresolved;"
+                f" {last['api_calls']} requests, {last['duration_s']:.1f} s"
+            )
+            ratings = last.get("ratings")
+            if ratings and "error" in ratings:
+                lines.append(f"    ratings not compared: {ratings['error']}")
+            elif ratings:
+                lines.append(
+                    f"    ratings: {ratings['missing']} missing, {ratings['different']}"
+                    f" different, {ratings['enqueued']} enqueued, {ratings['extra']} only on"
+                    f" {provider}"
+                )
     return lines
 
 

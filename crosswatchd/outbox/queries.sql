@@ -298,13 +298,13 @@ ORDER BY d.settled_at DESC, d.id DESC
 LIMIT :limit
 
 -- name: delivered_plays
--- Plays of one target account (:profile, :provider) the daemon itself added (delivered with
--- no note: not found already there) and settled at or after :since, with the item as sent
--- (resolved) and its watched_at: what reconcile folds into its copy of the target.
+-- Plays of one target account (:profile, :provider) delivered (sent, or found there after a
+-- send of unknown fate or before an import) and settled at or after :since, with the item as
+-- sent (resolved) and its watched_at: what reconcile folds into its copy of the target.
 SELECT coalesce(d.resolved_item, e.item) AS item, d.watched_at AS watched_at
 FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
 WHERE d.profile = :profile AND d.provider = :provider AND d.kind = 'play'
-  AND d.state = 'delivered' AND d.reason IS NULL AND d.settled_at >= :since
+  AND d.state = 'delivered' AND d.settled_at >= :since
 ORDER BY d.id
 
 -- name: waiting_plays

@@ -222,9 +222,9 @@ class OperatorViews:
     async def delivered_plays(
         self, profile: str, provider: str, *, since: float
     ) -> list[tuple[Item, float]]:
-        """Plays of the target account (*profile*, *provider*) the daemon added itself (not
-        found already there), settled at or after *since* (unix seconds): ``(item as sent,
-        watched_at unix seconds)``, oldest first."""
+        """Plays of the target account (*profile*, *provider*) delivered and settled at or
+        after *since* (unix seconds): ``(item as sent, watched_at unix seconds)``, oldest
+        first."""
         rows = await self._conn.execute_fetchall(
             QUERIES.delivered_plays, {"profile": profile, "provider": provider, "since": since}
         )

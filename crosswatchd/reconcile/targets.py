@@ -184,7 +184,8 @@ class TargetReader:
             await self._state.save_copy(self._profile, self._provider.name, part, copy)
 
     async def _folded(self, stored: Copy) -> list[TargetWatch]:
-        """The plays the daemon added to this account since *stored* was read."""
+        """The plays the daemon delivered to this account since *stored* was read (those
+        found there already too: counted twice, they only cost a full read)."""
         added = await self._outbox.delivered_plays(
             self._profile, self._provider.name, since=stored.read_at - _FOLD_MARGIN_S
         )
