@@ -245,19 +245,24 @@ class Reconciler:
             resolved = await resolve_items(items, self._resolve)
         out = _Sources([], None if rated is None else [])
         out.unresolved = [u for u in resolved.values() if isinstance(u, Unresolved)]
+        keys = {
+            item: tuple(item_keys(found))
+            for item, found in resolved.items()
+            if not isinstance(found, Unresolved)
+        }
         for play in plays:
             found = resolved[play.item]
             if isinstance(found, Unresolved):
                 out.unresolved_plays += 1
-                continue
-            out.plays.append((play, found, Watch(tuple(item_keys(found)), play.at)))
+            else:
+                out.plays.append((play, found, Watch(keys[play.item], play.at)))
         for rating in rated or ():
             found = resolved[rating.item]
             if isinstance(found, Unresolved):
                 out.unresolved_ratings += 1
-                continue
-            assert out.ratings is not None
-            out.ratings.append((rating, found, Rated(tuple(item_keys(found)), rating.rating)))
+            else:
+                assert out.ratings is not None
+                out.ratings.append((rating, found, Rated(keys[rating.item], rating.rating)))
         return out
 
     async def _profile(

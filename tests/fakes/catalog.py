@@ -46,6 +46,15 @@ class Catalog:
     shows: list[dict[str, Any]] = field(default_factory=list)
     episodes: list[dict[str, Any]] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
+    #: Per entry list: (entries indexed so far, {(id key, value): first position}). Lists only
+    #: grow, so a lookup indexes what was added since (thousands of items stay fast).
+    _indexes: dict[int, tuple[int, dict[tuple[str, str], int]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    #: (episodes indexed so far, {id(show): its episodes in catalogue order}).
+    _by_show: tuple[int, dict[int, list[dict[str, Any]]]] = field(
+        default_factory=lambda: (0, {}), repr=False, compare=False
+    )
 
     def add_movie(self, title: str, year: int, **ids: Any) -> dict[str, Any]:
         """Add a movie; *ids* like ``imdb="tt0090728", tmdb=6978``. Returns the movie dict."""
@@ -99,15 +108,18 @@ class Catalog:
         self.episodes.append(episode)
         return episode
 
-    @staticmethod
-    def _match(entries: list[dict[str, Any]], ids: dict[str, Any]) -> dict[str, Any] | None:
+    def _match(self, entries: list[dict[str, Any]], ids: dict[str, Any]) -> dict[str, Any] | None:
+        """The first entry of *entries* sharing any of *ids*, or None."""
         wanted = _norm(ids)
         if not wanted:
             return None
-        for entry in entries:
-            if wanted & _norm(entry["ids"]):
-                return entry
-        return None
+        done, index = self._indexes.get(id(entries), (0, {}))
+        for position in range(done, len(entries)):
+            for pair in _norm(entries[position]["ids"]):
+                index.setdefault(pair, position)
+        self._indexes[id(entries)] = (len(entries), index)
+        found = [index[pair] for pair in wanted if pair in index]
+        return entries[min(found)] if found else None
 
     def movie(self, ids: dict[str, Any]) -> dict[str, Any] | None:
         """The movie with any of *ids*, or None."""
@@ -137,9 +149,13 @@ class Catalog:
 
     def episodes_of(self, show: dict[str, Any], season: int | None = None) -> list[dict[str, Any]]:
         """Episodes of *show* (of *season* only, if given), by season and number."""
+        done, by_show = self._by_show
+        for ep in self.episodes[done:]:
+            by_show.setdefault(id(ep["show"]), []).append(ep)
+        self._by_show = (len(self.episodes), by_show)
         found = [
             ep
-            for ep in self.episodes
+            for ep in by_show.get(id(show), [])
             if ep["show"] is show and (season is None or ep["season"] == season)
         ]
         return sorted(found, key=lambda ep: (ep["season"], ep["number"]))
