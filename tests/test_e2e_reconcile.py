@@ -9,14 +9,17 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from crosswatchd.tokens import TokenStore
 from tests.e2e_support import Daemon, free_port, wait_for, write_config
@@ -116,7 +119,10 @@ def passes(data_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
     if not path.exists():
         return {}
     with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT profile, provider, result FROM passes").fetchall()
+        try:
+            rows = db.execute("SELECT profile, provider, result FROM passes").fetchall()
+        except sqlite3.OperationalError:  # the daemon is creating the file right now
+            rows = []
     db.close()
     return {(p, t): orjson.loads(r) for p, t, r in rows}
 
@@ -150,6 +156,22 @@ async def test_drift_closes_exactly_and_a_second_pass_costs_two_requests_per_tar
     await wait_for(lambda: every_item_once(world), 60, "every play delivered")
     await asyncio.sleep(0.5)
     assert_every_item_once(world)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{world.daemon.port}/metrics") as resp,
+    ):
+        metrics = await resp.text()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+    }
+    for provider, enqueued in (("trakt", 50), ("simkl", 30)):
+        account = (("profile", "default"), ("provider", provider))
+        passed = ("crosswatchd_reconcile_passes_total", (("outcome", "ok"), *account))
+        assert samples[passed] == 1
+        plays = ("crosswatchd_reconcile_enqueued_total", (("kind", "plays"), *account))
+        assert samples[plays] == enqueued
 
     trakt_start, simkl_start = len(world.trakt.requests), len(world.simkl.requests)
     done = await asyncio.to_thread(by_hand, world.config, "--json")
@@ -210,3 +232,18 @@ async def test_a_sigkill_during_a_pass_loses_nothing_and_adds_nothing_twice(
     assert again.returncode == 0, again.stderr
     for figures in orjson.loads(again.stdout)["profiles"]["default"].values():
         assert (figures["missing"], figures["enqueued"]) == (0, 0)
+
+
+async def test_sigterm_during_a_pass_stops_the_daemon_at_once(world: World) -> None:
+    world.simkl.delay_s = 30.0  # the pass waits on SIMKL
+    configure(world.config, world, first_delay_s=0.2, interval_s=3600)
+    await world.daemon.start()
+    await wait_for(
+        lambda: any(r["path"] == "/sync/activities" for r in world.simkl.requests),
+        60,
+        "the pass reading SIMKL",
+    )
+    began = time.monotonic()
+    assert await asyncio.to_thread(world.daemon.stop) == 0
+    assert time.monotonic() - began < 6.0
+    assert "reconcile.error" not in world.daemon.log_path.read_text()
