@@ -22,7 +22,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from crosswatchd.tokens import TokenStore
-from tests.e2e_support import Daemon, free_port, wait_for, write_config
+from tests.e2e_support import (
+    Daemon,
+    free_port,
+    movie_payload,
+    post_webhook,
+    wait_for,
+    write_config,
+)
 from tests.fakes.catalog import Catalog
 from tests.fakes.plex_server import FakePlexServer
 from tests.fakes.simkl import FakeSimkl
@@ -247,3 +254,33 @@ async def test_sigterm_during_a_pass_stops_the_daemon_at_once(world: World) -> N
     assert await asyncio.to_thread(world.daemon.stop) == 0
     assert time.monotonic() - began < 6.0
     assert "reconcile.error" not in world.daemon.log_path.read_text()
+
+
+async def test_a_webhook_play_also_in_the_history_minutes_apart_is_not_enqueued_again(
+    world: World,
+) -> None:
+    """The real Plex scrobble webhook of a movie, and the server's history row of the same
+    viewing three minutes earlier: one play on each target."""
+    n = 7
+    imdb, tmdb = f"tt{9_000_000 + n}", 800_000 + n
+    entry = world.trakt.catalog.add_movie(f"Test Movie {n}", 2000, imdb=imdb, tmdb=tmdb)
+    rating_key = str(900_000 + n)
+    world.plex.add_movie(rating_key, entry["title"], 2000, [f"imdb://{imdb}", f"tmdb://{tmdb}"])
+    world.plex.add_play(rating_key, viewed_at=int(time.time()) - 180)
+    configure(world.config, world, first_delay_s=2.0, interval_s=3600)
+    await world.daemon.start()
+    async with aiohttp.ClientSession() as http:
+        assert await post_webhook(http, world.daemon.port, movie_payload(n)) == 202
+    await wait_for(lambda: len(passes(world.data_dir)) == 2, 60, "the first pass")
+    done = passes(world.data_dir)
+    assert done["default", "trakt"]["enqueued"] == 50  # the drift, not the webhook's play
+    assert done["default", "simkl"]["enqueued"] == 30
+    await wait_for(
+        lambda: len(world.trakt.history) == PLAYS + 1 and len(world.simkl.history) == PLAYS + 1,
+        60,
+        "every play delivered",
+    )
+    await asyncio.sleep(1.0)
+    assert world.daemon.stop() == 0
+    assert trakt_counts(world.trakt)[int(entry["ids"]["trakt"])] == 1
+    assert simkl_counts(world.simkl)[(entry["ids"]["simkl"], None, None)] == 1
