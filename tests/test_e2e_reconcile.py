@@ -201,6 +201,10 @@ async def test_drift_closes_exactly_and_a_second_pass_costs_two_requests_per_tar
     assert all(n <= 2 for n in gets_since(world, trakt_start, simkl_start))
     assert world.daemon.stop() == 0
     assert_every_item_once(world)
+    lines = [orjson.loads(line) for line in world.daemon.log_path.read_text().splitlines()]
+    [done] = [line for line in lines if line.get("event") == "reconcile.done"]  # one per pass
+    assert done["profiles"]["default"]["trakt"]["enqueued"] == 50
+    assert done["profiles"]["default"]["simkl"]["enqueued"] == 30
 
 
 async def test_a_503_during_a_pass_is_completed_by_the_next_one(world: World) -> None:

@@ -17,9 +17,9 @@ For each profile (household member) the pass
    their first send: the pass just read that history (or a copy it verified) and found them
    missing, with the dedupe window as tolerance, so a look-up would ask the same question
    again and spend the GETs the drainer's crash checks need;
-3. records the figures (what ``status`` shows), logs one line (``reconcile.pass``) and counts
-   the metrics. Targets are never changed in any other way: a play or rating only on a target
-   is reported (*extra*), never removed.
+3. records the figures (what ``status`` shows) and counts the metrics; the pass logs one line
+   (``reconcile.done``: the same object as ``reconcile --json``). Targets are never changed in
+   any other way: a play or rating only on a target is reported (*extra*), never removed.
 
 A source that cannot be read fails the pass for every target (nothing enqueued); a target that
 cannot be read fails that target only; ratings that cannot be read (the Plex library, a
@@ -126,6 +126,7 @@ class PassReport:
     per side that could not be read; ``unresolved`` items per profile."""
 
     dry_run: bool = False
+    sources: list[str] = field(default_factory=list)
     profiles: dict[str, dict[str, TargetResult]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     unresolved: list[tuple[str, Unresolved]] = field(default_factory=list)
@@ -217,17 +218,31 @@ class Reconciler:
         except CrosswatchError as exc:
             line = f"sources could not be read: {exc}"
             report.errors.append(line)
-            log.warning("reconcile.sources_failed", reason=str(exc))
             for p in profiles:
                 for account in p.accounts():
                     result = TargetResult(finished_at=_iso(self._unix_s()), error=line)
                     await self._record(p.name, account.provider, result, report)
+            self._done(report, started)
             return report
+        report.sources = list(sources.read)
         floor = None if since is None else datetime(*since.timetuple()[:3], tzinfo=UTC)
         async with self._target_outbox(dry_run) as outbox:
             for p in profiles:
                 await self._profile(p, sources, outbox, report, floor)
+        self._done(report, started)
         return report
+
+    def _done(self, report: PassReport, started: float) -> None:
+        """The one log line of a pass: the same object ``reconcile --json`` prints."""
+        summary = report.as_json()
+        summary["unresolved"] = len(summary["unresolved"])
+        log.log(
+            30 if report.failed else 20,
+            "reconcile.done",
+            duration_s=round(self._unix_s() - started, 3),
+            sources=report.sources,
+            **summary,
+        )
 
     @contextlib.asynccontextmanager
     async def _target_outbox(self, dry_run: bool) -> AsyncIterator[Outbox]:
@@ -396,9 +411,9 @@ class Reconciler:
         self, profile: str, provider: str, result: TargetResult, report: PassReport
     ) -> None:
         report.profiles.setdefault(profile, {})[provider] = result
-        log.log(
-            30 if result.error else 20,
-            "reconcile.pass",
+        log.log(  # the pass's own line (reconcile.done) has it too
+            30 if result.error else 10,
+            "reconcile.target",
             profile=profile,
             provider=provider,
             dry_run=report.dry_run,

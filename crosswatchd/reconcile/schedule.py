@@ -9,9 +9,10 @@ it held.
 
 In ``serve`` the first pass runs ``reconcile.first_delay_s`` after start, then one every
 ``interval_s`` seconds, each wait jittered by up to a tenth (so the daemons of many users do
-not all read Trakt at the same minute). A failing pass logs one line and the next one runs on
-time; stopping the daemon cancels a pass at once (everything it enqueued is committed; its
-target copies are written only once complete).
+not all read Trakt at the same minute). Each pass logs one line (``reconcile.done``, a warning
+when a side could not be read); one that fails outright logs ``reconcile.error``, and the next
+one runs on time; stopping the daemon cancels a pass at once (everything it enqueued is
+committed; its target copies are written only once complete).
 """
 
 from __future__ import annotations
@@ -181,11 +182,8 @@ async def _one_pass(
                     for task in (work, stopping):
                         task.cancel()
                     await asyncio.gather(work, stopping, return_exceptions=True)
-                if work.cancelled():  # the daemon is stopping
-                    return
-                report = work.result()  # raises what the pass raised
-                if report.failed:
-                    log.warning("reconcile.failed", errors=report.errors)
+                if not work.cancelled():  # cancelled: the daemon is stopping
+                    work.result()  # raises what the pass raised (it logged its own line)
             finally:
                 await state.close()
     except PassRunning as exc:
