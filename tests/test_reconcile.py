@@ -3,6 +3,7 @@ SIMKL): what it finds missing and enqueues, what it costs, and what it leaves al
 
 from __future__ import annotations
 
+import stat
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -318,6 +319,8 @@ class TestOptions:
         assert "default/trakt at " in text and "1 missing, 1 enqueued" in text
         passes = await last_passes(world.settings().data_dir)
         assert report["reconcile"] == passes
+        state = settings.data_dir / "reconcile.sqlite3"
+        assert stat.S_IMODE(state.stat().st_mode) == 0o600
         trakt = passes["default"]["trakt"]
         assert trakt["missing"] == 1 and trakt["enqueued"] == 1 and trakt["finished_at"]
         assert set(trakt) >= {
