@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from crosswatchd import __version__
 from crosswatchd.config import Settings
+from crosswatchd.models import iso
 from crosswatchd.outbox import DeliveryState, Outbox, ProviderCounts
 from crosswatchd.profiles import Household
 from crosswatchd.reconcile.state import last_passes
@@ -52,13 +52,6 @@ LOCK_FILE = "crosswatchd.lock"
 _PROBLEMS = 50
 #: Recent deliveries listed in the report.
 _RECENT = 20
-
-
-def iso(moment: datetime | None) -> str | None:
-    """``2026-11-21T10:54:52Z`` (UTC), or None."""
-    if moment is None:
-        return None
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def daemon_pid(data_dir: Path) -> int | None:

@@ -43,6 +43,8 @@ __all__ = [
     "Watch",
     "diff_plays",
     "diff_ratings",
+    "holds",
+    "time_index",
 ]
 
 
@@ -197,19 +199,27 @@ def _on_the_way(
 ) -> set[int]:
     """The *missing* source plays a *waiting* play stands for: the same item within the
     window (any time when *window_s* is None)."""
+    index = time_index(waiting)
+    return {p for p in missing if holds(index, source[p], window_s)}
+
+
+def time_index(plays: Sequence[Timed]) -> dict[str, list[float]]:
+    """Key → the times of the *plays* that have it (for :func:`holds`)."""
     index: dict[str, list[float]] = {}
-    for watch in waiting:
-        for key in watch.keys:
-            index.setdefault(key, []).append(watch.at)
-    sent = set()
-    for position in missing:
-        at = source[position].at
-        for key in source[position].keys:
-            times = index.get(key)
-            if times and (window_s is None or any(abs(t - at) <= window_s for t in times)):
-                sent.add(position)
-                break
-    return sent
+    for play in plays:
+        for key in play.keys:
+            index.setdefault(key, []).append(play.at)
+    return index
+
+
+def holds(index: dict[str, list[float]], play: Timed, within_s: float | None) -> bool:
+    """True when *index* (:func:`time_index`) has a play of *play*'s item at most *within_s*
+    seconds from it (at any time when None)."""
+    for key in play.keys:
+        times = index.get(key)
+        if times and (within_s is None or any(abs(t - play.at) <= within_s for t in times)):
+            return True
+    return False
 
 
 def _kept(source: Sequence[Timed], positions: list[int], window_s: float) -> list[int]:

@@ -41,7 +41,7 @@ from crosswatchd.config import Settings
 from crosswatchd.drain import ResolveFn
 from crosswatchd.errors import CrosswatchError
 from crosswatchd.metrics import Metrics
-from crosswatchd.models import Action, Item, MediaKind, PlayEvent, Source, item_keys
+from crosswatchd.models import Action, Item, MediaKind, PlayEvent, Source, iso, item_keys
 from crosswatchd.outbox import Outbox, scratch_copy
 from crosswatchd.profiles import Household, Profile, TargetAccount
 from crosswatchd.providers.base import Provider
@@ -52,6 +52,7 @@ from crosswatchd.reconcile.sources import (
     SourceRating,
     SourceSnapshot,
     Unresolved,
+    day_start,
     read_sources,
     resolve_items,
 )
@@ -70,8 +71,8 @@ _CHUNK: Final = 500
 _SIMKL_RATED: Final = (MediaKind.MOVIE, MediaKind.SHOW)
 
 
-def _iso(unix_s: float) -> str:
-    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def _iso(unix_s: float) -> str | None:
+    return iso(datetime.fromtimestamp(unix_s, UTC))
 
 
 @dataclass(slots=True)
@@ -225,7 +226,7 @@ class Reconciler:
             self._done(report, started)
             return report
         report.sources = list(sources.read)
-        floor = None if since is None else datetime(*since.timetuple()[:3], tzinfo=UTC)
+        floor = day_start(since)
         async with self._target_outbox(dry_run) as outbox:
             for p in profiles:
                 await self._profile(p, sources, outbox, report, floor)
@@ -286,7 +287,7 @@ class Reconciler:
         snapshot: SourceSnapshot,
         outbox: Outbox,
         report: PassReport,
-        since: datetime | None,
+        since: int | None,
     ) -> None:
         sources = await self._resolved(profile, snapshot)
         for unresolved in sources.unresolved:
@@ -310,7 +311,7 @@ class Reconciler:
         snapshot: SourceSnapshot,
         outbox: Outbox,
         report: PassReport,
-        since: datetime | None,
+        since: int | None,
     ) -> None:
         began = time.perf_counter()
         result = TargetResult(unresolved=sources.unresolved_plays)
@@ -338,7 +339,7 @@ class Reconciler:
                 target.plays,
                 window_s=self._settings.match_window_s(),
                 every_play=provider.keeps_every_play,
-                since=None if since is None else since.timestamp(),
+                since=since,
                 waiting=[Watch(keys, at) for keys, at in waiting],
             )
             events = [

@@ -48,6 +48,7 @@ __all__ = [
     "SourceRating",
     "SourceSnapshot",
     "Unresolved",
+    "day_start",
     "read_sources",
     "resolve_items",
 ]
@@ -98,10 +99,11 @@ class SourceSnapshot:
     read: list[str] = field(default_factory=list)
 
 
-def _unix(day: date | None) -> int | None:
-    return (
-        None if day is None else int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
-    )
+def day_start(day: date | None) -> int | None:
+    """The start of *day* (UTC midnight) in unix seconds; None for None."""
+    if day is None:
+        return None
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
 
 
 async def _tautulli_plays(
@@ -161,7 +163,7 @@ async def read_sources(
     await plex.identify()
     accounts = await plex.accounts()
     routed: dict[int, Profile | None] = {}
-    async for page in plex.history(since=_unix(since)):
+    async for page in plex.history(since=day_start(since)):
         for play in page:
             if play.account_id not in routed:
                 routed[play.account_id] = _plex_profile(household, accounts, play.account_id)
@@ -174,7 +176,7 @@ async def read_sources(
     if owner is None or owner.name not in wanted or not (ratings or marked_watched):
         return snapshot
     owner_name = accounts.get(OWNER_ACCOUNT_ID, str(OWNER_ACCOUNT_ID))
-    floor = _unix(since) or 0
+    floor = day_start(since) or 0
     rated: list[SourceRating] = []
     marked: list[SourcePlay] = []
     try:

@@ -48,6 +48,7 @@ from crosswatchd.providers.base import Activities, Provider, TargetRating, Targe
 from crosswatchd.providers.simkl import SimklProvider, SimklSync
 from crosswatchd.providers.simkl.history import DATE_FROM_MARGIN
 from crosswatchd.providers.trakt import TraktProvider, TraktSync
+from crosswatchd.reconcile.diff import holds, time_index
 from crosswatchd.reconcile.state import Copy, ReconcileState
 
 __all__ = ["TargetReader", "TargetSnapshot"]
@@ -109,29 +110,14 @@ def _unchanged(
     return True
 
 
-def _same_play_index(watches: Sequence[TargetWatch]) -> dict[str, list[float]]:
-    index: dict[str, list[float]] = {}
-    for watch in watches:
-        for key in watch.keys:
-            index.setdefault(key, []).append(watch.at)
-    return index
-
-
-def _has(index: dict[str, list[float]], watch: TargetWatch) -> bool:
-    """True when *index* holds a play of *watch*'s item within :data:`_SAME_PLAY_S`."""
-    return any(
-        abs(at - watch.at) <= _SAME_PLAY_S for key in watch.keys for at in index.get(key, ())
-    )
-
-
 def _without_matches(
     provisional: list[TargetWatch], real: Sequence[TargetWatch]
 ) -> list[TargetWatch]:
     """*provisional* plays (the daemon's, folded in) that no *real* entry is the same play of."""
     if not provisional or not real:
         return provisional
-    index = _same_play_index(real)
-    return [w for w in provisional if not _has(index, w)]
+    index = time_index(real)
+    return [w for w in provisional if not holds(index, w, _SAME_PLAY_S)]
 
 
 class TargetReader:
