@@ -9,7 +9,8 @@ measured in the same run (the least any comparison must do: a dict of the target
 lookup per source key), and the peak RSS (``VmHWM``) of a fresh interpreter that builds both
 sides and runs the diff, next to one that only builds them.
 
-Part 2, **whole passes against the fakes, in this process**: the real :class:`Reconciler` with
+Part 2, **whole passes against the fakes** (served by a child process, so this process's peak
+RSS is the passes' own; run first, before part 1 fills memory): the real :class:`Reconciler` with
 the fake Plex server as the source (its history holds the 100,000 plays), the fake Trakt
 holding 99 % of them and the fake SIMKL 99 % of the items. Three passes: the first (cold: a
 full read of both targets, every item resolved through the Plex server once), a second one at
@@ -32,15 +33,17 @@ import argparse
 import asyncio
 import logging
 import random
+import resource
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,28 +179,117 @@ def bench_diff(plays: int) -> list[tuple[bool, str]]:
 
 @dataclass
 class Fakes:
-    trakt: FakeTrakt
-    simkl: FakeSimkl
-    plex: FakePlexServer
+    """Where the fakes (served by a child process) are, and what they hold."""
+
+    trakt_url: str
+    trakt_client_id: str
+    trakt_client_secret: str
+    trakt_token: dict[str, Any]
+    simkl_url: str
+    simkl_client_id: str
+    simkl_token: str
+    plex_url: str
+    plex_token: str
+    items: int
+    plays: int
+    trakt_plays: int
+    trakt_missing: int
+    simkl_missing: int
+
+
+async def serve_fakes(plays: int) -> None:
+    """The child: build and serve the fakes, print a :class:`Fakes` as one JSON line, answer
+    each ``counts`` line on stdin with the requests served so far, stop at EOF."""
+    catalog = Catalog()
+    # The fakes stamp every change an hour back: the no-op pass finds the targets settled.
+    trakt = FakeTrakt(catalog=catalog, get_limit=10_000_000, clock=lambda: time.time() - 3600)
+    trakt.post_tolerance_s = 1.0
+    simkl = FakeSimkl(
+        catalog=catalog,
+        get_per_s=100_000.0,
+        post_per_s=1000.0,
+        now=lambda: datetime.now(UTC) - timedelta(hours=1),
+    )
+    async with trakt, simkl, FakePlexServer(token="owner-token", owner="alex") as plex:
+        items = plays // PLAYS_PER_ITEM
+        movies = items * 4 // 10
+        media = add_media(catalog, plex, movies=movies, shows=(items - movies) // 60, episodes=60)
+        rng = random.Random(29)
+        trakt_skip = set(rng.sample(range(len(media) * PLAYS_PER_ITEM), plays // 100))
+        simkl_skip = set(rng.sample(range(len(media)), len(media) // 100))
+        for round_ in range(PLAYS_PER_ITEM):
+            for n, item in enumerate(media):
+                at = T0 + MONTH * round_ + timedelta(minutes=n)
+                plex.add_play(item.rating_key, viewed_at=at)
+                if round_ * len(media) + n not in trakt_skip:
+                    trakt.add_play(item.entry, at + timedelta(seconds=30))
+                if round_ == PLAYS_PER_ITEM - 1 and n not in simkl_skip:
+                    simkl.add_play(item.entry, at)
+        where = Fakes(
+            trakt.url,
+            trakt.client_id,
+            trakt.client_secret,
+            trakt.issue_token(),
+            simkl.url,
+            simkl.client_id,
+            simkl.issue_token(),
+            plex.url,
+            plex.token,
+            len(media),
+            len(media) * PLAYS_PER_ITEM,
+            len(trakt.history),
+            len(trakt_skip),
+            len(simkl_skip),
+        )
+        print(orjson.dumps(asdict(where)).decode(), flush=True)
+        loop = asyncio.get_running_loop()
+        while await loop.run_in_executor(None, sys.stdin.readline):
+            counts = {"plex_metadata": sum(plex.calls.values())}
+            print(orjson.dumps(counts).decode(), flush=True)
+
+
+class FakesProcess:
+    """The child process serving the fakes (so this process's peak RSS is the passes')."""
+
+    def __init__(self, plays: int) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve-fakes", "--plays", str(plays)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._proc.stdout is not None and self._proc.stdin is not None
+        self.where = Fakes(**orjson.loads(self._proc.stdout.readline()))
+
+    def plex_metadata_calls(self) -> int:
+        assert self._proc.stdout is not None and self._proc.stdin is not None
+        self._proc.stdin.write("counts\n")
+        self._proc.stdin.flush()
+        return int(orjson.loads(self._proc.stdout.readline())["plex_metadata"])
+
+    def close(self) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        self._proc.wait(timeout=30)
 
 
 def settings_for(fakes: Fakes, data_dir: Path) -> Settings:
     return Settings(
         data_dir=data_dir,
         trakt={
-            "client_id": fakes.trakt.client_id,
-            "client_secret": fakes.trakt.client_secret,
-            "api_url": fakes.trakt.url,
+            "client_id": fakes.trakt_client_id,
+            "client_secret": fakes.trakt_client_secret,
+            "api_url": fakes.trakt_url,
             "get_limit": 10_000_000,
             "post_per_s": 1000.0,
         },
         simkl={
-            "client_id": fakes.simkl.client_id,
-            "api_url": fakes.simkl.url,
+            "client_id": fakes.simkl_client_id,
+            "api_url": fakes.simkl_url,
             "get_per_s": 10_000.0,
             "post_per_s": 1000.0,
         },
-        plex={"url": fakes.plex.url, "token": fakes.plex.token},
+        plex={"url": fakes.plex_url, "token": fakes.plex_token},
         resolver={"use_search": False},
         delivery={"timeout_s": 120.0},
         reconcile={"ratings": False, "page_size": 5000},
@@ -234,6 +326,7 @@ async def deliver(settings: Settings) -> None:
 
 
 def print_pass(name: str, report: PassReport, wall_s: float, resolved: int) -> None:
+    """One pass's line, and a line per target."""
     print(f"  {name}: {wall_s:.1f} s wall, {resolved:,} Plex metadata requests")
     for provider, r in report.profiles["default"].items():
         print(
@@ -245,64 +338,45 @@ def print_pass(name: str, report: PassReport, wall_s: float, resolved: int) -> N
 
 
 async def bench_passes(plays: int) -> list[tuple[bool, str]]:
-    catalog = Catalog()
-    # The fakes stamp every change an hour back: the no-op pass finds the targets settled.
-    trakt = FakeTrakt(catalog=catalog, get_limit=10_000_000, clock=lambda: time.time() - 3600)
-    simkl = FakeSimkl(
-        catalog=catalog,
-        get_per_s=100_000.0,
-        post_per_s=1000.0,
-        now=lambda: datetime.now(UTC) - timedelta(hours=1),
+    fakes = await asyncio.to_thread(FakesProcess, plays)
+    where = fakes.where
+    print(
+        f"part 2: passes against the fakes (served by a child process): {where.plays:,} plays"
+        f" of {where.items:,} items on Plex, Trakt {where.trakt_plays:,} plays,"
+        f" SIMKL {where.items - where.simkl_missing:,} items"
     )
-    trakt.post_tolerance_s = 1.0
-    async with trakt, simkl, FakePlexServer(token="owner-token", owner="alex") as plex:
-        items = plays // PLAYS_PER_ITEM
-        movies = items * 4 // 10
-        shows = (items - movies) // 60
-        media = add_media(catalog, plex, movies=movies, shows=shows, episodes=60)
-        rng = random.Random(29)
-        trakt_skip = set(rng.sample(range(len(media) * PLAYS_PER_ITEM), plays // 100))
-        simkl_skip = set(rng.sample(range(len(media)), len(media) // 100))
-        for round_ in range(PLAYS_PER_ITEM):
-            for n, item in enumerate(media):
-                at = T0 + MONTH * round_ + timedelta(minutes=n)
-                plex.add_play(item.rating_key, viewed_at=at)
-                if round_ * len(media) + n not in trakt_skip:
-                    trakt.add_play(item.entry, at + timedelta(seconds=30))
-                if round_ == PLAYS_PER_ITEM - 1 and n not in simkl_skip:
-                    simkl.add_play(item.entry, at)
-        total = len(media) * PLAYS_PER_ITEM
-        print(
-            f"part 2: passes against the fakes: {total:,} plays of {len(media):,} items on Plex,"
-            f" Trakt {len(trakt.history):,} plays, SIMKL {len(media) - len(simkl_skip):,} items"
-        )
+    try:
         with tempfile.TemporaryDirectory() as tmp:
             data_dir = Path(tmp) / "data"
-            TokenStore(data_dir, "trakt").save(trakt.issue_token())
-            TokenStore(data_dir, "simkl").save({"access_token": simkl.issue_token()})
-            settings = settings_for(Fakes(trakt, simkl, plex), data_dir)
-            calls = sum(plex.calls.values())
-            full, full_s = await one_pass(settings)
-            print_pass("first pass (cold)", full, full_s, sum(plex.calls.values()) - calls)
-            calls = sum(plex.calls.values())
-            noop, noop_s = await one_pass(settings)
-            print_pass("second pass (no-op)", noop, noop_s, sum(plex.calls.values()) - calls)
-            began = time.perf_counter()
-            await deliver(settings)
-            print(f"  (the missing plays delivered in {time.perf_counter() - began:.1f} s)")
-            calls = sum(plex.calls.values())
-            after, after_s = await one_pass(settings)
-            print_pass(
-                "third pass (after delivery)", after, after_s, sum(plex.calls.values()) - calls
-            )
+            TokenStore(data_dir, "trakt").save(where.trakt_token)
+            TokenStore(data_dir, "simkl").save({"access_token": where.simkl_token})
+            settings = settings_for(where, data_dir)
+            reports = []
+            for name in ("first pass (cold)", "second pass (no-op)", "third pass (after delivery)"):
+                if reports and len(reports) == 2:
+                    began = time.perf_counter()
+                    await deliver(settings)
+                    print(f"  (the missing plays delivered in {time.perf_counter() - began:.1f} s)")
+                calls = await asyncio.to_thread(fakes.plex_metadata_calls)
+                report, wall_s = await one_pass(settings)
+                resolved = await asyncio.to_thread(fakes.plex_metadata_calls) - calls
+                print_pass(name, report, wall_s, resolved)
+                reports.append(report)
+    finally:
+        fakes.close()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"  peak RSS of this process (the three passes, the outbox, the state file): {peak:.0f} MB"
+    )
+    full, noop, after = reports
     first = full.profiles["default"]
-    checks = [
-        (not full.errors and not noop.errors and not after.errors, "every pass read every side"),
+    return [
+        (not any(r.errors for r in reports), "every pass read every side"),
         (
-            first["trakt"].enqueued == len(trakt_skip)
-            and first["simkl"].enqueued == len(simkl_skip),
-            f"first pass enqueues the drift ({len(trakt_skip):,} Trakt plays,"
-            f" {len(simkl_skip):,} SIMKL items)",
+            first["trakt"].enqueued == where.trakt_missing
+            and first["simkl"].enqueued == where.simkl_missing,
+            f"first pass enqueues the drift ({where.trakt_missing:,} Trakt plays,"
+            f" {where.simkl_missing:,} SIMKL items)",
         ),
         (
             all(r.api_calls == 1 and r.enqueued == 0 for r in noop.profiles["default"].values()),
@@ -316,19 +390,23 @@ async def bench_passes(plays: int) -> list[tuple[bool, str]]:
             "pass after delivery: at most 2 requests per target, nothing missing",
         ),
     ]
-    return checks
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--plays", type=int, default=100_000, help="plays on each side (100000)")
     parser.add_argument("--skip-passes", action="store_true", help="part 1 only")
+    parser.add_argument("--serve-fakes", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    checks = bench_diff(args.plays)
-    if not args.skip_passes:
-        print()
+    if args.serve_fakes:
+        asyncio.run(serve_fakes(args.plays))
+        return 0
+    checks: list[tuple[bool, str]] = []
+    if not args.skip_passes:  # first: this process's peak RSS is then the passes' own
         checks += asyncio.run(bench_passes(args.plays))
+        print()
+    checks += bench_diff(args.plays)
     print()
     for ok, text in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {text}")

@@ -113,6 +113,7 @@ async def _tautulli_plays(
     since: date | None,
     page_size: int,
     out: dict[str, list[SourcePlay]],
+    same: dict[Item, Item],
 ) -> None:
     parse = functools.lru_cache(maxsize=65_536)(parse_guid)
     pager = HistoryPager(client, since=since, page_size=page_size)
@@ -123,8 +124,9 @@ async def _tautulli_plays(
                 continue
             profile = household.for_tautulli(play.account)
             if profile is not None and profile.name in wanted:
+                item = same.setdefault(play.item, play.item)
                 out[profile.name].append(
-                    SourcePlay(play.item, play.account, play.watched_at.timestamp())
+                    SourcePlay(item, play.account, play.watched_at.timestamp())
                 )
     if pager.safety_stop:
         log.warning("reconcile.tautulli.safety_stop", reason=pager.safety_stop)
@@ -155,8 +157,10 @@ async def read_sources(
     be read; a library that cannot be read only sets ``ratings_error``."""
     wanted = {p.name for p in profiles}
     snapshot = SourceSnapshot(plays={p.name: [] for p in profiles})
+    # Rewatches and episodes of one show repeat items: one object per distinct item.
+    same: dict[Item, Item] = {}
     if tautulli is not None:
-        await _tautulli_plays(tautulli, household, wanted, since, page_size, snapshot.plays)
+        await _tautulli_plays(tautulli, household, wanted, since, page_size, snapshot.plays, same)
         snapshot.read.append("tautulli")
     if plex is None:
         return snapshot
@@ -170,7 +174,8 @@ async def read_sources(
             profile = routed[play.account_id]
             if profile is not None and profile.name in wanted:
                 name = accounts.get(play.account_id, str(play.account_id))
-                snapshot.plays[profile.name].append(SourcePlay(play.item, name, play.viewed_at))
+                item = same.setdefault(play.item, play.item)
+                snapshot.plays[profile.name].append(SourcePlay(item, name, play.viewed_at))
     snapshot.read.append("plex")
     owner = _plex_profile(household, accounts, OWNER_ACCOUNT_ID)
     if owner is None or owner.name not in wanted or not (ratings or marked_watched):
