@@ -36,7 +36,7 @@ from aiohttp import web
 from crosswatchd import __version__
 from crosswatchd.config import Settings
 from crosswatchd.drain import Drainer, ResolveFn
-from crosswatchd.errors import ConfigError
+from crosswatchd.errors import ConfigError, SourceUnavailableError
 from crosswatchd.http import USER_AGENT
 from crosswatchd.logs import configure_logging
 from crosswatchd.metrics import Metrics
@@ -52,13 +52,16 @@ from crosswatchd.resolve import IdCache, Resolver, build_resolver
 from crosswatchd.sources.tautulli_api import TautulliClient
 from crosswatchd.systemd import Notifier, watchdog
 from crosswatchd.tokens import TokenStore
-from crosswatchd.web import STOPPING, CappedSite, build_app, listen
+from crosswatchd.watchlist.daemon import start_watchlist
+from crosswatchd.web import STOPPING, CappedSite, ServerHint, build_app, listen
 
 __all__ = [
+    "POST_HEADROOM",
     "Services",
     "data_lock",
     "ensure_webhook_secret",
     "known_secrets",
+    "learn_server",
     "limiter_for",
     "make_data_dir",
     "make_provider",
@@ -181,18 +184,25 @@ def data_lock(settings: Settings) -> Iterator[IO[str]]:
         fh.close()
 
 
+#: Writes go out at this fraction of the documented rate: spaced exactly at the limit, network
+#: jitter would now and then land two POSTs closer than it at the service, and SIMKL answers an
+#: overage by blocking the client for a while (api.simkl.org "Rate limits").
+POST_HEADROOM = 0.95
+
+
 def limiter_for(settings: Settings, provider: str, metrics: Metrics | None = None) -> Limiter:
     """A limiter with *provider*'s rate limits from the settings.
 
     The services count per user token (each target account gets its own) and, for requests
     without one (id searches), per client id (one shared by the resolver): Trakt "Rate
     Limiting" (1 POST/s, 1000 GETs per 5 min), api.simkl.org "Rate limits" (1 POST/s and
-    10 GETs/s). A fifth of the GET burst is kept from background work (reconcile's history
-    reads, :func:`~crosswatchd.ratelimit.background`) for the drainer's history checks.
+    10 GETs/s). POSTs keep :data:`POST_HEADROOM` below the configured rate. A fifth of the
+    GET burst is kept from background work (reconcile's history reads,
+    :func:`~crosswatchd.ratelimit.background`) for the drainer's history checks.
     """
     if provider == "trakt":
         limiter = Limiter.per_second(
-            post_per_s=settings.trakt.post_per_s,
+            post_per_s=settings.trakt.post_per_s * POST_HEADROOM,
             get_per_s=settings.trakt.get_limit / settings.trakt.get_period_s,
             # Trakt counts GETs per 5-minute window; allow a modest burst, not the whole window.
             get_capacity=min(50.0, float(settings.trakt.get_limit)),
@@ -200,7 +210,7 @@ def limiter_for(settings: Settings, provider: str, metrics: Metrics | None = Non
         )
     else:
         limiter = Limiter.per_second(
-            post_per_s=settings.simkl.post_per_s,
+            post_per_s=settings.simkl.post_per_s * POST_HEADROOM,
             get_per_s=settings.simkl.get_per_s,
             get_capacity=max(1.0, settings.simkl.get_per_s),
             get_reserve=max(1.0, settings.simkl.get_per_s) * _BACKGROUND_RESERVE,
@@ -266,6 +276,7 @@ def service_urls(settings: Settings) -> dict[str, str]:
         settings.trakt.api_url: "trakt",
         settings.simkl.api_url: "simkl",
         settings.plex.url: "plex",
+        settings.plex.discover_url: "plex",
         settings.tautulli.url: "tautulli",
     }
 
@@ -295,6 +306,7 @@ async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncI
         trakt_limiter=limiter_for(settings, "trakt", metrics),
         simkl_limiter=limiter_for(settings, "simkl", metrics),
         tautulli=tautulli,
+        on_lookup=None if metrics is None else metrics.resolver_lookup,
     )
 
     async def resolve(item: Item) -> tuple[Item, str]:
@@ -308,10 +320,44 @@ async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncI
         await bundle.close()
 
 
+#: Waits between tries to learn the Plex server Tautulli watches (then the last one, repeated).
+_SERVER_IDENTITY_WAITS_S = (5.0, 30.0, 120.0, 600.0)
+
+
+async def learn_server(
+    tautulli: TautulliClient,
+    hint: ServerHint,
+    stop: asyncio.Event,
+    waits_s: tuple[float, ...] = _SERVER_IDENTITY_WAITS_S,
+) -> None:
+    """Fill *hint* with the machineIdentifier of the Plex server Tautulli watches
+    (``get_server_identity``), trying again after each of *waits_s* (the last repeated) while
+    Tautulli cannot say, until *stop*. A Plex owner webhook may fill it first; then nothing
+    is asked."""
+    attempt = 0
+    while not stop.is_set() and hint.machine_id is None:
+        try:
+            machine_id = await tautulli.get_server_identity()
+        except SourceUnavailableError as exc:
+            machine_id = None
+            if attempt == 0:
+                log.warning("tautulli.server_identity_unavailable", error=str(exc))
+        if machine_id:
+            if hint.machine_id is None:
+                hint.machine_id = machine_id
+                log.info("tautulli.server_identity", machine_id=machine_id)
+            return
+        wait_s = waits_s[min(attempt, len(waits_s) - 1)]
+        attempt += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait_s)
+
+
 def _daemon_app(
     settings: Settings, outbox: Outbox, secret: str, metrics: Metrics
 ) -> web.Application:
     running: dict[TargetAccount, Provider] = {}
+    hint = ServerHint()
 
     async def ready_check() -> list[str]:
         if not running:
@@ -320,7 +366,9 @@ def _daemon_app(
             return ["no target account is authorized (run `crosswatchd auth trakt|simkl`)"]
         return []
 
-    app = build_app(settings, outbox, secret, ready_check=ready_check, metrics=metrics)
+    app = build_app(
+        settings, outbox, secret, ready_check=ready_check, metrics=metrics, server_hint=hint
+    )
 
     async def delivery_ctx(_app: web.Application) -> AsyncIterator[None]:
         async with services(settings, metrics) as svc:
@@ -341,19 +389,27 @@ def _daemon_app(
                 )
                 for account, provider in svc.providers.items()
             ]
-            if tasks and settings.reconcile.interval_s:
+            if svc.tautulli is not None:
+                tasks.append(
+                    asyncio.create_task(
+                        learn_server(svc.tautulli, hint, stop), name="tautulli-server-identity"
+                    )
+                )
+            if svc.providers and settings.reconcile.interval_s:
                 tasks.append(
                     asyncio.create_task(
                         run_forever(settings, outbox, svc, stop, metrics=metrics),
                         name="reconcile",
                     )
                 )
-            if not tasks:
+            if not svc.providers:
                 log.warning(
                     "daemon.no_targets",
                     hint="set trakt.client_id and/or simkl.client_id; plays are stored"
                     " meanwhile and delivered once a target is configured",
                 )
+            watchlist = await start_watchlist(settings, outbox, svc, stop, metrics)
+            tasks += watchlist.tasks
             yield
             stop.set()
             pending: set[asyncio.Task[None]] = set()
@@ -362,6 +418,7 @@ def _daemon_app(
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            await watchlist.close()
 
     app.cleanup_ctx.append(delivery_ctx)
     return app
@@ -393,6 +450,7 @@ def known_secrets(settings: Settings, webhook_secret: str) -> list[str]:
         settings.simkl.client_secret,
         settings.tautulli.api_key,
         settings.plex.token,
+        *(profile.plex_token for profile in settings.profiles),
     ]
 
 

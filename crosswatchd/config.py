@@ -43,6 +43,7 @@ __all__ = [
     "SimklSettings",
     "TautulliSettings",
     "TraktSettings",
+    "WatchlistSettings",
     "WebhookSettings",
     "load_settings",
 ]
@@ -76,13 +77,26 @@ class WebhookSettings(_Section):
 
 
 class PlexSettings(_Section):
-    """Plex webhook filtering and (optional) the Plex server used by the id resolver."""
+    """Plex webhook filtering, the Plex server used by the id resolver, and the plex.tv
+    account whose watchlist is synced (see :class:`WatchlistSettings`)."""
 
     #: Plex ``Account.title`` values whose plays are ours. Empty: only ``"user": true`` events.
     accounts: list[str] = Field(default_factory=list)
     #: Plex server base URL for metadata lookups, e.g. ``http://127.0.0.1:32400``.
     url: str = ""
+    #: A plex.tv account token: the server's metadata lookups, and the implicit profile's
+    #: watchlist (a token stored by ``crosswatchd auth plex`` wins for the watchlist).
     token: str = ""
+    #: Plex Discover, where the account watchlist lives since August 2025, and where every
+    #: watchlist call goes, ``library/metadata/matches`` included
+    #: (shared/reference/plex/discover-watchlist.md §1).
+    discover_url: str = "https://discover.provider.plex.tv"
+    #: plex.tv, for ``crosswatchd auth plex`` (the PIN sign-in).
+    plextv_url: str = "https://plex.tv"
+    #: Reads and writes per second sent to Discover (Plex publishes no limit; users saw
+    #: 429s when pulling large watchlists fast, discover-watchlist.md §6).
+    discover_get_per_s: float = Field(default=10.0, gt=0)
+    discover_put_per_s: float = Field(default=1.0, gt=0)
 
 
 class TraktSettings(_Section):
@@ -137,6 +151,9 @@ class ProfileSettings(_Section):
     plex_accounts: list[str] = Field(default_factory=list)
     tautulli_users: list[str] = Field(default_factory=list)
     targets: list[str] | None = None
+    #: This member's plex.tv account token, for their watchlist (a token stored by
+    #: ``crosswatchd auth plex --profile NAME`` wins). Empty: no watchlist sync unless stored.
+    plex_token: str = ""
 
     @field_validator("name")
     @classmethod
@@ -188,6 +205,16 @@ class DeliverySettings(_Section):
     sqlite_synchronous: Literal["normal", "full"] = "normal"
 
 
+class WatchlistSettings(_Section):
+    """The Plex watchlist kept in step with Trakt's watchlist and SIMKL's Plan to Watch."""
+
+    #: ``"plex"``: the Plex watchlist is the source, nothing is written to Plex; ``"two-way"``:
+    #: every side's additions and removals reach the others (a removal wins).
+    mode: Literal["plex", "two-way"] = "plex"
+    #: Seconds between passes inside ``serve``; 0: only ``crosswatchd watchlist sync``.
+    interval_s: float = Field(default=3600.0, ge=0)
+
+
 class ReconcileSettings(_Section):
     """The periodic comparison of what the sources say each profile watched with what its
     target accounts hold (``crosswatchd reconcile``; see :mod:`crosswatchd.reconcile`)."""
@@ -232,6 +259,7 @@ class Settings(BaseSettings):
     tautulli: TautulliSettings = Field(default_factory=TautulliSettings)
     resolver: ResolverSettings = Field(default_factory=ResolverSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    watchlist: WatchlistSettings = Field(default_factory=WatchlistSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     #: Household members; empty: one implicit profile ``default`` made of ``plex.accounts``
     #: and ``tautulli.users`` (see :mod:`crosswatchd.profiles`).

@@ -19,12 +19,17 @@ as webhook plays, so its dedupe (same account and item within the dedupe window)
 batching and crash safety apply; plays the outbox already has for every target are not
 enqueued again, so re-running an import adds nothing. A play whose ids stay incomplete is still
 enqueued (the resolver parks it visibly later) and is listed as *unresolved* with a reason.
+Every play names the Plex server Tautulli watches (``get_server_identity``: ``Item.server``),
+so its ratingKeys dedupe against that server's webhook plays, never another server's.
 
-Metadata answers (including "item gone") are cached per ``rating_key`` for the run: each key is
-fetched at most once, with a few lookups in flight at a time. A rating_key may have been given
-to another item since the play (a library rebuilt years ago), so an answer is used only when it
-is the row's item: the same ``media_type``, the same ``guid`` when the row has one (a show: the
-row's show title); otherwise the play stays unresolved and says so.
+Metadata answers (including "item gone") are read as the resolver reads them
+(:class:`~crosswatchd.resolve.tautulli.TautulliMetadata`) and cached per ``rating_key`` for the
+run: each key is fetched at most once, with a few lookups in flight at a time. A rating_key may
+have been given to another item since the play (a library rebuilt years ago), so an answer is
+used only when it is the row's item, as the resolver decides it
+(:func:`~crosswatchd.resolve.same.other_item`): the same ``guid`` when the row has one, else the
+same title; the same ``media_type``; for an episode the same season and number (a show: the
+row's show title). Otherwise the play stays unresolved and says so.
 """
 
 from __future__ import annotations
@@ -39,16 +44,22 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from crosswatchd.errors import ConfigError, SourceUnavailableError
-from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source, format_utc
-from crosswatchd.outbox import Outbox, scratch_copy
-from crosswatchd.sources.guids import ParsedGuid, guid_base, ids_from_guid_list, parse_guid
-from crosswatchd.sources.tautulli_history import (
-    ROW_KINDS,
-    HistoryPager,
-    int_or_none,
-    play_of_row,
-    rating_key_of,
+from crosswatchd.models import (
+    DEFAULT_PROFILE,
+    Action,
+    Ids,
+    Item,
+    MediaKind,
+    PlayEvent,
+    Source,
+    format_utc,
 )
+from crosswatchd.outbox import Outbox, scratch_copy
+from crosswatchd.resolve.same import other_item
+from crosswatchd.resolve.tautulli import TautulliMetadata
+from crosswatchd.sources.guids import ParsedGuid, parse_guid
+from crosswatchd.sources.tautulli_api import api_int
+from crosswatchd.sources.tautulli_history import ROW_KINDS, HistoryPager, play_of_row
 
 if TYPE_CHECKING:
     from crosswatchd.sources.tautulli_api import TautulliClient
@@ -100,7 +111,7 @@ class ImportSummary:
     notes: list[str] = field(default_factory=list)
 
 
-# -- row parsing ---------------------------------------------------------------------------
+# -- row parsing ------------------------------------------------------------------------------
 
 
 def _any_id(ids: Ids) -> bool:
@@ -120,60 +131,19 @@ def _has_enough_ids(item: Item) -> bool:
 # -- metadata ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Meta:
-    """The few facts of a ``get_metadata`` answer the importer uses (not the whole dict)."""
-
-    kind: str  # media_type, lower-case ("" when missing)
-    guid: str  # guid_base of the item's guid ("" when missing)
-    ids: Ids  # the item's own ids (guids, or a legacy guid naming the item)
-    parent_ids: Ids  # an episode's show ids (grandparent_guids, or a legacy show guid)
-    grandparent_rating_key: str | None
-    season: int | None
-    number: int | None
-    title: str | None
-    year: int | None
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> _Meta:
-        ids = ids_from_guid_list(data.get("guids") or ())
-        parent_ids = ids_from_guid_list(data.get("grandparent_guids") or ())
-        season = int_or_none(data.get("parent_media_index"))
-        number = int_or_none(data.get("media_index"))
-        guid = str(data.get("guid") or "")
-        parsed = parse_guid(guid)
-        if parsed.scope == "item":
-            ids = ids.merged(parsed.ids)
-        elif parsed.scope == "show":
-            parent_ids = parent_ids.merged(parsed.ids)
-            season = season if season is not None else parsed.season
-            number = number if number is not None else parsed.number
-        return cls(
-            kind=str(data.get("media_type") or "").lower(),
-            guid=guid_base(guid),
-            ids=ids,
-            parent_ids=parent_ids,
-            grandparent_rating_key=rating_key_of(data.get("grandparent_rating_key")),
-            season=season,
-            number=number,
-            title=str(data.get("title") or "") or None,
-            year=int_or_none(data.get("year")) or None,
-        )
-
-
 class _MetadataCache:
     """``get_metadata`` answers per rating_key for one run; ``None`` = the item is gone."""
 
     def __init__(self, client: TautulliClient, concurrency: int) -> None:
         self._client = client
         self._concurrency = max(1, concurrency)
-        self._entries: dict[str, _Meta | None] = {}
+        self._entries: dict[str, TautulliMetadata | None] = {}
         self.calls = 0
 
     def __contains__(self, key: object) -> bool:
         return key in self._entries
 
-    def get(self, key: str | None) -> _Meta | None:
+    def get(self, key: str | None) -> TautulliMetadata | None:
         return self._entries.get(key) if key else None
 
     async def fetch(self, keys: Iterable[str]) -> None:
@@ -184,7 +154,7 @@ class _MetadataCache:
             for key in missing:  # a shared iterator: each key goes to one worker
                 data = await self._client.get_metadata(key)
                 self.calls += 1
-                self._entries[key] = _Meta.from_data(data) if data else None
+                self._entries[key] = TautulliMetadata.from_data(data) if data else None
 
         tasks = [asyncio.create_task(worker()) for _ in range(self._concurrency)]
         try:
@@ -196,55 +166,32 @@ class _MetadataCache:
             raise
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.casefold().split())
+def _other(item: Item, meta: TautulliMetadata, *, show: bool = False) -> str | None:
+    """Why *meta* (get_metadata of the row's rating_key; *show*: of its show's) is another
+    item now, or None (:func:`~crosswatchd.resolve.same.other_item`, types checked too)."""
+    return other_item(item, meta, show=show, same_kind=True)
 
 
-def _not_this_item(item: Item, meta: _Meta) -> str | None:
-    """Why *meta* (get_metadata of the row's rating_key) is another item now, or None.
-
-    Same item: the same media_type, and the same guid (query such as ``?lang=en`` ignored)
-    when the row has one, else the same title when both are known.
-    """
-    if meta.kind != item.kind.value:
-        return f"a {meta.kind or 'item of unknown type'}, not a {item.kind.value}"
-    want = guid_base(item.guid)
-    if want:
-        if meta.guid != want:
-            return f"guid {meta.guid or 'unknown'}, not {want}"
-    elif item.title and meta.title and _norm(item.title) != _norm(meta.title):
-        return f"titled {meta.title!r}, not {item.title!r}"
-    return None
-
-
-def _not_this_show(item: Item, meta: _Meta) -> str | None:
-    """Why *meta* (get_metadata of the row's show rating_key) is not the episode's show."""
-    if meta.kind != "show":
-        return f"a {meta.kind or 'item of unknown type'}, not a show"
-    if item.show_title and meta.title and _norm(item.show_title) != _norm(meta.title):
-        return f"titled {meta.title!r}, not {item.show_title!r}"
-    return None
-
-
-def _with_item_meta(item: Item, meta: _Meta) -> Item:
+def _with_item_meta(item: Item, meta: TautulliMetadata) -> Item:
     """Merge an item's own metadata (ids; for an episode also show ids, S/E, show key)."""
     if item.kind is MediaKind.MOVIE:
         return replace(item.with_ids(ids=meta.ids), year=item.year or meta.year)
+    season, number = meta.position
     return replace(
-        item.with_ids(ids=meta.ids, show_ids=meta.parent_ids),
-        season=item.season if item.season is not None else meta.season,
-        number=item.number if item.number is not None else meta.number,
+        item.with_ids(ids=meta.ids, show_ids=meta.show_ids),
+        season=item.season if item.season is not None else season,
+        number=item.number if item.number is not None else number,
         # The item is confirmed (same guid): its show key now beats the row's old one.
         grandparent_rating_key=meta.grandparent_rating_key or item.grandparent_rating_key,
     )
 
 
-def _with_show_meta(item: Item, meta: _Meta) -> Item:
+def _with_show_meta(item: Item, meta: TautulliMetadata) -> Item:
     """Merge a show's metadata (its own ids are the episode's show ids)."""
-    merged = item.with_ids(show_ids=meta.ids.merged(meta.parent_ids))
+    merged = item.with_ids(show_ids=meta.ids.merged(meta.show_ids))
     return replace(
         merged,
-        show_title=item.show_title or meta.title,
+        show_title=item.show_title or meta.title or None,
         show_year=item.show_year or meta.year,
     )
 
@@ -254,7 +201,7 @@ def _unresolved_reason(item: Item, cache: _MetadataCache) -> str:
     rk, grk = item.rating_key, item.grandparent_rating_key
     where = f"guid {item.guid}" if item.guid else "no guid"
     meta = cache.get(rk)
-    if meta is not None and (why := _not_this_item(item, meta)):
+    if meta is not None and (why := _other(item, meta)):
         return f"rating_key {rk} now belongs to another item ({why}); {where}"
     if item.kind is MediaKind.MOVIE:
         if not rk:
@@ -265,7 +212,7 @@ def _unresolved_reason(item: Item, cache: _MetadataCache) -> str:
     if item.show_ids and (item.season is None or item.number is None):
         return f"show ids known but no season/episode number (rating_key {rk})"
     show = cache.get(grk)
-    if show is not None and (why := _not_this_show(item, show)):
+    if show is not None and (why := _other(item, show, show=True)):
         return f"show rating_key {grk} now belongs to another item ({why}); {where}"
     episode_gone = bool(rk) and rk in cache and cache.get(rk) is None
     show_gone = bool(grk) and grk in cache and cache.get(grk) is None
@@ -297,16 +244,17 @@ def _draft(
     allowed: frozenset[str],
     summary: ImportSummary,
     parse: Callable[[str], ParsedGuid],
+    server: str | None,
 ) -> _Draft | None:
     """A play from one row, or None (counted as skipped) when the row is not one of ours."""
     kind = ROW_KINDS.get(str(row.get("media_type") or ""))
-    if kind is None or int_or_none(row.get("live")):
+    if kind is None or api_int(row.get("live")):
         summary.skipped_media_type += 1
         return None
-    if str(row.get("user") or "") not in allowed:
+    if str(row.get("user") or "").strip().casefold() not in allowed:
         summary.skipped_user += 1
         return None
-    play = play_of_row(row, parse)
+    play = play_of_row(row, parse, server)
     if isinstance(play, str):
         summary.skipped_incomplete += 1
         return None
@@ -330,7 +278,7 @@ async def _resolve(drafts: list[_Draft], cache: _MetadataCache) -> None:
     for d in lacking:
         meta = cache.get(d.item.rating_key)
         if meta is not None:
-            if _not_this_item(d.item, meta) is not None:
+            if _other(d.item, meta) is not None:
                 continue  # the key is another item's now: unresolved (see _unresolved_reason)
             d.item = _with_item_meta(d.item, meta)
             d.enough = _has_enough_ids(d.item)
@@ -342,7 +290,7 @@ async def _resolve(drafts: list[_Draft], cache: _MetadataCache) -> None:
     await cache.fetch(shows)
     for d in episodes:
         meta = cache.get(d.item.grandparent_rating_key)
-        if meta is not None and _not_this_show(d.item, meta) is None:
+        if meta is not None and _other(d.item, meta, show=True) is None:
             d.item = _with_show_meta(d.item, meta)
             d.enough = _has_enough_ids(d.item)
 
@@ -401,9 +349,12 @@ async def _page_events(
     summary: ImportSummary,
     unresolved: dict[tuple[str, str], None],
     parse: Callable[[str], ParsedGuid],
+    server: str | None,
+    profile_of: Callable[[str], str],
 ) -> list[PlayEvent]:
-    """The plays of one page of new rows, with ids filled in; updates the counts."""
-    drafts = [d for row in rows if (d := _draft(row, allowed, summary, parse)) is not None]
+    """The plays of one page of new rows, with ids filled in and each routed to the profile
+    *profile_of* names for its Tautulli user; updates the counts."""
+    drafts = [d for row in rows if (d := _draft(row, allowed, summary, parse, server)) is not None]
     await _resolve(drafts, cache)
     events: list[PlayEvent] = []
     for d in drafts:
@@ -414,6 +365,7 @@ async def _page_events(
             item=d.item,
             occurred_at=d.occurred_at,
             progress_pct=d.progress_pct,
+            profile=profile_of(d.account),
         )
         events.append(event)
         kind = d.item.kind.value
@@ -462,6 +414,7 @@ async def run_import(
     progress: Callable[[int, int], None] | None = None,
     chunk_size: int = CHUNK_SIZE,
     metadata_concurrency: int = METADATA_CONCURRENCY,
+    profile_of: Callable[[str], str] | None = None,
 ) -> ImportSummary:
     """Import the Tautulli play history of *users* into *outbox*.
 
@@ -472,12 +425,13 @@ async def run_import(
     to count plays it already has. ``progress(rows_read, rows_total)`` is called after each
     page. ``page_size`` rows per ``get_history`` call; at most ``page_cap`` pages;
     ``chunk_size`` events per outbox transaction; ``metadata_concurrency`` get_metadata calls
-    in flight at once.
+    in flight at once. ``profile_of(username)`` names the household profile a user's plays
+    belong to (default: the ``default`` profile); usernames compare case-insensitively.
 
     Returns the :class:`ImportSummary`. Raises :class:`SourceUnavailableError` when Tautulli
     fails (plays of the pages read before stay enqueued; a re-run skips them), ``ValueError``
     for a real run without an outbox. Reference: api_v2_reference.md, "get_history",
-    "get_metadata", "get_users".
+    "get_metadata", "get_users", "get_server_identity".
     """
     if outbox is None and not dry_run:
         raise ValueError("a real import needs an outbox")
@@ -491,6 +445,7 @@ async def run_import(
         "progress": progress,
         "chunk_size": chunk_size,
         "metadata_concurrency": metadata_concurrency,
+        "profile_of": profile_of or (lambda _user: DEFAULT_PROFILE),
     }
     if dry_run:
         # Import for real into a throw-away copy: the counts are exactly what a real run
@@ -513,10 +468,17 @@ async def _import(
     progress: Callable[[int, int], None] | None,
     chunk_size: int,
     metadata_concurrency: int,
+    profile_of: Callable[[str], str],
 ) -> ImportSummary:
     summary = ImportSummary()
     wanted = await _check_users(client, users, summary)
-    allowed = frozenset(wanted)
+    server = await client.get_server_identity()
+    if server is None:
+        summary.notes.append(
+            "Tautulli names no Plex server (get_server_identity): the plays' ratingKeys are"
+            " not scoped by server, so they do not dedupe against webhook plays by ratingKey"
+        )
+    allowed = frozenset(name.casefold() for name in wanted)
     server_user = wanted[0] if len(wanted) == 1 else None
     cache = _MetadataCache(client, metadata_concurrency)
     # Items recur (rewatches, episodes of one show): parse each distinct guid once per run.
@@ -530,7 +492,9 @@ async def _import(
     try:
         try:
             async for fresh in pager.rows():
-                events = await _page_events(fresh, allowed, cache, summary, unresolved, parse)
+                events = await _page_events(
+                    fresh, allowed, cache, summary, unresolved, parse, server, profile_of
+                )
                 for offset in range(0, len(events), chunk_size):
                     await writer.put(events[offset : offset + chunk_size])
                 if progress is not None:

@@ -15,6 +15,8 @@ Shape (``status --json``)::
      "plays_without_target": int,
      "accounts_ignored": {"plex": [...], "tautulli": [...]},       # still ignored today
      "tautulli_users": [...],
+     "watchlist": {PROFILE: {"mode", "last_sync",
+                             SIDE: {"pending", "parked", "reason"}}},  # plex and each target
      "reconcile": {NAME: {PROVIDER: {"finished_at", "source_plays", "target_plays",
                                      "missing", "enqueued", "extra", "unresolved",
                                      "api_calls", "duration_s", "waiting", "read"?,
@@ -27,12 +29,20 @@ its reason kind and ``change`` what it carries (``play``, ``rating 8``, ``watchl
 ``backlog`` (a target account with plays waiting) is ``{"oldest_watched_at", "attempts",
 "last_error", "next_attempt_at"}``; ``next_attempt_at`` is only given while a daemon runs
 (without one nothing is scheduled). Times are ISO-8601 UTC with ``Z``.
+
+``watchlist`` (issue 17): per profile the mode, the end of its last pass that planned
+(``last_sync``, None before the first), and per side (``plex`` and each target) the watchlist
+changes waiting (``pending``) and held back (``parked``: parked or dead, e.g. additions a full
+Trakt watchlist refused at the latest pass) with a ``reason``: the newest held-back change's,
+else why the last pass could not read that side, else why the side sits passes out (no Plex
+token, not authorized), else None.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +53,9 @@ from crosswatchd.outbox import DeliveryState, Outbox, ProviderCounts
 from crosswatchd.profiles import Household
 from crosswatchd.reconcile.state import last_passes
 from crosswatchd.tokens import TokenStore
+from crosswatchd.watchlist.passes import plex_auth
+from crosswatchd.watchlist.planner import PLEX
+from crosswatchd.watchlist.state import STATE_FILE, PassRecord, WatchlistState
 
 __all__ = ["LOCK_FILE", "build_report", "daemon_pid", "iso"]
 
@@ -109,6 +122,57 @@ def _backlog(waits: list[dict[str, Any]], *, running: bool) -> dict[str, Any]:
     }
 
 
+async def _passes(settings: Settings) -> dict[str, PassRecord]:
+    """The last watchlist pass of each profile (none when no pass ever ran)."""
+    if not (settings.data_dir / STATE_FILE).exists():
+        return {}
+    state = await WatchlistState.open(settings.data_dir)
+    try:
+        return await state.passes()
+    finally:
+        await state.close()
+
+
+async def _watchlist(
+    settings: Settings,
+    outbox: Outbox,
+    household: Household,
+    authorized: dict[tuple[str, str], bool],
+) -> dict[str, Any]:
+    """The ``watchlist`` part of the report (see the module docstring)."""
+    passes = await _passes(settings)
+    counts = await outbox.watchlist_counts()
+    out: dict[str, Any] = {}
+    for profile in household.profiles:
+        record = passes.get(profile.name)
+        entry: dict[str, Any] = {
+            "mode": settings.watchlist.mode,
+            "last_sync": None if record is None else iso(_utc(record.finished_at)),
+        }
+        for side in (PLEX, *profile.targets):
+            waiting = counts.get((profile.name, side))
+            reason = waiting.reason if waiting is not None and waiting.parked else None
+            if reason is None and record is not None:
+                reason = record.errors.get(side)
+            if reason is None and side == PLEX:
+                auth = plex_auth(settings, profile)
+                if not auth.is_authorized():
+                    reason = f"no Plex token: no watchlist sync; {auth.hint}"
+            if reason is None and side != PLEX and not authorized.get((profile.name, side)):
+                reason = "not authorized"
+            entry[side] = {
+                "pending": 0 if waiting is None else waiting.pending,
+                "parked": 0 if waiting is None else waiting.parked,
+                "reason": reason,
+            }
+        out[profile.name] = entry
+    return out
+
+
+def _utc(unix_s: float | None) -> datetime | None:
+    return None if unix_s is None else datetime.fromtimestamp(unix_s, UTC)
+
+
 async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
     """The report of *settings*' data dir, read from *outbox* (see the module docstring)."""
     household = Household.from_settings(settings)
@@ -126,6 +190,8 @@ async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
     }
     providers: dict[str, Any] = {}
     for name, counts in totals.items():
+        if name == PLEX:
+            continue
         accounts = [a for a in authorized if a[1] == name]
         providers[name] = {
             "authorized": bool(accounts) and all(authorized[a] for a in accounts),
@@ -136,6 +202,8 @@ async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
             providers[name]["backlog"] = _backlog(waits, running=pid is not None)
     profiles: dict[str, dict[str, Any]] = {p.name: {} for p in household.profiles}
     for (profile, provider), counts in sorted(per_account.items()):
+        if provider == PLEX:  # the Plex watchlist: in "watchlist", not a play target
+            continue
         entry: dict[str, Any] = {
             "authorized": authorized.get((profile, provider), False),
             **_counts(counts),
@@ -194,5 +262,6 @@ async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
         "plays_without_target": await outbox.untargeted_plays(),
         "accounts_ignored": ignored,
         "tautulli_users": household.tautulli_users(),
+        "watchlist": await _watchlist(settings, outbox, household, authorized),
         "reconcile": await last_passes(settings.data_dir),
     }

@@ -57,7 +57,8 @@ one whose fate is unknown is sent again, never looked up):
 =========  =====================================  =============================================
 RESOLVE    UnresolvedError                        parked (``unresolved``), as plays
 IDS        UnresolvedError (target lacks ids)     parked (``unresolved``)
-SEND       APPLIED / KEPT                         delivered (KEPT with its note)
+SEND       APPLIED / KEPT                         delivered (KEPT with its note and the
+                                                  reason kind ``kept``)
 SEND       NOT_FOUND                              parked (``not_found``)
 SEND       LIMIT (the account's list is full)     parked (``rejected``, the note names the
                                                   limit); a later pass queues it again
@@ -275,7 +276,9 @@ def _play_error(delivery: Claimed, step: Step, exc: Exception, rules: Rules) -> 
 def _change(delivery: Claimed, step: Step, outcome: Outcome, rules: Rules) -> Settlement:
     if isinstance(outcome, ChangeResult) and step is Step.SEND:
         if outcome.outcome in (ChangeOutcome.APPLIED, ChangeOutcome.KEPT):
-            return Settlement.delivered(note=outcome.note)
+            return Settlement.delivered(
+                note=outcome.note, kept=outcome.outcome is ChangeOutcome.KEPT
+            )
         if outcome.outcome is ChangeOutcome.NOT_FOUND:
             reason = f"{rules.provider} does not know this item (not_found)"
             return Settlement.parked(reason, ReasonKind.NOT_FOUND)

@@ -312,3 +312,39 @@ class TestErrors:
         assert err.key == "--config"
         assert "not valid TOML" in str(err)
         assert "\n" not in str(err)
+
+
+class TestWatchlistSettings:
+    """``[watchlist]`` and the Plex watchlist's keys (issue 17)."""
+
+    def test_defaults_are_mode_plex_hourly_and_discover(self) -> None:
+        settings = load_settings()
+        assert (settings.watchlist.mode, settings.watchlist.interval_s) == ("plex", 3600.0)
+        assert settings.plex.discover_url == "https://discover.provider.plex.tv"
+        assert settings.plex.plextv_url == "https://plex.tv"
+
+    def test_the_discover_url_comes_from_the_environment(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("CROSSWATCHD_PLEX__DISCOVER_URL", "http://127.0.0.1:9999")
+        monkeypatch.setenv("CROSSWATCHD_WATCHLIST__MODE", "two-way")
+        settings = load_settings()
+        assert settings.plex.discover_url == "http://127.0.0.1:9999"
+        assert settings.watchlist.mode == "two-way"
+
+    def test_another_mode_names_watchlist_mode(self, tmp_path: Path) -> None:
+        error = config_error(write(tmp_path, "[watchlist]\nmode = 'both'\n"))
+        assert error.key == "watchlist.mode"
+        assert "'plex' or 'two-way'" in str(error)
+
+    def test_a_negative_interval_is_refused(self, tmp_path: Path) -> None:
+        assert config_error(write(tmp_path, "[watchlist]\ninterval_s = -1\n")).key == (
+            "watchlist.interval_s"
+        )
+
+    def test_a_profile_has_its_own_plex_token_never_in_its_repr(self, tmp_path: Path) -> None:
+        from crosswatchd.profiles import Household
+
+        path = write(tmp_path, "[[profiles]]\nname = 'sam'\nplex_token = 'sam-secret'\n")
+        (sam,) = Household.from_settings(load_settings(path)).profiles
+        assert sam.plex_token == "sam-secret" and "sam-secret" not in repr(sam)

@@ -13,7 +13,7 @@ import pytest
 
 from crosswatchd.errors import ConfigError, SourceUnavailableError
 from crosswatchd.importer import ImportSummary, format_summary, run_import
-from crosswatchd.models import Source
+from crosswatchd.models import Action, Item, MediaKind, PlayEvent, Source
 from crosswatchd.outbox import Outbox
 from crosswatchd.sources.tautulli_api import TautulliClient
 from tests.fakes.tautulli import FakeTautulli, history_row, make_rows
@@ -170,6 +170,27 @@ class TestWhatIsImported:
         assert item["show_title"] == "Futurama" and item["grandparent_rating_key"] == "7000"
         assert summary.metadata_calls == 0 and not fake.metadata_calls_by_key
 
+    async def test_a_legacy_tvdb_guids_numbering_wins_over_the_rows(
+        self, session: aiohttp.ClientSession, outbox: Outbox
+    ) -> None:
+        """The library numbers the episode S03E04 (DVD order); its thetvdb guid says TVDB's
+        S02E15, the numbering that goes with the guid's show id (as webhooks send it)."""
+        row = history_row(
+            row_id=1,
+            media_type="episode",
+            title="A Clone of My Own",
+            show_title="Futurama",
+            season=3,
+            episode=4,
+            rating_key=7015,
+            grandparent_rating_key=7000,
+            guid="com.plexapp.agents.thetvdb://73871/2/15?lang=en",
+            stopped=T0,
+        )
+        await _run([row], session, outbox)
+        item = (await _events(outbox))[0][2]
+        assert (item["show_ids"], item["season"], item["number"]) == ({"tvdb": "73871"}, 2, 15)
+
 
 class TestMetadata:
     async def test_movie_without_ids_in_its_row_gets_them_from_get_metadata(
@@ -283,6 +304,63 @@ class TestReusedRatingKeys:
         assert (await _events(outbox))[0][2]["show_ids"] == {"tvdb": "73871"}
         assert dict(fake.metadata_calls_by_key) == {"7015": 1, "8000": 1}
         assert summary.unresolved == []
+
+
+class TestServerScope:
+    """Plex ratingKeys name an item on one server: an imported play carries the server
+    Tautulli watches, so it dedupes against a webhook's play of that server's ratingKey, and
+    never against another server's."""
+
+    SERVER = "ds48g4r354a8v9byrrtr697g3g79w"  # FakeTautulli's default machine_identifier
+
+    @staticmethod
+    def webhook_play(server: str) -> PlayEvent:
+        """A webhook's play of a movie known only by ratingKey 901 (no ids anywhere)."""
+        item = Item(
+            kind=MediaKind.MOVIE,
+            title="Lost Film",
+            rating_key="901",
+            guid="plex://movie/ab",
+            server=server,
+        )
+        at = datetime.fromtimestamp(T0 - DAY, UTC)
+        return PlayEvent(Source.PLEX, Action.WATCHED, "alice", item, at)
+
+    async def test_imported_plays_carry_the_plex_server_tautulli_watches(
+        self, session: aiohttp.ClientSession, outbox: Outbox
+    ) -> None:
+        summary, fake = await _run([movie(1), episode(2)], session, outbox)
+        items = [e for _, _, e, _ in await _events(outbox)]
+        assert [i["server"] for i in items] == [fake.machine_identifier] * 2
+        assert summary.notes == []
+
+    async def test_without_a_server_identity_the_plays_are_unscoped_and_a_note_says_so(
+        self, session: aiohttp.ClientSession, outbox: Outbox
+    ) -> None:
+        async with FakeTautulli(
+            api_key=KEY, rows=[movie(1)], users=["alice"], machine_identifier=" "
+        ) as fake:
+            client = TautulliClient(session=session, url=fake.url, api_key=KEY)
+            summary = await run_import(client, outbox, users=["alice"])
+        assert (await _events(outbox))[0][2]["server"] is None
+        assert "names no Plex server" in summary.notes[0]
+
+    async def test_a_play_on_the_same_server_and_rating_key_is_one_play(
+        self, session: aiohttp.ClientSession, outbox: Outbox
+    ) -> None:
+        await outbox.enqueue(self.webhook_play(self.SERVER))
+        rows = [movie(1, rating_key=901, title="Lost Film", guid="plex://movie/ab")]
+        summary, _ = await _run(rows, session, outbox)
+        assert (summary.enqueued, summary.already_known) == (0, 1)
+
+    async def test_the_same_rating_key_on_another_server_is_another_play(
+        self, session: aiohttp.ClientSession, outbox: Outbox
+    ) -> None:
+        await outbox.enqueue(self.webhook_play("another-plex-server"))
+        rows = [movie(1, rating_key=901, title="Lost Film", guid="plex://movie/ab")]
+        summary, _ = await _run(rows, session, outbox)
+        assert (summary.enqueued, summary.already_known) == (1, 0)
+        assert (await _counts(outbox))[0] == 2
 
 
 class TestIdempotence:

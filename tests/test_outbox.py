@@ -137,7 +137,9 @@ async def claim(outbox: Outbox, provider: str = "trakt", limit: int = 10) -> lis
 
 
 class TestSchema:
-    async def test_new_file_gets_schema_version_3_in_wal_mode(self, outbox: Outbox) -> None:
+    async def test_new_file_gets_the_current_schema_version_in_wal_mode(
+        self, outbox: Outbox
+    ) -> None:
         """A new outbox file is at PRAGMA user_version 3, journal_mode WAL."""
         assert await outbox.fetch_all("PRAGMA user_version") == [(3,)]
         assert await outbox.fetch_all("PRAGMA journal_mode") == [("wal",)]
@@ -166,11 +168,11 @@ class TestSchema:
         """A file written by a newer crosswatchd is refused and left untouched."""
         path = tmp_path / "outbox.db"
         with sqlite3.connect(path) as conn:
-            conn.execute("PRAGMA user_version = 4")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
         with pytest.raises(StorageError, match="newer"):
             await Outbox.open(path, providers=PROVIDERS)
         with sqlite3.connect(path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+            assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION + 1,)
             assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
 
 
@@ -669,3 +671,4 @@ class TestQueries:
         assert len(MIGRATIONS) == SCHEMA_VERSION == 3
         assert "CREATE TABLE events" in MIGRATIONS[0]
         assert "CREATE VIEW play_duplicates" in MIGRATIONS[1]
+        assert "'parked', 'dead'" in MIGRATIONS[2]

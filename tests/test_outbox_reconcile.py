@@ -1,6 +1,6 @@
-"""What the outbox offers reconcile: plays meant for one target account only (``only``), the
-plays the daemon added itself (what a pass folds into its copy of a target), and backfill
-that never delays a fresh webhook play by more than a batch."""
+"""What the outbox offers reconcile: plays meant for one target account only (``targets=``)
+that no other target adopts later, the plays the daemon delivered (what a pass folds into its
+copy of a target), and backfill that never delays a fresh webhook play by more than a batch."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class TestOnlySomeTargets:
         self, outbox: Outbox
     ) -> None:
         [result] = await outbox.enqueue_many(
-            [watched(BARRY_LYNDON, T0, Source.RECONCILE)], only=["simkl"]
+            [watched(BARRY_LYNDON, T0, Source.RECONCILE)], targets=["simkl"]
         )
         assert result.new_deliveries == 1 and not result.duplicate
         assert await outbox.fetch_all("SELECT provider, kind, priority FROM deliveries") == [
@@ -47,24 +47,24 @@ class TestOnlySomeTargets:
         ]
 
     async def test_no_other_target_adopts_it_later(self, outbox: Outbox) -> None:
-        await outbox.enqueue_many([watched(BARRY_LYNDON, T0, Source.RECONCILE)], only=["simkl"])
+        await outbox.enqueue_many([watched(BARRY_LYNDON, T0, Source.RECONCILE)], targets=["simkl"])
         assert await outbox.adopt_targets() == 0
         assert await outbox.fetch_all("SELECT provider FROM deliveries") == [("simkl",)]
 
     async def test_it_dedupes_against_that_target_only(self, outbox: Outbox) -> None:
         await outbox.enqueue(watched(MOVIE_PLEX, T0))  # a webhook play: both targets
         again = watched(MOVIE_PLEX, T0 + timedelta(minutes=7), Source.RECONCILE)
-        [result] = await outbox.enqueue_many([again], keep_duplicates=False, only=["trakt"])
+        [result] = await outbox.enqueue_many([again], keep_duplicates=False, targets=["trakt"])
         assert result.duplicate and result.event_id is None
         later = watched(MOVIE_PLEX, T0 + timedelta(days=2), Source.RECONCILE)
-        [result] = await outbox.enqueue_many([later], only=["trakt"])
+        [result] = await outbox.enqueue_many([later], targets=["trakt"])
         assert result.new_deliveries == 1
         rows = await outbox.fetch_all("SELECT provider FROM deliveries ORDER BY id")
         assert rows == [("trakt",), ("simkl",), ("trakt",)]
 
 
-class TestDeliveredPlays:
-    async def test_the_plays_delivered_since_then_to_that_account(
+class TestPlaysSince:
+    async def test_the_plays_delivered_since_then_to_that_account_with_their_times(
         self, outbox: Outbox, clock: Clock
     ) -> None:
         await outbox.enqueue_many([watched(movie(n), T0 + timedelta(days=n)) for n in range(3)])
@@ -74,13 +74,13 @@ class TestDeliveredPlays:
         since = clock()
         await outbox.settle(claimed[1], Settlement.delivered())  # sent
         await outbox.settle(claimed[2], Settlement.delivered(note="found in history"))
-        plays = await outbox.delivered_plays("default", "trakt", since=since)
+        plays = await outbox.timed_plays_since("default", "trakt", since_s=since)
         assert [(item.ids.imdb, at) for item, at in plays] == [
             ("tt7000001", (T0 + timedelta(days=1)).timestamp()),
             ("tt7000002", (T0 + timedelta(days=2)).timestamp()),
         ]
-        assert await outbox.delivered_plays("default", "simkl", since=since) == []
-        assert await outbox.delivered_plays("default", "trakt", since=clock() + 1) == []
+        assert await outbox.timed_plays_since("default", "simkl", since_s=since) == []
+        assert await outbox.timed_plays_since("default", "trakt", since_s=clock() + 1) == []
 
 
 class TestBackfillPriority:
@@ -94,7 +94,7 @@ class TestBackfillPriority:
             for n in range(100_000)
         ]
         for start in range(0, len(backlog), 5000):
-            await outbox.enqueue_many(backlog[start : start + 5000], only=["trakt"])
+            await outbox.enqueue_many(backlog[start : start + 5000], targets=["trakt"])
         first = await outbox.claim("trakt", DeliveryKind.PLAY, limit=100, lease_s=30)
         assert len(first) == 100 and {c.source for c in first} == {Source.RECONCILE}
         fresh = watched(BARRY_LYNDON, T0)

@@ -16,13 +16,8 @@ import pytest
 from crosswatchd.errors import PayloadError
 from crosswatchd.models import Action, Ids, MediaKind, PlayEvent, Source
 from crosswatchd.profiles import Household
-from crosswatchd.sources.plex import (
-    Ignored,
-    PlexPayload,
-    parse_plex_payload,
-    plex_event,
-    progress_percent,
-)
+from crosswatchd.sources._edge import progress_percent
+from crosswatchd.sources.plex import Ignored, PlexPayload, parse_plex_payload, plex_event
 
 FIXTURES = Path(__file__).parent / "fixtures" / "plex"
 ALL_FIXTURES = sorted(FIXTURES.glob("*.json"))

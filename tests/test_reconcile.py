@@ -468,6 +468,6 @@ class TestMarkedWatched:
         marked = await world.run_pass(reconcile={"include_marked_watched": True})
         trakt = marked.profiles["default"]["trakt"]
         assert (trakt.source_plays, trakt.enqueued) == (1, 1)
-        rows = await world.outbox_rows("SELECT occurred_at, only_providers FROM events")
+        rows = await world.outbox_rows("SELECT occurred_at, providers FROM events")
         at = T0.timestamp()
         assert sorted(rows) == [(at, '["simkl"]'), (at, '["trakt"]')]  # at lastViewedAt

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from crosswatchd.profiles import Household
 from crosswatchd.providers.simkl import SimklSearch
 from crosswatchd.providers.trakt import TraktSearch
 from crosswatchd.ratelimit import Limiter, TokenBucket
-from crosswatchd.resolve import _PLEX_GUID, IdCache, Resolver, build_resolver
+from crosswatchd.resolve import STEPS, IdCache, Resolver, build_resolver
+from crosswatchd.resolve.keys import _PLEX_GUID
+from crosswatchd.resolve.tautulli import TautulliMetadata
 from crosswatchd.sources.guids import parse_guid
 from crosswatchd.sources.plex import parse_plex_payload, plex_event
 from crosswatchd.sources.plex_server import PlexServer
@@ -126,8 +129,10 @@ def make(cache: IdCache, session: aiohttp.ClientSession) -> Callable[..., Resolv
         tautulli: FakeTautulli | None = None,
         title_fallback: bool = False,
         id_cache: IdCache | None = None,
+        on_lookup: Callable[[str, bool], None] | None = None,
     ) -> Resolver:
         return Resolver(
+            on_lookup=on_lookup,
             cache=id_cache or cache,
             plex=PlexServer(session=session, url=plex.url, token=PLEX_TOKEN, get_retry=FAST_RETRY)
             if plex
@@ -177,6 +182,35 @@ def bobs_burgers_item() -> Item:
 
 def search_requests(fake: FakeTrakt) -> list[tuple[str, str, dict[str, str]]]:
     return [r for r in fake.requests if r[1].startswith("/search/")]
+
+
+# --------------------------------------------------------------------------------------------
+# The chain
+# --------------------------------------------------------------------------------------------
+
+
+class TestChain:
+    async def test_every_step_runs_in_the_documented_order(
+        self,
+        make: Callable[..., Resolver],
+        plex: FakePlexServer,
+        trakt: FakeTrakt,
+        simkl: FakeSimkl,
+    ) -> None:
+        async with FakeTautulli() as tautulli:
+            resolver = make(
+                plex=plex, tautulli=tautulli, trakt=trakt, simkl=simkl, title_fallback=True
+            )
+
+        assert resolver.steps == STEPS
+
+    async def test_a_step_without_its_service_is_left_out(
+        self, make: Callable[..., Resolver], simkl: FakeSimkl
+    ) -> None:
+        """The title fallback needs Trakt's search: without it there is no title step."""
+        resolver = make(simkl=simkl, title_fallback=True)
+
+        assert resolver.steps == ("payload", "cache", "simkl")
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,6 +297,18 @@ class TestPayload:
             12,
         )
         assert result.item.year is None  # a season number is never taken for a year
+
+    async def test_legacy_tvdb_guid_numbering_wins_over_the_librarys(
+        self, make: Callable[..., Resolver]
+    ) -> None:
+        """A library in DVD order numbers the episode S03E04; the thetvdb GUID names TVDB's
+        S02E15, the numbering that goes with TVDB show 73871."""
+        item = episode(guid="com.plexapp.agents.thetvdb://73871/2/15?lang=en", season=3, number=4)
+
+        result = await make().resolve(item)
+
+        assert result.item.show_ids == Ids(tvdb="73871")
+        assert (result.item.season, result.item.number) == (2, 15)
 
     def test_plex_guid_shortcut_agrees_with_parse_guid(self) -> None:
         """The resolver skips parse_guid for ``plex://`` GUIDs; the answer must be the same."""
@@ -370,6 +416,30 @@ class TestCache:
 
         assert (later.step, later.item.show_ids.tvdb) == ("cache", "73871")
         assert sum(plex.calls.values()) == 2  # episode + show, once each
+
+    async def test_a_cached_identity_keeps_everything_else_the_item_says(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        """Only ids, show ids, season and number come from the cache; every other field of
+        the item is kept, its Plex server (which scopes its ratingKeys in the outbox) too."""
+        resolver = make(plex=plex)
+        await resolver.resolve(episode(rating_key="215"))
+        item = episode(
+            title="A Clone of My Own",
+            year=2000,
+            show_title="Futurama",
+            show_year=1999,
+            rating_key="215",
+            grandparent_rating_key="200",
+            server="machine-1",
+        )
+
+        result = await resolver.resolve(item)
+
+        assert result.step == "cache"
+        identity = {"ids", "show_ids", "season", "number"}
+        kept = [f.name for f in fields(Item) if f.name not in identity]
+        assert [getattr(result.item, n) for n in kept] == [getattr(item, n) for n in kept]
 
     async def test_positive_answer_expires_after_its_ttl(
         self, make: Callable[..., Resolver], plex: FakePlexServer, clock: FakeClock
@@ -535,6 +605,28 @@ class TestPlex:
 
         assert (result.item.season, result.item.number) == (0, 1)
         assert result.item.show_ids.tvdb == "73871"
+
+    async def test_legacy_tvdb_guid_numbering_wins_over_parent_index_and_index(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        """The server numbers the episode S03E04 (DVD order); its thetvdb GUID says TVDB's
+        S02E15, the numbering that goes with the GUID's show id."""
+        plex.add(
+            "900",
+            {
+                "type": "episode",
+                "title": "A Clone of My Own",
+                "guid": "com.plexapp.agents.thetvdb://73871/2/15?lang=en",
+                "parentIndex": 3,
+                "index": 4,
+                "grandparentRatingKey": "200",
+            },
+        )
+
+        result = await make(plex=plex).resolve(episode(rating_key="900"))
+
+        assert (result.step, result.item.show_ids.tvdb) == ("plex", "73871")
+        assert (result.item.season, result.item.number) == (2, 15)
 
     async def test_movie_in_two_libraries_resolves_to_one_identity(
         self, make: Callable[..., Resolver], plex: FakePlexServer
@@ -941,6 +1033,73 @@ class TestTautulli:
         assert fake.metadata_calls_by_key["1219"] == 1
         assert sum(fake.metadata_calls_by_key.values()) == 11
 
+    async def test_legacy_tvdb_guid_numbering_wins_over_the_media_indexes(
+        self, make: Callable[..., Resolver]
+    ) -> None:
+        meta = {
+            "media_type": "episode",
+            "title": "A Clone of My Own",
+            "guid": "com.plexapp.agents.thetvdb://73871/2/15?lang=en",
+            "guids": [],
+            "grandparent_rating_key": "200",
+            "parent_media_index": "3",
+            "media_index": "4",
+        }
+        async with FakeTautulli(metadata={"900": meta}) as fake:
+            result = await make(tautulli=fake).resolve(episode(rating_key="900"))
+
+        assert (result.step, result.item.show_ids.tvdb) == ("tautulli", "73871")
+        assert (result.item.season, result.item.number) == (2, 15)
+
+    def test_an_answer_cached_by_an_earlier_version_reads_the_same(self) -> None:
+        """Before TautulliMetadata, the step also stored what the guid says (guid_scope,
+        guid_ids, guid_season, guid_number); the guid itself tells it now."""
+        old = {
+            "kind": "episode",
+            "guid": "com.plexapp.agents.thetvdb://73871/2/15?lang=en",
+            "title": "A Clone of My Own",
+            "ids": {"tvdb": "163303"},
+            "show_ids": {},
+            "guid_scope": "show",
+            "guid_ids": {"tvdb": "73871"},
+            "guid_season": 2,
+            "guid_number": 15,
+            "season": None,
+            "number": None,
+            "grk": "200",
+        }
+
+        meta = TautulliMetadata.from_value(old)
+
+        assert (meta.kind, meta.ids, meta.show_ids) == (
+            "episode",
+            Ids(tvdb="163303"),
+            Ids(tvdb="73871"),
+        )
+        assert (meta.position, meta.grandparent_rating_key) == ((2, 15), "200")
+
+    def test_cached_shape_round_trips(self) -> None:
+        data = {
+            "media_type": "Episode",
+            "guid": "plex://episode/5d9c1276e9d5a1001f4ff2fa",
+            "title": "Winds of Winter",
+            "year": "2016",
+            "guids": ["imdb://tt4283094", "tvdb://5624261"],
+            "grandparent_guids": ["tvdb://121361"],
+            "parent_media_index": "6",
+            "media_index": 10.0,
+            "grandparent_rating_key": 1219,
+        }
+        meta = TautulliMetadata.from_data(data)
+
+        assert TautulliMetadata.from_value(meta.value()) == meta
+        assert (meta.kind, meta.year, meta.position, meta.grandparent_rating_key) == (
+            "episode",
+            2016,
+            (6, 10),
+            "1219",
+        )
+
     async def test_tautulli_down_is_retryable(self, make: Callable[..., Resolver]) -> None:
         async with FakeTautulli() as fake:
             fake.fail_next(500, FAST_RETRY.tries)
@@ -1220,3 +1379,73 @@ class TestBuild:
         b = await resolver.resolve(episode(ids=Ids(tvdb="8031280")))
 
         assert (a.step, b.step) == ("plex", "trakt")
+
+
+class TestShowsAndSeasons:
+    """A rating of a show or a season needs the show's ids; they come from the GUID or the
+    configured server's show, never from a search."""
+
+    async def test_a_show_with_ids_in_its_guids_needs_no_lookup(
+        self, make: Callable[..., Resolver], plex: FakePlexServer, trakt: FakeTrakt
+    ) -> None:
+        show = Item(MediaKind.SHOW, "Futurama", 1999, ids=Ids(tvdb="73871"), rating_key="200")
+        result = await make(plex=plex, trakt=trakt).resolve(show)
+        assert (result.step, result.item.ids) == ("payload", Ids(tvdb="73871"))
+        assert plex.requests == [] and trakt.requests == []
+
+    async def test_a_new_agent_show_gets_its_ids_from_the_server(
+        self, make: Callable[..., Resolver], plex: FakePlexServer, trakt: FakeTrakt
+    ) -> None:
+        guid = plex.items["200"]["guid"]
+        show = Item(MediaKind.SHOW, "Futurama", 1999, rating_key="200", guid=guid)
+        result = await make(plex=plex, trakt=trakt).resolve(show)
+        assert result.step == "plex"
+        assert result.item.ids == Ids(imdb="tt0149460", tmdb="615", tvdb="73871")
+        assert trakt.requests == []  # no search for a show
+
+    async def test_a_season_gets_its_shows_ids_through_parent_rating_key(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        season = Item(
+            MediaKind.SEASON,
+            "Season 2",
+            show_title="Futurama",
+            season=2,
+            rating_key="299",
+            grandparent_rating_key="200",
+        )
+        result = await make(plex=plex).resolve(season)
+        assert result.step == "plex"
+        assert (result.item.show_ids.tvdb, result.item.season) == ("73871", 2)
+
+    async def test_a_season_whose_show_key_is_another_show_here_is_parked(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        season = Item(
+            MediaKind.SEASON,
+            "Season 1",
+            show_title="Bluey",
+            season=1,
+            grandparent_rating_key="200",  # Futurama on this server: a friend's server's key
+        )
+        with pytest.raises(UnresolvedError, match="another item on the configured server"):
+            await make(plex=plex).resolve(season)
+
+    async def test_a_show_without_ids_or_server_is_parked_with_a_reason(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt
+    ) -> None:
+        show = Item(MediaKind.SHOW, "Obscure", 2001, guid="plex://show/abc")
+        with pytest.raises(UnresolvedError, match="no ids of the show"):
+            await make(trakt=trakt).resolve(show)
+        assert trakt.requests == []
+
+
+async def test_every_answer_is_counted_as_a_cache_hit_or_an_outside_lookup(
+    make: Callable[..., Resolver], plex: FakePlexServer
+) -> None:
+    """What the metrics' crosswatchd_resolver_lookups counts."""
+    seen: list[tuple[str, bool]] = []
+    resolver = make(plex=plex, on_lookup=lambda step, hit: seen.append((step, hit)))
+    await resolver.resolve(movie(rating_key="100"))  # asked outside
+    await resolver.resolve(movie(rating_key="100"))  # the identity is cached now
+    assert seen == [("plex", False), ("cache", True)]

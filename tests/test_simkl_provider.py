@@ -322,8 +322,8 @@ class TestAddHistory:
         assert request["headers"]["Content-Type"] == "application/json"
 
     def test_max_batch_is_documented_size(self, provider: SimklProvider) -> None:
-        """The batch size the drainer uses is the module's MAX_BATCH (50)."""
-        assert provider.max_batch == MAX_BATCH == 50
+        """The batch size the drainer uses is the module's MAX_BATCH (100, as Trakt)."""
+        assert provider.max_batch == MAX_BATCH == 100
 
     async def test_oversized_batch_is_a_caller_bug(
         self, provider: SimklProvider, fake: FakeSimkl

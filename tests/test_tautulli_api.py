@@ -10,7 +10,7 @@ import pytest
 
 from crosswatchd.errors import SourceUnavailableError
 from crosswatchd.http import GetRetry
-from crosswatchd.sources.tautulli_api import TautulliClient
+from crosswatchd.sources.tautulli_api import TautulliClient, api_int, api_rating_key
 from tests.fakes.tautulli import FakeTautulli, history_row
 
 KEY = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
@@ -93,6 +93,19 @@ class TestSuccess:
     ) -> None:
         assert await _client(session, fake.url).get_users() == ["alice", "bob"]
 
+    async def test_get_server_identity_names_the_plex_server(
+        self, fake: FakeTautulli, session: aiohttp.ClientSession
+    ) -> None:
+        """Tautulli's code answers a dict (pmsconnect.get_server_identity)."""
+        assert await _client(session, fake.url).get_server_identity() == fake.machine_identifier
+
+    async def test_get_server_identity_reads_the_references_one_element_list(
+        self, fake: FakeTautulli, session: aiohttp.ClientSession
+    ) -> None:
+        fake.server_identity_as_list = True
+
+        assert await _client(session, fake.url).get_server_identity() == fake.machine_identifier
+
     async def test_a_url_ending_in_api_v2_is_accepted(
         self, fake: FakeTautulli, session: aiohttp.ClientSession
     ) -> None:
@@ -104,6 +117,35 @@ def _one_line_without_key(err: SourceUnavailableError, key: str) -> str:
     assert "\n" not in text
     assert key not in text
     return text
+
+
+class TestLooseNumbers:
+    """Tautulli sends numbers as ints, floats or strings; anything else is no number."""
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            (17, 17),
+            ("17", 17),
+            (17.0, 17),
+            ("17.0", 17),
+            (" 17 ", 17),
+            (True, None),
+            (None, None),
+            ("", None),
+            ("abc", None),
+            ("inf", None),
+            (float("nan"), None),
+        ],
+    )
+    def test_api_int(self, value: object, expected: int | None) -> None:
+        assert api_int(value) == expected
+
+    @pytest.mark.parametrize(
+        ("value", "expected"), [(1219, "1219"), ("1219", "1219"), ("", None), (0, None)]
+    )
+    def test_api_rating_key(self, value: object, expected: str | None) -> None:
+        assert api_rating_key(value) == expected
 
 
 class TestErrors:

@@ -12,8 +12,12 @@ import pytest
 from crosswatchd.errors import PayloadError
 from crosswatchd.models import Action, Ids, MediaKind, PlayEvent, Source
 from crosswatchd.profiles import Household
-from crosswatchd.sources.plex import Ignored
-from crosswatchd.sources.tautulli import TautulliWebhook, parse_tautulli_body, tautulli_event
+from crosswatchd.sources.tautulli import (
+    Ignored,
+    TautulliWebhook,
+    parse_tautulli_body,
+    tautulli_event,
+)
 
 ROOT = Path(__file__).parent.parent
 TEMPLATE = ROOT / "config" / "tautulli-webhook.json"

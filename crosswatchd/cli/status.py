@@ -87,6 +87,7 @@ def render(report: dict[str, Any]) -> list[str]:
                     f" {waiting['oldest_watched_at']}, {waiting['attempts']} attempt(s){when};"
                     f" last error: {waiting['last_error']}"
                 )
+    lines.extend(_watchlist_lines(report["watchlist"]))
     if notes:
         lines.append("")
         lines.extend(notes)
@@ -143,6 +144,24 @@ def _reconcile(passes: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
                     f" different, {ratings['enqueued']} enqueued, {ratings['extra']} only on"
                     f" {provider}"
                 )
+    return lines
+
+
+def _watchlist_lines(watchlist: dict[str, Any]) -> list[str]:
+    """The watchlist part of ``status``: per profile its mode and last sync, and per side
+    what waits, what the latest pass held back, and why."""
+    lines: list[str] = []
+    for profile, entry in watchlist.items():
+        lines.append("")
+        when = entry["last_sync"] or "never"
+        lines.append(f"watchlist of {profile} (mode {entry['mode']}, last sync {when})")
+        for side, counts in entry.items():
+            if not isinstance(counts, dict):
+                continue
+            line = f"  {side:<8} {counts['pending']} pending, {counts['parked']} parked"
+            if counts["reason"]:
+                line += f" - {counts['reason']}"
+            lines.append(line)
     return lines
 
 

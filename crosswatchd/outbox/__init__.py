@@ -27,7 +27,7 @@ from __future__ import annotations
 from crosswatchd.outbox.scratch import scratch_copy
 from crosswatchd.outbox.states import DeliveryKind, DeliveryState, ReasonKind, Settlement
 from crosswatchd.outbox.store import SCHEMA_VERSION, Claimed, EnqueueResult, Outbox
-from crosswatchd.outbox.views import ParkedRow, ProviderCounts
+from crosswatchd.outbox.views import ParkedRow, ProviderCounts, WatchlistChange, WatchlistCounts
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -40,5 +40,7 @@ __all__ = [
     "ProviderCounts",
     "ReasonKind",
     "Settlement",
+    "WatchlistChange",
+    "WatchlistCounts",
     "scratch_copy",
 ]

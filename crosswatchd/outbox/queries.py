@@ -71,10 +71,13 @@ class Queries:
     next_due: str
     retry_generation: str
     recent: str
-    delivered_plays: str
     waiting_plays: str
     seen_accounts: str
     untargeted_plays: str
+    # the watchlist pass
+    watchlist_changes: str
+    plays_since: str
+    watchlist_counts: str
 
     @classmethod
     def parse(cls, text: str) -> Queries:

@@ -256,40 +256,36 @@ BEGIN
 END;
 
 -- migration: 3
--- Reconcile: a play one target account lacks while the profile's others hold it is meant for
--- that account alone. events.providers still lists every target the event was judged for (so
--- Outbox.adopt_targets() never gives it to the others as "missed"); only_providers, a JSON
--- array, names the ones that get a delivery (NULL: all of them). The fan-out view takes it
--- into account; the dedupe rule (play_duplicates) is unchanged.
+-- The latest change of an item wins over every older one that has not landed: a later rating
+-- or watchlist change also supersedes an older one of the same item that was parked or given
+-- up (dead) for the same target account. A watchlist pass queues a parked addition again
+-- (Trakt's full watchlist, 420): the new try replaces the parked one, so `status` counts what
+-- the latest pass held back, and `unresolved retry` can never send an older rating over a
+-- newer one. Otherwise as in migration 2.
 
-ALTER TABLE events ADD COLUMN only_providers TEXT;
+DROP TRIGGER IF EXISTS state_keys_of_delivery;
 
-DROP TRIGGER events_fan_out;
-DROP VIEW event_fan_out;
-
-CREATE VIEW event_fan_out (event_id, profile, provider, kind, priority, watched_at) AS
-SELECT e.id, e.profile, p.value,
-       CASE e.action
-            WHEN 'watched' THEN 'play'
-            WHEN 'rate' THEN 'rating'
-            WHEN 'watchlist_add' THEN 'watchlist'
-            WHEN 'watchlist_remove' THEN 'watchlist'
-            ELSE 'live' END,
-       e.priority,
-       CASE WHEN e.action = 'watched' THEN e.occurred_at END
-FROM events AS e, json_each(e.providers) AS p
-WHERE (e.only_providers IS NULL
-       OR EXISTS (SELECT 1 FROM json_each(e.only_providers) AS o WHERE o.value = p.value))
-  AND (e.action <> 'watched'
-       OR NOT EXISTS (SELECT 1 FROM play_duplicates AS x
-                      WHERE x.event_id = e.id AND x.provider = p.value));
-
-CREATE TRIGGER events_fan_out AFTER INSERT ON events
+CREATE TRIGGER state_keys_of_delivery AFTER INSERT ON deliveries
+WHEN NEW.kind IN ('rating', 'watchlist')
 BEGIN
-    INSERT INTO deliveries (event_id, profile, provider, kind, priority, next_attempt_at,
-                            watched_at, created_at, updated_at)
-    SELECT f.event_id, f.profile, f.provider, f.kind, f.priority, NEW.received_at,
-           f.watched_at, NEW.received_at, NEW.received_at
-    FROM event_fan_out AS f
-    WHERE f.event_id = NEW.id;
+    INSERT INTO delivery_keys (profile, provider, kind, key, at, delivery_id)
+    SELECT NEW.profile, NEW.provider, NEW.kind, nk.value, e.occurred_at, NEW.id
+    FROM events AS e, json_each(e.keys) AS nk
+    WHERE e.id = NEW.event_id;
+    UPDATE deliveries
+    SET state = 'dropped', reason_kind = 'superseded', lease_token = NULL,
+        reason = 'superseded by a later change of the same item',
+        settled_at = NEW.created_at, updated_at = NEW.created_at
+    WHERE state IN ('pending', 'leased', 'parked', 'dead')
+      AND id IN (SELECT k.delivery_id FROM state_changes AS k
+                 WHERE k.new_delivery_id = NEW.id AND k.relation = 'older');
+    UPDATE deliveries
+    SET state = 'dropped', reason_kind = 'superseded',
+        reason = 'an older change than one already known for this item',
+        settled_at = NEW.created_at, updated_at = NEW.created_at
+    WHERE id = NEW.id
+      AND EXISTS (SELECT 1 FROM state_changes AS k
+                  JOIN deliveries AS d ON d.id = k.delivery_id
+                  WHERE k.new_delivery_id = NEW.id AND k.relation = 'newer'
+                    AND d.state <> 'dropped');
 END;

@@ -224,12 +224,12 @@ class Outbox(OperatorViews):
     # -- intake ------------------------------------------------------------------------------
 
     def _event_row(
-        self, event: PlayEvent, received_at: float, only: Sequence[str] | None
+        self, event: PlayEvent, received_at: float, targets: Sequence[str] | None
     ) -> list[Any]:
         """One element of ``insert_events``' ``:batch`` (the order its ``$[n]`` paths read):
-        the event, its profile and that profile's targets (none for an unknown profile: the
-        play is kept and adopted once the profile has targets), and the ones of them that get
-        a delivery (*only*; ``None``: all)."""
+        the event, its profile and the providers it goes to (*targets*, or else its profile's
+        targets: none for an unknown profile, the play is kept and adopted once the profile
+        has targets)."""
         item = event.item
         return [
             event.source.value,
@@ -245,20 +245,17 @@ class Outbox(OperatorViews):
             event.session,
             item_keys(item),
             event.profile,
-            self.targets_of(event),
+            self.targets_of(event) if targets is None else list(targets),
             event.rating,
             1 if event.source.is_backfill else 0,
-            None if only is None else list(only),
         ]
 
-    def targets_of(self, event: PlayEvent, only: Sequence[str] | None = None) -> list[str]:
+    def targets_of(self, event: PlayEvent) -> list[str]:
         """The providers *event* fans out to: its profile's targets (none for a profile
-        without targets: the play is kept and adopted once it has some), of them the ones in
-        *only* when given. A season or episode rating never goes to SIMKL, which rates movies
-        and shows only (simkl_apiary "Add Ratings")."""
+        without targets: the play is kept and adopted once it has some). A season or episode
+        rating never goes to SIMKL, which rates movies and shows only (simkl_apiary "Add
+        Ratings")."""
         targets = self.targets.get(event.profile, [])
-        if only is not None:
-            targets = [t for t in targets if t in only]
         if event.action is Action.RATE and event.item.kind in (MediaKind.SEASON, MediaKind.EPISODE):
             return [t for t in targets if t != "simkl"]
         return targets
@@ -268,21 +265,21 @@ class Outbox(OperatorViews):
         events: Sequence[PlayEvent],
         *,
         keep_duplicates: bool = True,
-        only: Sequence[str] | None = None,
+        targets: Sequence[str] | None = None,
     ) -> list[EnqueueResult]:
         """Commit *events* atomically (one statement), fanning out deliveries with dedupe.
 
         Returns one :class:`EnqueueResult` per event, in order. The events are durable when
         this returns. ``keep_duplicates=False`` does not keep the event row of a play every
         target already had (a re-run import then writes nothing); its result has
-        ``event_id=None``. *only* (provider names) gives deliveries to those of each event's
-        targets alone (reconcile: a play only one target lacks); the event is still recorded
-        as judged for all of them, so no other target adopts it later.
+        ``event_id=None``. *targets* sends every event of the batch to these providers of its
+        profile instead of all of them (the watchlist pass decides per target account, and
+        ``"plex"``, the Plex watchlist, is a target of watchlist changes only).
         """
         if not events:
             return []
         now = self._unix_s()
-        batch = orjson.dumps([self._event_row(e, now, only) for e in events]).decode()
+        batch = orjson.dumps([self._event_row(e, now, targets) for e in events]).decode()
         rows = await self._conn.execute_fetchall(
             QUERIES.insert_events, {"batch": batch, "window": self.dedupe_window_s}
         )
@@ -290,7 +287,10 @@ class Outbox(OperatorViews):
         ids = sorted(counts)
         if len(ids) != len(events):  # pragma: no cover - would be an SQLite bug
             raise RuntimeError(f"inserted {len(ids)} events for {len(events)}")
-        fanned = {i: len(self.targets_of(e, only)) for i, e in zip(ids, events, strict=True)}
+        fanned = {
+            i: len(self.targets_of(e)) if targets is None else len(targets)
+            for i, e in zip(ids, events, strict=True)
+        }
         if not self._counted_insert:
             counts = dict(fanned)
             if any(fanned.values()) and any(e.action.is_play for e in events):

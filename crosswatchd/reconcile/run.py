@@ -8,7 +8,7 @@ For each profile (household member) the pass
 2. for each of its target accounts: reads what the account holds
    (:class:`~crosswatchd.reconcile.targets.TargetReader`), compares
    (:func:`~crosswatchd.reconcile.diff.diff_plays`, ``diff_ratings``), and enqueues each
-   missing play as a ``reconcile`` event *for that account only* (``Outbox.enqueue_many(only=)``:
+   missing play as a ``reconcile`` event *for that account only* (``enqueue_many(targets=)``:
    the profile's other accounts hold it), missing and different ratings likewise. The outbox
    dedupes them against every play it holds for the account, pending or delivered, within the
    dedupe window: a play already on its way is never enqueued twice, and a pass repeated after
@@ -443,7 +443,7 @@ async def _enqueue(outbox: Outbox, events: Sequence[PlayEvent], provider: str) -
     created = 0
     for start in range(0, len(events), _CHUNK):
         results = await outbox.enqueue_many(
-            events[start : start + _CHUNK], keep_duplicates=False, only=[provider]
+            events[start : start + _CHUNK], keep_duplicates=False, targets=[provider]
         )
         created += sum(1 for r in results if r.new_deliveries > 0)
     return created

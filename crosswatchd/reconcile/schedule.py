@@ -38,6 +38,7 @@ from crosswatchd.reconcile.run import Reconciler
 from crosswatchd.reconcile.state import ReconcileState
 from crosswatchd.sources.plex_library import PlexLibrary
 from crosswatchd.sources.plex_server import PlexServer
+from crosswatchd.stopping import until_stopped
 
 if TYPE_CHECKING:  # app.py starts the schedule: no import cycle at run time
     from crosswatchd.app import Services
@@ -174,16 +175,7 @@ async def _one_pass(
             state = await ReconcileState.open(settings.data_dir)
             try:
                 reconciler = make_reconciler(settings, outbox, services, state, metrics=metrics)
-                work = asyncio.ensure_future(reconciler.run())
-                stopping = asyncio.ensure_future(stop.wait())
-                try:
-                    await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for task in (work, stopping):
-                        task.cancel()
-                    await asyncio.gather(work, stopping, return_exceptions=True)
-                if not work.cancelled():  # cancelled: the daemon is stopping
-                    work.result()  # raises what the pass raised (it logged its own line)
+                await until_stopped(reconciler.run(), stop)  # the pass logs its own line
             finally:
                 await state.close()
     except PassRunning as exc:

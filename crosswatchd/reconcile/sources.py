@@ -116,10 +116,11 @@ async def _tautulli_plays(
     same: dict[Item, Item],
 ) -> None:
     parse = functools.lru_cache(maxsize=65_536)(parse_guid)
+    server = await client.get_server_identity()  # scopes the rows' ratingKeys, as webhooks'
     pager = HistoryPager(client, since=since, page_size=page_size)
     async for rows in pager.rows():
         for row in rows:
-            play = play_of_row(row, parse)
+            play = play_of_row(row, parse, server)
             if isinstance(play, str):
                 continue
             profile = household.for_tautulli(play.account)

@@ -170,10 +170,11 @@ class TargetReader:
             await self._state.save_copy(self._profile, self._provider.name, part, copy)
 
     async def _folded(self, stored: Copy) -> list[TargetWatch]:
-        """The plays the daemon delivered to this account since *stored* was read (those
-        found there already too: counted twice, they only cost a full read)."""
-        added = await self._outbox.delivered_plays(
-            self._profile, self._provider.name, since=stored.read_at - _FOLD_MARGIN_S
+        """The plays the daemon delivered to this account since *stored* was read, or sent
+        without an answer yet (one that did not land, or was found there already, is counted
+        twice: it only costs a full read)."""
+        added = await self._outbox.timed_plays_since(
+            self._profile, self._provider.name, since_s=stored.read_at - _FOLD_MARGIN_S
         )
         out = []
         for item, at in added:

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
-import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from crosswatchd.errors import PayloadError
@@ -38,6 +36,14 @@ from crosswatchd.models import (
     Source,
 )
 from crosswatchd.profiles import Household, Profile
+from crosswatchd.sources._edge import (
+    MEDIA_KINDS,
+    Ignored,
+    lenient_int,
+    load_json_object,
+    progress_percent,
+    validation_reason,
+)
 from crosswatchd.sources.guids import guid_position, ids_from_guid_list, parse_guid
 
 __all__ = [
@@ -47,30 +53,11 @@ __all__ = [
     "PlexMetadata",
     "PlexPayload",
     "PlexPlayer",
-    "load_json_object",
     "metadata_item",
     "parse_plex_payload",
     "plex_event",
     "plex_rating",
-    "progress_percent",
-    "validation_reason",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Ignored:
-    """A well-formed source event that is deliberately not turned into a play.
-
-    ``reason`` is one human line (e.g. ``"plex event library.new is not a playback event"``);
-    ``account`` is the source account the event belonged to, when known;
-    ``account_filtered`` is True when the account filter (``plex.accounts``,
-    ``tautulli.users``) is the reason, so ``status`` can list the accounts a user may want to
-    allow. The HTTP layer answers 200 and logs it; it is not an error.
-    """
-
-    reason: str
-    account: str | None = None
-    account_filtered: bool = False
 
 
 # Plex event name -> action; media.stop is promoted to WATCHED at >= COMPLETED_PCT.
@@ -82,44 +69,12 @@ _EVENT_ACTIONS: Final[Mapping[str, Action]] = {
     "media.scrobble": Action.WATCHED,
     "media.rate": Action.RATE,
 }
-_KINDS: Final[Mapping[str, MediaKind]] = {"movie": MediaKind.MOVIE, "episode": MediaKind.EPISODE}
 #: What can be rated: a movie, a show, a season or an episode.
 RATED_KINDS: Final[Mapping[str, MediaKind]] = {
-    **_KINDS,
+    **MEDIA_KINDS,
     "show": MediaKind.SHOW,
     "season": MediaKind.SEASON,
 }
-
-
-#: Largest magnitude accepted for an integer field (exact in JSON doubles, fits SQLite INTEGER).
-MAX_INT: Final = 2**53
-
-
-def _lenient_int(value: Any) -> Any:
-    """:func:`_lenient_int_unbounded`, rejecting integers beyond +-2**53 (a 400, not a 5xx)."""
-    value = _lenient_int_unbounded(value)
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
-        raise ValueError("number out of range")
-    return value
-
-
-def _lenient_int_unbounded(value: Any) -> Any:
-    """Accept ints, integral floats and numeric strings (``"15"``, ``"15.0"``); ``""`` -> None."""
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        try:
-            return int(text)
-        except ValueError:
-            try:
-                number = float(text)
-            except ValueError:
-                return value  # let pydantic report the wrong type
-            return int(number) if number.is_integer() else value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 def _guid_entries(value: Any) -> Any:
@@ -131,7 +86,7 @@ def _guid_entries(value: Any) -> Any:
     return value
 
 
-OptInt = Annotated[int | None, BeforeValidator(_lenient_int)]
+OptInt = Annotated[int | None, BeforeValidator(lenient_int)]
 
 
 class _Edge(BaseModel):
@@ -217,38 +172,6 @@ class PlexPayload(_Edge):
     rating: float | None = None
 
 
-def validation_reason(source: str, err: ValidationError) -> str:
-    """One line naming the first invalid field: ``invalid <source> payload: Metadata.index: …``.
-
-    Never includes the offending input value. Shared with :mod:`crosswatchd.sources.tautulli`.
-    """
-    first = err.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(part) for part in first.get("loc", ())) or "body"
-    message = " ".join(str(first.get("msg", "invalid")).split())
-    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"invalid {source} payload: {where}: {message}{more}"
-
-
-def load_json_object(raw: bytes | str | Mapping[str, Any], source: str) -> dict[str, Any]:
-    """Decode *raw* (UTF-8 JSON text or an already-decoded mapping) into a dict.
-
-    Raises :class:`PayloadError` (``"invalid <source> payload: …"``) for bad UTF-8, bad JSON or
-    a top level that is not an object. Shared with :mod:`crosswatchd.sources.tautulli`.
-    """
-    if isinstance(raw, Mapping):
-        return dict(raw)
-    if not isinstance(raw, bytes | str):
-        raise PayloadError(f"invalid {source} payload: expected JSON text")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as err:
-        reason = " ".join(str(err).split())
-        raise PayloadError(f"invalid {source} payload: not JSON ({reason})") from None
-    if not isinstance(data, dict):
-        raise PayloadError(f"invalid {source} payload: top level must be a JSON object")
-    return data
-
-
 def parse_plex_payload(raw: bytes | str | Mapping[str, Any]) -> PlexPayload:
     """Validate the JSON of a Plex webhook ``payload`` part.
 
@@ -265,17 +188,6 @@ def parse_plex_payload(raw: bytes | str | Mapping[str, Any]) -> PlexPayload:
     if payload.event.startswith("media.") and payload.metadata is None:
         raise PayloadError(f"invalid Plex payload: {payload.event} without Metadata")
     return payload
-
-
-def progress_percent(view_offset_ms: int | None, duration_ms: int | None) -> float | None:
-    """``view_offset_ms / duration_ms`` as a percentage clamped to 0-100, rounded to 0.1.
-
-    ``None`` when either is missing or the duration is not positive.
-    """
-    if view_offset_ms is None or duration_ms is None or duration_ms <= 0:
-        return None
-    pct = 100.0 * view_offset_ms / duration_ms
-    return round(min(100.0, max(0.0, pct)), 1)
 
 
 def _route(payload: PlexPayload, household: Household) -> Profile | Ignored:
@@ -407,7 +319,7 @@ def plex_event(
     if not meta.type:
         return Ignored("plex Metadata.type is missing: not a movie or episode", account=account)
     rating = action is Action.RATE
-    kind = (RATED_KINDS if rating else _KINDS).get(meta.type.lower())
+    kind = (RATED_KINDS if rating else MEDIA_KINDS).get(meta.type.lower())
     if kind is None:
         what = "a movie, show, season or episode" if rating else "a movie or episode"
         return Ignored(f"plex item type {meta.type!r} is not {what}", account=account)

@@ -34,7 +34,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
 from crosswatchd.errors import RetryableError, SourceUnavailableError
 from crosswatchd.http import Answer, GetRetry, HttpClient, Lenient, LenientList, OptInt, WireModel
 from crosswatchd.models import Ids
-from crosswatchd.sources.guids import ids_from_guid_list, parse_guid
+from crosswatchd.sources.guids import guid_position, ids_from_guid_list, parse_guid
 
 __all__ = ["PlexMetadata", "PlexServer"]
 
@@ -113,6 +113,13 @@ class PlexMetadata:
     grandparent_rating_key: str | None = None
     grandparent_title: str | None = None
     subtype: str | None = None
+
+    @property
+    def position(self) -> tuple[int | None, int | None]:
+        """``(season, episode number)`` to send with the show ids of the legacy TV guid: the
+        guid's own numbers win over ``parentIndex``/``index``, which only fill what it lacks
+        (:func:`~crosswatchd.sources.guids.guid_position`)."""
+        return guid_position(parse_guid(self.guid or ""), self.season, self.number)
 
 
 def _to_metadata(rating_key: str, item: _Item) -> PlexMetadata:

@@ -20,16 +20,19 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from crosswatchd.errors import PayloadError
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
 from crosswatchd.profiles import Household
-from crosswatchd.sources.guids import guid_position, normalize_id, parse_guid
-from crosswatchd.sources.plex import (
-    MAX_INT,
+from crosswatchd.sources._edge import (
+    MEDIA_KINDS,
     Ignored,
+    bounded,
     load_json_object,
+    percent,
     progress_percent,
     validation_reason,
 )
+from crosswatchd.sources.guids import guid_position, normalize_id, parse_guid
 
 __all__ = [
+    "Ignored",
     "TautulliWebhook",
     "parse_tautulli_body",
     "tautulli_event",
@@ -45,7 +48,6 @@ _ACTIONS: Final[Mapping[str, Action]] = {
     "stop": Action.STOP,
     "watched": Action.WATCHED,
 }
-_KINDS: Final[Mapping[str, MediaKind]] = {"movie": MediaKind.MOVIE, "episode": MediaKind.EPISODE}
 
 
 def _text(value: Any) -> Any:
@@ -71,10 +73,7 @@ def _int(value: Any) -> Any:
     match = _LEADING_INT_RE.match(text)
     if not match:
         return text  # pydantic reports the bad value
-    number = int(match.group(1))
-    if number > MAX_INT:
-        raise ValueError("number out of range")
-    return number
+    return bounded(int(match.group(1)))
 
 
 def _float(value: Any) -> Any:
@@ -197,7 +196,7 @@ def _item(body: TautulliWebhook, kind: MediaKind, server: str | None) -> Item:
 
 def _progress(body: TautulliWebhook) -> float | None:
     if body.progress_percent is not None:
-        return round(min(100.0, max(0.0, body.progress_percent)), 1)
+        return percent(body.progress_percent)
     return progress_percent(body.view_offset, body.duration_ms)
 
 
@@ -260,7 +259,7 @@ def tautulli_event(
     profile, refusal = household.route_tautulli(username)
     if profile is None:
         return Ignored(refusal, account=username, account_filtered=True)
-    kind = _KINDS.get((body.media_type or "").lower())
+    kind = MEDIA_KINDS.get((body.media_type or "").lower())
     if kind is None:
         return Ignored(
             f"tautulli media_type {body.media_type!r} is not a movie or episode", account=username

@@ -1,7 +1,7 @@
 """Client for the Tautulli API v2 (``GET /api/v2?apikey=…&cmd=…``).
 
-Used by the history importer (``get_history``, ``get_users``) and by the id resolver
-(``get_metadata``). Every response is wrapped as
+Used by the history importer (``get_history``, ``get_users``, ``get_server_identity``) and by
+the id resolver (``get_metadata``). Every response is wrapped as
 ``{"response": {"result": "success"|"error", "message": null|str, "data": …}}``
 (api_v2_reference.md, "General structure"); this client unwraps it and returns ``data``.
 
@@ -26,13 +26,34 @@ import structlog
 from pydantic import Field, InstanceOf, ValidationError
 
 from crosswatchd.errors import SourceUnavailableError
-from crosswatchd.http import Answer, Entries, GetRetry, HttpClient, OptInt, WireModel
+from crosswatchd.http import Answer, Entries, GetRetry, HttpClient, OptInt, OptStr, WireModel
 
-__all__ = ["HistoryPage", "TautulliClient"]
+__all__ = ["HistoryPage", "TautulliClient", "api_int", "api_rating_key"]
 
 log = structlog.get_logger(__name__)
 
 _API_PATH: Final = "/api/v2"
+
+
+def api_int(value: Any) -> int | None:
+    """An int from one of Tautulli's loosely typed fields: ``17``, ``"17"``, ``17.0`` and
+    ``"17.0"`` are 17 (a fraction is cut off); ``null``, booleans, ``""``, infinities and
+    anything else are ``None``. Never raises."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def api_rating_key(value: Any) -> str | None:
+    """A ratingKey (``1219`` or ``"1219"``) as decimal text; ``None`` for ``""``, ``0``,
+    ``null`` or anything that is not a number. Never raises."""
+    number = api_int(value)
+    return str(number) if number else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +96,10 @@ class _History(WireModel):
     data: Entries[InstanceOf[dict[str, Any]]]
     records_filtered: OptInt = Field(None, alias="recordsFiltered")
     records_total: OptInt = Field(None, alias="recordsTotal")
+
+
+class _ServerIdentity(WireModel):
+    machine_identifier: OptStr = None
 
 
 class _User(WireModel):
@@ -173,6 +198,26 @@ class TautulliClient:
         """
         data = await self._call("get_metadata", {"rating_key": str(rating_key)})
         return data if isinstance(data, dict) and data else None
+
+    async def get_server_identity(self) -> str | None:
+        """The machineIdentifier of the Plex server Tautulli watches (the ``Server.uuid`` of
+        its Plex webhooks), ``None`` when the answer names none.
+
+        ``get_server_identity`` answers ``{"machine_identifier": …, "version": …}``: the
+        reference draws it as a one-element list, Tautulli's code
+        (``pmsconnect.get_server_identity``) returns the dict; both are read.
+
+        Raises :class:`SourceUnavailableError`. Reference: api_v2_reference.md,
+        "get_server_identity".
+        """
+        data = await self._call("get_server_identity", {})
+        if isinstance(data, list):
+            data = data[0] if data else None
+        try:
+            identity = _ServerIdentity.model_validate(data)
+        except ValidationError:
+            return None
+        return (identity.machine_identifier or "").strip() or None
 
     async def get_users(self) -> list[str]:
         """Usernames of everyone Tautulli knows (``get_users`` → ``[{"username": …}, …]``).

@@ -22,42 +22,16 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from crosswatchd.models import Ids, Item, MediaKind
-from crosswatchd.sources.guids import ParsedGuid, parse_guid
+from crosswatchd.sources.guids import ParsedGuid, guid_position, parse_guid
+from crosswatchd.sources.tautulli_api import api_int, api_rating_key
 
 if TYPE_CHECKING:
     from crosswatchd.sources.tautulli_api import TautulliClient
 
-__all__ = [
-    "ROW_KINDS",
-    "HistoryPager",
-    "RowPlay",
-    "int_or_none",
-    "is_completed",
-    "play_of_row",
-    "rating_key_of",
-    "row_item",
-]
+__all__ = ["ROW_KINDS", "HistoryPager", "RowPlay", "is_completed", "play_of_row", "row_item"]
 
 #: ``media_type`` values that are plays.
 ROW_KINDS: Final = {"movie": MediaKind.MOVIE, "episode": MediaKind.EPISODE}
-
-
-def int_or_none(value: Any) -> int | None:
-    """An int from Tautulli's loosely typed fields (``17``, ``"17"``, ``17.0``); else None."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return None
-
-
-def rating_key_of(value: Any) -> str | None:
-    """A rating key as a string, or None for ``""``/``0``/missing."""
-    number = int_or_none(value)
-    return str(number) if number else None
 
 
 def is_completed(row: dict[str, Any]) -> bool:
@@ -69,16 +43,20 @@ def is_completed(row: dict[str, Any]) -> bool:
 
 
 def _row_identity(row: dict[str, Any]) -> int | tuple[Any, ...]:
-    row_id = int_or_none(row.get("row_id")) or int_or_none(row.get("id"))
+    row_id = api_int(row.get("row_id")) or api_int(row.get("id"))
     if row_id:
         return row_id
     return (row.get("user"), row.get("rating_key"), row.get("started"), row.get("stopped"))
 
 
 def row_item(
-    kind: MediaKind, row: dict[str, Any], parse: Callable[[str], ParsedGuid] = parse_guid
+    kind: MediaKind,
+    row: dict[str, Any],
+    parse: Callable[[str], ParsedGuid] = parse_guid,
+    server: str | None = None,
 ) -> Item:
-    """The item as far as the history row knows it (ids only from a legacy-agent guid)."""
+    """The item as far as the history row knows it (ids only from a legacy-agent guid), on the
+    Plex *server* (machineIdentifier) whose ratingKeys the row holds."""
     guid = str(row.get("guid") or "") or None
     parsed = parse(guid) if guid else None
     title = str(row.get("title") or row.get("full_title") or "")
@@ -87,32 +65,33 @@ def row_item(
         return Item(
             kind=kind,
             title=title,
-            year=int_or_none(row.get("year")) or None,
+            year=api_int(row.get("year")) or None,
             ids=ids,
-            rating_key=rating_key_of(row.get("rating_key")),
+            rating_key=api_rating_key(row.get("rating_key")),
             guid=guid,
+            server=server,
         )
     ids, show_ids = Ids(), Ids()
-    season = int_or_none(row.get("parent_media_index"))
-    number = int_or_none(row.get("media_index"))
+    season = api_int(row.get("parent_media_index"))
+    number = api_int(row.get("media_index"))
     if parsed is not None and parsed.scope == "show":
         show_ids = parsed.ids
-        season = season if season is not None else parsed.season
-        number = number if number is not None else parsed.number
+        season, number = guid_position(parsed, season, number)  # its numbering wins
     elif parsed is not None and parsed.scope == "item":
         ids = parsed.ids
     return Item(
         kind=kind,
         title=title,
-        year=int_or_none(row.get("year")) or None,
+        year=api_int(row.get("year")) or None,
         ids=ids,
         show_title=str(row.get("grandparent_title") or "") or None,
         show_ids=show_ids,
         season=season,
         number=number,
-        rating_key=rating_key_of(row.get("rating_key")),
-        grandparent_rating_key=rating_key_of(row.get("grandparent_rating_key")),
+        rating_key=api_rating_key(row.get("rating_key")),
+        grandparent_rating_key=api_rating_key(row.get("grandparent_rating_key")),
         guid=guid,
+        server=server,
     )
 
 
@@ -128,20 +107,23 @@ class RowPlay:
 
 
 def play_of_row(
-    row: dict[str, Any], parse: Callable[[str], ParsedGuid] = parse_guid
+    row: dict[str, Any],
+    parse: Callable[[str], ParsedGuid] = parse_guid,
+    server: str | None = None,
 ) -> RowPlay | str:
-    """The completed play of *row*, or why it is none: ``"media_type"`` (not a movie or
-    episode, or live TV) or ``"incomplete"`` (not watched, or no ``stopped`` time)."""
+    """The completed play of *row* (its ratingKeys on Plex *server*), or why it is none:
+    ``"media_type"`` (not a movie or episode, or live TV) or ``"incomplete"`` (not watched,
+    or no ``stopped`` time)."""
     kind = ROW_KINDS.get(str(row.get("media_type") or ""))
-    if kind is None or int_or_none(row.get("live")):
+    if kind is None or api_int(row.get("live")):
         return "media_type"
-    stopped = int_or_none(row.get("stopped"))
+    stopped = api_int(row.get("stopped"))
     if not is_completed(row) or not stopped or stopped <= 0:
         return "incomplete"
     pct = row.get("percent_complete")
     return RowPlay(
         account=str(row.get("user") or ""),
-        item=row_item(kind, row, parse),
+        item=row_item(kind, row, parse, server),
         watched_at=datetime.fromtimestamp(stopped, UTC),
         progress_pct=float(pct) if isinstance(pct, int | float) else None,
     )

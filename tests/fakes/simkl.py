@@ -39,6 +39,8 @@ pages (``api_simkl_org_notes.md``). It is as strict as the docs:
 - ``POST /sync/history/remove`` ("Remove Items from History and from Lists"): a movie or a show
   without seasons leaves the lists with its watched history *and its rating*; seasons/episodes
   only unmark those episodes.
+- ``POST /sync/watched`` ("Check if watched"): per object sent, whether the user has it in a
+  list (``result`` true/false/``"not_found"``) and which (``list``), in the order sent.
 
 Usage::
 
@@ -405,6 +407,7 @@ class FakeSimkl:
         router.add_post("/sync/ratings", self._add_ratings)
         router.add_post("/sync/ratings/remove", self._remove_ratings)  # before /{type}
         router.add_post("/sync/add-to-list", self._add_to_list)
+        router.add_post("/sync/watched", self._watched)
         for tail in ("", "/", "/{type}", "/{type}/", "/{type}/{status}"):
             router.add_get("/sync/all-items" + tail, self._all_items)
             router.add_get("/sync/ratings" + tail, self._get_ratings)
@@ -448,6 +451,31 @@ class FakeSimkl:
             found = self.users[name] = SimklUser(name)
         return found
 
+    def put_in_list(
+        self, kind: str, ids: dict[str, Any], status: str, *, user: str | None = None
+    ) -> None:
+        """*user* moves a catalogue movie or show (*kind*) to list *status* on simkl.com (as
+        ``add-to-list`` does: the activities of the lists it left and entered move)."""
+        media = self.catalog.movie(ids) if kind == "movie" else self.catalog.show(ids)
+        assert media is not None, ids
+        self._set_status(self.user(user), kind, media["ids"]["simkl"], status, self.now())
+
+    def leave_lists(self, kind: str, ids: dict[str, Any], *, user: str | None = None) -> None:
+        """*user* takes an item off their lists on simkl.com (with its plays and rating, as
+        ``/sync/history/remove``; ``removed_from_list`` moves)."""
+        media = self.catalog.movie(ids) if kind == "movie" else self.catalog.show(ids)
+        assert media is not None, ids
+        self._forget(self.user(user), kind, media["ids"]["simkl"], self.now())
+
+    def list_imdb(self, status: str = "plantowatch", *, user: str | None = None) -> set[str]:
+        """The imdb ids of the items in *user*'s list *status*."""
+        found = set()
+        for entry in self.user(user).entries.values():
+            if entry.status == status:
+                media = self._media(entry)
+                found.add(str(media["ids"]["imdb"]))
+        return found
+
     def token_user(self, token: str) -> str | None:
         """Whose valid *token* is (None when unknown or revoked)."""
         return self._token_user.get(token, self.default_user) if token in self.tokens else None
@@ -457,6 +485,10 @@ class FakeSimkl:
         for token in list(self.tokens):
             if user is None or self._token_user.get(token) == user:
                 self.tokens.discard(token)
+
+    def clear_failures(self) -> None:
+        """Forget the failures :meth:`fail_next` still had to inject (the outage is over)."""
+        self._failures.clear()
 
     def fail_next(
         self,
@@ -1294,6 +1326,54 @@ class FakeSimkl:
                 entry.watched_at = watched_at
             added["movies" if kind == "movie" else "shows"].append({**obj, "type": kind})
         return _json({"added": added, "not_found": not_found}, 201)
+
+    # ------------------------------------------------------------------ sync/watched
+
+    async def _watched(self, request: web.Request) -> web.Response:
+        """ "Check if watched" (POST): a JSON **array** of flat objects (``type`` movie|show,
+        ``title``, ``year`` and ids such as ``imdb``, ``tmdb``, ``tvdb``, ``simkl``; anything
+        else is 400 ``wrong_parameter``, chosen: the apib shows no error); one answer per
+        object, in order, echoing the ids sent, with ``result`` ``true`` (in one of the
+        user's lists, named by ``list``, with ``last_watched_at``), ``false`` (known, on no
+        list) or ``"not_found"``. ``extended`` allows at most 100 objects (more: 400).
+        A TMDB id without ``type`` is looked up among movies first."""
+        user = self._request_user(request)
+        body = await self._body(request)
+        if not isinstance(body, list) or not all(isinstance(o, dict) for o in body):
+            raise _BadRequest("wrong_parameter", "the body must be an array of objects")
+        if request.query.get("extended") and len(body) > 100:
+            raise _BadRequest("wrong_parameter", "at most 100 items with extended")
+        answers = []
+        for obj in body:
+            ids = {k: obj[k] for k in ("simkl", "imdb", "tmdb", "tvdb", "anidb") if k in obj}
+            echo: dict[str, Any] = dict(ids)
+            kinds = ["movie"] if obj.get("type") == "movie" else ["show"]
+            if obj.get("type") not in ("movie", "show"):
+                kinds = ["movie", "show"]
+            found: tuple[str, dict[str, Any]] | None = None
+            for kind in kinds:
+                media = self.catalog.movie(ids) if kind == "movie" else self.catalog.show(ids)
+                if media is not None:
+                    found = (kind, media)
+                    break
+            if found is None:
+                answers.append({**echo, "result": "not_found"})
+                continue
+            kind, media = found
+            entry = user.entries.get((kind, media["ids"]["simkl"]))
+            if entry is None or entry.status is None:
+                answers.append({**echo, "result": False})
+                continue
+            row = self._row(user, entry, with_episodes=False, with_watched_at=False)
+            answers.append(
+                {
+                    **echo,
+                    "result": True,
+                    "list": entry.status,
+                    "last_watched_at": row["last_watched_at"],
+                }
+            )
+        return _json(answers)
 
     # ------------------------------------------------------------------ scrobble
 

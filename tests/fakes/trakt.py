@@ -330,6 +330,7 @@ class _Failure:
     headers: dict[str, str]
     body: Any
     path: str | None
+    method: str | None = None
 
 
 @dataclass
@@ -495,6 +496,10 @@ class FakeTrakt:
         return self.user().activities
 
     # --- knobs ----------------------------------------------------------------------------
+    def clear_failures(self) -> None:
+        """Forget the failures :meth:`fail_next` still had to inject (the outage is over)."""
+        self._failures.clear()
+
     def fail_next(
         self,
         status: int,
@@ -503,11 +508,13 @@ class FakeTrakt:
         body: Any = None,
         *,
         path: str | None = None,
+        method: str | None = None,
     ) -> None:
-        """Answer the next *count* requests (whose path starts with *path*, if given) with
-        *status*, *headers* and *body* (dict/list → JSON, str → text/html, None → a JSON error).
+        """Answer the next *count* requests (whose path starts with *path* and whose method is
+        *method*, if given) with *status*, *headers* and *body* (dict/list → JSON, str →
+        text/html, None → a JSON error).
         """
-        self._failures.append(_Failure(status, count, dict(headers or {}), body, path))
+        self._failures.append(_Failure(status, count, dict(headers or {}), body, path, method))
 
     def issue_token(
         self, expires_in: int | None = None, *, user: str | None = None
@@ -570,6 +577,43 @@ class FakeTrakt:
         }
         owner.touch(now, (f"{kind}s", "rated_at"))
 
+    def watchlist_add(self, kind: str, ids: dict[str, Any], *, user: str | None = None) -> None:
+        """*user* puts a catalogue movie or show (*kind*) with any of *ids* on their watchlist
+        on trakt.tv (activities move as for ``POST /sync/watchlist``)."""
+        media = self.catalog.movie(ids) if kind == "movie" else self.catalog.show(ids)
+        assert media is not None, ids
+        owner = self.user(user)
+        key: Key = (kind, media["ids"]["trakt"])
+        if key in owner.watchlist_keys():
+            return
+        now = self._now()
+        owner.watchlist.append(
+            {
+                "rank": len(owner.watchlist) + 1,
+                "id": next(self._list_ids),
+                "listed_at": _fmt(now),
+                "notes": None,
+                "type": kind,
+                **self._media(key)[1],
+                "_key": key,
+            }
+        )
+        owner.touch(now, ("watchlist", "updated_at"), (f"{kind}s", "watchlisted_at"))
+
+    def watchlist_remove(self, kind: str, ids: dict[str, Any], *, user: str | None = None) -> None:
+        """*user* takes a movie or show off their watchlist on trakt.tv."""
+        media = self.catalog.movie(ids) if kind == "movie" else self.catalog.show(ids)
+        assert media is not None, ids
+        self._drop_from_watchlist(self.user(user), {(kind, media["ids"]["trakt"])}, self._now())
+
+    def watchlist_imdb(self, *, user: str | None = None) -> set[str]:
+        """The imdb ids of the movies and shows on *user*'s watchlist."""
+        return {
+            str(item[item["type"]]["ids"]["imdb"])
+            for item in self.user(user).watchlist
+            if item["type"] in ("movie", "show")
+        }
+
     def plays(self, kind: str | None = None, *, user: str | None = None) -> list[dict[str, Any]]:
         """History items of *user* (default user if None; ``kind`` ``"movie"``/``"episode"``
         to filter), oldest first."""
@@ -597,7 +641,7 @@ class FakeTrakt:
         if self.delay_s:
             await request.read()  # the body has arrived; only the answer is slow
             await asyncio.sleep(self.delay_s)
-        failure = self._take_failure(request.path)
+        failure = self._take_failure(request.path, request.method)
         if failure is not None:
             return failure
         if request.headers.get("trakt-api-key") != self.client_id:
@@ -627,8 +671,10 @@ class FakeTrakt:
             return limited
         return await handler(request)
 
-    def _take_failure(self, path: str) -> web.Response | None:
+    def _take_failure(self, path: str, method: str = "GET") -> web.Response | None:
         for failure in self._failures:
+            if failure.method is not None and failure.method != method:
+                continue
             if failure.path is None or path.startswith(failure.path):
                 failure.remaining -= 1
                 if failure.remaining <= 0:
