@@ -18,7 +18,6 @@ connection serves the webhooks and the drainers: a bulk write there would hold t
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -183,13 +182,6 @@ class ReconcileState:
         for profile, provider, raw in rows:
             out.setdefault(profile, {})[provider] = orjson.loads(raw)
         return out
-
-    async def forget(self, accounts: Iterable[tuple[str, str]]) -> None:
-        """Drop the copies of these target accounts (their next pass reads them afresh)."""
-        for account in accounts:
-            await self._conn.execute(
-                "DELETE FROM copies WHERE profile = ? AND provider = ?", account
-            )
 
 
 async def last_passes(data_dir: Path) -> dict[str, dict[str, dict[str, Any]]]:
