@@ -14,7 +14,9 @@ Shape (``status --json``)::
                  "watched_at", "settled_at"}],                   # newest 20 settled
      "plays_without_target": int,
      "accounts_ignored": {"plex": [...], "tautulli": [...]},       # still ignored today
-     "tautulli_users": [...]}
+     "tautulli_users": [...],
+     "anime": {"enabled", "url", "stored", "fetched_at", "checked_at", "size",
+               "last_attempt": {"at", "result", "error"} | None}}   # the Anime-Lists file
 
 COUNTS are plays (``pending``, ``delivered``, ``dead``, ``unresolved``, ``parked``), live state
 (``live_pending``) and changes (``ratings_pending``, ``ratings_delivered``, ``ratings_parked``,
@@ -29,11 +31,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from crosswatchd import __version__
+from crosswatchd.animelists_store import list_state
 from crosswatchd.config import Settings
 from crosswatchd.outbox import DeliveryState, Outbox, ProviderCounts
 from crosswatchd.profiles import Household
@@ -196,4 +199,19 @@ async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
         "plays_without_target": await outbox.untargeted_plays(),
         "accounts_ignored": ignored,
         "tautulli_users": household.tautulli_users(),
+        "anime": _anime(settings),
     }
+
+
+def _anime(settings: Settings) -> dict[str, Any]:
+    """The Anime-Lists file as stored in the data dir (times ISO-8601 UTC)."""
+    state = list_state(settings.data_dir, settings.anime.mapping_url)
+    for key in ("fetched_at", "checked_at"):
+        state[key] = _iso_unix(state[key])
+    if state["last_attempt"] is not None:
+        state["last_attempt"]["at"] = _iso_unix(state["last_attempt"]["at"])
+    return state
+
+
+def _iso_unix(value: float | None) -> str | None:
+    return None if value is None else iso(datetime.fromtimestamp(value, UTC))

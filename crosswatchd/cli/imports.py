@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import click
 
-from crosswatchd.app import open_outbox, tautulli_client
+from crosswatchd.app import anime_lists, open_outbox, tautulli_client
 from crosswatchd.cli._base import main, run, settings_of
 from crosswatchd.errors import ConfigError
 from crosswatchd.logs import configure_logging
@@ -55,6 +55,10 @@ def import_tautulli(ctx: click.Context, since: Any, dry_run: bool, users: tuple[
         timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             client = tautulli_client(settings, session)
+            # The stored Anime-Lists copy (fetched or re-validated if due, as the daemon
+            # would) tells which AniDB plays the mapping cannot place.
+            anime = anime_lists(settings, session)
+            await anime.ensure()
             outbox = await open_outbox(settings)
             try:
                 summary = await run_import(
@@ -64,6 +68,7 @@ def import_tautulli(ctx: click.Context, since: Any, dry_run: bool, users: tuple[
                     since=since_day,
                     dry_run=dry_run,
                     progress=progress,
+                    anime=anime,
                 )
             finally:
                 await outbox.close()
