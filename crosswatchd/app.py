@@ -60,6 +60,7 @@ __all__ = [
     "anime_lists",
     "data_lock",
     "ensure_webhook_secret",
+    "keep_anime_lists",
     "known_secrets",
     "limiter_for",
     "make_data_dir",

@@ -391,6 +391,24 @@ class TestAbsolute:
             " Trakt lists no episode with absolute number 9"
         )
 
+    async def test_trakt_down_keeps_the_play_waiting(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt
+    ) -> None:
+        trakt.fail_next(503, count=10, path="/shows/")
+
+        with pytest.raises(RetryableError):
+            await make(trakt=trakt).resolve(plex_episode(f"{HAMA}anidb-14086/1/3", 1, 3))
+
+    async def test_trakt_refusing_the_episode_list_parks_never_guesses(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt
+    ) -> None:
+        trakt.fail_next(422, path="/shows/")
+
+        with pytest.raises(UnresolvedError, match="Trakt refused its episode list") as caught:
+            await make(trakt=trakt).resolve(plex_episode(f"{HAMA}anidb-14086/1/3", 1, 3))
+
+        assert caught.value.step == "anime"
+
     async def test_without_trakt_search_it_parks_saying_so(
         self, make: Callable[..., Resolver]
     ) -> None:

@@ -62,7 +62,7 @@ from crosswatchd.animelists import (
     UnmappedKind,
 )
 from crosswatchd.animelists_store import AnimeListStore, ListUnavailable
-from crosswatchd.errors import RetryableError, UnresolvedError
+from crosswatchd.errors import ProviderError, RetryableError, UnresolvedError
 from crosswatchd.models import Ids, Item, MediaKind
 from crosswatchd.resolve.keys import id_query, int_or_none
 from crosswatchd.sources.guids import AnidbGuid, ParsedGuid, anidb_guid
@@ -225,9 +225,8 @@ class AnimeStep:
         Trakt fails to answer about an absolute number), :class:`UnresolvedError` when the
         list (or Trakt) says the item cannot be mapped."""
         guid = anidb_guid(work.item.guid)
-        if guid is None:  # claims() said otherwise: not an AniDB GUID after all
-            work.fail("anime", f"anime: {work.item.guid} names no AniDB entry")
-            return
+        if guid is None:  # claims() said otherwise (cannot happen: the same parse)
+            raise UnresolvedError(f"{work.item.guid} names no AniDB entry", "anime")
         result = map_item(work.item, guid, self.lists)
         if isinstance(result, ListUnavailable):
             raise RetryableError(
@@ -236,11 +235,26 @@ class AnimeStep:
         if isinstance(result, Unmapped):
             raise UnresolvedError(result.reason, "anime")
         if isinstance(result, AbsoluteEpisode):
-            result = await self._place(work, result)
+            wanted = result
+            try:
+                result = await self._place(work, wanted)
+            except RetryableError:
+                raise
+            except ProviderError as exc:  # Trakt refused (a 4xx): nothing else may guess
+                raise UnresolvedError(
+                    f"{wanted.what} is numbered absolutely in the {REASON_MARK} mapping, and"
+                    f" Trakt refused its episode list: {exc}",
+                    "anime",
+                ) from None
         work.item = result
         work.step = "anime"
         log.debug(
-            "resolve.anime", guid=guid, item=result.label(), show_ids=result.show_ids.as_dict()
+            "resolve.anime",
+            anidb=guid.anidb_id,
+            item=result.label(),
+            show_ids=result.show_ids.as_dict(),
+            season=result.season,
+            number=result.number,
         )
 
     async def _place(self, work: Work, wanted: AbsoluteEpisode) -> Item:
