@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from crosswatchd.animelists_store import AnimeListStore
+from crosswatchd.cli.status import _anime_line
 from crosswatchd.config import Settings
 from crosswatchd.errors import RetryableError, UnresolvedError
 from crosswatchd.http import GetRetry
@@ -653,6 +654,24 @@ class TestStatus:
         assert anime["fetched_at"].endswith("Z") and anime["checked_at"].endswith("Z")
         assert anime["last_attempt"]["result"] == "failed"
         assert anime["last_attempt"]["error"] == "HTTP 503"
+
+    def test_status_text_has_one_line_on_the_list(self) -> None:
+        stored = {
+            "enabled": True,
+            "stored": True,
+            "fetched_at": "2026-08-16T01:00:00Z",
+            "checked_at": "2026-08-20T01:00:00Z",
+            "last_attempt": {"at": "2026-08-21T01:00:00Z", "result": "failed", "error": "HTTP 503"},
+        }
+        waiting = {**stored, "stored": False}
+        off = {**stored, "enabled": False}
+
+        assert _anime_line(stored) == (
+            "anime list:  stored 2026-08-16T01:00:00Z, checked 2026-08-20T01:00:00Z;"
+            " last refresh 2026-08-21T01:00:00Z failed: HTTP 503"
+        )
+        assert _anime_line(waiting).startswith("anime list:  not stored yet (AniDB plays wait")
+        assert _anime_line(off).startswith("anime list:  off")
 
     async def test_nothing_stored_for_another_url(
         self, lists: AnimeListStore, tmp_path: Path
