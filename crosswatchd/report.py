@@ -16,7 +16,9 @@ Shape (``status --json``)::
      "accounts_ignored": {"plex": [...], "tautulli": [...]},       # still ignored today
      "tautulli_users": [...],
      "watchlist": {PROFILE: {"mode", "last_sync",
-                             SIDE: {"pending", "parked", "reason"}}}}  # plex and each target
+                             SIDE: {"pending", "parked", "reason"}}},  # plex and each target
+     "anime": {"enabled", "url", "stored", "fetched_at", "checked_at", "size",
+               "last_attempt": {"at", "result", "error"} | None}}   # the Anime-Lists file
 
 COUNTS are plays (``pending``, ``delivered``, ``dead``, ``unresolved``, ``parked``), live state
 (``live_pending``) and changes (``ratings_pending``, ``ratings_delivered``, ``ratings_parked``,
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from crosswatchd import __version__
+from crosswatchd.animelists_store import list_state
 from crosswatchd.config import Settings
 from crosswatchd.outbox import DeliveryState, Outbox, ProviderCounts
 from crosswatchd.profiles import Household
@@ -264,4 +267,19 @@ async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
         "accounts_ignored": ignored,
         "tautulli_users": household.tautulli_users(),
         "watchlist": await _watchlist(settings, outbox, household, authorized),
+        "anime": _anime(settings),
     }
+
+
+def _anime(settings: Settings) -> dict[str, Any]:
+    """The Anime-Lists file as stored in the data dir (times ISO-8601 UTC)."""
+    state = list_state(settings.data_dir, settings.anime.mapping_url)
+    for key in ("fetched_at", "checked_at"):
+        state[key] = _iso_unix(state[key])
+    if state["last_attempt"] is not None:
+        state["last_attempt"]["at"] = _iso_unix(state["last_attempt"]["at"])
+    return state
+
+
+def _iso_unix(value: float | None) -> str | None:
+    return None if value is None else iso(datetime.fromtimestamp(value, UTC))
