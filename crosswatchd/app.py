@@ -7,10 +7,10 @@ Start-up order (reverse on shutdown, through aiohttp's ``cleanup_ctx``):
 2. open the outbox, return leased deliveries to pending (``sent_at`` kept: in-flight sends
    are checked against the target's history before being sent again), and give targets
    configured since the last start the plays stored before them;
-3. one ``aiohttp.ClientSession``, a rate limiter and a provider per target, the id cache and
-   resolver;
-4. one drainer per target, and the reconcile schedule
-   (:func:`~crosswatchd.reconcile.run_forever`);
+3. one ``aiohttp.ClientSession``, a rate limiter and a provider per target, the id cache,
+   the Anime-Lists store and the resolver;
+4. one drainer per target, the task that loads and refreshes the Anime-Lists file, and the
+   reconcile schedule (:func:`~crosswatchd.reconcile.run_forever`);
 5. the HTTP site. On SIGTERM/SIGINT the site stops first (no new webhooks), then the
    drainers, then the outbox closes.
 """
@@ -34,6 +34,8 @@ import structlog
 from aiohttp import web
 
 from crosswatchd import __version__
+from crosswatchd.animelists import REASON_MARK
+from crosswatchd.animelists_store import AnimeListStore
 from crosswatchd.config import Settings
 from crosswatchd.drain import Drainer, ResolveFn
 from crosswatchd.errors import ConfigError, SourceUnavailableError
@@ -41,7 +43,7 @@ from crosswatchd.http import USER_AGENT
 from crosswatchd.logs import configure_logging
 from crosswatchd.metrics import Metrics
 from crosswatchd.models import Item
-from crosswatchd.outbox import Outbox
+from crosswatchd.outbox import Outbox, ReasonKind
 from crosswatchd.profiles import Household, TargetAccount
 from crosswatchd.providers.base import Provider
 from crosswatchd.providers.simkl import SimklProvider
@@ -58,8 +60,10 @@ from crosswatchd.web import STOPPING, CappedSite, ServerHint, build_app, listen
 __all__ = [
     "POST_HEADROOM",
     "Services",
+    "anime_lists",
     "data_lock",
     "ensure_webhook_secret",
+    "keep_anime_lists",
     "known_secrets",
     "learn_server",
     "limiter_for",
@@ -105,6 +109,34 @@ async def open_cache(settings: Settings) -> IdCache:
         positive_ttl_s=settings.resolver.positive_ttl_s,
         negative_ttl_s=settings.resolver.negative_ttl_s,
     )
+
+
+def anime_lists(settings: Settings, session: aiohttp.ClientSession) -> AnimeListStore:
+    """The Anime-Lists store of *settings* (``[anime]``), its files in ``data_dir``. Nothing is
+    read or fetched until it is first asked (``ensure``, ``run``)."""
+    return AnimeListStore(
+        session=session,
+        directory=settings.data_dir,
+        url=settings.anime.mapping_url,
+        refresh_s=settings.anime.refresh_s,
+        retry_s=settings.anime.retry_s,
+    )
+
+
+async def keep_anime_lists(store: AnimeListStore, outbox: Outbox, stop: asyncio.Event) -> None:
+    """Load and refresh the list until *stop* (the daemon's task); after each refresh that
+    brings a new list, the plays it parked (their reasons name the list) are queued again."""
+
+    async def requeue() -> None:
+        count = await outbox.retry_parked(
+            kinds=(ReasonKind.UNRESOLVED, ReasonKind.NOT_FOUND),
+            reason_contains=REASON_MARK,
+            announce=False,
+        )
+        if count:
+            log.info("anime.list.requeued", deliveries=count)
+
+    await store.run(stop, on_updated=requeue)
 
 
 def tautulli_client(settings: Settings, session: aiohttp.ClientSession) -> TautulliClient:
@@ -261,6 +293,7 @@ class Services:
     cache: IdCache
     tautulli: TautulliClient | None
     resolver: Resolver
+    anime: AnimeListStore
 
     async def close(self) -> None:
         await self.resolver.close()
@@ -298,6 +331,7 @@ async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncI
     if settings.tautulli.url and settings.tautulli.api_key:
         tautulli = tautulli_client(settings, session)
     cache = await open_cache(settings)
+    anime = anime_lists(settings, session)
     resolver = build_resolver(
         settings,
         session=session,
@@ -307,13 +341,14 @@ async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncI
         simkl_limiter=limiter_for(settings, "simkl", metrics),
         tautulli=tautulli,
         on_lookup=None if metrics is None else metrics.resolver_lookup,
+        anime=anime,
     )
 
     async def resolve(item: Item) -> tuple[Item, str]:
         resolution = await resolver.resolve(item)
         return resolution.item, resolution.step
 
-    bundle = Services(session, providers, resolve, cache, tautulli, resolver)
+    bundle = Services(session, providers, resolve, cache, tautulli, resolver, anime)
     try:
         yield bundle
     finally:
@@ -410,6 +445,9 @@ def _daemon_app(
                 )
             watchlist = await start_watchlist(settings, outbox, svc, stop, metrics)
             tasks += watchlist.tasks
+            tasks.append(
+                asyncio.create_task(keep_anime_lists(svc.anime, outbox, stop), name="anime-lists")
+            )
             yield
             stop.set()
             pending: set[asyncio.Task[None]] = set()

@@ -30,9 +30,11 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from crosswatchd.animelists import DEFAULT_MAPPING_URL
 from crosswatchd.errors import ConfigError
 
 __all__ = [
+    "AnimeSettings",
     "DeliverySettings",
     "HttpSettings",
     "PlexSettings",
@@ -183,6 +185,26 @@ class ResolverSettings(_Section):
     negative_ttl_s: int = Field(default=6 * 3600, ge=0)
 
 
+class AnimeSettings(_Section):
+    """HAMA (AniDB) libraries: the Anime-Lists mapping file that turns AniDB ids and numbering
+    into TVDB / TMDB / IMDb ones (see :mod:`crosswatchd.animelists_store`)."""
+
+    #: Where to fetch ``anime-list-master.xml``; ``""`` turns the mapping off (AniDB plays park).
+    mapping_url: str = DEFAULT_MAPPING_URL
+    #: Re-validate the stored copy this often (a conditional GET).
+    refresh_s: float = Field(default=86400.0, gt=0)
+    #: While no copy is stored, try again after this many seconds.
+    retry_s: float = Field(default=300.0, gt=0)
+
+    @field_validator("mapping_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.lower().startswith(("http://", "https://")):
+            raise ValueError('must be an http:// or https:// URL, or "" to turn the mapping off')
+        return value
+
+
 class DeliverySettings(_Section):
     """Outbox and drainer knobs."""
 
@@ -260,6 +282,7 @@ class Settings(BaseSettings):
     resolver: ResolverSettings = Field(default_factory=ResolverSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     watchlist: WatchlistSettings = Field(default_factory=WatchlistSettings)
+    anime: AnimeSettings = Field(default_factory=AnimeSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     #: Household members; empty: one implicit profile ``default`` made of ``plex.accounts``
     #: and ``tautulli.users`` (see :mod:`crosswatchd.profiles`).

@@ -22,6 +22,12 @@ enqueued (the resolver parks it visibly later) and is listed as *unresolved* wit
 Every play names the Plex server Tautulli watches (``get_server_identity``: ``Item.server``),
 so its ratingKeys dedupe against that server's webhook plays, never another server's.
 
+Plays of HAMA libraries (``com.plexapp.agents.hama://anidb-…``) are judged as the resolver's
+``anime`` step maps them (:func:`~crosswatchd.resolve.anime.map_item` on the stored
+Anime-Lists file): one the list cannot map is listed as unresolved with the list's reason
+(no ``get_metadata`` call can help it); the play itself is enqueued as the row has it and
+mapped when it is delivered, as a webhook play of the same GUID is.
+
 Metadata answers (including "item gone") are read as the resolver reads them
 (:class:`~crosswatchd.resolve.tautulli.TautulliMetadata`) and cached per ``rating_key`` for the
 run: each key is fetched at most once, with a few lookups in flight at a time. A rating_key may
@@ -43,6 +49,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from crosswatchd.animelists import REASON_MARK, Unmapped
+from crosswatchd.animelists_store import AnimeListStore, ListUnavailable
 from crosswatchd.errors import ConfigError, SourceUnavailableError
 from crosswatchd.models import (
     DEFAULT_PROFILE,
@@ -55,9 +63,10 @@ from crosswatchd.models import (
     format_utc,
 )
 from crosswatchd.outbox import Outbox, scratch_copy
+from crosswatchd.resolve.anime import map_item
 from crosswatchd.resolve.same import other_item
 from crosswatchd.resolve.tautulli import TautulliMetadata
-from crosswatchd.sources.guids import ParsedGuid, parse_guid
+from crosswatchd.sources.guids import ParsedGuid, anidb_guid, parse_guid
 from crosswatchd.sources.tautulli_api import api_int
 from crosswatchd.sources.tautulli_history import ROW_KINDS, HistoryPager, play_of_row
 
@@ -89,7 +98,8 @@ class ImportSummary:
     window). ``unresolved`` holds one ``(label, reason)`` per distinct item still lacking ids;
     ``unresolved_plays`` counts their plays. ``by_kind`` counts plays per ``"movie"`` /
     ``"episode"``; ``sample`` holds the first plays (newest first). ``safety_stop`` says why
-    paging stopped early, if it did; ``notes`` are warnings for the user.
+    paging stopped early, if it did; ``notes`` are warnings for the user; ``anime_waiting``
+    counts AniDB plays enqueued before any Anime-Lists file could be had.
     """
 
     rows_seen: int = 0
@@ -109,6 +119,8 @@ class ImportSummary:
     records_filtered: int = 0
     safety_stop: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: AniDB plays enqueued while no Anime-Lists file could be had: the daemon maps them later.
+    anime_waiting: int = 0
 
 
 # -- row parsing ------------------------------------------------------------------------------
@@ -196,8 +208,11 @@ def _with_show_meta(item: Item, meta: TautulliMetadata) -> Item:
     )
 
 
-def _unresolved_reason(item: Item, cache: _MetadataCache) -> str:
-    """Why *item* still lacks ids, in words a user can check against Plex."""
+def _unresolved_reason(item: Item, cache: _MetadataCache, anime: str | None = None) -> str:
+    """Why *item* still lacks ids, in words a user can check against Plex (*anime*: the
+    Anime-Lists mapping's reason, when that is why)."""
+    if anime is not None:
+        return anime
     rk, grk = item.rating_key, item.grandparent_rating_key
     where = f"guid {item.guid}" if item.guid else "no guid"
     meta = cache.get(rk)
@@ -237,6 +252,7 @@ class _Draft:
     occurred_at: datetime
     progress_pct: float | None
     enough: bool  # _has_enough_ids(item), kept current as ids are merged in
+    anime: str | None = None  # why the Anime-Lists mapping cannot map this AniDB play
 
 
 def _draft(
@@ -245,8 +261,10 @@ def _draft(
     summary: ImportSummary,
     parse: Callable[[str], ParsedGuid],
     server: str | None,
+    anime: AnimeListStore | None = None,
 ) -> _Draft | None:
-    """A play from one row, or None (counted as skipped) when the row is not one of ours."""
+    """A play from one row, or None (counted as skipped) when the row is not one of ours.
+    An AniDB play is judged by the Anime-Lists mapping *anime* (when given)."""
     kind = ROW_KINDS.get(str(row.get("media_type") or ""))
     if kind is None or api_int(row.get("live")):
         summary.skipped_media_type += 1
@@ -258,18 +276,30 @@ def _draft(
     if isinstance(play, str):
         summary.skipped_incomplete += 1
         return None
+    item = play.item
+    enough, why = _has_enough_ids(item), None
+    guid = anidb_guid(item.guid) if anime is not None and item.guid else None
+    if guid is not None:
+        assert anime is not None
+        mapped = map_item(item, guid, anime)
+        if isinstance(mapped, Unmapped):
+            enough, why = False, mapped.reason
+        else:  # mapped, or waiting for the list: the daemon maps it when it delivers it
+            enough = True
+            summary.anime_waiting += isinstance(mapped, ListUnavailable)
     return _Draft(
-        item=play.item,
+        item=item,
         account=play.account,
         occurred_at=play.watched_at,
         progress_pct=play.progress_pct,
-        enough=_has_enough_ids(play.item),
+        enough=enough,
+        anime=why,
     )
 
 
 async def _resolve(drafts: list[_Draft], cache: _MetadataCache) -> None:
     """Fill ids from get_metadata where the rows lack them (items first, then shows)."""
-    lacking = [d for d in drafts if not d.enough]
+    lacking = [d for d in drafts if not d.enough and d.anime is None]
     wanted = [d.item.rating_key for d in lacking if d.item.rating_key]
     if not wanted:
         return
@@ -351,10 +381,13 @@ async def _page_events(
     parse: Callable[[str], ParsedGuid],
     server: str | None,
     profile_of: Callable[[str], str],
+    anime: AnimeListStore | None = None,
 ) -> list[PlayEvent]:
     """The plays of one page of new rows, with ids filled in and each routed to the profile
     *profile_of* names for its Tautulli user; updates the counts."""
-    drafts = [d for row in rows if (d := _draft(row, allowed, summary, parse, server)) is not None]
+    drafts = [
+        d for row in rows if (d := _draft(row, allowed, summary, parse, server, anime)) is not None
+    ]
     await _resolve(drafts, cache)
     events: list[PlayEvent] = []
     for d in drafts:
@@ -374,7 +407,7 @@ async def _page_events(
             summary.sample.append(event)
         if not d.enough:
             summary.unresolved_plays += 1
-            unresolved.setdefault((d.item.label(), _unresolved_reason(d.item, cache)))
+            unresolved.setdefault((d.item.label(), _unresolved_reason(d.item, cache, d.anime)))
     summary.plays += len(events)
     summary.metadata_calls = cache.calls
     return events
@@ -415,6 +448,7 @@ async def run_import(
     chunk_size: int = CHUNK_SIZE,
     metadata_concurrency: int = METADATA_CONCURRENCY,
     profile_of: Callable[[str], str] | None = None,
+    anime: AnimeListStore | None = None,
 ) -> ImportSummary:
     """Import the Tautulli play history of *users* into *outbox*.
 
@@ -427,6 +461,7 @@ async def run_import(
     ``chunk_size`` events per outbox transaction; ``metadata_concurrency`` get_metadata calls
     in flight at once. ``profile_of(username)`` names the household profile a user's plays
     belong to (default: the ``default`` profile); usernames compare case-insensitively.
+    *anime* (the Anime-Lists store, loaded) judges AniDB plays.
 
     Returns the :class:`ImportSummary`. Raises :class:`SourceUnavailableError` when Tautulli
     fails (plays of the pages read before stay enqueued; a re-run skips them), ``ValueError``
@@ -446,6 +481,7 @@ async def run_import(
         "chunk_size": chunk_size,
         "metadata_concurrency": metadata_concurrency,
         "profile_of": profile_of or (lambda _user: DEFAULT_PROFILE),
+        "anime": anime,
     }
     if dry_run:
         # Import for real into a throw-away copy: the counts are exactly what a real run
@@ -469,6 +505,7 @@ async def _import(
     chunk_size: int,
     metadata_concurrency: int,
     profile_of: Callable[[str], str],
+    anime: AnimeListStore | None,
 ) -> ImportSummary:
     summary = ImportSummary()
     wanted = await _check_users(client, users, summary)
@@ -493,7 +530,7 @@ async def _import(
         try:
             async for fresh in pager.rows():
                 events = await _page_events(
-                    fresh, allowed, cache, summary, unresolved, parse, server, profile_of
+                    fresh, allowed, cache, summary, unresolved, parse, server, profile_of, anime
                 )
                 for offset in range(0, len(events), chunk_size):
                     await writer.put(events[offset : offset + chunk_size])
@@ -512,6 +549,12 @@ async def _import(
         await writer.abort()
         raise
     summary.unresolved = list(unresolved)
+    if summary.anime_waiting and anime is not None:
+        why = f" ({anime.last_error})" if anime.last_error else ""
+        summary.notes.append(
+            f"{summary.anime_waiting} AniDB play(s) wait for the {REASON_MARK} mapping, which"
+            f" could not be fetched{why}: the daemon maps and sends them once it is"
+        )
     if summary.safety_stop:
         log.warning("import.safety_stop", reason=summary.safety_stop, pages=summary.pages)
     log.info(

@@ -17,6 +17,8 @@ Shape (``status --json``)::
      "tautulli_users": [...],
      "watchlist": {PROFILE: {"mode", "last_sync",
                              SIDE: {"pending", "parked", "reason"}}},  # plex and each target
+     "anime": {"enabled", "url", "stored", "fetched_at", "checked_at", "size",
+               "last_attempt": {"at", "result", "error"} | None},   # the Anime-Lists file
      "reconcile": {NAME: {PROVIDER: {"finished_at", "source_plays", "target_plays",
                                      "missing", "enqueued", "extra", "unresolved",
                                      "api_calls", "duration_s", "waiting", "read"?,
@@ -47,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from crosswatchd import __version__
+from crosswatchd.animelists_store import list_state
 from crosswatchd.config import Settings
 from crosswatchd.models import iso
 from crosswatchd.outbox import DeliveryState, Outbox, ProviderCounts
@@ -263,5 +266,20 @@ async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
         "accounts_ignored": ignored,
         "tautulli_users": household.tautulli_users(),
         "watchlist": await _watchlist(settings, outbox, household, authorized),
+        "anime": _anime(settings),
         "reconcile": await last_passes(settings.data_dir),
     }
+
+
+def _anime(settings: Settings) -> dict[str, Any]:
+    """The Anime-Lists file as stored in the data dir (times ISO-8601 UTC)."""
+    state = list_state(settings.data_dir, settings.anime.mapping_url)
+    for key in ("fetched_at", "checked_at"):
+        state[key] = _iso_unix(state[key])
+    if state["last_attempt"] is not None:
+        state["last_attempt"]["at"] = _iso_unix(state["last_attempt"]["at"])
+    return state
+
+
+def _iso_unix(value: float | None) -> str | None:
+    return None if value is None else iso(datetime.fromtimestamp(value, UTC))

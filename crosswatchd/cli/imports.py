@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import click
 
-from crosswatchd.app import open_outbox, tautulli_client
+from crosswatchd.app import anime_lists, open_outbox, tautulli_client
 from crosswatchd.cli._base import main, pick_profile, profile_option, run, settings_of
 from crosswatchd.config import Settings
 from crosswatchd.errors import ConfigError
@@ -65,6 +65,10 @@ def import_tautulli(
         timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             client = tautulli_client(settings, session)
+            # The stored Anime-Lists copy (fetched or re-validated if due, as the daemon
+            # would) tells which AniDB plays the mapping cannot place.
+            anime = anime_lists(settings, session)
+            await anime.ensure()
             outbox = await open_outbox(settings)
             try:
                 summary = await run_import(
@@ -75,6 +79,7 @@ def import_tautulli(
                     dry_run=dry_run,
                     progress=progress,
                     profile_of=profile_of,
+                    anime=anime,
                 )
             finally:
                 await outbox.close()

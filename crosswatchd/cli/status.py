@@ -100,6 +100,10 @@ def render(report: dict[str, Any]) -> list[str]:
                 f" {'' if row['change'] == 'play' else '[' + row['change'] + '] '}"
                 f"{row['item']} - {row['reason']}"
             )
+    anime = _anime_line(report.get("anime"))
+    if anime:
+        lines.append("")
+        lines.append(anime)
     ignored = report["accounts_ignored"]
     if ignored["tautulli"]:
         reason = (
@@ -163,6 +167,24 @@ def _watchlist_lines(watchlist: dict[str, Any]) -> list[str]:
                 line += f" - {counts['reason']}"
             lines.append(line)
     return lines
+
+
+def _anime_line(anime: dict[str, Any] | None) -> str:
+    """One line on the Anime-Lists file (HAMA libraries): stored when, last refresh."""
+    if not anime:
+        return ""
+    if not anime["enabled"]:
+        return "anime list:  off (anime.mapping_url is empty; AniDB plays are parked)"
+    last = anime["last_attempt"]
+    if anime["stored"]:
+        text = f"anime list:  stored {anime['fetched_at']}, checked {anime['checked_at']}"
+    elif last is not None:
+        text = "anime list:  not stored yet (AniDB plays wait for it)"
+    else:
+        return ""  # never needed yet: no AniDB play, or no daemon since it was configured
+    if last is not None and last["result"] in ("failed", "rejected"):
+        text += f"; last refresh {last['at']} {last['result']}: {last['error']}"
+    return text
 
 
 @main.command()

@@ -181,7 +181,8 @@ WHERE id = :id AND lease_token = :token
 
 -- name: retry_parked
 -- Back to pending, to resolve afresh: the play, rating or watchlist change the user names
--- (:id; parked or dead alike), or, with :id NULL, every parked delivery of the reason kinds :kinds (a JSON array).
+-- (:id; parked or dead alike), or, with :id NULL, every parked delivery of the reason kinds :kinds (a JSON array)
+-- whose reason contains :reason (NULL: any; a new Anime-Lists file re-queues what the old one parked).
 -- (Not written WITH … UPDATE: Python's sqlite3 reports no rowcount for a statement that does
 -- not start with UPDATE.)
 UPDATE deliveries
@@ -196,7 +197,8 @@ WHERE id IN (
     SELECT id FROM deliveries
     WHERE :id IS NULL AND state = 'parked'
       AND (:profile IS NULL OR profile = :profile)
-      AND reason_kind IN (SELECT value FROM json_each(:kinds)))
+      AND reason_kind IN (SELECT value FROM json_each(:kinds))
+      AND (:reason IS NULL OR instr(reason, :reason) > 0))
 
 -- name: dismiss_parked
 -- A user gives up on plays no source can identify (personal media…): the one named (:id;

@@ -45,6 +45,7 @@ from crosswatchd.providers.simkl.history import (
     date_from,
     found_in,
     outcomes_of,
+    show_api_ids,
     simkl_time,
     titled,
 )
@@ -289,7 +290,7 @@ class SimklProvider:
         if item.kind is MediaKind.MOVIE:
             body["movie"] = titled(api_ids(item.ids), item.title, item.year)
         else:
-            body["show"] = titled(api_ids(item.show_ids), item.show_title, item.show_year)
+            body["show"] = titled(show_api_ids(item.show_ids), item.show_title, item.show_year)
             body["episode"] = {"season": item.season, "number": item.number}
         token = self._auth.token()
         answer = await self._http.send("POST", path, json_body=body, bearer=token)
