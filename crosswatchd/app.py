@@ -10,9 +10,10 @@ Start-up order (reverse on shutdown, through aiohttp's ``cleanup_ctx``):
    checked against the target's history before being sent again; replicas sharing PostgreSQL
    never release each other's leases), and give targets configured since the last start the
    plays stored before them;
-3. one ``aiohttp.ClientSession``, a rate limiter and a provider per target, the id cache and
-   resolver;
-4. one drainer per target;
+3. one ``aiohttp.ClientSession``, a rate limiter and a provider per target, the id cache,
+   the Anime-Lists store and the resolver;
+4. one drainer per target, the task that loads and refreshes the Anime-Lists file, and the
+   reconcile schedule (:func:`~crosswatchd.reconcile.run_forever`);
 5. the HTTP site. On SIGTERM/SIGINT the site stops first (no new webhooks), then the
    drainers, then the outbox closes.
 """
@@ -35,6 +36,8 @@ import structlog
 from aiohttp import web
 
 from crosswatchd import __version__, postgres
+from crosswatchd.animelists import REASON_MARK
+from crosswatchd.animelists_store import AnimeListStore
 from crosswatchd.config import Settings
 from crosswatchd.drain import Drainer, ResolveFn
 from crosswatchd.errors import ConfigError, SourceUnavailableError
@@ -43,12 +46,13 @@ from crosswatchd.instance import WEBHOOK_SECRET
 from crosswatchd.logs import configure_logging
 from crosswatchd.metrics import Metrics
 from crosswatchd.models import Item
-from crosswatchd.outbox import Outbox
+from crosswatchd.outbox import Outbox, ReasonKind
 from crosswatchd.profiles import Household, TargetAccount
 from crosswatchd.providers.base import Provider
 from crosswatchd.providers.simkl import SimklProvider
 from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter
+from crosswatchd.reconcile import run_forever
 from crosswatchd.resolve import IdCache, Resolver, build_resolver
 from crosswatchd.sources.tautulli_api import TautulliClient
 from crosswatchd.storage import OUTBOX_FILE, PG_STORES, Storage
@@ -60,8 +64,10 @@ from crosswatchd.web import STOPPING, CappedSite, ServerHint, build_app, listen
 __all__ = [
     "POST_HEADROOM",
     "Services",
+    "anime_lists",
     "data_lock",
     "ensure_webhook_secret",
+    "keep_anime_lists",
     "known_secrets",
     "learn_server",
     "limiter_for",
@@ -76,6 +82,9 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+#: Share of a GET bucket that background work (reconcile) leaves to live deliveries.
+_BACKGROUND_RESERVE = 0.2
 
 
 def outbox_path(settings: Settings) -> Path:
@@ -106,6 +115,34 @@ async def open_outbox(settings: Settings) -> Outbox:
         dedupe_window_s=settings.delivery.dedupe_window_s,
         synchronous=settings.delivery.sqlite_synchronous,
     )
+
+
+def anime_lists(settings: Settings, session: aiohttp.ClientSession) -> AnimeListStore:
+    """The Anime-Lists store of *settings* (``[anime]``), its files in ``data_dir``. Nothing is
+    read or fetched until it is first asked (``ensure``, ``run``)."""
+    return AnimeListStore(
+        session=session,
+        directory=settings.data_dir,
+        url=settings.anime.mapping_url,
+        refresh_s=settings.anime.refresh_s,
+        retry_s=settings.anime.retry_s,
+    )
+
+
+async def keep_anime_lists(store: AnimeListStore, outbox: Outbox, stop: asyncio.Event) -> None:
+    """Load and refresh the list until *stop* (the daemon's task); after each refresh that
+    brings a new list, the plays it parked (their reasons name the list) are queued again."""
+
+    async def requeue() -> None:
+        count = await outbox.retry_parked(
+            kinds=(ReasonKind.UNRESOLVED, ReasonKind.NOT_FOUND),
+            reason_contains=REASON_MARK,
+            announce=False,
+        )
+        if count:
+            log.info("anime.list.requeued", deliveries=count)
+
+    await store.run(stop, on_updated=requeue)
 
 
 def tautulli_client(settings: Settings, session: aiohttp.ClientSession) -> TautulliClient:
@@ -182,7 +219,9 @@ def limiter_for(settings: Settings, provider: str, metrics: Metrics | None = Non
     The services count per user token (each target account gets its own) and, for requests
     without one (id searches), per client id (one shared by the resolver): Trakt "Rate
     Limiting" (1 POST/s, 1000 GETs per 5 min), api.simkl.org "Rate limits" (1 POST/s and
-    10 GETs/s). POSTs keep :data:`POST_HEADROOM` below the configured rate.
+    10 GETs/s). POSTs keep :data:`POST_HEADROOM` below the configured rate. A fifth of the
+    GET burst is kept from background work (reconcile's history reads,
+    :func:`~crosswatchd.ratelimit.background`) for the drainer's history checks.
     """
     if provider == "trakt":
         limiter = Limiter.per_second(
@@ -190,12 +229,14 @@ def limiter_for(settings: Settings, provider: str, metrics: Metrics | None = Non
             get_per_s=settings.trakt.get_limit / settings.trakt.get_period_s,
             # Trakt counts GETs per 5-minute window; allow a modest burst, not the whole window.
             get_capacity=min(50.0, float(settings.trakt.get_limit)),
+            get_reserve=min(50.0, float(settings.trakt.get_limit)) * _BACKGROUND_RESERVE,
         )
     else:
         limiter = Limiter.per_second(
             post_per_s=settings.simkl.post_per_s * POST_HEADROOM,
             get_per_s=settings.simkl.get_per_s,
             get_capacity=max(1.0, settings.simkl.get_per_s),
+            get_reserve=max(1.0, settings.simkl.get_per_s) * _BACKGROUND_RESERVE,
         )
     if metrics is not None:
         limiter.on_wait = lambda seconds: metrics.rate_limit_wait(provider, seconds)
@@ -243,6 +284,7 @@ class Services:
     cache: IdCache
     tautulli: TautulliClient | None
     resolver: Resolver
+    anime: AnimeListStore
 
     async def close(self) -> None:
         await self.resolver.close()
@@ -288,6 +330,7 @@ async def services(storage: Storage, metrics: Metrics | None = None) -> AsyncIte
     except BaseException:
         await session.close()
         raise
+    anime = anime_lists(settings, session)
     resolver = build_resolver(
         settings,
         session=session,
@@ -297,13 +340,14 @@ async def services(storage: Storage, metrics: Metrics | None = None) -> AsyncIte
         simkl_limiter=limiter_for(settings, "simkl", metrics),
         tautulli=tautulli,
         on_lookup=None if metrics is None else metrics.resolver_lookup,
+        anime=anime,
     )
 
     async def resolve(item: Item) -> tuple[Item, str]:
         resolution = await resolver.resolve(item)
         return resolution.item, resolution.step
 
-    bundle = Services(session, providers, resolve, cache, tautulli, resolver)
+    bundle = Services(session, providers, resolve, cache, tautulli, resolver, anime)
     try:
         yield bundle
     finally:
@@ -390,6 +434,13 @@ def _daemon_app(storage: Storage, outbox: Outbox, secret: str, metrics: Metrics)
                         learn_server(svc.tautulli, hint, stop), name="tautulli-server-identity"
                     )
                 )
+            if svc.providers and settings.reconcile.interval_s:
+                tasks.append(
+                    asyncio.create_task(
+                        run_forever(storage, outbox, svc, stop, metrics=metrics),
+                        name="reconcile",
+                    )
+                )
             if not svc.providers:
                 log.warning(
                     "daemon.no_targets",
@@ -398,6 +449,9 @@ def _daemon_app(storage: Storage, outbox: Outbox, secret: str, metrics: Metrics)
                 )
             watchlist = await start_watchlist(storage, outbox, svc, stop, metrics)
             tasks += watchlist.tasks
+            tasks.append(
+                asyncio.create_task(keep_anime_lists(svc.anime, outbox, stop), name="anime-lists")
+            )
             yield
             stop.set()
             pending: set[asyncio.Task[None]] = set()

@@ -30,13 +30,16 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from crosswatchd.animelists import DEFAULT_MAPPING_URL
 from crosswatchd.errors import ConfigError
 
 __all__ = [
+    "AnimeSettings",
     "DeliverySettings",
     "HttpSettings",
     "PlexSettings",
     "ProfileSettings",
+    "ReconcileSettings",
     "ResolverSettings",
     "Settings",
     "SimklSettings",
@@ -182,6 +185,26 @@ class ResolverSettings(_Section):
     negative_ttl_s: int = Field(default=6 * 3600, ge=0)
 
 
+class AnimeSettings(_Section):
+    """HAMA (AniDB) libraries: the Anime-Lists mapping file that turns AniDB ids and numbering
+    into TVDB / TMDB / IMDb ones (see :mod:`crosswatchd.animelists_store`)."""
+
+    #: Where to fetch ``anime-list-master.xml``; ``""`` turns the mapping off (AniDB plays park).
+    mapping_url: str = DEFAULT_MAPPING_URL
+    #: Re-validate the stored copy this often (a conditional GET).
+    refresh_s: float = Field(default=86400.0, gt=0)
+    #: While no copy is stored, try again after this many seconds.
+    retry_s: float = Field(default=300.0, gt=0)
+
+    @field_validator("mapping_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.lower().startswith(("http://", "https://")):
+            raise ValueError('must be an http:// or https:// URL, or "" to turn the mapping off')
+        return value
+
+
 class DeliverySettings(_Section):
     """Outbox and drainer knobs."""
 
@@ -214,6 +237,26 @@ class WatchlistSettings(_Section):
     interval_s: float = Field(default=3600.0, ge=0)
 
 
+class ReconcileSettings(_Section):
+    """The periodic comparison of what the sources say each profile watched with what its
+    target accounts hold (``crosswatchd reconcile``; see :mod:`crosswatchd.reconcile`)."""
+
+    #: Seconds between passes in ``serve`` (each one jittered by up to a tenth); 0 disables.
+    interval_s: int = Field(default=21600, ge=0)
+    #: Seconds after ``serve`` starts before its first pass.
+    first_delay_s: float = Field(default=300.0, ge=0)
+    #: A source play is on a target when the target has a play of the same item this close to
+    #: it (seconds). Default: ``delivery.dedupe_window_s``.
+    match_window_s: int | None = Field(default=None, ge=0)
+    #: Also take Plex's "marked watched" items (``lastViewedAt``, the server owner's only) as
+    #: plays; add-only: unmarking never removes anything.
+    include_marked_watched: bool = False
+    #: Compare the server owner's Plex ratings (``userRating``) with the targets' ratings.
+    ratings: bool = True
+    #: Rows per Tautulli ``get_history`` / Plex history page.
+    page_size: int = Field(default=1000, ge=1, le=10000)
+
+
 ENV_PREFIX = "CROSSWATCHD_"
 #: Environment variables with the prefix that are not settings.
 _NOT_SETTINGS = frozenset({"CROSSWATCHD_CONFIG"})
@@ -242,6 +285,8 @@ class Settings(BaseSettings):
     resolver: ResolverSettings = Field(default_factory=ResolverSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     watchlist: WatchlistSettings = Field(default_factory=WatchlistSettings)
+    anime: AnimeSettings = Field(default_factory=AnimeSettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     #: Household members; empty: one implicit profile ``default`` made of ``plex.accounts``
     #: and ``tautulli.users`` (see :mod:`crosswatchd.profiles`).
     profiles: list[ProfileSettings] = Field(default_factory=list)
@@ -281,6 +326,11 @@ class Settings(BaseSettings):
     def simkl_enabled(self) -> bool:
         """SIMKL is a delivery target when enabled and given a client id."""
         return self.simkl.enabled and bool(self.simkl.client_id)
+
+    def match_window_s(self) -> float:
+        """``reconcile.match_window_s``, or the dedupe window when unset."""
+        window = self.reconcile.match_window_s
+        return float(self.delivery.dedupe_window_s if window is None else window)
 
     def providers(self) -> list[str]:
         """Names of the configured delivery targets, in a stable order."""

@@ -23,6 +23,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Collection
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import structlog
@@ -259,8 +260,8 @@ class Drainer:
             except Exception as exc:  # a bug or a surprise must not stall the whole batch
                 await self._internal_error(delivery, Step.RESOLVE, exc)
                 continue
-            if play is not None:
-                ready.append((delivery, play))
+            if play is not None:  # settled from here on as the resolved item it is
+                ready.append((replace(delivery, item=play.item, resolved=True), play))
         if ready:
             try:
                 await self._deliver_plays(ready)
@@ -399,7 +400,7 @@ class Drainer:
                 await self._internal_error(delivery, Step.RESOLVE, exc)
                 continue
             if change is not None:
-                ready.append((delivery, change))
+                ready.append((replace(delivery, item=change.item, resolved=True), change))
         if ready:
             try:
                 await self._apply(ready, time.perf_counter())

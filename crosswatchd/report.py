@@ -16,7 +16,13 @@ Shape (``status --json``)::
      "accounts_ignored": {"plex": [...], "tautulli": [...]},       # still ignored today
      "tautulli_users": [...],
      "watchlist": {PROFILE: {"mode", "last_sync",
-                             SIDE: {"pending", "parked", "reason"}}}}  # plex and each target
+                             SIDE: {"pending", "parked", "reason"}}},  # plex and each target
+     "anime": {"enabled", "url", "stored", "fetched_at", "checked_at", "size",
+               "last_attempt": {"at", "result", "error"} | None},   # the Anime-Lists file
+     "reconcile": {NAME: {PROVIDER: {"finished_at", "source_plays", "target_plays",
+                                     "missing", "enqueued", "extra", "unresolved",
+                                     "api_calls", "duration_s", "waiting", "read"?,
+                                     "error"?, "ratings"?}}}}      # the last pass
 
 COUNTS are plays (``pending``, ``delivered``, ``dead``, ``unresolved``, ``parked``), live state
 (``live_pending``) and changes (``ratings_pending``, ``ratings_delivered``, ``ratings_parked``,
@@ -43,6 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from crosswatchd import __version__, postgres
+from crosswatchd.animelists_store import list_state
+from crosswatchd.config import Settings
+from crosswatchd.models import iso
 from crosswatchd.outbox import DeliveryState, Outbox, ProviderCounts
 from crosswatchd.profiles import Household
 from crosswatchd.storage import Storage
@@ -58,13 +67,6 @@ LOCK_FILE = "crosswatchd.lock"
 _PROBLEMS = 50
 #: Recent deliveries listed in the report.
 _RECENT = 20
-
-
-def iso(moment: datetime | None) -> str | None:
-    """``2026-11-21T10:54:52Z`` (UTC), or None."""
-    if moment is None:
-        return None
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def daemon_pid(data_dir: Path) -> int | None:
@@ -267,4 +269,32 @@ async def build_report(storage: Storage, outbox: Outbox) -> dict[str, Any]:
         "accounts_ignored": ignored,
         "tautulli_users": household.tautulli_users(),
         "watchlist": await _watchlist(storage, outbox, household, authorized),
+        "anime": _anime(settings),
+        "reconcile": await _reconcile(storage),
     }
+
+
+async def _reconcile(storage: Storage) -> dict[str, dict[str, dict[str, Any]]]:
+    """The last reconcile pass's figures per profile and target (``{}`` before the first
+    pass, without creating the state)."""
+    if not storage.has_reconcile_state():
+        return {}
+    state = await storage.reconcile_state()
+    try:
+        return await state.passes()
+    finally:
+        await state.close()
+
+
+def _anime(settings: Settings) -> dict[str, Any]:
+    """The Anime-Lists file as stored in the data dir (times ISO-8601 UTC)."""
+    state = list_state(settings.data_dir, settings.anime.mapping_url)
+    for key in ("fetched_at", "checked_at"):
+        state[key] = _iso_unix(state[key])
+    if state["last_attempt"] is not None:
+        state["last_attempt"]["at"] = _iso_unix(state["last_attempt"]["at"])
+    return state
+
+
+def _iso_unix(value: float | None) -> str | None:
+    return None if value is None else iso(datetime.fromtimestamp(value, UTC))

@@ -11,21 +11,29 @@ tokens             ``tokens/[profile/]provider.json`` (0600)   ``tokens``: token
 id cache           ``cache.sqlite3``                           ``cache``: id_cache
 instance values    ``webhook_secret``, ``plex_client_id``      ``instance``: instance_values
 watchlist state    ``watchlist.sqlite3``                       ``watchlist``: watchlist_sides …
+reconcile state    ``reconcile.sqlite3``                       ``reconcile``: reconcile_copies …
 =================  ==========================================  ==================================
 
 With PostgreSQL every store lives in the one database, in its own tables, migrated per store
 (:data:`PG_STORES`, :func:`crosswatchd.postgres.migrate`) when the storage opens, and the
 process holds one pool for all of them; nothing in ``data_dir`` is read or written (the daemon
-still keeps its lock file there). The replicas' leases and profiles (issue 19) add their stores
-to :data:`PG_STORES` the same way.
+still keeps its lock file there, and its copy of the Anime-Lists file: a download, not state).
+The replicas' leases and profiles (issue 19) add their stores to :data:`PG_STORES` the same way.
+
+:meth:`Storage.exclusive` is a lock across every process of the storage (a reconcile pass runs
+on one of them at a time): ``flock`` on a file of the data dir, or a PostgreSQL advisory lock
+held on a connection of its own (it dies with the process either way).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Sequence
+import zlib
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Final
 
 from crosswatchd import instance, postgres
@@ -36,6 +44,9 @@ from crosswatchd.models import DEFAULT_PROFILE
 from crosswatchd.outbox import Outbox
 from crosswatchd.outbox.queries import PG_MIGRATIONS as OUTBOX_PG_MIGRATIONS
 from crosswatchd.profiles import Household
+from crosswatchd.reconcile.state import FILE_NAME as RECONCILE_FILE
+from crosswatchd.reconcile.state import PG_MIGRATIONS as RECONCILE_PG_MIGRATIONS
+from crosswatchd.reconcile.state import ReconcileState
 from crosswatchd.resolve.cache import PG_MIGRATIONS as CACHE_PG_MIGRATIONS
 from crosswatchd.resolve.cache import IdCache
 from crosswatchd.tokens import TokenStore
@@ -59,7 +70,10 @@ PG_STORES: Final[dict[str, Sequence[str]]] = {
     "cache": CACHE_PG_MIGRATIONS,
     "instance": instance.PG_MIGRATIONS,
     "watchlist": WATCHLIST_PG_MIGRATIONS,
+    "reconcile": RECONCILE_PG_MIGRATIONS,
 }
+#: The advisory lock numbers of :meth:`Storage.exclusive` start here ("cwdx" and a CRC).
+_EXCLUSIVE_BASE: Final = 0x63_77_64_78 << 32
 
 
 class Storage:
@@ -182,6 +196,60 @@ class Storage:
         """False when no watchlist pass can have run yet (SQLite: no state file), so
         ``status`` need not create one."""
         return self.db is not None or (self.settings.data_dir / WATCHLIST_FILE).exists()
+
+    async def reconcile_state(self) -> ReconcileState:
+        """What reconcile remembers between passes. Closing it leaves the storage open."""
+        if self.db is not None:
+            return ReconcileState.on(self.db)
+        return await ReconcileState.open(self.settings.data_dir)
+
+    def has_reconcile_state(self) -> bool:
+        """False when no reconcile pass can have run yet (SQLite: no state file)."""
+        return self.db is not None or (self.settings.data_dir / RECONCILE_FILE).exists()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[str | None]:
+        """Try to hold the lock *name* across every process of this storage for the block,
+        without waiting. Yields ``None`` when it is held, else who holds it (``"pid 123"``,
+        or ``""`` when that cannot be told), and the block must then do nothing.
+
+        SQLite: ``flock`` on ``data_dir/{name}.lock`` (0600, holding the PID). PostgreSQL: a
+        session advisory lock on a pooled connection kept for the block."""
+        if self.db is None:
+            with self._file_lock(name) as holder:
+                yield holder
+            return
+        key = _EXCLUSIVE_BASE | zlib.crc32(name.encode())
+        async with self.db.pool.acquire() as conn:
+            held = await conn.fetchval("SELECT pg_try_advisory_lock($1::bigint)", key)
+            if not held:
+                yield ""
+                return
+            try:
+                yield None
+            finally:
+                if not conn.is_closed():
+                    await conn.execute("SELECT pg_advisory_unlock($1::bigint)", key)
+
+    @contextlib.contextmanager
+    def _file_lock(self, name: str) -> Iterator[str | None]:
+        path = self.settings.data_dir / f"{name}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "r+", encoding="utf-8") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = fh.read().strip()
+                yield f"pid {holder}" if holder.isdigit() else ""
+                return
+            try:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(f"{os.getpid()}\n")
+                fh.flush()
+                yield None
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     async def webhook_secret(self) -> tuple[str, bool]:
         """The webhook secret: ``webhook.secret`` if set, else the stored one (generated on

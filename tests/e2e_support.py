@@ -120,9 +120,13 @@ def write_config(
     simkl: Any = None,
     use_search: bool = False,
     database_url: str = "",
+    anime_url: str = "",
+    anime_retry_s: float = 300.0,
+    anime_refresh_s: float = 86400.0,
 ) -> Path:
     """A daemon config for the e2e tests: fast polling and backoff, fakes as targets; with
-    *database_url* the state is in that PostgreSQL database."""
+    *database_url* the state is in that PostgreSQL database; the Anime-Lists mapping off
+    unless *anime_url* names a fake list (never the real one)."""
     sections = [
         f'data_dir = "{data_dir}"\ndatabase_url = "{database_url}"',
         f"[http]\nport = {port}",
@@ -130,6 +134,8 @@ def write_config(
         f"[resolver]\nuse_search = {'true' if use_search else 'false'}",
         "[delivery]\ntimeout_s = 3.0\npoll_s = 0.2\nbackoff_base_s = 0.2\n"
         "backoff_max_s = 1.0\nlease_s = 30",
+        f'[anime]\nmapping_url = "{anime_url}"\nretry_s = {anime_retry_s}\n'
+        f"refresh_s = {anime_refresh_s}",
     ]
     if trakt is not None:
         sections.append(

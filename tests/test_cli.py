@@ -65,8 +65,10 @@ def write_config(
     profiles: Sequence[Mapping[str, Any]] = (),
     **sections: Mapping[str, Any],
 ) -> Path:
-    """A TOML config with ``data_dir``, the given ``[section]`` tables and ``[[profiles]]``."""
+    """A TOML config with ``data_dir``, the given ``[section]`` tables and ``[[profiles]]``;
+    the Anime-Lists mapping off unless an ``anime`` table is given (never the real list)."""
     lines = [f"data_dir = {_toml_value(data_dir)}"]
+    sections = {"anime": {"mapping_url": ""}, **sections}
     for name, table in sections.items():
         lines.append(f"[{name}]")
         lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())

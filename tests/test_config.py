@@ -348,3 +348,40 @@ class TestWatchlistSettings:
         path = write(tmp_path, "[[profiles]]\nname = 'sam'\nplex_token = 'sam-secret'\n")
         (sam,) = Household.from_settings(load_settings(path)).profiles
         assert sam.plex_token == "sam-secret" and "sam-secret" not in repr(sam)
+
+
+class TestAnime:
+    """``[anime]``: the Anime-Lists file for HAMA (AniDB) libraries."""
+
+    def test_defaults_fetch_the_real_list_daily_and_retry_every_five_minutes(self) -> None:
+        anime = load_settings().anime
+        assert anime.mapping_url == (
+            "https://raw.githubusercontent.com/Anime-Lists/anime-lists/master/anime-list-master.xml"
+        )
+        assert (anime.refresh_s, anime.retry_s) == (86400, 300)
+
+    def test_file_and_environment(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        path = write(
+            tmp_path, '[anime]\nmapping_url = "http://mirror.lan/list.xml"\nretry_s = 60\n'
+        )
+        monkeypatch.setenv("CROSSWATCHD_ANIME__REFRESH_S", "3600")
+        anime = load_settings(path).anime
+        assert (anime.mapping_url, anime.refresh_s, anime.retry_s) == (
+            "http://mirror.lan/list.xml",
+            3600,
+            60,
+        )
+
+    def test_empty_url_from_the_environment_turns_it_off(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("CROSSWATCHD_ANIME__MAPPING_URL", "")
+        assert load_settings().anime.mapping_url == ""
+
+    def test_a_url_that_is_not_http_names_the_key(self, tmp_path: Path) -> None:
+        error = config_error(write(tmp_path, '[anime]\nmapping_url = "ftp://x/list.xml"\n'))
+        assert error.key == "anime.mapping_url"
+
+    def test_a_zero_retry_names_the_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CROSSWATCHD_ANIME__RETRY_S", "0")
+        assert config_error().key == "CROSSWATCHD_ANIME__RETRY_S"

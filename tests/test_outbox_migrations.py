@@ -1,6 +1,6 @@
 """Existing data dirs keep working: an outbox written by the version 1 code (the fixture
-``tests/fixtures/outbox/v1.sql``) opens with today's code, migrated to version 2, with every
-row kept and the same queue, counts and dedupe as before."""
+``tests/fixtures/outbox/v1.sql``) opens with today's code, migrated to the current version,
+with every row kept and the same queue, counts and dedupe as before."""
 
 from __future__ import annotations
 

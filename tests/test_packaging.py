@@ -81,9 +81,15 @@ def test_installed_copy_opens_an_outbox_with_its_own_sql(installed: Path, tmp_pa
     where, version = out.split()
     assert Path(where).is_relative_to(installed), where
     assert version == str(SCHEMA_VERSION)
-    for package in ("outbox", "watchlist"):
+    for package in ("outbox", "watchlist", "reconcile"):
         assert (installed / "crosswatchd" / package / "queries.sql").is_file()
         assert (installed / "crosswatchd" / package / "schema.sql").is_file()
+    # Every store's PostgreSQL SQL too (loaded at import: a missing file fails the command).
+    for package in ("outbox", "watchlist", "reconcile", "tokens", "instance"):
+        assert (installed / "crosswatchd" / package / "queries.pg.sql").is_file()
+        assert (installed / "crosswatchd" / package / "schema.pg.sql").is_file()
+    for name in ("cache_queries.sql", "cache_queries.pg.sql", "cache_schema.pg.sql"):
+        assert (installed / "crosswatchd" / "resolve" / name).is_file()
     assert (tmp_path / "watchlist.sqlite3").is_file()
 
 

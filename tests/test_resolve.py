@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 import structlog
 
+from crosswatchd.animelists_store import AnimeListStore
 from crosswatchd.config import Settings
 from crosswatchd.errors import RetryableError, SourceUnavailableError, UnresolvedError
 from crosswatchd.http import GetRetry
@@ -131,6 +132,7 @@ def make(cache: IdCache, session: aiohttp.ClientSession) -> Callable[..., Resolv
         title_fallback: bool = False,
         id_cache: IdCache | None = None,
         on_lookup: Callable[[str, bool], None] | None = None,
+        anime: AnimeListStore | None = None,
     ) -> Resolver:
         return Resolver(
             on_lookup=on_lookup,
@@ -162,6 +164,7 @@ def make(cache: IdCache, session: aiohttp.ClientSession) -> Callable[..., Resolv
             if simkl
             else None,
             title_fallback=title_fallback,
+            anime=anime,
         )
 
     return build
@@ -197,10 +200,18 @@ class TestChain:
         plex: FakePlexServer,
         trakt: FakeTrakt,
         simkl: FakeSimkl,
+        session: aiohttp.ClientSession,
+        tmp_path: Path,
     ) -> None:
+        lists = AnimeListStore(session=session, directory=tmp_path, url="")
         async with FakeTautulli() as tautulli:
             resolver = make(
-                plex=plex, tautulli=tautulli, trakt=trakt, simkl=simkl, title_fallback=True
+                plex=plex,
+                tautulli=tautulli,
+                trakt=trakt,
+                simkl=simkl,
+                title_fallback=True,
+                anime=lists,
             )
 
         assert resolver.steps == STEPS

@@ -26,9 +26,11 @@ from crosswatchd import postgres
 from crosswatchd.config import Settings
 from crosswatchd.errors import StaleTokenError
 from crosswatchd.models import Ids, Item, MediaKind
-from crosswatchd.providers.base import Play, PlayOutcome
+from crosswatchd.providers.base import Activities, Play, PlayOutcome, TargetRating, TargetWatch
 from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter
+from crosswatchd.reconcile import PassRunning, pass_lock
+from crosswatchd.reconcile.state import Copy
 from crosswatchd.storage import PG_STORES, Storage
 from crosswatchd.tokens import Token, TokenStore
 from crosswatchd.watchlist.state import PassRecord, StoredSide
@@ -295,12 +297,16 @@ class TestWebhookSecret:
         assert runs[0].out == runs[1].out and "token=" in runs[0].out
 
 
+def _settings(backend: str, where: str) -> Settings:
+    """Settings on the data dir, or on the database, *where*."""
+    if backend == "sqlite":
+        return Settings(data_dir=Path(where))
+    return Settings(data_dir=Path("/nonexistent"), database_url=where)
+
+
 class TestWatchlistState:
     async def test_what_a_pass_stored_is_read_back(self, backend: str, where: str) -> None:
-        settings = Settings(
-            data_dir=Path(where) if backend == "sqlite" else Path("/nonexistent"),
-            database_url="" if backend == "sqlite" else where,
-        )
+        settings = _settings(backend, where)
         async with Storage.opened(settings) as storage:
             state = await storage.watchlist_state()
             try:
@@ -322,6 +328,54 @@ class TestWatchlistState:
                 assert await state.known_match("movie:tmdb:1") == (False, None)
             finally:
                 await state.close()
+
+
+class TestReconcileState:
+    async def test_a_large_copy_and_the_pass_figures_are_read_back(
+        self, backend: str, where: str
+    ) -> None:
+        """A copy of 12,000 plays (several bulk statements) replaces the last one whole."""
+        settings = _settings(backend, where)
+        async with Storage.opened(settings) as storage:
+            state = await storage.reconcile_state()
+            try:
+                watches = [
+                    TargetWatch(None if n % 7 == 0 else str(n), (f"movie:imdb:tt{n}",), 1e9 + n)
+                    for n in range(12_000)
+                ]
+                await state.save_copy("sam", "trakt", "plays", Copy(None, 1.0, watches=[]))
+                stamps = Activities({"movies.watched_at": "2026-01-01T00:00:00Z"})
+                await state.save_copy(
+                    "sam", "trakt", "plays", Copy(stamps, 2.0, total=12_000, watches=watches)
+                )
+                rating = TargetRating(("show:tvdb:1",), MediaKind.SHOW, 8, "s:1", "Futurama")
+                await state.save_copy("sam", "simkl", "ratings", Copy(None, 3.0, ratings=[rating]))
+                await state.save_pass("sam", "trakt", {"missing": 1})
+
+                plays = await state.copy("sam", "trakt", "plays")
+                assert plays is not None and (plays.read_at, plays.total) == (2.0, 12_000)
+                assert plays.activities == stamps
+                assert sorted(plays.watches, key=lambda w: w.at) == watches
+                ratings = await state.copy("sam", "simkl", "ratings")
+                assert ratings is not None and ratings.ratings == [rating]
+                assert await state.copy("alex", "trakt", "plays") is None
+                assert await state.passes() == {"sam": {"trakt": {"missing": 1}}}
+            finally:
+                await state.close()
+
+    async def test_one_reconcile_pass_at_a_time_across_replicas(
+        self, pg_url: str, tmp_path: Path
+    ) -> None:
+        one, two = (
+            Settings(data_dir=tmp_path / name, database_url=pg_url) for name in ("one", "two")
+        )
+        async with Storage.opened(one) as first, Storage.opened(two) as second:
+            async with pass_lock(first):
+                with pytest.raises(PassRunning, match="already running on postgresql://"):
+                    async with pass_lock(second):
+                        pass
+            async with pass_lock(second):  # released again
+                pass
 
 
 # -- a relay's operator -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import click
 
-from crosswatchd.app import tautulli_client
+from crosswatchd.app import anime_lists, tautulli_client
 from crosswatchd.cli._base import main, pick_profile, profile_option, run, settings_of
 from crosswatchd.config import Settings
 from crosswatchd.errors import ConfigError
@@ -69,6 +69,10 @@ def import_tautulli(
             Storage.opened(settings) as storage,
         ):
             client = tautulli_client(settings, session)
+            # The stored Anime-Lists copy (fetched or re-validated if due, as the daemon
+            # would) tells which AniDB plays the mapping cannot place.
+            anime = anime_lists(settings, session)
+            await anime.ensure()
             outbox = await storage.outbox()
             try:
                 summary = await run_import(
@@ -79,6 +83,7 @@ def import_tautulli(
                     dry_run=dry_run,
                     progress=progress,
                     profile_of=profile_of,
+                    anime=anime,
                 )
             finally:
                 await outbox.close()

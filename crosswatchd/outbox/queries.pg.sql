@@ -67,7 +67,7 @@ SELECT 1
 
 -- name: orphan_plays
 SELECT id FROM events
-WHERE action = 'watched' AND profile = :profile
+WHERE action = 'watched' AND profile = :profile AND source <> 'reconcile'
   AND NOT (providers::jsonb ? :provider::text)
 ORDER BY id
 
@@ -164,7 +164,8 @@ WHERE id IN (
     SELECT id FROM deliveries
     WHERE :id::bigint IS NULL AND state = 'parked'
       AND (:profile::text IS NULL OR profile = :profile::text)
-      AND reason_kind IN (SELECT jsonb_array_elements_text(:kinds::text::jsonb)))
+      AND reason_kind IN (SELECT jsonb_array_elements_text(:kinds::text::jsonb))
+      AND (:reason::text IS NULL OR strpos(reason, :reason::text) > 0))
 
 -- name: dismiss_parked
 UPDATE deliveries
@@ -255,6 +256,12 @@ WHERE d.kind <> 'live' AND d.state IN ('delivered', 'parked', 'dead')
 ORDER BY d.settled_at DESC, d.id DESC
 LIMIT :limit::int
 
+-- name: waiting_plays
+SELECT e.keys AS keys, d.watched_at AS watched_at
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.profile = :profile AND d.provider = :provider AND d.kind = 'play'
+  AND d.state IN ('pending', 'leased')
+
 -- name: seen_accounts
 SELECT account FROM seen_accounts WHERE source = :source ORDER BY last_seen DESC
 
@@ -282,7 +289,7 @@ WHERE d.profile = :profile AND d.kind = 'watchlist'
                     AND n.state <> 'dropped')
 
 -- name: plays_since
-SELECT coalesce(d.resolved_item, e.item) AS item
+SELECT coalesce(d.resolved_item, e.item) AS item, d.watched_at AS watched_at
 FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
 WHERE d.profile = :profile AND d.provider = :provider AND d.kind = 'play'
   AND d.state IN ('delivered', 'pending', 'leased')

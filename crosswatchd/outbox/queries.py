@@ -66,6 +66,7 @@ class Queries:
     next_due: str
     retry_generation: str
     recent: str
+    waiting_plays: str
     seen_accounts: str
     untargeted_plays: str
     # the watchlist pass

@@ -77,9 +77,11 @@ RETURNING id, (SELECT count(*) FROM r AS mine, s WHERE mine.id = r.id AND s.k = 
 -- ---------------------------------------------------------------------------------------------
 
 -- name: orphan_plays
--- Plays of :profile stored before :provider was one of its targets, oldest first.
+-- Plays of :profile stored before :provider was one of its targets, oldest first. A reconcile
+-- play was meant for the target accounts that lacked it (enqueue_many(targets=)): it is not
+-- given to another one, whose own next reconcile pass judges it.
 SELECT id FROM events
-WHERE action = 'watched' AND profile = :profile
+WHERE action = 'watched' AND profile = :profile AND source <> 'reconcile'
   AND NOT EXISTS (SELECT 1 FROM json_each(events.providers) WHERE value = :provider)
 ORDER BY id
 
@@ -185,7 +187,8 @@ WHERE id = :id AND lease_token = :token
 
 -- name: retry_parked
 -- Back to pending, to resolve afresh: the play, rating or watchlist change the user names
--- (:id; parked or dead alike), or, with :id NULL, every parked delivery of the reason kinds :kinds (a JSON array).
+-- (:id; parked or dead alike), or, with :id NULL, every parked delivery of the reason kinds :kinds (a JSON array)
+-- whose reason contains :reason (NULL: any; a new Anime-Lists file re-queues what the old one parked).
 -- (Not written WITH … UPDATE: Python's sqlite3 reports no rowcount for a statement that does
 -- not start with UPDATE.)
 UPDATE deliveries
@@ -200,7 +203,8 @@ WHERE id IN (
     SELECT id FROM deliveries
     WHERE :id IS NULL AND state = 'parked'
       AND (:profile IS NULL OR profile = :profile)
-      AND reason_kind IN (SELECT value FROM json_each(:kinds)))
+      AND reason_kind IN (SELECT value FROM json_each(:kinds))
+      AND (:reason IS NULL OR instr(reason, :reason) > 0))
 
 -- name: dismiss_parked
 -- A user gives up on plays no source can identify (personal media…): the one named (:id;
@@ -300,6 +304,14 @@ WHERE d.kind <> 'live' AND d.state IN ('delivered', 'parked', 'dead')
 ORDER BY d.settled_at DESC, d.id DESC
 LIMIT :limit
 
+-- name: waiting_plays
+-- Plays of one target account (:profile, :provider) still on their way (pending or being
+-- sent): their identity keys (a JSON array) and watched_at.
+SELECT e.keys AS keys, d.watched_at AS watched_at
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.profile = :profile AND d.provider = :provider AND d.kind = 'play'
+  AND d.state IN ('pending', 'leased')
+
 -- name: seen_accounts
 SELECT account FROM seen_accounts WHERE source = :source ORDER BY last_seen DESC
 
@@ -332,10 +344,11 @@ WHERE d.profile = :profile AND d.kind = 'watchlist'
 
 -- name: plays_since
 -- The items (resolved when they were) of :profile's plays on :provider delivered since :since
--- (unix s) or sent and not yet confirmed: the plays that may have made the target take an
--- item off its watchlist by itself (Trakt "Get Watchlist": a watched item is removed; SIMKL
--- moves it out of Plan to Watch).
-SELECT coalesce(d.resolved_item, e.item) AS item
+-- (unix s) or sent and not yet confirmed, with their watched_at: the plays that may have made
+-- the target take an item off its watchlist by itself (Trakt "Get Watchlist": a watched item
+-- is removed; SIMKL moves it out of Plan to Watch), and that reconcile folds into its copy of
+-- the target's history.
+SELECT coalesce(d.resolved_item, e.item) AS item, d.watched_at AS watched_at
 FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
 WHERE d.profile = :profile AND d.provider = :provider AND d.kind = 'play'
   AND d.state IN ('delivered', 'pending', 'leased')

@@ -592,9 +592,13 @@ class Outbox(OperatorViews):
         *,
         kinds: Sequence[ReasonKind] = (ReasonKind.UNRESOLVED,),
         profile: str | None = None,
+        reason_contains: str | None = None,
+        announce: bool = True,
     ) -> int:
-        """Put parked deliveries (one by id, parked or dead; or all parked of *kinds*) of one
-        *profile* (any if None) back to pending, resolving afresh.
+        """Put parked deliveries (one by id, parked or dead; or all parked of *kinds*, only
+        those whose reason contains *reason_contains* when given) of one *profile* (any if
+        None) back to pending, resolving afresh. *announce* (a user's retry) bumps the retry
+        generation, so running drainers forget their cached "not found" answers.
 
         Returns how many were re-queued.
         """
@@ -604,11 +608,13 @@ class Outbox(OperatorViews):
                 "id": delivery_id,
                 "kinds": json_list(kinds),
                 "profile": profile,
+                "reason": reason_contains,
                 "now": self._unix_s(),
             },
         )
         # After the re-queue, so a daemon that sees the new generation also sees the rows.
-        await self._db.execute(self._q.bump_retry_generation)
+        if announce:
+            await self._db.execute(self._q.bump_retry_generation)
         if count:
             self._notify()
         return int(count)

@@ -267,6 +267,16 @@ class OperatorViews:
             for r in rows
         ]
 
+    async def waiting_plays(
+        self, profile: str, provider: str
+    ) -> list[tuple[tuple[str, ...], float]]:
+        """Plays of the target account (*profile*, *provider*) still on their way (pending or
+        being sent): ``(identity keys, watched_at unix seconds)``."""
+        rows = await self._db.fetch(
+            self._q.waiting_plays, {"profile": profile, "provider": provider}
+        )
+        return [(tuple(orjson.loads(r["keys"])), float(r["watched_at"])) for r in rows]
+
     async def seen_accounts(self, source: str) -> list[str]:
         """Accounts a source reported that the filter did not accept, most recent first."""
         rows = await self._db.fetch(self._q.seen_accounts, {"source": source})
@@ -302,9 +312,17 @@ class OperatorViews:
     async def plays_since(self, profile: str, provider: str, *, since_s: float) -> list[Item]:
         """The items of *profile*'s plays on *provider* delivered since *since_s* (unix s), or
         sent and not confirmed yet (resolved items where resolution ran)."""
+        return [
+            item for item, _ in await self.timed_plays_since(profile, provider, since_s=since_s)
+        ]
+
+    async def timed_plays_since(
+        self, profile: str, provider: str, *, since_s: float
+    ) -> list[tuple[Item, float]]:
+        """:meth:`plays_since`, each with its watched_at (unix seconds)."""
         params = {"profile": profile, "provider": provider, "since": since_s}
         rows = await self._db.fetch(self._q.plays_since, params)
-        return [Item.from_dict(orjson.loads(r["item"])) for r in rows]
+        return [(Item.from_dict(orjson.loads(r["item"])), float(r["watched_at"])) for r in rows]
 
     async def watchlist_counts(self) -> dict[tuple[str, str], WatchlistCounts]:
         """Per target account ``(profile, provider)`` with watchlist changes waiting or held

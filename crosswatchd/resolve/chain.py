@@ -36,6 +36,8 @@ from crosswatchd.models import Ids, Item, MediaKind
 from crosswatchd.providers.simkl import SimklSearch
 from crosswatchd.providers.trakt import TraktSearch
 from crosswatchd.ratelimit import Limiter
+from crosswatchd.resolve.anime import AnimeStep
+from crosswatchd.resolve.anime import claims as anime_claims
 from crosswatchd.resolve.keys import (
     NOT_CATALOGUED,
     Keys,
@@ -53,6 +55,7 @@ from crosswatchd.resolve.title import TitleStep
 from crosswatchd.sources.plex_server import PlexServer
 
 if TYPE_CHECKING:
+    from crosswatchd.animelists_store import AnimeListStore
     from crosswatchd.config import Settings
     from crosswatchd.resolve.cache import IdCache
     from crosswatchd.resolve.tautulli import MetadataSource
@@ -74,11 +77,12 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 #: Step names, in chain order, as reported in :attr:`Resolution.step` and
-#: :attr:`UnresolvedError.step`.
-STEPS: Final = ("payload", "cache", "plex", "tautulli", "trakt", "simkl", "title")
-#: Steps whose findings need no remembering: the payload has them again next time, the cache
-#: has them already.
-_AT_HAND: Final = frozenset({"payload", "cache"})
+#: :attr:`UnresolvedError.step`. ``anime`` runs alone, for items a HAMA GUID names by AniDB id
+#: (:mod:`~crosswatchd.resolve.anime`); every other item starts at ``payload``.
+STEPS: Final = ("anime", "payload", "cache", "plex", "tautulli", "trakt", "simkl", "title")
+#: Steps whose findings need no remembering: the payload (and the Anime-Lists mapping) has
+#: them again next time, the cache has them already.
+_AT_HAND: Final = frozenset({"anime", "payload", "cache"})
 
 #: Told of every answer a step got: ``(step, True)`` from the cache, ``(step, False)`` asked
 #: outside (the metrics' ``crosswatchd_resolver_lookups``).
@@ -309,12 +313,14 @@ class Resolver:
         title_fallback: bool = False,
         server_id: str = "plex",
         on_lookup: LookupHook | None = None,
+        anime: AnimeListStore | None = None,
     ) -> None:
         self._cache = cache
         self._keys = keys = Keys(server_id, title_fallback)
         self._answers = answers = Answers(cache, on_lookup)
         self._on_lookup = on_lookup
         self._recall = RecallStep(cache, keys)
+        self._anime = None if anime is None else AnimeStep(anime, answers, trakt_search)
         steps: list[Step] = [PayloadStep(), self._recall]
         if plex is not None:
             steps.append(PlexStep(plex, answers, keys))
@@ -330,8 +336,10 @@ class Resolver:
 
     @property
     def steps(self) -> tuple[str, ...]:
-        """The names of the steps this resolver runs, in order."""
-        return tuple(step.name for step in self._steps)
+        """The names of the steps this resolver runs, in order (``anime`` first: it runs
+        alone, for AniDB items)."""
+        anime = () if self._anime is None else (self._anime.name,)
+        return (*anime, *(step.name for step in self._steps))
 
     async def close(self) -> None:
         """Cancel lookups still in flight (at shutdown)."""
@@ -345,6 +353,10 @@ class Resolver:
         transient failure of a step is why the goal was not met.
         """
         parsed = parsed_guid(item)
+        if self._anime is not None and anime_claims(parsed):
+            # AniDB numbering: only the Anime-Lists mapping knows what it is on TVDB. The other
+            # steps (and cached answers) would pair AniDB's season and number with a TVDB show.
+            return await self._run(Work(item, parsed), (self._anime,), item.label())
         if item.kind in SHOW_KINDS:
             return await self._resolve_show(item, parsed)
         # The warm path, most resolutions of a running daemon: the payload step's ids, or the
@@ -365,7 +377,12 @@ class Resolver:
         work = Work(known, parsed)
         if entry is not None:  # what the cache step would find again
             RecallStep.take(work, entry)
-        for step in self._steps:
+        return await self._run(work, self._steps, item.label())
+
+    async def _run(self, work: Work, steps: tuple[Step, ...], label: str) -> Resolution:
+        """Run *steps* on *work* until the goal is met; then :meth:`_done`, else
+        :meth:`_short` (*label* names the item in the logs)."""
+        for step in steps:
             try:
                 await step.run(work)
             except RetryableError as exc:
@@ -378,7 +395,7 @@ class Resolver:
                 work.fail(step.name, str(exc))
             if goal(work.item):
                 return await self._done(work)
-        return await self._short(work, item.label())
+        return await self._short(work, label)
 
     async def _resolve_show(self, item: Item, parsed: ParsedGuid | None) -> Resolution:
         """A show or a season (a rating): its GUID's ids, else the configured server's show
@@ -427,6 +444,9 @@ class Resolver:
     async def _short(self, work: Work, label: str) -> Resolution:
         """Every step ran and the goal is not met: a transient failure to retry, a usable
         partial result, or :class:`UnresolvedError`. *label* names the item in the logs."""
+        if work.step == "anime":
+            # A show or season the mapping placed: as far as it goes (no episode to find).
+            return Resolution(work.item, work.step)
         if work.transient is not None:
             log.warning("resolve.retry", item=label, step=work.failed_step, reason=work.reason)
             raise work.transient
@@ -466,8 +486,11 @@ def build_resolver(
     simkl_limiter: Limiter | None,
     tautulli: MetadataSource | None,
     on_lookup: LookupHook | None = None,
+    anime: AnimeListStore | None = None,
 ) -> Resolver:
     """A :class:`Resolver` with the steps the settings enable and the services configured.
+
+    *anime* (the daemon's Anime-Lists store) adds the ``anime`` step for HAMA AniDB items.
 
     Plex: ``resolver.use_plex`` and both ``plex.url`` and ``plex.token``. Tautulli:
     ``resolver.use_tautulli`` and a *tautulli* source. Trakt/SIMKL search:
@@ -514,4 +537,5 @@ def build_resolver(
         simkl_search=simkl,
         title_fallback=rs.title_fallback,
         on_lookup=on_lookup,
+        anime=anime,
     )

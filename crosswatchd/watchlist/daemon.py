@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,7 @@ from crosswatchd.metrics import Metrics
 from crosswatchd.outbox import DeliveryKind, Outbox
 from crosswatchd.profiles import Household, Profile
 from crosswatchd.providers.plex import PlexWatchlistProvider
+from crosswatchd.stopping import until_stopped
 from crosswatchd.watchlist.passes import WatchlistSync
 from crosswatchd.watchlist.state import WatchlistState
 
@@ -47,22 +48,6 @@ class WatchlistTasks:
         await self.state.close()
 
 
-async def _until_stopped(work: Awaitable[object], stop: asyncio.Event) -> None:
-    """Run *work* unless *stop* is set first, then cancel it."""
-    task = asyncio.ensure_future(work)
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if task.done() and not task.cancelled():
-        task.result()  # re-raise what the pass raised
-
-
 async def run_passes(
     sync: WatchlistSync, profiles: Sequence[Profile], interval_s: float, stop: asyncio.Event
 ) -> None:
@@ -73,7 +58,7 @@ async def run_passes(
             if stop.is_set():
                 return
             try:
-                await _until_stopped(sync.run(profile), stop)
+                await until_stopped(sync.run(profile), stop)
             except Exception as exc:  # one line; the daemon and the next pass go on
                 log.error(
                     "watchlist.pass_crashed",

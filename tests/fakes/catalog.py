@@ -46,8 +46,14 @@ class Catalog:
     shows: list[dict[str, Any]] = field(default_factory=list)
     episodes: list[dict[str, Any]] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
-    _indexes: dict[int, tuple[int, dict[tuple[str, str], dict[str, Any]]]] = field(
-        default_factory=dict, repr=False
+    #: Per entry list: (entries indexed so far, {(id key, value): first position}). Lists only
+    #: grow, so a lookup indexes what was added since (thousands of items stay fast).
+    _indexes: dict[int, tuple[int, dict[tuple[str, str], int]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    #: (episodes indexed so far, {id(show): its episodes in catalogue order}).
+    _by_show: tuple[int, dict[int, list[dict[str, Any]]]] = field(
+        default_factory=lambda: (0, {}), repr=False, compare=False
     )
 
     def add_movie(self, title: str, year: int, **ids: Any) -> dict[str, Any]:
@@ -103,24 +109,17 @@ class Catalog:
         return episode
 
     def _match(self, entries: list[dict[str, Any]], ids: dict[str, Any]) -> dict[str, Any] | None:
+        """The first entry of *entries* sharing any of *ids*, or None."""
         wanted = _norm(ids)
         if not wanted:
             return None
-        index = self._index_of(entries)
+        done, index = self._indexes.get(id(entries), (0, {}))
+        for position in range(done, len(entries)):
+            for pair in _norm(entries[position]["ids"]):
+                index.setdefault(pair, position)
+        self._indexes[id(entries)] = (len(entries), index)
         found = [index[pair] for pair in wanted if pair in index]
-        return min(found, key=entries.index) if len(found) > 1 else (found[0] if found else None)
-
-    def _index_of(self, entries: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-        """``{(id key, value): first entry carrying it}`` of *entries*, rebuilt when the list
-        grew (so a catalogue of thousands answers lookups without scanning it)."""
-        cached = self._indexes.get(id(entries))
-        if cached is None or cached[0] != len(entries):
-            index: dict[tuple[str, str], dict[str, Any]] = {}
-            for entry in entries:
-                for pair in _norm(entry["ids"]):
-                    index.setdefault(pair, entry)
-            cached = self._indexes[id(entries)] = (len(entries), index)
-        return cached[1]
+        return entries[min(found)] if found else None
 
     def movie(self, ids: dict[str, Any]) -> dict[str, Any] | None:
         """The movie with any of *ids*, or None."""
@@ -150,9 +149,13 @@ class Catalog:
 
     def episodes_of(self, show: dict[str, Any], season: int | None = None) -> list[dict[str, Any]]:
         """Episodes of *show* (of *season* only, if given), by season and number."""
+        done, by_show = self._by_show
+        for ep in self.episodes[done:]:
+            by_show.setdefault(id(ep["show"]), []).append(ep)
+        self._by_show = (len(self.episodes), by_show)
         found = [
             ep
-            for ep in self.episodes
+            for ep in by_show.get(id(show), [])
             if ep["show"] is show and (season is None or ep["season"] == season)
         ]
         return sorted(found, key=lambda ep: (ep["season"], ep["number"]))

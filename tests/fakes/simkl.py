@@ -54,6 +54,8 @@ Usage::
 Recorded state (plain attributes): ``history`` (the default user's plays, no dedupe; others in
 ``user(name).history``), ``users``, ``scrobbles``, ``requests`` (every request with its status),
 ``rate_limited``, ``pin_polls``, ``tokens`` (valid tokens; clearing it revokes them all).
+``add_play()`` records a play directly (another app's; no request, no rate limit), ``rate()`` a
+rating.
 Knobs: ``fail_next()``, ``down``, ``delay_s`` (the response is held back *after* the request
 was processed: a timed-out POST still landed), ``ack_empty_next``, ``approve_pin()``,
 ``auto_approve_after``, ``pin_slow_down_below_s``, ``scrobble_lock_hold_s``,
@@ -206,6 +208,12 @@ class SimklUser:
     scrobbles: list[dict[str, Any]] = field(default_factory=list)
     rate_limited: list[dict[str, Any]] = field(default_factory=list)
     scrobble_lock_until: float = field(default=0.0, repr=False)
+    #: How many plays of ``history`` :meth:`latest` covers, and the latest watched_at per
+    #: movie (by simkl id) and per show (by simkl id, then (season, number)); it only grows
+    #: between removals, which reset it, so all-items over a large history stays linear.
+    _latest: tuple[int, dict[int, datetime], dict[int, dict[tuple[int, int], datetime]]] | None = (
+        field(default=None, repr=False)
+    )
     duplicates: dict[tuple[Any, ...], tuple[datetime, datetime]] = field(
         default_factory=dict, repr=False
     )
@@ -224,6 +232,26 @@ class SimklUser:
             fields[name] = stamp
         fields["all"] = max(fields["all"] or stamp, stamp)
         self.activities["all"] = max(self.activities["all"] or stamp, stamp)
+
+    def latest(self) -> tuple[dict[int, datetime], dict[int, dict[tuple[int, int], datetime]]]:
+        """The latest watched_at per movie and per show's episode (see ``_latest``)."""
+        done, movies, shows = self._latest if self._latest is not None else (0, {}, {})
+        for play in self.history[done:]:
+            moment = play["watched_at_dt"]
+            if play["type"] == "movie":
+                if play["simkl"] not in movies or movies[play["simkl"]] < moment:
+                    movies[play["simkl"]] = moment
+                continue
+            episodes = shows.setdefault(play["simkl"], {})
+            key = (play["season"], play["number"])
+            if key not in episodes or episodes[key] < moment:
+                episodes[key] = moment
+        self._latest = (len(self.history), movies, shows)
+        return movies, shows
+
+    def forget_latest(self) -> None:
+        """Plays were removed: :meth:`latest` is computed afresh."""
+        self._latest = None
 
     def status_of(self, kind: str, simkl: int) -> str | None:
         """The list (*kind* ``movie``/``show``) the item is in, or None."""
@@ -477,6 +505,31 @@ class FakeSimkl:
         processed (nothing is recorded besides the request log)."""
         self._failures.append(_Failure(status, count, dict(headers or {}), body, path))
 
+    def add_play(
+        self, entry: dict[str, Any], watched_at: datetime, *, user: str | None = None
+    ) -> None:
+        """Record a play of catalogue *entry* (a movie or an episode dict) at *watched_at* for
+        *user*, as another app would have (the item's list and activities move)."""
+        text = _fmt_ms(watched_at)
+        if "show" in entry:
+            play = self._episode_play(entry, entry["show"]["ids"], None, text, watched_at)
+        else:
+            play = self._movie_play(entry, entry["ids"], text, watched_at, "history")
+        self._record(self.user(user), play)
+
+    def rate(self, kind: str, simkl: int, rating: int, *, user: str | None = None) -> None:
+        """*user* rates the movie or show (*kind* ``movie``/``show``) *rating* on the site:
+        as ``POST /sync/ratings`` would (an unlisted item is listed)."""
+        owner = self.user(user)
+        now = self.now()
+        entry = owner.entries.get((kind, simkl))
+        if entry is None or entry.status is None:
+            entry = self._set_status(
+                owner, kind, simkl, "completed" if kind == "movie" else "watching", now
+            )
+        entry.rating, entry.rated_at, entry.rating_changed_at = rating, now, now
+        owner.touch(now, self._group(kind, simkl), "rated_at")
+
     def issue_token(self, *, user: str | None = None) -> str:
         """Mint a valid access token of *user* (default user if None), as if they had
         authorized the app."""
@@ -695,12 +748,7 @@ class FakeSimkl:
 
     def _show_plays(self, user: SimklUser, simkl: int) -> dict[tuple[int, int], datetime]:
         """Latest ``watched_at`` per (season, number) of a show's plays."""
-        latest: dict[tuple[int, int], datetime] = {}
-        for p in user.history:
-            if p["type"] == "episode" and p["simkl"] == simkl:
-                key = (p["season"], p["number"])
-                latest[key] = max(latest.get(key, p["watched_at_dt"]), p["watched_at_dt"])
-        return latest
+        return dict(user.latest()[1].get(simkl, {}))
 
     def _show_status(self, user: SimklUser, simkl: int) -> str:
         show = self.catalog.show({"simkl": simkl})
@@ -1012,6 +1060,7 @@ class FakeSimkl:
             removed = len(user.history) - len(kept)
             if removed:
                 user.history[:] = kept
+                user.forget_latest()
                 deleted["episodes"] += removed
                 still = self._show_plays(user, simkl)
                 status = None if not still else self._show_status(user, simkl)
@@ -1025,6 +1074,7 @@ class FakeSimkl:
         kept = [p for p in user.history if not (p["type"] == play_type and p["simkl"] == simkl)]
         had_plays = len(kept) != len(user.history)
         user.history[:] = kept
+        user.forget_latest()
         if entry is None and not had_plays:
             return False
         group = self._group(kind, simkl)
@@ -1104,11 +1154,8 @@ class FakeSimkl:
         }
         obj = {"title": media["title"], "year": media["year"], "ids": _out_ids(media["ids"])}
         if entry.kind == "movie":
-            watched = [
-                p["watched_at_dt"]
-                for p in user.history
-                if p["type"] == "movie" and p["simkl"] == entry.simkl
-            ]
+            last = user.latest()[0].get(entry.simkl)
+            watched = [] if last is None else [last]
             if entry.watched_at is not None:
                 watched.append(entry.watched_at)
             common["last_watched_at"] = _fmt_s(max(watched)) if watched else None

@@ -45,10 +45,12 @@ from crosswatchd.providers.simkl.history import (
     date_from,
     found_in,
     outcomes_of,
+    show_api_ids,
     simkl_time,
     titled,
 )
 from crosswatchd.providers.simkl.http import NAME, json_data, simkl_client
+from crosswatchd.providers.simkl.sync import SimklSync
 from crosswatchd.providers.simkl.watchlist import (
     ACTIVITY_FIELDS,
     PLAN_TO_WATCH,
@@ -288,7 +290,7 @@ class SimklProvider:
         if item.kind is MediaKind.MOVIE:
             body["movie"] = titled(api_ids(item.ids), item.title, item.year)
         else:
-            body["show"] = titled(api_ids(item.show_ids), item.show_title, item.show_year)
+            body["show"] = titled(show_api_ids(item.show_ids), item.show_title, item.show_year)
             body["episode"] = {"season": item.season, "number": item.number}
         token = self._auth.token()
         answer = await self._http.send("POST", path, json_body=body, bearer=token)
@@ -407,6 +409,11 @@ class SimklProvider:
                 if item is not None:
                     items.append(item)
         return items
+
+    def sync(self) -> SimklSync:
+        """Whole-account reads (watched items, ratings) through this provider's client, for
+        reconcile."""
+        return SimklSync(http=self._http, auth=self._auth)
 
     async def close(self) -> None:
         """Nothing to release: the HTTP session belongs to the caller (shared with Trakt)."""

@@ -54,6 +54,7 @@ from crosswatchd.providers.trakt.history import (
     outcomes_of,
 )
 from crosswatchd.providers.trakt.http import NAME, raise_for_status, read_json, trakt_client
+from crosswatchd.providers.trakt.sync import TraktSync
 from crosswatchd.providers.trakt.watchlist import read_watchlist
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.tokens import TokenStore
@@ -385,6 +386,11 @@ class TraktProvider:
         a change of :attr:`watchlist_activity` (or for a first read). Raises like
         :meth:`add_history`."""
         return await read_watchlist(self._auth.call, self._http.retry_get)
+
+    def sync(self) -> TraktSync:
+        """Whole-account reads (history, ratings) through this provider's client, for
+        reconcile."""
+        return TraktSync(http=self._http, auth=self._auth)
 
     async def close(self) -> None:
         """Nothing to release: the session belongs to the caller."""
