@@ -52,7 +52,10 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # The config is the file alone: no CROSSWATCHD_* of the test run (such as
+        # CROSSWATCHD_REQUIRE_POSTGRES, an unknown setting to the daemon) reaches it.
+        env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CROSSWATCHD_")}
+        env["PYTHONUNBUFFERED"] = "1"
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; we poll /healthz
                 [sys.executable, "-m", "crosswatchd.cli", "--config", str(self.config), "serve"],
