@@ -26,6 +26,7 @@ from crosswatchd.sqlite import SchemaTooNewError
 __all__ = [
     "SCHEMES",
     "connect",
+    "describe",
     "is_postgres_url",
     "masked",
     "migrate",
@@ -109,7 +110,7 @@ async def connect(
             url, min_size=min_size, max_size=max_size, timeout=timeout_s, command_timeout=60
         )
     except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
-        raise StorageError(masked(url), f"cannot reach PostgreSQL: {_describe(exc)}") from None
+        raise StorageError(masked(url), f"cannot reach PostgreSQL: {describe(exc)}") from None
     db = PostgresDatabase(pool)
     try:
         await migrate(db, stores, where=masked(url))
@@ -119,7 +120,8 @@ async def connect(
     return db
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """One line for a driver error (its message with the whitespace folded)."""
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.split())
 

@@ -3,7 +3,8 @@
 Commands: ``serve``, ``healthcheck``, ``webhook-url`` (:mod:`.daemon`); ``auth
 trakt|simkl|plex`` (:mod:`.auth`); ``status [--json]`` (:mod:`.status`); ``unresolved
 list|retry|dismiss`` (:mod:`.unresolved`); ``import tautulli`` (:mod:`.imports`); ``watchlist
-sync`` (:mod:`.watchlist`); ``reconcile`` (:mod:`.reconcile`). A bad config or an unusable
+sync`` (:mod:`.watchlist`); ``reconcile`` (:mod:`.reconcile`); ``migrate --to URL``
+(:mod:`.migrate`: a SQLite data dir into PostgreSQL). A bad config or an unusable
 database prints one line naming the key or the file and exits with code 2; an unreachable
 service prints one line and exits with code 1. Commands about one household member take
 ``--profile NAME``.
@@ -11,7 +12,16 @@ service prints one line and exits with code 1. Commands about one household memb
 
 from __future__ import annotations
 
-from crosswatchd.cli import auth, daemon, imports, reconcile, status, unresolved, watchlist
+from crosswatchd.cli import (
+    auth,
+    daemon,
+    imports,
+    migrate,
+    reconcile,
+    status,
+    unresolved,
+    watchlist,
+)
 from crosswatchd.cli._base import main
 
 __all__ = [
@@ -19,6 +29,7 @@ __all__ = [
     "daemon",
     "imports",
     "main",
+    "migrate",
     "reconcile",
     "status",
     "unresolved",

@@ -38,8 +38,6 @@ class CacheQueries:
     put: str
     forget_negative: str
     purge_expired: str
-    rows: str
-    copy: str
 
 
 _PACKAGE: Final = "crosswatchd.resolve"

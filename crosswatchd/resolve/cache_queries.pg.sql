@@ -17,12 +17,3 @@ DELETE FROM id_cache WHERE found = 0 AND (:step::text IS NULL OR step = :step::t
 
 -- name: purge_expired
 DELETE FROM id_cache WHERE expires_at <= :now::float8
-
--- name: rows
-SELECT key, found, value, step, stored_at, expires_at FROM id_cache
-WHERE expires_at > :now::float8
-
--- name: copy
-INSERT INTO id_cache (key, found, value, step, stored_at, expires_at)
-VALUES (:key, :found::int, :value, :step, :stored_at::float8, :expires_at::float8)
-ON CONFLICT (key) DO NOTHING

@@ -18,13 +18,3 @@ DELETE FROM id_cache WHERE found = 0 AND (:step IS NULL OR step = :step)
 
 -- name: purge_expired
 DELETE FROM id_cache WHERE expires_at <= :now
-
--- name: rows
--- Every unexpired row (`migrate --to` copies them).
-SELECT key, found, value, step, stored_at, expires_at FROM id_cache WHERE expires_at > :now
-
--- name: copy
--- `migrate --to`: a row of another cache, unless this one already has the key.
-INSERT INTO id_cache (key, found, value, step, stored_at, expires_at)
-VALUES (:key, :found, :value, :step, :stored_at, :expires_at)
-ON CONFLICT (key) DO NOTHING
