@@ -25,6 +25,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Final
 
 __all__ = ["PgCluster", "find_bin_dir", "require_postgres"]
 
@@ -43,9 +44,15 @@ def find_bin_dir() -> Path | None:
     return Path(on_path).parent if on_path else None
 
 
+#: ``CROSSWATCHD_REQUIRE_POSTGRES``, read once and taken out of the environment: it has the
+#: settings' prefix, so any ``Settings()`` built in a test (or a daemon started by one) would
+#: refuse it as an unknown setting.
+_REQUIRED: Final = os.environ.pop("CROSSWATCHD_REQUIRE_POSTGRES", "") == "1"
+
+
 def require_postgres() -> bool:
     """True when a missing PostgreSQL must fail the tests instead of skipping them."""
-    return os.environ.get("CROSSWATCHD_REQUIRE_POSTGRES") == "1"
+    return _REQUIRED
 
 
 def _free_port() -> int:
