@@ -7,6 +7,8 @@
     ├── SourceUnavailableError   a source API (Tautulli, Plex) is unreachable or refused us
     ├── StorageError             a database file cannot be opened (corrupt, empty, too new,
     │                            disk full); the CLI prints one line naming the file, exit 2
+    ├── LeaseLostError           this replica no longer holds a target account's lease: it
+    │                            sends nothing more for it (the drainer stops)
     └── ProviderError            a delivery target (Trakt, SIMKL) answered badly
         ├── RetryableError       try again later (5xx, timeout, connection error, 429)
         ├── PermanentError       never retry this request (420, 423, other 4xx): dead
@@ -24,6 +26,7 @@ __all__ = [
     "ConfigError",
     "CrosswatchError",
     "ErrorScope",
+    "LeaseLostError",
     "PayloadError",
     "PermanentError",
     "ProviderError",
@@ -83,6 +86,17 @@ class StorageError(CrosswatchError):
     def __init__(self, path: object, message: str) -> None:
         super().__init__(f"{path}: {message}")
         self.path = path
+
+
+class LeaseLostError(CrosswatchError):
+    """This replica does not hold *account*'s lease (any more), or cannot confirm it for long
+    enough to send (the database is unreachable): a write for the account must not leave.
+    Raised by the account limiter's gate (:mod:`crosswatchd.replicas`) right before a write."""
+
+    def __init__(self, account: object, message: str) -> None:
+        super().__init__(f"{account}: {message}")
+        self.account = account
+        self.message = message
 
 
 class ProviderError(CrosswatchError):

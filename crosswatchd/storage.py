@@ -17,13 +17,21 @@ from crosswatchd.config import Settings
 from crosswatchd.db import PostgresDatabase
 from crosswatchd.outbox import Outbox
 from crosswatchd.outbox.queries import PG_MIGRATIONS as OUTBOX_PG_MIGRATIONS
-from crosswatchd.profiles import Household
+from crosswatchd.profiles import Household, StoredProfile
+from crosswatchd.replicas.store import FILE as REPLICAS_FILE
+from crosswatchd.replicas.store import PG_MIGRATIONS as REPLICAS_PG_MIGRATIONS
+from crosswatchd.replicas.store import ReplicaStore
+from crosswatchd.roster.store import FILE as ROSTER_FILE
+from crosswatchd.roster.store import PG_MIGRATIONS as ROSTER_PG_MIGRATIONS
+from crosswatchd.roster.store import ProfileStore
 
 __all__ = ["PG_STORES", "Storage"]
 
 #: Every store kept in PostgreSQL, by name, with its migrations (``schema_versions.store``).
 PG_STORES: Final[dict[str, Sequence[str]]] = {
     "outbox": OUTBOX_PG_MIGRATIONS,
+    "replicas": REPLICAS_PG_MIGRATIONS,
+    "profiles": ROSTER_PG_MIGRATIONS,
 }
 
 
@@ -75,6 +83,34 @@ class Storage:
             dedupe_window_s=delivery.dedupe_window_s,
             synchronous=delivery.sqlite_synchronous,
         )
+
+    async def replicas(self) -> ReplicaStore:
+        """The replicas and account leases (:mod:`crosswatchd.replicas`): the shared database's,
+        or ``data_dir/replicas.sqlite3`` (created when missing). Close it after use."""
+        if self.db is not None:
+            return ReplicaStore.on(self.db)
+        return await ReplicaStore.open(self.settings.data_dir / REPLICAS_FILE)
+
+    async def roster(self, *, create: bool = True) -> ProfileStore | None:
+        """The profiles added at run time (:mod:`crosswatchd.roster`): the shared database's,
+        or ``data_dir/profiles.sqlite3``; None when that file does not exist and not
+        *create* (a command that only reads makes no file). Close it after use."""
+        if self.db is not None:
+            return ProfileStore.on(self.db)
+        path = self.settings.data_dir / ROSTER_FILE
+        if not create and not path.exists():
+            return None
+        return await ProfileStore.open(path)
+
+    async def stored_profiles(self) -> list[StoredProfile]:
+        """The roster's profiles, by name (none without a roster)."""
+        store = await self.roster(create=False)
+        if store is None:
+            return []
+        try:
+            return await store.profiles()
+        finally:
+            await store.close()
 
     async def close(self) -> None:
         """Close the database (the stores taken from it must be closed first)."""

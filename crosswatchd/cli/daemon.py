@@ -9,7 +9,7 @@ import aiohttp
 import click
 
 from crosswatchd.app import ensure_webhook_secret, run_daemon, webhook_url
-from crosswatchd.cli._base import main, run, settings_of
+from crosswatchd.cli._base import load_household, main, profile_option, run, settings_of
 
 __all__ = ["healthcheck", "serve", "webhook_url_cmd"]
 
@@ -59,10 +59,18 @@ def healthcheck(ctx: click.Context, ready: bool, timeout_s: float) -> None:
 
 
 @main.command("webhook-url")
+@profile_option("Print this profile's own URLs: their events are that profile's alone.")
 @click.pass_context
-def webhook_url_cmd(ctx: click.Context) -> None:
+def webhook_url_cmd(ctx: click.Context, profile: str | None) -> None:
     """Print the Plex and Tautulli webhook URLs (they contain the secret)."""
     settings = settings_of(ctx)
+    if profile is not None:
+        from crosswatchd.cli.profiles import profile_urls
+
+        plex, tautulli = profile_urls(settings, load_household(settings), profile)
+        click.echo(f"Plex:     {plex}")
+        click.echo(f"Tautulli: {tautulli}")
+        return
     secret, _ = ensure_webhook_secret(settings)
     click.echo(f"Plex:     {webhook_url(settings, secret, 'plex')}")
     click.echo(f"Tautulli: {webhook_url(settings, secret, 'tautulli')}")

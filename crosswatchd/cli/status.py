@@ -7,21 +7,42 @@ from typing import Any
 import click
 import orjson
 
-from crosswatchd.app import open_outbox
 from crosswatchd.cli._base import main, run, settings_of
 from crosswatchd.config import Settings
 from crosswatchd.models import DEFAULT_PROFILE
+from crosswatchd.profiles import Household
+from crosswatchd.replicas import ReplicaStore
+from crosswatchd.replicas.store import FILE as REPLICAS_FILE
 from crosswatchd.report import build_report
+from crosswatchd.storage import Storage
 
 __all__ = ["status"]
 
 
 async def _report(settings: Settings) -> dict[str, Any]:
-    outbox = await open_outbox(settings)
+    storage = await Storage.open(settings)
     try:
-        return await build_report(settings, outbox)
+        household = await Household.load(settings, storage)
+        outbox = await storage.outbox(household)
+        try:
+            replicas = await _replicas(settings, storage)
+            try:
+                return await build_report(settings, outbox, household=household, replicas=replicas)
+            finally:
+                if replicas is not None:
+                    await replicas.close()
+        finally:
+            await outbox.close()
     finally:
-        await outbox.close()
+        await storage.close()
+
+
+async def _replicas(settings: Settings, storage: Storage) -> ReplicaStore | None:
+    """The replicas store to list, if there is one (a SQLite data dir where no daemon ever
+    ran has none, and reading makes none)."""
+    if not storage.shared and not (settings.data_dir / REPLICAS_FILE).exists():
+        return None
+    return await storage.replicas()
 
 
 def _auth_hint(provider: str, profile: str) -> str:
@@ -88,6 +109,7 @@ def render(report: dict[str, Any]) -> list[str]:
                     f" last error: {waiting['last_error']}"
                 )
     lines.extend(_watchlist_lines(report["watchlist"]))
+    lines.extend(_replica_lines(report["replicas"]))
     if notes:
         lines.append("")
         lines.extend(notes)
@@ -114,6 +136,22 @@ def render(report: dict[str, Any]) -> list[str]:
         )
     if ignored["plex"]:
         lines.append("Plex accounts ignored by the account filter: " + ", ".join(ignored["plex"]))
+    return lines
+
+
+def _replica_lines(replicas: list[dict[str, Any]]) -> list[str]:
+    """The replicas part of ``status``: each ``serve`` process, its last heartbeat and the
+    target accounts it holds."""
+    if not replicas:
+        return []
+    lines = ["", "replicas:"]
+    for r in replicas:
+        state = "" if r["live"] else " (silent: not counted)"
+        held = ", ".join(r["accounts"]) or "none"
+        lines.append(
+            f"  {r['id']} on {r['host']} pid {r['pid']}, heartbeat {r['heartbeat_at']}{state};"
+            f" {len(r['accounts'])} account(s): {held}"
+        )
     return lines
 
 

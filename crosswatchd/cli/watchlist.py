@@ -20,11 +20,18 @@ import click
 import orjson
 
 from crosswatchd.app import known_secrets, open_outbox, services
-from crosswatchd.cli._base import main, pick_profile, profile_option, run, settings_of
+from crosswatchd.cli._base import (
+    load_household,
+    main,
+    pick_profile,
+    profile_option,
+    run,
+    settings_of,
+)
 from crosswatchd.config import Settings
 from crosswatchd.errors import ConfigError
 from crosswatchd.logs import configure_logging
-from crosswatchd.profiles import Household, Profile
+from crosswatchd.profiles import Profile
 from crosswatchd.watchlist.passes import PassResult, WatchlistSync, plex_auth
 from crosswatchd.watchlist.state import WatchlistState
 
@@ -52,7 +59,7 @@ def _chosen(settings: Settings, name: str | None) -> list[Profile]:
         if not auth.is_authorized():
             raise ConfigError(_token_key(settings, profile), f"no Plex token; {auth.hint}")
         return [profile]
-    household = Household.from_settings(settings)
+    household = load_household(settings)
     chosen = [p for p in household.profiles if plex_auth(settings, p).is_authorized()]
     if not chosen:
         first = household.profiles[0]
