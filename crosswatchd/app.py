@@ -506,8 +506,6 @@ def _daemon_app(
             )
             for account, limiter in svc.limiters.items():
                 limiter.gate = supervisor.gate(account)
-            household.listeners.append(lambda changed: outbox.set_targets(targets_of(changed)))
-            household.listeners.append(supervisor.household_changed)
 
             def my_profiles() -> list[Profile]:
                 return [

@@ -37,7 +37,7 @@ class Plan:
     """What one replica does now: ``release`` (held accounts over its share, or no longer
     wanted) and ``acquire`` (every free account, in the order to try them; the replica stops
     once it holds its share: another replica may take some first); ``share`` is its share of
-    the wanted accounts and ``held`` how many of them it holds."""
+    the wanted accounts and ``held`` how many of them it holds once the release is done."""
 
     share: int
     held: int

@@ -133,12 +133,13 @@ class Supervisor:
     """Holds this replica's share of the target accounts and runs their drainers.
 
     *store* keeps the leases; *outbox* is asked to release an account's leased deliveries and
-    to adopt plays for an account taken up; *household* is the live household (refreshed
-    here); *work* runs one account's drainer; *limiter_of* gives an account's limiter (its
-    state travels with the lease; None: nothing to carry); *providers* are the configured
-    providers (a removed profile's queued deliveries to another are not taken up); *shared*
-    is True with PostgreSQL (other replicas exist). Clocks are injected: ``monotonic_s`` for
-    lease validity, ``unix_s`` for the store (give the store the same one).
+    to adopt plays for an account taken up, and its targets follow the household; *household*
+    is the live household (refreshed here); *work* runs one account's drainer; *limiter_of*
+    gives an account's limiter (its state travels with the lease; None: nothing to carry);
+    *providers* are the configured providers (a removed profile's queued deliveries to
+    another are not taken up); *shared* is True with PostgreSQL (other replicas exist).
+    Clocks are injected: ``monotonic_s`` for lease validity, ``unix_s`` for the store (give
+    the store the same one).
     """
 
     def __init__(
@@ -181,6 +182,7 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._log = log.bind(replica=identity.id)
+        household.listeners.append(self._household_changed)
 
     @property
     def id(self) -> str:
@@ -188,9 +190,10 @@ class Supervisor:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, background: bool = True) -> None:
         """Register, take this replica's share now (its drainers start), and keep going in
-        the background until :meth:`stop`. Raises what the store raises at start."""
+        the background until :meth:`stop` (without *background*, the caller calls
+        :meth:`tick`: tests on an injected clock). Raises what the store raises at start."""
         if not self._shared:
             await self._store.reset()
         await self._store.register(
@@ -201,7 +204,8 @@ class Supervisor:
         )
         self._log.info("replica.started", host=self.identity.host, pid=self.identity.pid)
         await self.tick()
-        self._loop = asyncio.create_task(self._run(), name="replica-supervisor")
+        if background:
+            self._loop = asyncio.create_task(self._run(), name="replica-supervisor")
 
     async def stop(self) -> None:
         """Stop the drainers (they finish what they are sending), hand every lease back with
@@ -330,8 +334,12 @@ class Supervisor:
             self._queued_at = now
         return sorted(accounts | self._queued, key=str)
 
-    def household_changed(self, household: Household) -> None:
-        """A listener of the live household: look for removed profiles' queues next round."""
+    def _household_changed(self, household: Household) -> None:
+        """The roster changed: new events fan out to the new household's targets, and removed
+        profiles' queues are looked for in this round."""
+        self._outbox.set_targets(
+            {profile.name: list(profile.targets) for profile in household.profiles}
+        )
         self._queued_at = None
 
     # -- taking and handing back -------------------------------------------------------------
