@@ -598,15 +598,18 @@ async def run_daemon(settings: Settings) -> None:
                 f"cannot listen on {settings.http.host}:{settings.http.port}: "
                 f"{exc.strerror or exc}",
             ) from None
-        secret, created = ensure_webhook_secret(settings)
-        configure_logging(settings.log_level, secrets=known_secrets(settings, secret))
-        if created:
-            print(_banner(settings), file=sys.stderr, flush=True)
         storage = await Storage.open(settings)
         roster = None
         outbox = None
         store = None
         try:
+            # A profile both in the config file and in the roster stops the start before
+            # anything is printed or created.
+            await Household.load(settings, storage)
+            secret, created = ensure_webhook_secret(settings)
+            configure_logging(settings.log_level, secrets=known_secrets(settings, secret))
+            if created:
+                print(_banner(settings), file=sys.stderr, flush=True)
             roster = await storage.roster()
             household = await LiveHousehold.load(settings, secret, roster)
             store = await storage.replicas()

@@ -57,11 +57,13 @@ def render(report: dict[str, Any]) -> list[str]:
         f"data dir:    {report['data_dir']}",
     ]
     daemon = report["daemon"]
-    lines.append(
-        f"daemon:      running (pid {daemon['pid']})"
-        if daemon["running"]
-        else "daemon:      not running"
-    )
+    live = [r for r in report["replicas"] if r["live"]]
+    if daemon["running"]:
+        lines.append(f"daemon:      running (pid {daemon['pid']})")
+    elif live:
+        lines.append(f"daemon:      not running on this data dir; {len(live)} replica(s) live")
+    else:
+        lines.append("daemon:      not running")
     if not report["providers"]:
         lines.append("No delivery targets configured (set trakt.client_id and/or simkl.client_id).")
     if report["plays_without_target"]:
