@@ -99,11 +99,13 @@ SET state = 'pending', lease_token = NULL, next_attempt_at = :now::float8,
     updated_at = :now::float8
 WHERE state = 'leased'
 
--- name: release_account
+-- name: release_accounts
 UPDATE deliveries
 SET state = 'pending', lease_token = NULL, next_attempt_at = :now::float8,
     updated_at = :now::float8
-WHERE state = 'leased' AND profile = :profile AND provider = :provider
+WHERE state = 'leased'
+  AND (profile, provider) IN (SELECT a.value->>0, a.value->>1
+                              FROM jsonb_array_elements(:accounts::text::jsonb) AS a (value))
 
 -- name: queued_accounts
 SELECT DISTINCT profile, provider FROM deliveries WHERE state IN ('pending', 'leased')

@@ -66,7 +66,7 @@ class Queries:
     add_target: str
     # claim and settle
     release_all_leases: str
-    release_account: str
+    release_accounts: str
     queued_accounts: str
     discard_profile: str
     claim: str

@@ -113,13 +113,17 @@ UPDATE deliveries
 SET state = 'pending', lease_token = NULL, next_attempt_at = :now, updated_at = :now
 WHERE state = 'leased'
 
--- name: release_account
--- A replica hands a target account over (crosswatchd/replicas): once its drainer stopped,
--- the deliveries still leased (claimed, not settled) are due at once for the next holder;
--- sent_at is kept (a send that may have landed is looked up first).
+-- name: release_accounts
+-- A replica hands target accounts over (crosswatchd/replicas): once their drainers stopped,
+-- their deliveries still leased (claimed, not settled) are due at once for the next holder;
+-- sent_at is kept (a send that may have landed is looked up first). :accounts is a JSON
+-- array of [profile, provider] pairs.
 UPDATE deliveries
 SET state = 'pending', lease_token = NULL, next_attempt_at = :now, updated_at = :now
-WHERE state = 'leased' AND profile = :profile AND provider = :provider
+WHERE state = 'leased'
+  AND EXISTS (SELECT 1 FROM json_each(:accounts) AS a
+              WHERE json_extract(a.value, '$[0]') = deliveries.profile
+                AND json_extract(a.value, '$[1]') = deliveries.provider)
 
 -- name: queued_accounts
 -- The target accounts with deliveries still to send: a removed profile's keep being drained

@@ -516,13 +516,16 @@ class Outbox(OperatorViews):
         """
         return await self._db.execute(self._q.release_all_leases, {"now": self._unix_s()})
 
-    async def release_account(self, profile: str, provider: str) -> int:
-        """Make the deliveries of one target account still leased due at once (``sent_at``
-        kept): the replica handing the account over has stopped its drainer. Returns how
-        many."""
+    async def release_accounts(self, accounts: Iterable[tuple[str, str]]) -> int:
+        """Make the deliveries still leased of the ``(profile, provider)`` target *accounts*
+        due at once (``sent_at`` kept): the replica handing them over has stopped their
+        drainers. Returns how many."""
+        pairs = [[profile, provider] for profile, provider in accounts]
+        if not pairs:
+            return 0
         return await self._db.execute(
-            self._q.release_account,
-            {"profile": profile, "provider": provider, "now": self._unix_s()},
+            self._q.release_accounts,
+            {"accounts": orjson.dumps(pairs).decode(), "now": self._unix_s()},
         )
 
     async def queued_accounts(self) -> set[tuple[str, str]]:

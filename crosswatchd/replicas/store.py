@@ -275,18 +275,29 @@ class ReplicaStore:
     ) -> bool:
         """Hand *account*'s lease back (free for anyone at once), saving *limiter_state* for
         the next holder. False when *replica_id* did not hold it."""
-        state = None if limiter_state is None else orjson.dumps(limiter_state).decode()
-        changed = await self._db.execute(
+        return await self.release_many(replica_id, {account: limiter_state}) == 1
+
+    async def release_many(
+        self, replica_id: str, leases: Mapping[TargetAccount, Mapping[str, Any] | None]
+    ) -> int:
+        """:meth:`release` for every account of *leases* (with its limiter state, or None),
+        in one transaction. Returns how many *replica_id* held."""
+        if not leases:
+            return 0
+        now = self._unix_s()
+        return await self._db.execute_many(
             self._q.release,
-            {
-                "id": replica_id,
-                "profile": account.profile,
-                "provider": account.provider,
-                "state": state,
-                "now": self._unix_s(),
-            },
+            [
+                {
+                    "id": replica_id,
+                    "profile": account.profile,
+                    "provider": account.provider,
+                    "state": None if state is None else orjson.dumps(state).decode(),
+                    "now": now,
+                }
+                for account, state in leases.items()
+            ],
         )
-        return changed == 1
 
     async def save_states(
         self, replica_id: str, states: Mapping[TargetAccount, Mapping[str, Any]]

@@ -218,8 +218,10 @@ class Supervisor:
         ended = await asyncio.gather(*(self._end(r) for r in running.values()))
         clean = {a for a, ok in zip(running, ended, strict=True) if ok}
         try:
-            for account in sorted(self._held, key=str):
-                await self._hand_back(account, clean=account in clean or account not in running)
+            await self._hand_back(
+                sorted(self._held, key=str),
+                clean={a for a in self._held if a not in running} | clean,
+            )
             await self._store.deregister(self.id)
         except storage_errors() as exc:
             self._log.warning(
@@ -368,24 +370,38 @@ class Supervisor:
         """Hand *account* over: its drainer stops first, then the lease goes back."""
         running = self._running.pop(account, None)
         clean = True if running is None else await self._end(running)
-        await self._hand_back(account, clean=clean)
+        await self._hand_back([account], clean={account} if clean else set())
 
-    async def _hand_back(self, account: TargetAccount, *, clean: bool) -> None:
-        limiter = self._limiter_of(account)
-        state = None if limiter is None else limiter.snapshot()
-        # Deliveries still leased are due at once only if the drainer ended by itself: one
-        # cancelled mid-send may still be talking to the service (then they wait out their
-        # lease, and the next holder looks them up in the history first).
-        freed = (
-            await self._outbox.release_account(account.profile, account.provider) if clean else 0
+    async def _hand_back(
+        self, accounts: Collection[TargetAccount], *, clean: Collection[TargetAccount]
+    ) -> None:
+        """Release *accounts* (their drainers stopped), each with its limiter's state. The
+        deliveries still leased are made due at once only for the *clean* ones, whose drainer
+        ended by itself: one cancelled mid-send may still be talking to the service (then they
+        wait out their lease, and the next holder looks them up in the history first)."""
+        if not accounts:
+            return
+        states: dict[TargetAccount, dict[str, Any] | None] = {}
+        for account in accounts:
+            limiter = self._limiter_of(account)
+            states[account] = None if limiter is None else limiter.snapshot()
+        freed = await self._outbox.release_accounts(
+            (a.profile, a.provider) for a in accounts if a in clean
         )
-        released = await self._store.release(self.id, account, state)
-        self._held.pop(account, None)
-        self._saved.pop(account, None)
-        self._to_adopt.discard(account)
-        self._log.info(
-            "account.released", account=str(account), deliveries_freed=freed, held=released
-        )
+        released = await self._store.release_many(self.id, states)
+        for account in accounts:
+            self._held.pop(account, None)
+            self._saved.pop(account, None)
+            self._to_adopt.discard(account)
+        if len(accounts) == 1:
+            self._log.info(
+                "account.released",
+                account=str(next(iter(accounts))),
+                deliveries_freed=freed,
+                held=bool(released),
+            )
+        else:
+            self._log.info("accounts.released", accounts=released, deliveries_freed=freed)
 
     async def _lost(self, account: TargetAccount, reason: str) -> None:
         self._held.pop(account, None)
