@@ -21,6 +21,7 @@ import pytest
 from crosswatchd.app import limiter_for, make_provider
 from crosswatchd.config import Settings
 from crosswatchd.drain import Drainer
+from crosswatchd.errors import LeaseLostError
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
 from crosswatchd.profiles import TargetAccount
 from crosswatchd.ratelimit import Limiter
@@ -172,3 +173,32 @@ async def test_a_replica_whose_lease_was_taken_sends_nothing_more(
     assert z.held == []
     rows = await z.outbox.fetch_all("SELECT state, sent_at IS NOT NULL FROM deliveries")
     assert rows == [("leased", 1)]  # left to expire; the next holder looks it up first
+
+
+async def test_only_the_lease_holder_refreshes_the_rotating_token(
+    replica: Any, fake: FakeTrakt, settings: Settings, session: aiohttp.ClientSession
+) -> None:
+    """Trakt's refresh token works once: a replica not holding the account must not use it
+    (the holder would then hold a dead one). The refresh is a write, so the gate refuses it
+    before it leaves; the holder's refresh goes through and is saved before use."""
+    z: Node = await replica("z")
+    await z.start()
+    b: Node = await replica("b")  # not started: holds nothing
+    tokens = TokenStore(settings.data_dir, "trakt", "ann")
+    before = tokens.load()
+    assert before is not None
+    fake.expire_access_tokens(user="ann")  # the next call gets 401 and wants a refresh
+
+    def refreshes() -> int:
+        return sum(1 for m, p, _ in fake.requests if (m, p) == ("POST", "/oauth/token"))
+
+    outsider = make_provider(settings, session, ANN, limiter=b.limiters[ANN])
+    with pytest.raises(LeaseLostError):
+        await outsider.last_activities()
+    assert refreshes() == 0
+    assert tokens.load() == before
+    holder = make_provider(settings, session, ANN, limiter=z.limiters[ANN])
+    await holder.last_activities()
+    assert refreshes() == 1
+    after = tokens.load()
+    assert after is not None and after.refresh_token != before.refresh_token
