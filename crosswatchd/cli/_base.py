@@ -23,7 +23,15 @@ from crosswatchd.errors import (
 from crosswatchd.profiles import Household, Profile
 from crosswatchd.storage import Storage
 
-__all__ = ["load_household", "main", "pick_profile", "profile_option", "run", "settings_of"]
+__all__ = [
+    "household_of",
+    "load_household",
+    "main",
+    "pick_profile",
+    "profile_option",
+    "run",
+    "settings_of",
+]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])

@@ -21,6 +21,7 @@ import orjson
 
 from crosswatchd.app import known_secrets, open_outbox, services
 from crosswatchd.cli._base import (
+    household_of,
     load_household,
     main,
     pick_profile,
@@ -75,7 +76,7 @@ async def _sync(settings: Settings, profiles: list[Profile], dry_run: bool) -> l
     try:
         state = await WatchlistState.open(settings.data_dir)
         try:
-            async with services(settings) as svc:
+            async with services(settings, household=await household_of(settings)) as svc:
                 sync = WatchlistSync(
                     settings=settings,
                     outbox=outbox,
