@@ -43,9 +43,15 @@ def find_bin_dir() -> Path | None:
     return Path(on_path).parent if on_path else None
 
 
+# Read once and taken out of the environment: every ``CROSSWATCHD_*`` variable is a setting
+# to the config loader (an unknown one is an error), in this process and in the daemons the
+# tests start.
+_REQUIRE_POSTGRES = os.environ.pop("CROSSWATCHD_REQUIRE_POSTGRES", "") == "1"
+
+
 def require_postgres() -> bool:
     """True when a missing PostgreSQL must fail the tests instead of skipping them."""
-    return os.environ.get("CROSSWATCHD_REQUIRE_POSTGRES") == "1"
+    return _REQUIRE_POSTGRES
 
 
 def _free_port() -> int:
