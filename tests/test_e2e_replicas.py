@@ -9,6 +9,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from tests.fakes.catalog import default_catalog
 from tests.fakes.trakt import FakeTrakt
 from tests.pgcluster import PgCluster
 from tests.test_cli import cli
+from tests.test_e2e_households import post_tautulli, tautulli_watched
 
 MOVIES = 8
 
@@ -235,3 +237,118 @@ async def test_a_database_outage_is_answered_503_and_recovered_without_a_restart
     log = (tmp_path / "daemon.log").read_text()
     assert "Traceback" not in log
     assert "replica.storage_unavailable" in log and "replica.storage_recovered" in log
+
+
+async def test_three_replicas_deliver_every_acknowledged_play_once_through_kills_and_expiry(
+    tmp_path: Path, pg_url: str, fake: FakeTrakt
+) -> None:
+    """The issue's end-to-end run: three replicas on one database, six profiles (one Trakt
+    account each, 1 POST/s), webhooks spread across the replicas; every play arrives twice as
+    Plex's ``media.scrobble`` at two replicas at the same moment and, for half the profiles,
+    once more as Tautulli's ``watched`` at the third. Meanwhile two replicas are SIGKILLed and
+    started again, and every access token expires (401, then a refresh that rotates the
+    refresh token). Every acknowledged play is on its account exactly once, with the time it
+    was watched, within two minutes of the last webhook; Trakt answered no 429 and no
+    ``invalid_grant``.
+
+    The token files are one directory shared by the replicas (``data_dir/tokens`` a symlink),
+    as the README says to run them until tokens move into the database: the refresh by one
+    holder must be what the next holder uses."""
+    names = [f"p{n}" for n in range(1, 7)]
+    with_tautulli = set(names[::2])
+    lease_s = 3.0
+    shared_tokens = tmp_path / "tokens"
+    extra = "\n".join(
+        f'[[profiles]]\nname = "{name}"\nplex_accounts = ["{name.upper()}"]'
+        + (f'\ntautulli_users = ["{name}"]' if name in with_tautulli else "")
+        for name in names
+    )
+    daemons: list[Daemon] = []
+    for n in range(3):
+        data_dir, port = tmp_path / f"data{n}", free_port()
+        data_dir.mkdir(mode=0o700)
+        shared_tokens.mkdir(mode=0o700, exist_ok=True)
+        (data_dir / "tokens").symlink_to(shared_tokens, target_is_directory=True)
+        config = write_config(
+            tmp_path / f"c{n}.toml",
+            data_dir=data_dir,
+            port=port,
+            trakt=fake,
+            database_url=pg_url,
+            lease_s=lease_s,
+            extra=extra,
+        )
+        daemons.append(Daemon(config, port, tmp_path / f"daemon{n}.log"))
+    for name in names:
+        TokenStore(tmp_path / "data0", "trakt", name).save(fake.issue_token(user=name))
+    # (profile, movie) -> (posted at, acknowledged at), unix seconds
+    acked: dict[tuple[str, int], tuple[float, float]] = {}
+    answers: list[int] = []
+
+    async def play_round(http: aiohttp.ClientSession, movie: int, live: list[Daemon]) -> None:
+        async def one(k: int, name: str) -> None:
+            first, second = live[k % len(live)], live[(k + 1) % len(live)]
+            sends = [
+                post_webhook(http, first.port, played_by(movie, name.upper())),
+                post_webhook(http, second.port, played_by(movie, name.upper())),
+            ]
+            if name in with_tautulli and len(live) > 2:
+                third = live[(k + 2) % len(live)]
+                sends.append(post_tautulli(http, third.port, tautulli_watched(movie, name)))
+            posted = time.time()
+            statuses = await asyncio.gather(*sends)
+            answers.extend(statuses)
+            if any(200 <= s < 300 for s in statuses):
+                acked[(name, movie)] = (posted, time.time())
+
+        await asyncio.gather(*(one(k, name) for k, name in enumerate(names)))
+
+    try:
+        await asyncio.gather(*(d.start() for d in daemons))
+        async with aiohttp.ClientSession() as http:
+            await play_round(http, 0, daemons)
+            daemons[0].kill()  # mid-delivery: it held a third of the accounts
+            await play_round(http, 1, daemons[1:])
+            await daemons[0].start()
+            fake.expire_access_tokens()  # every user's access token: 401, refresh, rotate
+            await play_round(http, 2, daemons)
+            # Each holder has refreshed its accounts' tokens once these are on Trakt; the
+            # accounts of the replica killed next go on with the tokens it rotated.
+            await wait_for(
+                lambda: all(len(fake.plays(user=name)) >= 3 for name in names),
+                lease_s + 20,
+                "the plays after the expiry",
+            )
+            daemons[1].kill()
+            await play_round(http, 3, [daemons[0], daemons[2]])
+            await daemons[1].start()
+            await play_round(http, 4, daemons)
+            last_webhook = time.monotonic()
+
+        def delivered() -> int:
+            return sum(len(fake.plays(user=name)) for name in names)
+
+        await wait_for(lambda: delivered() >= len(acked), 120, "every acknowledged play")
+        took_s = time.monotonic() - last_webhook
+        await asyncio.sleep(lease_s + 1)  # a late duplicate would show up by now
+    finally:
+        codes = [d.stop() for d in daemons if d.proc is not None]
+    assert codes == [0, 0, 0]
+    assert took_s < 120
+    assert len(acked) == len(names) * 5, sorted(acked)  # every play had a live replica
+    assert all(s in (200, 202) for s in answers if s), answers  # every copy answered 2xx
+    for name in names:
+        entries = fake.plays(user=name)
+        got = sorted(h["movie"]["ids"]["imdb"] for h in entries)
+        assert got == [f"tt{9_000_000 + m}" for m in range(5)], (name, got)
+        for entry in entries:
+            movie = int(entry["movie"]["ids"]["imdb"][2:]) - 9_000_000
+            posted, ack = acked[(name, movie)]
+            watched = datetime.fromisoformat(entry["watched_at"].replace("Z", "+00:00"))
+            assert posted - 1 <= watched.timestamp() <= ack + 1, (name, movie, entry)
+    refreshes = sum(1 for m, p, _ in fake.requests if (m, p) == ("POST", "/oauth/token"))
+    assert fake.unauthorized >= 1 and refreshes >= len(names), "the expiry was not exercised"
+    assert fake.rate_limited == 0, fake.rate_limit_log
+    assert fake.invalid_grants == 0
+    for n in range(3):
+        assert "Traceback" not in (tmp_path / f"daemon{n}.log").read_text()
