@@ -5,17 +5,21 @@ Start-up order (reverse on shutdown, through aiohttp's ``cleanup_ctx``):
 1. lock ``data_dir/crosswatchd.lock`` (one daemon per data directory, so leases left by a
    killed daemon can be released at once);
 2. open the storage (:class:`~crosswatchd.storage.Storage`: the SQLite files of the data dir,
-   or one pool on the ``database_url`` PostgreSQL database for every store) and the outbox,
-   return leased deliveries to pending (SQLite only: ``sent_at`` kept, so in-flight sends are
-   checked against the target's history before being sent again; replicas sharing PostgreSQL
-   never release each other's leases), and give targets configured since the last start the
-   plays stored before them;
-3. one ``aiohttp.ClientSession``, a rate limiter and a provider per target, the id cache,
-   the Anime-Lists store and the resolver;
-4. one drainer per target, the task that loads and refreshes the Anime-Lists file, and the
-   reconcile schedule (:func:`~crosswatchd.reconcile.run_forever`);
+   or one pool on the ``database_url`` PostgreSQL database for every store), the household
+   (the config file's profiles and the roster's) and the outbox; with SQLite files, return
+   leased deliveries to pending (``sent_at`` kept: in-flight sends are checked against the
+   target's history before being sent again; replicas sharing PostgreSQL never release each
+   other's leases);
+3. one ``aiohttp.ClientSession``, a rate limiter and a provider per target account (tokens
+   from the storage), the id cache, the Anime-Lists store and the resolver;
+4. the supervisor (:mod:`crosswatchd.replicas`): this replica's share of the target accounts
+   (all of them with SQLite files), a drainer for each, the plays an account missed given to
+   it as it is taken up; it follows the roster and the other replicas while the daemon runs.
+   Beside it: the task that loads and refreshes the Anime-Lists file, the watchlist pass and
+   the reconcile schedule (:func:`~crosswatchd.reconcile.run_forever`; one pass at a time
+   across replicas);
 5. the HTTP site. On SIGTERM/SIGINT the site stops first (no new webhooks), then the
-   drainers, then the outbox closes.
+   drainers (their leases handed back), then the outbox closes.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -46,19 +50,21 @@ from crosswatchd.instance import WEBHOOK_SECRET
 from crosswatchd.logs import configure_logging
 from crosswatchd.metrics import Metrics
 from crosswatchd.models import Item
-from crosswatchd.outbox import Outbox, ReasonKind
-from crosswatchd.profiles import Household, TargetAccount
+from crosswatchd.outbox import DeliveryKind, Outbox, ReasonKind
+from crosswatchd.profiles import Household, Profile, TargetAccount
 from crosswatchd.providers.base import Provider
 from crosswatchd.providers.simkl import SimklProvider
 from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.reconcile import run_forever
+from crosswatchd.replicas import Identity, ReplicaStore, Supervisor, Timing, anchor_of
 from crosswatchd.resolve import IdCache, Resolver, build_resolver
+from crosswatchd.roster import LiveHousehold
 from crosswatchd.sources.tautulli_api import TautulliClient
-from crosswatchd.storage import OUTBOX_FILE, PG_STORES, Storage
+from crosswatchd.storage import OUTBOX_FILE, Storage
 from crosswatchd.systemd import Notifier, watchdog
 from crosswatchd.tokens import TokenStore
-from crosswatchd.watchlist.daemon import start_watchlist
+from crosswatchd.watchlist.daemon import WatchlistTasks, plex_drainer, start_watchlist
 from crosswatchd.web import STOPPING, CappedSite, ServerHint, build_app, listen
 
 __all__ = [
@@ -75,6 +81,7 @@ __all__ = [
     "make_provider",
     "open_outbox",
     "outbox_path",
+    "profile_webhook_url",
     "run_daemon",
     "services",
     "tautulli_client",
@@ -93,22 +100,25 @@ def outbox_path(settings: Settings) -> Path:
 
 
 async def open_outbox(settings: Settings) -> Outbox:
-    """The outbox of *settings* on its own: ``data_dir/outbox.sqlite3``, or the
-    ``database_url`` PostgreSQL database (migrated on first use; the outbox closes its pool);
-    each profile's events fan out to its target accounts. Commands that need more than the
-    outbox open a :class:`~crosswatchd.storage.Storage` instead (one pool for every store).
-    Raises :class:`~crosswatchd.errors.StorageError` when the database cannot be opened or
-    reached."""
-    household = Household.from_settings(settings)
-    targets = {profile.name: list(profile.targets) for profile in household.profiles}
-    if settings.database_url:
-        db = await postgres.connect(settings.database_url, stores=PG_STORES)
-        return Outbox.on(
-            db,
-            targets=targets,
-            dedupe_window_s=settings.delivery.dedupe_window_s,
-            owns_db=True,
-        )
+    """The outbox of *settings*: ``data_dir/outbox.sqlite3``, or the ``database_url``
+    PostgreSQL database (migrated on first use; the outbox closes its pool); each profile's
+    events (the config file's and the roster's) fan out to its target accounts. Raises
+    :class:`~crosswatchd.errors.StorageError` when the database cannot be opened or reached,
+    :class:`ConfigError` for a profile both in the config file and in the roster."""
+    storage = await Storage.open(settings)
+    try:
+        household = await Household.load(settings, storage)
+        targets = {profile.name: list(profile.targets) for profile in household.profiles}
+        if storage.db is not None:
+            return Outbox.on(
+                storage.db,
+                targets=targets,
+                dedupe_window_s=settings.delivery.dedupe_window_s,
+                owns_db=True,
+            )
+    except BaseException:
+        await storage.close()
+        raise
     return await Outbox.open(
         outbox_path(settings),
         targets=targets,
@@ -155,12 +165,22 @@ def tautulli_client(settings: Settings, session: aiohttp.ClientSession) -> Tautu
     )
 
 
-def webhook_url(settings: Settings, secret: str, source: str = "plex") -> str:
-    """The URL to paste into Plex (or Tautulli): ``http://HOST:PORT/webhook/plex?token=…``."""
+def _base_url(settings: Settings) -> str:
     host = settings.http.host
     if host in ("0.0.0.0", "::", ""):
         host = "<this-machine's-address>"
-    return f"http://{host}:{settings.http.port}/webhook/{source}?token={secret}"
+    return f"http://{host}:{settings.http.port}"
+
+
+def webhook_url(settings: Settings, secret: str, source: str = "plex") -> str:
+    """The URL to paste into Plex (or Tautulli): ``http://HOST:PORT/webhook/plex?token=…``."""
+    return f"{_base_url(settings)}/webhook/{source}?token={secret}"
+
+
+def profile_webhook_url(settings: Settings, token: str, source: str = "plex") -> str:
+    """One profile's own URL, whose events are that profile's alone:
+    ``http://HOST:PORT/webhook/plex/<profile token>``."""
+    return f"{_base_url(settings)}/webhook/{source}/{token}"
 
 
 async def ensure_webhook_secret(storage: Storage) -> tuple[str, bool]:
@@ -249,10 +269,13 @@ def make_provider(
     account: TargetAccount,
     tokens: TokenStore,
     metrics: Metrics | None = None,
+    limiter: Limiter | None = None,
 ) -> Provider:
-    """The provider of one target account: its own token store (``Storage.tokens``) and its
-    own limiter, so one account's 429s, outage or revoked token never hold up another's."""
-    limiter = limiter_for(settings, account.provider, metrics)
+    """The provider of one target account: its own token store (*tokens*, from
+    ``Storage.tokens``) and its own limiter (*limiter*, or a new one), so one account's 429s,
+    outage or revoked token never hold up another's."""
+    if limiter is None:
+        limiter = limiter_for(settings, account.provider, metrics)
     if account.provider == "trakt":
         return TraktProvider(
             session=session,
@@ -276,7 +299,9 @@ def make_provider(
 @dataclass
 class Services:
     """Everything a command needs to talk to the outside: the session, one provider per
-    target account, the resolver (shared: ids do not depend on who watched)."""
+    target account (and its limiter), the resolver (shared: ids do not depend on who
+    watched). :meth:`provider` makes the provider of an account added later (a profile added
+    at run time)."""
 
     session: aiohttp.ClientSession
     providers: dict[TargetAccount, Provider]
@@ -285,6 +310,22 @@ class Services:
     tautulli: TautulliClient | None
     resolver: Resolver
     anime: AnimeListStore
+    limiters: dict[TargetAccount, Limiter] = field(default_factory=dict)
+    storage: Storage | None = None
+    metrics: Metrics | None = None
+
+    def provider(self, account: TargetAccount) -> Provider:
+        """*account*'s provider, made (with its limiter and its token store) on first use."""
+        found = self.providers.get(account)
+        if found is None:
+            assert self.storage is not None
+            settings = self.storage.settings
+            limiter = limiter_for(settings, account.provider, self.metrics)
+            tokens = self.storage.tokens(account.provider, account.profile)
+            found = make_provider(settings, self.session, account, tokens, self.metrics, limiter)
+            self.limiters[account] = limiter
+            self.providers[account] = found
+        return found
 
     async def close(self) -> None:
         await self.resolver.close()
@@ -306,21 +347,34 @@ def service_urls(settings: Settings) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def services(storage: Storage, metrics: Metrics | None = None) -> AsyncIterator[Services]:
-    """Open the HTTP session, providers (their tokens from *storage*), id cache (*storage*'s)
-    and resolver; close them on exit. With *metrics*, every request, rate-limit wait and token
-    refresh is counted."""
+async def services(
+    storage: Storage, metrics: Metrics | None = None, household: Household | None = None
+) -> AsyncIterator[Services]:
+    """Open the HTTP session, providers (one per target account of *household*, the
+    settings' by default; their tokens from *storage*), id cache (*storage*'s) and resolver;
+    close them on exit. With *metrics*, every request, rate-limit wait and token refresh is
+    counted."""
     settings = storage.settings
     timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_s)
     traces = [metrics.trace_config(service_urls(settings))] if metrics is not None else []
     session = aiohttp.ClientSession(
         timeout=timeout, headers={"User-Agent": USER_AGENT}, trace_configs=traces
     )
+    household = household or Household.from_settings(settings)
+    limiters = {
+        account: limiter_for(settings, account.provider, metrics)
+        for account in household.accounts()
+    }
     providers = {
         account: make_provider(
-            settings, session, account, storage.tokens(account.provider, account.profile), metrics
+            settings,
+            session,
+            account,
+            storage.tokens(account.provider, account.profile),
+            metrics,
+            limiter,
         )
-        for account in Household.from_settings(settings).accounts()
+        for account, limiter in limiters.items()
     }
     tautulli = None
     if settings.tautulli.url and settings.tautulli.api_key:
@@ -347,7 +401,9 @@ async def services(storage: Storage, metrics: Metrics | None = None) -> AsyncIte
         resolution = await resolver.resolve(item)
         return resolution.item, resolution.step
 
-    bundle = Services(session, providers, resolve, cache, tautulli, resolver, anime)
+    bundle = Services(
+        session, providers, resolve, cache, tautulli, resolver, anime, limiters, storage, metrics
+    )
     try:
         yield bundle
     finally:
@@ -387,8 +443,20 @@ async def learn_server(
             await asyncio.wait_for(stop.wait(), wait_s)
 
 
-def _daemon_app(storage: Storage, outbox: Outbox, secret: str, metrics: Metrics) -> web.Application:
-    settings = storage.settings
+def targets_of(household: Household) -> dict[str, list[str]]:
+    """The outbox's targets of *household*: each profile's providers."""
+    return {profile.name: list(profile.targets) for profile in household.profiles}
+
+
+def _daemon_app(
+    settings: Settings,
+    storage: Storage,
+    outbox: Outbox,
+    household: LiveHousehold,
+    store: ReplicaStore,
+    secret: str,
+    metrics: Metrics,
+) -> web.Application:
     running: dict[TargetAccount, Provider] = {}
     hint = ServerHint()
 
@@ -407,60 +475,123 @@ def _daemon_app(storage: Storage, outbox: Outbox, secret: str, metrics: Metrics)
         metrics=metrics,
         server_hint=hint,
         storage=storage,
+        household=household,
+        replicas=store,
     )
 
     async def delivery_ctx(_app: web.Application) -> AsyncIterator[None]:
-        async with services(storage, metrics) as svc:
+        async with services(storage, metrics, household.current) as svc:
             running.update(svc.providers)
             stop = asyncio.Event()
-            tasks = [
-                asyncio.create_task(
-                    Drainer(
-                        outbox,
-                        provider,
-                        settings.delivery,
-                        resolve=svc.resolve,
-                        on_retry_requested=svc.cache.forget_negative,
-                        profile=account.profile,
-                        metrics=metrics,
-                    ).run(stop),
-                    name=f"drain-{account}",
+            watchlist: WatchlistTasks | None = None
+            two_way = settings.watchlist.mode == "two-way"
+
+            def provider_of(account: TargetAccount) -> Provider:
+                provider = svc.provider(account)
+                running[account] = provider
+                limiter = svc.limiters.get(account)
+                if limiter is not None and limiter.gate is None:
+                    limiter.gate = supervisor.gate(account)
+                return provider
+
+            def limiter_of(account: TargetAccount) -> Limiter | None:
+                provider_of(account)
+                return svc.limiters.get(account)
+
+            async def work(account: TargetAccount, account_stop: asyncio.Event) -> None:
+                """One account's drainer; with two-way watchlists, the anchor account's also
+                runs its profile's Plex watchlist drainer. Ends when either ends."""
+                drainer = Drainer(
+                    outbox,
+                    provider_of(account),
+                    settings.delivery,
+                    resolve=svc.resolve,
+                    on_retry_requested=svc.cache.forget_negative,
+                    profile=account.profile,
+                    metrics=metrics,
                 )
-                for account, provider in svc.providers.items()
-            ]
+                jobs = [asyncio.create_task(drainer.run(account_stop))]
+                profile = household.current.get(account.profile)
+                if (
+                    two_way
+                    and watchlist is not None
+                    and profile is not None
+                    and anchor_of(profile) == account
+                ):
+                    plex = plex_drainer(settings, outbox, watchlist.sync, profile, metrics)
+                    jobs.append(
+                        asyncio.create_task(plex.run(account_stop, kinds={DeliveryKind.WATCHLIST}))
+                    )
+                try:
+                    await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    account_stop.set()
+                    await asyncio.gather(*jobs, return_exceptions=True)
+                for job in jobs:
+                    failure = None if job.cancelled() else job.exception()
+                    if failure is not None:
+                        raise failure
+
+            supervisor = Supervisor(
+                store=store,
+                outbox=outbox,
+                household=household,
+                work=work,
+                limiter_of=limiter_of,
+                timing=Timing.of(settings.delivery),
+                identity=Identity.here(),
+                shared=storage.shared,
+                providers=settings.providers(),
+            )
+            for account, limiter in svc.limiters.items():
+                limiter.gate = supervisor.gate(account)
+
+            def my_profiles() -> list[Profile]:
+                return [
+                    p
+                    for p in household.current.profiles
+                    if (anchor := anchor_of(p)) is not None and supervisor.holds(anchor)
+                ]
+
+            watchlist = await start_watchlist(
+                storage, outbox, svc, stop, metrics, profiles=my_profiles, plex_drainers=False
+            )
+            tasks = list(watchlist.tasks)
             if svc.tautulli is not None:
                 tasks.append(
                     asyncio.create_task(
                         learn_server(svc.tautulli, hint, stop), name="tautulli-server-identity"
                     )
                 )
-            if svc.providers and settings.reconcile.interval_s:
+            if settings.providers() and settings.reconcile.interval_s:
                 tasks.append(
                     asyncio.create_task(
                         run_forever(storage, outbox, svc, stop, metrics=metrics),
                         name="reconcile",
                     )
                 )
-            if not svc.providers:
+            tasks.append(
+                asyncio.create_task(keep_anime_lists(svc.anime, outbox, stop), name="anime-lists")
+            )
+            if not settings.providers():
                 log.warning(
                     "daemon.no_targets",
                     hint="set trakt.client_id and/or simkl.client_id; plays are stored"
                     " meanwhile and delivered once a target is configured",
                 )
-            watchlist = await start_watchlist(storage, outbox, svc, stop, metrics)
-            tasks += watchlist.tasks
-            tasks.append(
-                asyncio.create_task(keep_anime_lists(svc.anime, outbox, stop), name="anime-lists")
-            )
-            yield
-            stop.set()
-            pending: set[asyncio.Task[None]] = set()
-            if tasks:
-                _, pending = await asyncio.wait(tasks, timeout=_DRAIN_STOP_TIMEOUT_S)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            await watchlist.close()
+            try:
+                await supervisor.start()
+                yield
+            finally:
+                stop.set()
+                await supervisor.stop()
+                pending: set[asyncio.Task[None]] = set()
+                if tasks:
+                    _, pending = await asyncio.wait(tasks, timeout=_DRAIN_STOP_TIMEOUT_S)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                await watchlist.close()
 
     app.cleanup_ctx.append(delivery_ctx)
     return app
@@ -522,21 +653,25 @@ async def run_daemon(settings: Settings) -> None:
             ) from None
         configure_logging(settings.log_level, secrets=known_secrets(settings, ""))
         storage = await Storage.open(settings)
+        roster = None
+        outbox = None
+        store = None
         try:
+            # A profile both in the config file and in the roster stops the start before
+            # anything is printed or created.
+            await Household.load(settings, storage)
             secret, created = await ensure_webhook_secret(storage)
-            outbox = await storage.outbox()
-        except BaseException:
-            await storage.close()
-            raise
-        configure_logging(settings.log_level, secrets=known_secrets(settings, secret))
-        if created:
-            print(_banner(settings, storage), file=sys.stderr, flush=True)
-        try:
+            configure_logging(settings.log_level, secrets=known_secrets(settings, secret))
+            if created:
+                print(_banner(settings, storage), file=sys.stderr, flush=True)
+            roster = await storage.roster()
+            household = await LiveHousehold.load(settings, secret, roster)
+            store = await storage.replicas()
+            outbox = await storage.outbox(household.current)
             # One daemon per data dir owns every lease left in its SQLite outbox; replicas
             # sharing PostgreSQL must not take each other's: theirs expire (lease_s).
             released = 0 if storage.shared else await outbox.release_all_leases()
-            adopted = await outbox.adopt_targets()
-            app = _daemon_app(storage, outbox, secret, Metrics())
+            app = _daemon_app(settings, storage, outbox, household, store, secret, Metrics())
             runner = web.AppRunner(
                 app,
                 access_log=None,
@@ -550,8 +685,9 @@ async def run_daemon(settings: Settings) -> None:
             notifier = Notifier.from_environ()
             notifier.ready(f"accepting webhooks on {settings.http.host}:{settings.http.port}")
             watchdog_stop = asyncio.Event()
+            probe = outbox.fetch_all
             pinger = asyncio.create_task(
-                watchdog(notifier, watchdog_stop, lambda: outbox.fetch_all("SELECT 1")),
+                watchdog(notifier, watchdog_stop, lambda: probe("SELECT 1")),
                 name="systemd-watchdog",
             )
             log.info(
@@ -560,8 +696,8 @@ async def run_daemon(settings: Settings) -> None:
                 listen=f"{settings.http.host}:{settings.http.port}",
                 webhook_url=webhook_url(settings, secret),
                 targets=settings.providers(),
+                profiles=len(household.current.profiles),
                 released_leases=released,
-                plays_for_new_targets=adopted,
                 data_dir=str(settings.data_dir),
                 storage=storage.where,
             )
@@ -574,7 +710,12 @@ async def run_daemon(settings: Settings) -> None:
             await site.stop()  # no new connections from here on
             await runner.cleanup()
         finally:
-            await outbox.close()
+            if outbox is not None:
+                await outbox.close()
+            if store is not None:
+                await store.close()
+            if roster is not None:
+                await roster.close()
             await storage.close()
         log.info("daemon.stopped")
 

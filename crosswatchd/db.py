@@ -90,12 +90,15 @@ class Database(Protocol):
 
 
 def storage_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions that mean "the database could not do it" in either backend."""
+    """The exceptions that mean "the database could not do it" in either backend (``OSError``
+    includes ``TimeoutError``: a pool that cannot connect in time). asyncpg's
+    ``InternalClientError`` is a connection caught mid-operation by the server going away
+    ("cannot switch to state …; another operation is in progress")."""
     errors: list[type[BaseException]] = [sqlite3.Error, OSError]
     with contextlib.suppress(ImportError):
         import asyncpg
 
-        errors.extend([asyncpg.PostgresError, asyncpg.InterfaceError])
+        errors.extend([asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError])
     return tuple(errors)
 
 

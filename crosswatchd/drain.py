@@ -13,6 +13,11 @@ target's history, so a crash never turns into a duplicate play. An imported play
 before its first send too, within the dedupe window, so a play another app already recorded
 is not added twice. A batch the target refuses as a whole (a request-scoped
 ``PermanentError``) is re-sent play by play, so only the refused play is parked.
+
+With replicas (:mod:`crosswatchd.replicas`) the provider's limiter refuses a write when this
+replica no longer holds the account's lease (:class:`~crosswatchd.errors.LeaseLostError`):
+the drainer then ends at once, leaving what it claimed to the lease's expiry (the next holder
+looks a play marked as sent up in the history before sending it again).
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import replace
@@ -29,10 +33,12 @@ from datetime import UTC, datetime
 import structlog
 
 from crosswatchd.config import DeliverySettings
+from crosswatchd.db import storage_errors
 from crosswatchd.errors import (
     AuthError,
     CrosswatchError,
     ErrorScope,
+    LeaseLostError,
     PermanentError,
     RetryableError,
     UnresolvedError,
@@ -137,31 +143,59 @@ class Drainer:
 
     async def run(self, stop: asyncio.Event, kinds: Collection[DeliveryKind] | None = None) -> None:
         """Run the play, live, rating and watchlist loops (only those of *kinds*, when given:
-        the Plex watchlist takes watchlist changes only) until *stop* is set."""
+        the Plex watchlist takes watchlist changes only) until *stop* is set, or until a write
+        is refused because this replica lost the account's lease (then every loop ends)."""
         loops = {
             DeliveryKind.PLAY: self.drain_plays_once,
             DeliveryKind.LIVE: self.drain_live_once,
             DeliveryKind.RATING: self.drain_ratings_once,
             DeliveryKind.WATCHLIST: self.drain_watchlist_once,
         }
-        await asyncio.gather(
-            *(
-                self._loop(stop, kind, once)
-                for kind, once in loops.items()
-                if kinds is None or kind in kinds
+        halt = asyncio.Event()  # stop, or the lease lost
+
+        async def follow() -> None:
+            await stop.wait()
+            halt.set()
+
+        follower = asyncio.create_task(follow())
+        try:
+            await asyncio.gather(
+                *(
+                    self._loop(halt, kind, once)
+                    for kind, once in loops.items()
+                    if kinds is None or kind in kinds
+                )
             )
-        )
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
 
     async def _loop(
         self, stop: asyncio.Event, kind: DeliveryKind, once: Callable[[], Awaitable[int]]
     ) -> None:
         wake = self.outbox.watch()
+        try:
+            await self._run_loop(stop, kind, once, wake)
+        finally:
+            self.outbox.unwatch(wake)
+
+    async def _run_loop(
+        self,
+        stop: asyncio.Event,
+        kind: DeliveryKind,
+        once: Callable[[], Awaitable[int]],
+        wake: asyncio.Event,
+    ) -> None:
         storage_backoff_s = 0.0
         while not stop.is_set():
             wake.clear()
             try:
                 done = await once()
-            except (sqlite3.Error, OSError) as exc:
+            except LeaseLostError as exc:
+                self._log.warning("drain.lease_lost", kind=kind, reason=exc.message)
+                stop.set()
+                return
+            except storage_errors() as exc:
                 # The outbox cannot be written (disk full, read-only): say so once, then back
                 # off (1 s doubling to 30 s) until it can, instead of spinning on a due row.
                 if not storage_backoff_s:
@@ -188,7 +222,12 @@ class Drainer:
                 # Nothing can be sent: new events need not wake us; look for a token now and then.
                 timeout = max(timeout, AUTH_POLL_S)
             else:
-                due = await self.outbox.next_due_in(self.provider.name, kind, profile=self.profile)
+                try:
+                    due = await self.outbox.next_due_in(
+                        self.provider.name, kind, profile=self.profile
+                    )
+                except storage_errors():
+                    due = None  # the next claim says so, and backs off
                 if due is not None:
                     timeout = min(timeout, max(due, 0.05))
                 waiters.append(asyncio.ensure_future(wake.wait()))
@@ -257,6 +296,8 @@ class Drainer:
         for delivery in claimed:
             try:
                 play = await self._prepare(delivery)
+            except LeaseLostError:
+                raise
             except Exception as exc:  # a bug or a surprise must not stall the whole batch
                 await self._internal_error(delivery, Step.RESOLVE, exc)
                 continue
@@ -265,6 +306,8 @@ class Drainer:
         if ready:
             try:
                 await self._deliver_plays(ready)
+            except LeaseLostError:
+                raise
             except Exception as exc:
                 for delivery, _ in ready:
                     await self._internal_error(delivery, Step.SEND, exc)
@@ -396,6 +439,8 @@ class Drainer:
         for delivery in claimed:
             try:
                 change = await self._prepare_change(delivery)
+            except LeaseLostError:
+                raise
             except Exception as exc:
                 await self._internal_error(delivery, Step.RESOLVE, exc)
                 continue
@@ -404,6 +449,8 @@ class Drainer:
         if ready:
             try:
                 await self._apply(ready, time.perf_counter())
+            except LeaseLostError:
+                raise
             except Exception as exc:
                 for delivery, _ in ready:
                     await self._internal_error(delivery, Step.SEND, exc)

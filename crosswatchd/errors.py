@@ -9,6 +9,8 @@
     │                            disk full); the CLI prints one line naming the file, exit 2
     ├── StaleTokenError          a token save refused: the stored token is no longer the one
     │                            the refresh started from (another process saved a newer one)
+    ├── LeaseLostError           this replica no longer holds a target account's lease: it
+    │                            sends nothing more for it (the drainer stops)
     └── ProviderError            a delivery target (Trakt, SIMKL) answered badly
         ├── RetryableError       try again later (5xx, timeout, connection error, 429)
         ├── PermanentError       never retry this request (420, 423, other 4xx): dead
@@ -26,6 +28,7 @@ __all__ = [
     "ConfigError",
     "CrosswatchError",
     "ErrorScope",
+    "LeaseLostError",
     "PayloadError",
     "PermanentError",
     "ProviderError",
@@ -98,6 +101,17 @@ class StaleTokenError(CrosswatchError):
         super().__init__(f"{provider}: the stored token changed meanwhile; not overwritten")
         self.provider = provider
         self.current = current
+
+
+class LeaseLostError(CrosswatchError):
+    """This replica does not hold *account*'s lease (any more), or cannot confirm it for long
+    enough to send (the database is unreachable): a write for the account must not leave.
+    Raised by the account limiter's gate (:mod:`crosswatchd.replicas`) right before a write."""
+
+    def __init__(self, account: object, message: str) -> None:
+        super().__init__(f"{account}: {message}")
+        self.account = account
+        self.message = message
 
 
 class ProviderError(CrosswatchError):

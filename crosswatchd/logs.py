@@ -142,6 +142,32 @@ class _ClientErrors(logging.Filter):
         return True
 
 
+class _PoolReconnects(logging.Filter):
+    """asyncpg's pool, while PostgreSQL is down, warns "Failed to restore the pool
+    connection floor" with a traceback every few seconds; crosswatchd already says the
+    database is unreachable (``replica.storage_unavailable``, ``drain.storage_unavailable``),
+    so each becomes one quiet line (``postgres.reconnecting``, the error's type), at most one
+    a minute with the number held back."""
+
+    def __init__(self, limiter: RepeatLimiter) -> None:
+        super().__init__()
+        self._limiter = limiter
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "asyncpg.pool" or "connection floor" not in str(record.msg):
+            return True
+        held = self._limiter.admit("postgres.reconnecting")
+        if held is None:
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        record.msg, record.args = "postgres.reconnecting", ()
+        record.exc_info = record.exc_text = record.stack_info = None
+        record.error = "" if exc is None else f"{type(exc).__name__}: {exc}"
+        if held:
+            record.suppressed = held
+        return True
+
+
 def _orjson_dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default or str).decode()
 
@@ -183,6 +209,7 @@ def configure_logging(
     )
     handler = logging.StreamHandler(out)
     handler.addFilter(_ClientErrors(RepeatLimiter()))
+    handler.addFilter(_PoolReconnects(RepeatLimiter()))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[

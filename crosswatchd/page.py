@@ -157,6 +157,29 @@ def _watchlist(report: dict[str, Any]) -> str:
     )
 
 
+def _replicas(report: dict[str, Any]) -> str:
+    entries = [
+        {
+            **r,
+            "held": ", ".join(r["accounts"]) or "none",
+            "state": "live" if r["live"] else "silent",
+        }
+        for r in report.get("replicas") or []
+    ]
+    return _rows(
+        entries,
+        [
+            ("replica", "id"),
+            ("host", "host"),
+            ("pid", "pid"),
+            ("heartbeat", "heartbeat_at"),
+            ("state", "state"),
+            ("accounts held", "held"),
+        ],
+        "No replica registered.",
+    )
+
+
 def render_page(settings: Settings, report: dict[str, Any]) -> str:
     """The status page of *report* (see the module docstring)."""
     daemon = report["daemon"]
@@ -211,5 +234,6 @@ server to print the URLs with it.</p></section>
 <code>crosswatchd unresolved retry ID</code> sends one again.</p></section>
 <section><h2>Last reconcile</h2>{_reconcile(report)}</section>
 <section><h2>Watchlist</h2>{_watchlist(report)}</section>
+<section><h2>Replicas</h2>{_replicas(report)}</section>
 </main></body></html>
 """

@@ -8,17 +8,30 @@ the unit every delivery, dedupe check, rate limit, token and backoff belongs to.
 Without ``[[profiles]]`` there is one implicit profile, ``default``, made of
 ``plex.accounts`` and ``tautulli.users``, with the rule the daemon always had: an empty
 ``plex.accounts`` accepts only the webhook owner's own plays (``"user": true``).
+
+Profiles are also added at run time (``crosswatchd profile add``, kept in the roster:
+:mod:`crosswatchd.roster`); :meth:`Household.load` gives the household of the config file
+and the roster together (a name in both is a :class:`~crosswatchd.errors.ConfigError`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from crosswatchd.config import Settings
+from crosswatchd.errors import ConfigError
 from crosswatchd.models import DEFAULT_PROFILE
 
-__all__ = ["DEFAULT_PROFILE", "Household", "Profile", "TargetAccount"]
+__all__ = [
+    "DEFAULT_PROFILE",
+    "Household",
+    "Profile",
+    "ProfileSource",
+    "StoredProfile",
+    "TargetAccount",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +55,10 @@ class Profile:
     ``plex_token`` is the configured plex.tv account token of this member's watchlist
     (``plex.token`` for the implicit profile, ``plex_token`` for a ``[[profiles]]`` member;
     empty when none is configured; a token stored by ``crosswatchd auth plex`` wins, see
-    :mod:`crosswatchd.sources.plextv`).
+    :mod:`crosswatchd.sources.plextv`). ``stored`` marks a profile of the roster (added with
+    ``crosswatchd profile add``), whose own webhook URL has the secret ``webhook_token`` (a
+    config file profile's is derived from the webhook secret: :func:`crosswatchd.roster.
+    profile_token`).
     """
 
     name: str
@@ -51,6 +67,8 @@ class Profile:
     targets: tuple[str, ...]
     owner_only: bool = False
     plex_token: str = field(default="", repr=False)  # a secret: never in a repr
+    stored: bool = False
+    webhook_token: str = field(default="", repr=False)  # a secret: never in a repr
 
     def accounts(self) -> list[TargetAccount]:
         """This profile's target accounts."""
@@ -59,6 +77,29 @@ class Profile:
 
 def _folded(names: Iterable[str]) -> frozenset[str]:
     return frozenset(name.strip().casefold() for name in names if name.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProfile:
+    """A profile of the roster, as ``crosswatchd profile add`` stored it: the accounts as
+    typed, ``targets`` None for every configured provider, ``webhook_token`` the secret of
+    its own webhook URL, ``created_at`` unix seconds."""
+
+    name: str
+    plex_accounts: tuple[str, ...] = ()
+    tautulli_users: tuple[str, ...] = ()
+    targets: tuple[str, ...] | None = None
+    webhook_token: str = field(default="", repr=False)  # a secret: never in a repr
+    created_at: float = 0.0
+
+
+class ProfileSource(Protocol):
+    """Where :meth:`Household.load` reads the roster's profiles (a
+    :class:`~crosswatchd.storage.Storage`)."""
+
+    async def stored_profiles(self) -> list[StoredProfile]:
+        """The profiles added at run time, by name."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +153,51 @@ class Household:
         )
         return cls(profiles, explicit=True)
 
+    @classmethod
+    async def load(cls, settings: Settings, storage: ProfileSource) -> Household:
+        """The household of *settings* and of the roster in *storage* together: the config
+        file's profiles first, then the roster's. Raises :class:`ConfigError` (key
+        ``profiles``) naming a profile defined in both, and what the storage raises."""
+        household = cls.from_settings(settings)
+        return household.with_stored(await storage.stored_profiles(), settings.providers())
+
+    def with_stored(self, stored: Sequence[StoredProfile], configured: Sequence[str]) -> Household:
+        """This household with the roster's *stored* profiles after its own; each goes to
+        the providers of *configured* it names (all of them when it names none). Raises
+        :class:`ConfigError` (key ``profiles``) for a name this household already has."""
+        names = set(self.names())
+        added: list[Profile] = []
+        for entry in stored:
+            if entry.name in names:
+                raise ConfigError(
+                    "profiles",
+                    f"profile {entry.name!r} is defined in the config file and in the database;"
+                    f" keep one (`crosswatchd profile remove {entry.name}`, or remove it from"
+                    " the config file)",
+                )
+            added.append(
+                Profile(
+                    entry.name,
+                    _folded(entry.plex_accounts),
+                    _folded(entry.tautulli_users),
+                    tuple(t for t in configured if entry.targets is None or t in entry.targets),
+                    stored=True,
+                    webhook_token=entry.webhook_token,
+                )
+            )
+        if not added:
+            return self
+        return Household((*self.profiles, *added), explicit=self.explicit)
+
+    def alone(self, name: str) -> Household | None:
+        """The household of profile *name* alone, as its own webhook URL routes: its
+        ``plex_accounts``, or the webhook owner's own plays (``"user": true``) when it lists
+        none. None for an unknown name."""
+        profile = self.get(name)
+        if profile is None:
+            return None
+        return Household((replace(profile, owner_only=not profile.plex_accounts),), explicit=True)
+
     def names(self) -> list[str]:
         """Profile names, in configuration order."""
         return [p.name for p in self.profiles]
@@ -130,12 +216,13 @@ class Household:
         admits the implicit profile's owner when ``plex.accounts`` is empty."""
         candidates = {name for name in (title, account_id) if name}
         folded = {name.strip().casefold() for name in candidates}
+        # A profile that names the account wins over the implicit profile's owner rule (the
+        # owner of the server may be a member added to the roster by name).
         for profile in self.profiles:
-            if profile.owner_only:
-                if user:
-                    return profile
-            elif folded & profile.plex_accounts:
+            if not profile.owner_only and folded & profile.plex_accounts:
                 return profile
+        if user:
+            return next((p for p in self.profiles if p.owner_only), None)
         return None
 
     def for_tautulli(self, username: str) -> Profile | None:
@@ -151,6 +238,11 @@ class Household:
         if profile is not None:
             return profile, ""
         shown = repr(title) if title is not None else "(no Account.title)"
+        if self.explicit and len(self.profiles) == 1 and self.profiles[0].owner_only:
+            return None, (
+                f"plex account {shown} is not this webhook's own user (user=false) and"
+                f" profile {self.profiles[0].name} lists no plex accounts"
+            )
         if self.explicit:
             return None, f"plex account {shown} is in no profile (profiles: {self._listing()})"
         if self.profiles[0].owner_only:

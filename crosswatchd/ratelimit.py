@@ -15,6 +15,11 @@ so the requests of live deliveries (the drainer's history check after a crash) a
 room. The flag is a context variable, read by :meth:`TokenBucket.acquire`, so no caller between
 the pass and the limiter changes its signature; tasks started inside inherit it. Likewise
 :func:`tally` counts the requests made inside it (what a pass cost).
+With replicas sharing a database, one target account's limiter lives in the replica holding
+the account's lease (:mod:`crosswatchd.replicas`): its state travels with the lease
+(:meth:`Limiter.snapshot` on release and periodically, :meth:`Limiter.restore` by the next
+holder), and its :attr:`Limiter.gate` is awaited before every write, so a replica that lost the
+lease sends nothing more for the account.
 """
 
 from __future__ import annotations
@@ -26,15 +31,18 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import orjson
 
 from crosswatchd.http import parse_retry_after, utc_now
 
-__all__ = ["Limiter", "Tally", "TokenBucket", "background", "method_class", "tally"]
+__all__ = ["Gate", "Limiter", "Tally", "TokenBucket", "background", "method_class", "tally"]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+#: Awaited before each write leaves; raises to stop it (see :attr:`Limiter.gate`).
+Gate = Callable[[], Awaitable[None]]
 
 
 #: Tolerance of the token count for float rounding.
@@ -133,6 +141,20 @@ class TokenBucket:
         if monotonic_s > self._blocked_until:
             self._blocked_until = monotonic_s
 
+    def state(self) -> tuple[float, float]:
+        """``(tokens now, blocked until)``: the fill at this moment (refilled to now, nothing
+        taken) and the monotonic second before which no token is handed out (0: none)."""
+        elapsed_s = max(0.0, self._monotonic_s() - self._stamp)
+        tokens = min(self.capacity, self._tokens + elapsed_s * self.rate_per_s)
+        return tokens, self._blocked_until
+
+    def restore(self, tokens: float, blocked_until: float) -> None:
+        """Take over another bucket's :meth:`state` (tokens as of now, a monotonic block end
+        of this clock; 0: none): the fill replaces this one's, the block too."""
+        self._tokens = max(0.0, min(self.capacity, tokens))
+        self._stamp = self._monotonic_s()
+        self._blocked_until = blocked_until
+
     async def acquire(self) -> None:
         """Wait until a token is available, then take it (inside :func:`background`: until
         more than ``reserve`` are)."""
@@ -172,6 +194,9 @@ class Limiter:
     """The buckets of one provider, keyed by method class (``"get"``, ``"post"``).
 
     *on_wait* is told the seconds each :meth:`acquire` waited (the metrics' rate-limit wait).
+    :attr:`gate` (None: none) is awaited after a write's token is granted, right before the
+    write leaves; it raises to stop it (the replica lost the account's lease:
+    :class:`~crosswatchd.errors.LeaseLostError`). Reads are not gated.
     """
 
     def __init__(
@@ -186,6 +211,7 @@ class Limiter:
         self._monotonic_s = monotonic_s
         self._now = now
         self.on_wait = on_wait
+        self.gate: Gate | None = None
 
     @classmethod
     def per_second(
@@ -230,6 +256,46 @@ class Limiter:
             counts.by_class[kind] = counts.by_class.get(kind, 0) + 1
         if self.on_wait is not None:
             self.on_wait(self._monotonic_s() - started)
+        if self.gate is not None and kind == "post":
+            await self.gate()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state of every bucket, for another process to :meth:`restore`: wall-clock
+        based (``at`` and block ends in unix seconds), since monotonic clocks differ between
+        processes. Shape: ``{"at": unix_s, "buckets": {"post": {"tokens": float,
+        "blocked_until": unix_s | None}, "get": {...}}}``."""
+        at = self._now().timestamp()
+        offset = at - self._monotonic_s()  # monotonic -> unix
+        buckets: dict[str, Any] = {}
+        for name, bucket in self._buckets.items():
+            tokens, blocked = bucket.state()
+            until = blocked + offset if blocked and blocked + offset > at else None
+            buckets[name] = {"tokens": round(tokens, 6), "blocked_until": until}
+        return {"at": at, "buckets": buckets}
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Continue from another process's :meth:`snapshot`: each bucket's fill as it was
+        then, refilled for the time since (never beyond capacity), and a block that has not
+        ended yet. A bucket or a field the snapshot lacks, or cannot be read, is left as it
+        is (a write bucket then starts empty: the safe side)."""
+        now = self._now().timestamp()
+        mono = self._monotonic_s()
+        try:
+            at = float(snapshot["at"])
+            saved = snapshot["buckets"]
+        except (KeyError, TypeError, ValueError):
+            return
+        for name, bucket in self._buckets.items():
+            entry = saved.get(name) if isinstance(saved, Mapping) else None
+            if not isinstance(entry, Mapping):
+                continue
+            try:
+                tokens = float(entry["tokens"]) + max(0.0, now - at) * bucket.rate_per_s
+                until = entry.get("blocked_until")
+                blocked = mono + (float(until) - now) if until and float(until) > now else 0.0
+            except (KeyError, TypeError, ValueError):
+                continue
+            bucket.restore(tokens, blocked)
 
     def block_for(self, seconds: float, method: str | None = None) -> None:
         """Stop handing out tokens for *seconds* (one class, or all when *method* is None)."""

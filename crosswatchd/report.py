@@ -22,7 +22,9 @@ Shape (``status --json``)::
      "reconcile": {NAME: {PROVIDER: {"finished_at", "source_plays", "target_plays",
                                      "missing", "enqueued", "extra", "unresolved",
                                      "api_calls", "duration_s", "waiting", "read"?,
-                                     "error"?, "ratings"?}}}}      # the last pass
+                                     "error"?, "ratings"?}}},      # the last pass
+     "replicas": [{"id", "host", "pid", "started_at", "heartbeat_at", "live",
+                   "accounts": ["profile/provider", ...]}]}
 
 COUNTS are plays (``pending``, ``delivered``, ``dead``, ``unresolved``, ``parked``), live state
 (``live_pending``) and changes (``ratings_pending``, ``ratings_delivered``, ``ratings_parked``,
@@ -31,6 +33,11 @@ its reason kind and ``change`` what it carries (``play``, ``rating 8``, ``watchl
 ``backlog`` (a target account with plays waiting) is ``{"oldest_watched_at", "attempts",
 "last_error", "next_attempt_at"}``; ``next_attempt_at`` is only given while a daemon runs
 (without one nothing is scheduled). Times are ISO-8601 UTC with ``Z``.
+
+``replicas`` (issue 19): every ``serve`` process registered in the storage (one with SQLite
+files, any number sharing PostgreSQL), by id: its host and PID, when it started and last beat
+(ISO-8601 UTC), whether it beat lately (``live``), and the target accounts it holds now. Empty
+when no daemon ever ran. ``profiles`` includes the roster's (``crosswatchd profile add``).
 
 ``watchlist`` (issue 17): per profile the mode, the end of its last pass that planned
 (``last_sync``, None before the first), and per side (``plex`` and each target) the watchlist
@@ -54,12 +61,13 @@ from crosswatchd.config import Settings
 from crosswatchd.models import iso
 from crosswatchd.outbox import DeliveryState, Outbox, ProviderCounts
 from crosswatchd.profiles import Household
+from crosswatchd.replicas import ReplicaStore
 from crosswatchd.storage import Storage
 from crosswatchd.watchlist.passes import plex_auth
 from crosswatchd.watchlist.planner import PLEX
 from crosswatchd.watchlist.state import PassRecord
 
-__all__ = ["LOCK_FILE", "build_report", "daemon_pid", "iso"]
+__all__ = ["LOCK_FILE", "build_report", "daemon_pid", "iso", "replicas_report"]
 
 #: The daemon's lock file in the data dir (it holds the daemon's PID).
 LOCK_FILE = "crosswatchd.lock"
@@ -176,11 +184,44 @@ def _utc(unix_s: float | None) -> datetime | None:
     return None if unix_s is None else datetime.fromtimestamp(unix_s, UTC)
 
 
-async def build_report(storage: Storage, outbox: Outbox) -> dict[str, Any]:
+#: A replica whose heartbeat is older than this is reported as not live (seconds).
+_LIVE_S = 30.0
+
+
+async def replicas_report(store: ReplicaStore) -> list[dict[str, Any]]:
+    """The ``replicas`` part of the report (see the module docstring)."""
+    rows = await store.replicas()
+    now = datetime.now(UTC).timestamp()
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        held = await store.held_by(row.id)
+        out.append(
+            {
+                "id": row.id,
+                "host": row.host,
+                "pid": row.pid,
+                "started_at": iso(_utc(row.started_at)),
+                "heartbeat_at": iso(_utc(row.heartbeat_at)),
+                "live": now - row.heartbeat_at < _LIVE_S,
+                "accounts": [str(account) for account in held],
+            }
+        )
+    return out
+
+
+async def build_report(
+    storage: Storage,
+    outbox: Outbox,
+    *,
+    household: Household | None = None,
+    replicas: ReplicaStore | None = None,
+) -> dict[str, Any]:
     """The report of *storage* (its settings' data dir or shared database), read from
-    *outbox* and *storage*'s token stores (see the module docstring)."""
+    *outbox* and *storage*'s token stores (see the module docstring); *household* is the one
+    the daemon or command loaded (default: the settings' alone), *replicas* the replicas
+    store (default: none listed)."""
     settings = storage.settings
-    household = Household.from_settings(settings)
+    household = household or Household.from_settings(settings)
     pid = daemon_pid(settings.data_dir)
     totals = await outbox.counts()
     per_account = await outbox.account_counts()
@@ -271,6 +312,7 @@ async def build_report(storage: Storage, outbox: Outbox) -> dict[str, Any]:
         "watchlist": await _watchlist(storage, outbox, household, authorized),
         "anime": _anime(settings),
         "reconcile": await _reconcile(storage),
+        "replicas": [] if replicas is None else await replicas_report(replicas),
     }
 
 

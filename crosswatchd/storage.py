@@ -12,13 +12,14 @@ id cache           ``cache.sqlite3``                           ``cache``: id_cac
 instance values    ``webhook_secret``, ``plex_client_id``      ``instance``: instance_values
 watchlist state    ``watchlist.sqlite3``                       ``watchlist``: watchlist_sides …
 reconcile state    ``reconcile.sqlite3``                       ``reconcile``: reconcile_copies …
+replicas, leases   ``replicas.sqlite3``                        ``replicas``: replicas, leases
+profiles (roster)  ``profiles.sqlite3``                        ``profiles``: profiles
 =================  ==========================================  ==================================
 
 With PostgreSQL every store lives in the one database, in its own tables, migrated per store
 (:data:`PG_STORES`, :func:`crosswatchd.postgres.migrate`) when the storage opens, and the
 process holds one pool for all of them; nothing in ``data_dir`` is read or written (the daemon
 still keeps its lock file there, and its copy of the Anime-Lists file: a download, not state).
-The replicas' leases and profiles (issue 19) add their stores to :data:`PG_STORES` the same way.
 
 :meth:`Storage.exclusive` is a lock across every process of the storage (a reconcile pass runs
 on one of them at a time): ``flock`` on a file of the data dir, or a PostgreSQL advisory lock
@@ -43,12 +44,18 @@ from crosswatchd.instance import DatabaseValues, FileValues, InstanceValues
 from crosswatchd.models import DEFAULT_PROFILE
 from crosswatchd.outbox import Outbox
 from crosswatchd.outbox.queries import PG_MIGRATIONS as OUTBOX_PG_MIGRATIONS
-from crosswatchd.profiles import Household
+from crosswatchd.profiles import Household, StoredProfile
 from crosswatchd.reconcile.state import FILE_NAME as RECONCILE_FILE
 from crosswatchd.reconcile.state import PG_MIGRATIONS as RECONCILE_PG_MIGRATIONS
 from crosswatchd.reconcile.state import ReconcileState
+from crosswatchd.replicas.store import FILE as REPLICAS_FILE
+from crosswatchd.replicas.store import PG_MIGRATIONS as REPLICAS_PG_MIGRATIONS
+from crosswatchd.replicas.store import ReplicaStore
 from crosswatchd.resolve.cache import PG_MIGRATIONS as CACHE_PG_MIGRATIONS
 from crosswatchd.resolve.cache import IdCache
+from crosswatchd.roster.store import FILE as ROSTER_FILE
+from crosswatchd.roster.store import PG_MIGRATIONS as ROSTER_PG_MIGRATIONS
+from crosswatchd.roster.store import ProfileStore
 from crosswatchd.tokens import TokenStore
 from crosswatchd.tokens.files import TokenFile
 from crosswatchd.tokens.shared import PG_MIGRATIONS as TOKENS_PG_MIGRATIONS
@@ -71,6 +78,8 @@ PG_STORES: Final[dict[str, Sequence[str]]] = {
     "instance": instance.PG_MIGRATIONS,
     "watchlist": WATCHLIST_PG_MIGRATIONS,
     "reconcile": RECONCILE_PG_MIGRATIONS,
+    "replicas": REPLICAS_PG_MIGRATIONS,
+    "profiles": ROSTER_PG_MIGRATIONS,
 }
 #: The advisory lock numbers of :meth:`Storage.exclusive` start here ("cwdx" and a CRC).
 _EXCLUSIVE_BASE: Final = 0x63_77_64_78 << 32
@@ -150,9 +159,10 @@ class Storage:
     # -- stores ------------------------------------------------------------------------------
 
     async def outbox(self, household: Household | None = None) -> Outbox:
-        """The outbox, its events fanning out to the target accounts of *household* (the
-        settings' by default). Closing it leaves the storage open."""
-        household = household or Household.from_settings(self.settings)
+        """The outbox, its events fanning out to the target accounts of *household* (by
+        default the config file's profiles and the roster's: :meth:`Household.load`).
+        Closing it leaves the storage open."""
+        household = household or await Household.load(self.settings, self)
         targets = {profile.name: list(profile.targets) for profile in household.profiles}
         delivery = self.settings.delivery
         if self.db is not None:
@@ -263,6 +273,34 @@ class Storage:
         """This installation's ``X-Plex-Client-Identifier`` (generated on first use)."""
         value, _ = await self.values.ensure(instance.PLEX_CLIENT_ID, lambda: uuid.uuid4().hex)
         return value
+
+    async def replicas(self) -> ReplicaStore:
+        """The replicas and account leases (:mod:`crosswatchd.replicas`): the shared database's,
+        or ``data_dir/replicas.sqlite3`` (created when missing). Close it after use."""
+        if self.db is not None:
+            return ReplicaStore.on(self.db)
+        return await ReplicaStore.open(self.settings.data_dir / REPLICAS_FILE)
+
+    async def roster(self, *, create: bool = True) -> ProfileStore | None:
+        """The profiles added at run time (:mod:`crosswatchd.roster`): the shared database's,
+        or ``data_dir/profiles.sqlite3``; None when that file does not exist and not
+        *create* (a command that only reads makes no file). Close it after use."""
+        if self.db is not None:
+            return ProfileStore.on(self.db)
+        path = self.settings.data_dir / ROSTER_FILE
+        if not create and not path.exists():
+            return None
+        return await ProfileStore.open(path)
+
+    async def stored_profiles(self) -> list[StoredProfile]:
+        """The roster's profiles, by name (none without a roster)."""
+        store = await self.roster(create=False)
+        if store is None:
+            return []
+        try:
+            return await store.profiles()
+        finally:
+            await store.close()
 
     async def close(self) -> None:
         """Close the database (the stores taken from it must be closed first)."""

@@ -8,16 +8,22 @@ Routes:
 - ``POST /webhook/tautulli?token=SECRET`` — the JSON body of Tautulli's Webhook agent
   (``config/tautulli-webhook.json``). Both endpoints also take the secret in an
   ``X-Crosswatchd-Token`` header.
+- ``POST /webhook/plex/<profile token>`` and ``POST /webhook/tautulli/<profile token>`` — one
+  profile's own URLs (``crosswatchd webhook-url --profile NAME``): their events are that
+  profile's alone (its ``plex_accounts``, or the webhook owner's own plays when it lists none;
+  its ``tautulli_users``), so people who share no Plex server can share one relay. An unknown
+  token is 401.
 - ``GET /healthz`` — ``{"status": "ok"}``: the process answers (liveness).
 - ``GET /readyz`` — ready when the outbox can be written and a target account is
   authorized; else 503 with the problems (readiness).
 
-Replies are JSON: **202** once the event is committed to SQLite, with ``"kind": "play"`` or
+Replies are JSON: **202** once the event is committed to the outbox, with ``"kind": "play"`` or
 ``"live"``; **200** ``"kind": "ignored"`` with a reason for events deliberately ignored;
 **400** with a one-line reason for malformed input (also a part header aiohttp cannot parse,
 an unknown charset, a body that is not the gzip it claims); **401** for a wrong or missing
 token (constant-time compare); **404**/**405**; **413** above the body limit. Bad input never
-gets a 5xx: 503 is kept for real storage faults.
+gets a 5xx: 503 is kept for real storage faults (a full disk, a PostgreSQL server that cannot
+be reached: nothing was acknowledged, the sender tries again).
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ import hmac
 import ipaddress
 import re
 import socket
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,19 +47,23 @@ from aiohttp.web_protocol import RequestPayloadError
 from multidict import MultiDictProxy
 
 from crosswatchd.config import Settings
+from crosswatchd.db import storage_errors
 from crosswatchd.errors import PayloadError
 from crosswatchd.logs import RepeatLimiter
 from crosswatchd.metrics import Metrics
 from crosswatchd.models import PlayEvent
 from crosswatchd.outbox import Outbox
 from crosswatchd.page import render_page
-from crosswatchd.profiles import Household
+from crosswatchd.profiles import Household, Profile
+from crosswatchd.replicas import ReplicaStore
 from crosswatchd.report import build_report
+from crosswatchd.roster import LiveHousehold
 from crosswatchd.sources.plex import Ignored, parse_plex_payload, plex_event
 from crosswatchd.sources.tautulli import parse_tautulli_body, tautulli_event
 from crosswatchd.storage import Storage
 
 __all__ = [
+    "HOUSEHOLD",
     "OUTBOX",
     "SECRET",
     "SETTINGS",
@@ -69,7 +78,10 @@ log = structlog.get_logger(__name__)
 
 OUTBOX = web.AppKey("outbox", Outbox)
 SETTINGS = web.AppKey("settings", Settings)
-HOUSEHOLD = web.AppKey("household", Household)
+#: The household webhooks are routed by (kept up to date with the roster by the daemon).
+HOUSEHOLD = web.AppKey("household", LiveHousehold)
+#: The replicas store, for the status page (the daemon's).
+REPLICAS = web.AppKey("replicas", ReplicaStore)
 SECRET = web.AppKey("secret", str)
 Clock = Callable[[], datetime]
 NOW: web.AppKey[Clock] = web.AppKey("now")
@@ -161,6 +173,13 @@ def _reply(http_status: int, headers: dict[str, str] | None = None, **body: Any)
     return web.json_response(body, status=http_status, dumps=_dumps, headers=headers)
 
 
+def _shown_path(request: web.Request) -> str:
+    """The request's path for logs: a profile's own token is a secret, never shown."""
+    if "token" in request.match_info:
+        return request.path.replace(request.match_info["token"], "<profile token>")
+    return request.path
+
+
 def _token_ok(request: web.Request) -> bool:
     """The secret from ``?token=`` or the ``X-Crosswatchd-Token`` header, compared in
     constant time. Header bytes that are not UTF-8 arrive as surrogates; they compare
@@ -229,7 +248,10 @@ async def _accept(
     outbox = request.app[OUTBOX]
     if isinstance(event, Ignored):
         if event.account and event.account_filtered:
-            await outbox.note_account(source, event.account)
+            try:
+                await outbox.note_account(source, event.account)
+            except storage_errors() as exc:  # a note only: answer anyway
+                log.warning("webhook.note_failed", source=source, error=str(exc))
         log.info(
             "webhook.ignored",
             source=source,
@@ -243,7 +265,7 @@ async def _accept(
     health = request.app[STORAGE]
     try:
         result = await outbox.enqueue(event)
-    except (sqlite3.Error, OSError) as exc:
+    except storage_errors() as exc:
         # A fault of ours, not of the input: nothing was acknowledged, the sender tries again.
         health.failed(exc, time.monotonic())
         held = request.app[REJECTIONS].admit("storage")
@@ -296,7 +318,7 @@ async def _read_event(
     """Run *read* (body → event) and answer: 202/200 via :func:`_accept`, or the client
     error its input deserves (400, 413), never a 5xx for input."""
     started = time.perf_counter()
-    if not _token_ok(request):
+    if "token" not in request.match_info and not _token_ok(request):
         return _rejected(request, source, 401, "missing or wrong token")
     cap = limit * _REQUEST_FACTOR if source == "plex" else limit
     if (request.content_length or 0) > cap:
@@ -327,13 +349,29 @@ async def plex_webhook(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     limit = settings.http.max_body_bytes
 
+    household = await _household_of(request)
+    if household is None:
+        return _rejected(request, "plex", 401, "unknown profile token")
+
     async def read() -> PlayEvent | Ignored:
         payload = parse_plex_payload(await _plex_json(request, limit))
         if payload.owner and payload.server and payload.server.uuid:
             request.app[SERVER_HINT].machine_id = payload.server.uuid
-        return plex_event(payload, received_at=request.app[NOW](), household=request.app[HOUSEHOLD])
+        return plex_event(payload, received_at=request.app[NOW](), household=household)
 
     return await _read_event(request, "plex", limit, read)
+
+
+async def _household_of(request: web.Request) -> Household | None:
+    """Who a webhook may be about: the whole household on the shared URLs; on a profile's own
+    URL (``/webhook/…/<profile token>``) that profile alone (None: no profile has the token).
+    """
+    live = request.app[HOUSEHOLD]
+    token = request.match_info.get("token")
+    if token is None:
+        return live.current
+    profile: Profile | None = await live.for_token(token)
+    return None if profile is None else live.current.alone(profile.name)
 
 
 async def tautulli_webhook(request: web.Request) -> web.Response:
@@ -341,9 +379,12 @@ async def tautulli_webhook(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     limit = settings.http.max_body_bytes
 
+    household = await _household_of(request)
+    if household is None:
+        return _rejected(request, "tautulli", 401, "unknown profile token")
+
     async def read() -> PlayEvent | Ignored:
         body = parse_tautulli_body(await _read_limited(request, limit))
-        household = request.app[HOUSEHOLD]
         event = tautulli_event(
             body,
             received_at=request.app[NOW](),
@@ -382,7 +423,7 @@ async def readyz(request: web.Request) -> web.Response:
         try:
             async with asyncio.timeout(_PROBE_TIMEOUT_S):
                 await request.app[OUTBOX].probe_write()
-        except (sqlite3.Error, OSError, TimeoutError) as exc:
+        except storage_errors() as exc:
             request.app[STORAGE].failed(exc, time.monotonic())
             problems.append(f"the outbox cannot be written: {type(exc).__name__}: {exc}")
     problems.extend(await request.app[READY_CHECK]())
@@ -405,7 +446,12 @@ async def status_page(request: web.Request) -> web.Response:
     if not _is_loopback(request.remote) and not _token_ok(request):
         return _reply(401, error="the status page takes the webhook token from other machines")
     settings = request.app[SETTINGS]
-    report = await build_report(request.app[STORES], request.app[OUTBOX])
+    report = await build_report(
+        request.app[STORES],
+        request.app[OUTBOX],
+        household=request.app[HOUSEHOLD].current,
+        replicas=request.app.get(REPLICAS),
+    )
     return web.Response(
         text=render_page(settings, report),
         content_type="text/html",
@@ -463,8 +509,20 @@ async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse
         raise
     except _GONE:
         return _reply(400, error="the client closed the connection")
+    except storage_errors() as exc:
+        # The database went away mid-request (a PostgreSQL restart): ours, not the sender's.
+        request.app[STORAGE].failed(exc, time.monotonic())
+        held = request.app[REJECTIONS].admit("storage")
+        if held is not None:
+            log.error(
+                "http.storage_unavailable",
+                path=_shown_path(request),
+                error=f"{type(exc).__name__}: {exc}",
+                suppressed=held,
+            )
+        return _reply(503, error="the database cannot be reached now; try again later")
     except Exception:
-        log.exception("webhook.error", path=request.path)
+        log.exception("webhook.error", path=_shown_path(request))
         return _reply(503, error="temporarily unable to store the event")
 
 
@@ -482,20 +540,32 @@ def build_app(
     ready_check: ReadyCheck = _no_more_checks,
     metrics: Metrics | None = None,
     storage: Storage | None = None,
+    household: LiveHousehold | None = None,
+    replicas: ReplicaStore | None = None,
 ) -> web.Application:
     """The aiohttp application. Lifecycle (drainers, sessions) is added by the caller.
 
     *server_hint* is shared with the caller, who may fill it from Tautulli's API;
     *ready_check* adds the caller's readiness problems to ``/readyz`` (e.g. no authorized
     target account); *storage* is the process's (the status page reads tokens and watchlist
-    state from it; default: the SQLite files of *settings*).
+    state from it; default: the SQLite files of *settings*); *household* routes webhooks
+    (default: the settings' profiles, with tokens derived from *secret*), kept up to date by
+    the caller; *replicas* lists the replicas on the status page.
     """
     app = web.Application(
         middlewares=[_json_errors],
         client_max_size=settings.http.max_body_bytes * _REQUEST_FACTOR,
     )
     app[SETTINGS] = settings
-    app[HOUSEHOLD] = Household.from_settings(settings)
+    app[HOUSEHOLD] = (
+        household
+        if household is not None
+        else LiveHousehold(
+            settings, secret, store=None, household=Household.from_settings(settings)
+        )
+    )
+    if replicas is not None:
+        app[REPLICAS] = replicas
     app[OUTBOX] = outbox
     app[SECRET] = secret
     app[NOW] = now
@@ -508,6 +578,8 @@ def build_app(
     app[METRICS] = metrics if metrics is not None else Metrics()
     app.router.add_post("/webhook/plex", plex_webhook)
     app.router.add_post("/webhook/tautulli", tautulli_webhook)
+    app.router.add_post("/webhook/plex/{token}", plex_webhook)
+    app.router.add_post("/webhook/tautulli/{token}", tautulli_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)

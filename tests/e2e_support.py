@@ -92,13 +92,17 @@ class Daemon:
         return self.proc.returncode
 
 
-async def post_webhook(http: aiohttp.ClientSession, port: int, payload: dict[str, Any]) -> int:
+async def post_webhook(
+    http: aiohttp.ClientSession, port: int, payload: dict[str, Any], path: str | None = None
+) -> int:
+    """POST *payload* as Plex does to the shared URL (with the secret), or to *path* (a
+    profile's own URL, ``/webhook/plex/<token>``); the status, 0 when the connection failed."""
     form = aiohttp.FormData()
     form.add_field("payload", orjson.dumps(payload).decode(), content_type="application/json")
     form.add_field(
         "thumb", b"\xff\xd8\xff" + b"\0" * 20_000, filename="thumb.jpg", content_type="image/jpeg"
     )
-    url = f"http://127.0.0.1:{port}/webhook/plex?token={SECRET}"
+    url = f"http://127.0.0.1:{port}" + (path or f"/webhook/plex?token={SECRET}")
     try:
         async with http.post(url, data=form) as resp:
             return resp.status
@@ -126,17 +130,20 @@ def write_config(
     anime_url: str = "",
     anime_retry_s: float = 300.0,
     anime_refresh_s: float = 86400.0,
+    lease_s: float = 30,
+    extra: str = "",
 ) -> Path:
     """A daemon config for the e2e tests: fast polling and backoff, fakes as targets; with
     *database_url* the state is in that PostgreSQL database; the Anime-Lists mapping off
-    unless *anime_url* names a fake list (never the real one)."""
+    unless *anime_url* names a fake list (never the real one); *extra* TOML goes at the end
+    (``[[profiles]]`` tables)."""
     sections = [
         f'data_dir = "{data_dir}"\ndatabase_url = "{database_url}"',
         f"[http]\nport = {port}",
         f'[webhook]\nsecret = "{SECRET}"',
         f"[resolver]\nuse_search = {'true' if use_search else 'false'}",
         "[delivery]\ntimeout_s = 3.0\npoll_s = 0.2\nbackoff_base_s = 0.2\n"
-        "backoff_max_s = 1.0\nlease_s = 30",
+        f"backoff_max_s = 1.0\nlease_s = {lease_s}",
         f'[anime]\nmapping_url = "{anime_url}"\nretry_s = {anime_retry_s}\n'
         f"refresh_s = {anime_refresh_s}",
     ]
@@ -147,5 +154,7 @@ def write_config(
         )
     if simkl is not None:
         sections.append(f'[simkl]\nclient_id = "{simkl.client_id}"\napi_url = "{simkl.url}"')
+    if extra:
+        sections.append(extra)
     path.write_text("\n".join(sections) + "\n")
     return path

@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import orjson
+import pytest
 
 from crosswatchd.ratelimit import Limiter, TokenBucket, background, method_class, tally
 
@@ -205,3 +206,95 @@ class TestBackground:
     def test_a_reserve_never_exceeds_what_background_work_can_use(self) -> None:
         bucket = TokenBucket(1.0, 2.0, reserve=5.0)
         assert bucket.reserve == 1.0
+
+
+class TestStateAcrossProcesses:
+    """A limiter's state moves to another process with an account's lease (replicas): what
+    one wrote last and a block it was told about hold in the other."""
+
+    @staticmethod
+    def limiter(clock: VirtualTime, wall: list[datetime]) -> Limiter:
+        return Limiter.per_second(
+            post_per_s=1.0,
+            get_per_s=10.0,
+            get_capacity=10.0,
+            monotonic_s=clock,
+            sleep=clock.sleep,
+            now=lambda: wall[0],
+        )
+
+    async def test_the_next_holder_waits_out_the_interval_the_last_write_started(self) -> None:
+        wall = [datetime(2026, 12, 5, 12, 0, tzinfo=UTC)]
+        here, there = VirtualTime(), VirtualTime()
+        there.now = 50_000.0  # another process: another monotonic clock
+        one = self.limiter(here, wall)
+        await take(one, 1, here, "POST")  # the bucket starts empty: written at +1 s
+        wall[0] += timedelta(seconds=1.0)
+        snapshot = one.snapshot()
+        wall[0] += timedelta(seconds=0.25)  # the hand-over takes a quarter of a second
+        two = self.limiter(there, wall)
+        there.now += 10.0  # its own bucket had filled long ago
+        two.restore(snapshot)
+        start = there.now
+        await two.acquire("POST")
+        assert there.now - start == pytest.approx(0.75)
+
+    async def test_a_block_is_carried_in_wall_clock_time(self) -> None:
+        wall = [datetime(2026, 12, 5, 12, 0, tzinfo=UTC)]
+        here, there = VirtualTime(), VirtualTime()
+        one = self.limiter(here, wall)
+        one.observe("POST", 429, {"Retry-After": "30"})
+        snapshot = one.snapshot()
+        assert snapshot["buckets"]["post"]["blocked_until"] == pytest.approx(
+            wall[0].timestamp() + 30
+        )
+        wall[0] += timedelta(seconds=10)
+        two = self.limiter(there, wall)
+        two.restore(snapshot)
+        start = there.now
+        await two.acquire("POST")
+        assert there.now - start == pytest.approx(21.0)  # 20 s of block left, then an interval
+        await two.acquire("GET")  # reads were not blocked
+
+    async def test_an_unreadable_snapshot_changes_nothing(self) -> None:
+        wall = [datetime(2026, 12, 5, 12, 0, tzinfo=UTC)]
+        clock = VirtualTime()
+        limiter = self.limiter(clock, wall)
+        before = limiter.snapshot()
+        limiter.restore({"at": "soon", "buckets": []})
+        limiter.restore({"buckets": {"post": {"tokens": "x"}}})
+        assert limiter.snapshot() == before
+
+
+class TestGate:
+    async def test_the_gate_is_asked_before_each_write_and_never_for_a_read(self) -> None:
+        clock = VirtualTime()
+        limiter = Limiter.per_second(
+            post_per_s=10.0, get_per_s=10.0, monotonic_s=clock, sleep=clock.sleep
+        )
+        asked: list[float] = []
+
+        async def gate() -> None:
+            asked.append(clock.now)
+
+        limiter.gate = gate
+        await take(limiter, 2, clock, "POST")
+        await take(limiter, 3, clock, "GET")
+        await limiter.acquire("DELETE")
+        assert len(asked) == 3
+
+    async def test_a_closed_gate_stops_the_write(self) -> None:
+        from crosswatchd.errors import LeaseLostError
+
+        clock = VirtualTime()
+        limiter = Limiter.per_second(
+            post_per_s=10.0, get_per_s=10.0, monotonic_s=clock, sleep=clock.sleep
+        )
+
+        async def gate() -> None:
+            raise LeaseLostError("ann/trakt", "not ours")
+
+        limiter.gate = gate
+        with pytest.raises(LeaseLostError):
+            await limiter.acquire("POST")
+        await limiter.acquire("GET")

@@ -3,11 +3,11 @@
 Commands: ``serve``, ``healthcheck``, ``webhook-url`` (:mod:`.daemon`); ``auth
 trakt|simkl|plex`` (:mod:`.auth`); ``status [--json]`` (:mod:`.status`); ``unresolved
 list|retry|dismiss`` (:mod:`.unresolved`); ``import tautulli`` (:mod:`.imports`); ``watchlist
-sync`` (:mod:`.watchlist`); ``reconcile`` (:mod:`.reconcile`); ``migrate --to URL``
-(:mod:`.migrate`: a SQLite data dir into PostgreSQL). A bad config or an unusable
-database prints one line naming the key or the file and exits with code 2; an unreachable
-service prints one line and exits with code 1. Commands about one household member take
-``--profile NAME``.
+sync`` (:mod:`.watchlist`); ``reconcile`` (:mod:`.reconcile`); ``profile add|list|remove``
+(:mod:`.profiles`); ``migrate --to URL`` (:mod:`.migrate`: a SQLite data dir into
+PostgreSQL). A bad config or an unusable database prints one line naming the key or the
+file and exits with code 2; an unreachable service prints one line and exits with code 1.
+Commands about one household member take ``--profile NAME``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from crosswatchd.cli import (
     daemon,
     imports,
     migrate,
+    profiles,
     reconcile,
     status,
     unresolved,
@@ -30,6 +31,7 @@ __all__ = [
     "imports",
     "main",
     "migrate",
+    "profiles",
     "reconcile",
     "status",
     "unresolved",

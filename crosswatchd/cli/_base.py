@@ -21,8 +21,18 @@ from crosswatchd.errors import (
     StorageError,
 )
 from crosswatchd.profiles import Household, Profile
+from crosswatchd.storage import Storage
 
-__all__ = ["main", "pick_profile", "profile_option", "run", "settings_of"]
+__all__ = [
+    "choose",
+    "household_of",
+    "load_household",
+    "main",
+    "pick_profile",
+    "profile_option",
+    "run",
+    "settings_of",
+]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,11 +59,32 @@ def profile_option(help_text: str) -> Callable[[F], F]:
     return click.option("--profile", "profile", default=None, metavar="NAME", help=help_text)
 
 
+async def household_of(settings: Settings) -> Household:
+    """The household a command works with: the config file's profiles and the roster's
+    (``crosswatchd profile add``). Raises ConfigError for a name in both, StorageError when
+    the database cannot be reached."""
+    storage = await Storage.open(settings)
+    try:
+        return await Household.load(settings, storage)
+    finally:
+        await storage.close()
+
+
+def load_household(settings: Settings) -> Household:
+    """:func:`household_of`, from a command's synchronous body."""
+    return run(household_of(settings))
+
+
 def pick_profile(settings: Settings, name: str | None, *, required: bool = False) -> Profile:
     """The profile called *name* (``default`` when none is given and there are no
-    ``[[profiles]]``). Raises ConfigError naming ``--profile`` for an unknown name, or when
-    *required* and several profiles make the choice ambiguous."""
-    household = Household.from_settings(settings)
+    ``[[profiles]]``), of the config file or of the roster. Raises ConfigError naming
+    ``--profile`` for an unknown name, or when *required* and several profiles make the
+    choice ambiguous. From a synchronous command body; async code uses :func:`choose`."""
+    return choose(load_household(settings), name, required=required)
+
+
+def choose(household: Household, name: str | None, *, required: bool = False) -> Profile:
+    """:func:`pick_profile` from a household already loaded."""
     if name is None:
         if household.explicit and (required or len(household.profiles) > 1):
             raise ConfigError("--profile", f"name the profile ({', '.join(household.names())})")

@@ -9,7 +9,8 @@ import aiohttp
 import click
 
 from crosswatchd.app import ensure_webhook_secret, run_daemon, webhook_url
-from crosswatchd.cli._base import main, run, settings_of
+from crosswatchd.cli._base import main, profile_option, run, settings_of
+from crosswatchd.profiles import Household
 from crosswatchd.storage import Storage
 
 __all__ = ["healthcheck", "serve", "webhook_url_cmd"]
@@ -60,16 +61,24 @@ def healthcheck(ctx: click.Context, ready: bool, timeout_s: float) -> None:
 
 
 @main.command("webhook-url")
+@profile_option("Print this profile's own URLs: their events are that profile's alone.")
 @click.pass_context
-def webhook_url_cmd(ctx: click.Context) -> None:
+def webhook_url_cmd(ctx: click.Context, profile: str | None) -> None:
     """Print the Plex and Tautulli webhook URLs (they contain the secret)."""
     settings = settings_of(ctx)
 
-    async def secret_of() -> str:
+    async def secret_and_household() -> tuple[str, Household]:
         async with Storage.opened(settings) as storage:
             secret, _ = await ensure_webhook_secret(storage)
-            return secret
+            return secret, await Household.load(settings, storage)
 
-    secret = run(secret_of())
+    secret, household = run(secret_and_household())
+    if profile is not None:
+        from crosswatchd.cli.profiles import profile_urls
+
+        plex, tautulli = profile_urls(settings, household, profile, secret)
+        click.echo(f"Plex:     {plex}")
+        click.echo(f"Tautulli: {tautulli}")
+        return
     click.echo(f"Plex:     {webhook_url(settings, secret, 'plex')}")
     click.echo(f"Tautulli: {webhook_url(settings, secret, 'tautulli')}")

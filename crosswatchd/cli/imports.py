@@ -11,11 +11,17 @@ import aiohttp
 import click
 
 from crosswatchd.app import anime_lists, tautulli_client
-from crosswatchd.cli._base import main, pick_profile, profile_option, run, settings_of
+from crosswatchd.cli._base import (
+    load_household,
+    main,
+    pick_profile,
+    profile_option,
+    run,
+    settings_of,
+)
 from crosswatchd.config import Settings
 from crosswatchd.errors import ConfigError
 from crosswatchd.logs import configure_logging
-from crosswatchd.profiles import Household
 from crosswatchd.storage import Storage
 
 __all__ = ["import_"]
@@ -106,9 +112,12 @@ def _tautulli_users(
     Without: ``--user`` or every user some profile lists, each routed to its profile; a
     ``--user`` in no profile of an explicit household is a ConfigError naming ``--profile``.
     """
-    household = Household.from_settings(settings)
+    household = load_household(settings)
     if profile is not None:
         chosen = pick_profile(settings, profile)
+        if chosen.stored:  # a roster profile: its users as stored (case-folded)
+            names = users or sorted(chosen.tautulli_users)
+            return names, lambda _user: chosen.name
         raw = next((p.tautulli_users for p in settings.profiles if p.name == chosen.name), [])
         names = users or (raw if settings.profiles else list(settings.tautulli.users))
         return names, lambda _user: chosen.name
@@ -117,6 +126,7 @@ def _tautulli_users(
             users = [u for p in settings.profiles for u in p.tautulli_users]
         else:
             users = list(settings.tautulli.users)
+        users += [u for p in household.profiles if p.stored for u in sorted(p.tautulli_users)]
     if household.explicit:
         lost = [u for u in users if household.for_tautulli(u) is None]
         if lost:

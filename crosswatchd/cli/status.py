@@ -10,6 +10,9 @@ import orjson
 from crosswatchd.cli._base import main, run, settings_of
 from crosswatchd.config import Settings
 from crosswatchd.models import DEFAULT_PROFILE
+from crosswatchd.profiles import Household
+from crosswatchd.replicas import ReplicaStore
+from crosswatchd.replicas.store import FILE as REPLICAS_FILE
 from crosswatchd.report import build_report
 from crosswatchd.storage import Storage
 
@@ -18,11 +21,25 @@ __all__ = ["status"]
 
 async def _report(settings: Settings) -> dict[str, Any]:
     async with Storage.opened(settings) as storage:
-        outbox = await storage.outbox()
+        household = await Household.load(settings, storage)
+        outbox = await storage.outbox(household)
         try:
-            return await build_report(storage, outbox)
+            replicas = await _replicas(settings, storage)
+            try:
+                return await build_report(storage, outbox, household=household, replicas=replicas)
+            finally:
+                if replicas is not None:
+                    await replicas.close()
         finally:
             await outbox.close()
+
+
+async def _replicas(settings: Settings, storage: Storage) -> ReplicaStore | None:
+    """The replicas store to list, if there is one (a SQLite data dir where no daemon ever
+    ran has none, and reading makes none)."""
+    if not storage.shared and not (settings.data_dir / REPLICAS_FILE).exists():
+        return None
+    return await storage.replicas()
 
 
 def _auth_hint(provider: str, profile: str) -> str:
@@ -39,11 +56,13 @@ def render(report: dict[str, Any]) -> list[str]:
     if report.get("database"):
         lines.append(f"database:    {report['database']} (shared by every replica)")
     daemon = report["daemon"]
-    lines.append(
-        f"daemon:      running (pid {daemon['pid']})"
-        if daemon["running"]
-        else "daemon:      not running"
-    )
+    live = [r for r in report["replicas"] if r["live"]]
+    if daemon["running"]:
+        lines.append(f"daemon:      running (pid {daemon['pid']})")
+    elif live:
+        lines.append(f"daemon:      not running on this data dir; {len(live)} replica(s) live")
+    else:
+        lines.append("daemon:      not running")
     if not report["providers"]:
         lines.append("No delivery targets configured (set trakt.client_id and/or simkl.client_id).")
     if report["plays_without_target"]:
@@ -91,6 +110,7 @@ def render(report: dict[str, Any]) -> list[str]:
                     f" last error: {waiting['last_error']}"
                 )
     lines.extend(_watchlist_lines(report["watchlist"]))
+    lines.extend(_replica_lines(report["replicas"]))
     if notes:
         lines.append("")
         lines.extend(notes)
@@ -151,6 +171,22 @@ def _reconcile(passes: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
                     f" different, {ratings['enqueued']} enqueued, {ratings['extra']} only on"
                     f" {provider}"
                 )
+    return lines
+
+
+def _replica_lines(replicas: list[dict[str, Any]]) -> list[str]:
+    """The replicas part of ``status``: each ``serve`` process, its last heartbeat and the
+    target accounts it holds."""
+    if not replicas:
+        return []
+    lines = ["", "replicas:"]
+    for r in replicas:
+        state = "" if r["live"] else " (silent: not counted)"
+        held = ", ".join(r["accounts"]) or "none"
+        lines.append(
+            f"  {r['id']} on {r['host']} pid {r['pid']}, heartbeat {r['heartbeat_at']}{state};"
+            f" {len(r['accounts'])} account(s): {held}"
+        )
     return lines
 
 

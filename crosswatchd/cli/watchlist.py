@@ -20,7 +20,7 @@ import click
 import orjson
 
 from crosswatchd.app import known_secrets, services
-from crosswatchd.cli._base import main, pick_profile, profile_option, run, settings_of
+from crosswatchd.cli._base import choose, main, profile_option, run, settings_of
 from crosswatchd.config import Settings
 from crosswatchd.errors import ConfigError
 from crosswatchd.logs import configure_logging
@@ -45,19 +45,19 @@ def _token_key(settings: Settings, profile: Profile) -> str:
     return "plex.token"
 
 
-def _chosen(storage: Storage, name: str | None) -> list[Profile]:
+async def _chosen(storage: Storage, name: str | None) -> list[Profile]:
     """The profiles to pass: *name*'s (it needs a Plex token), or every one that has one."""
     settings = storage.settings
 
     def auth(profile: Profile) -> Any:
         return plex_auth(settings, profile, storage.tokens(PLEX, profile.name))
 
+    household = await Household.load(settings, storage)
     if name is not None:
-        profile = pick_profile(settings, name)
+        profile = choose(household, name)
         if not auth(profile).is_authorized():
             raise ConfigError(_token_key(settings, profile), f"no Plex token; {auth(profile).hint}")
         return [profile]
-    household = Household.from_settings(settings)
     chosen = [p for p in household.profiles if auth(p).is_authorized()]
     if not chosen:
         first = household.profiles[0]
@@ -69,12 +69,13 @@ def _chosen(storage: Storage, name: str | None) -> list[Profile]:
 
 async def _sync(settings: Settings, name: str | None, dry_run: bool) -> list[PassResult]:
     async with Storage.opened(settings) as storage:
-        profiles = _chosen(storage, name)
+        profiles = await _chosen(storage, name)
         outbox = await storage.outbox()
         try:
             state = await storage.watchlist_state()
             try:
-                async with services(storage) as svc:
+                household = await Household.load(settings, storage)
+                async with services(storage, household=household) as svc:
                     sync = WatchlistSync(
                         settings=settings,
                         outbox=outbox,

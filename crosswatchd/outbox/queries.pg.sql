@@ -99,6 +99,24 @@ SET state = 'pending', lease_token = NULL, next_attempt_at = :now::float8,
     updated_at = :now::float8
 WHERE state = 'leased'
 
+-- name: release_accounts
+UPDATE deliveries
+SET state = 'pending', lease_token = NULL, next_attempt_at = :now::float8,
+    updated_at = :now::float8
+WHERE state = 'leased'
+  AND (profile, provider) IN (SELECT a.value->>0, a.value->>1
+                              FROM jsonb_array_elements(:accounts::text::jsonb) AS a (value))
+
+-- name: queued_accounts
+SELECT DISTINCT profile, provider FROM deliveries WHERE state IN ('pending', 'leased')
+
+-- name: discard_profile
+UPDATE deliveries
+SET state = 'dropped', reason_kind = 'dismissed',
+    reason = 'discarded with its profile' || coalesce(' (was: ' || reason || ')', ''),
+    lease_token = NULL, settled_at = :now::float8, updated_at = :now::float8
+WHERE profile = :profile AND state IN ('pending', 'leased', 'parked', 'dead')
+
 -- name: claim
 -- One UPDATE over the due rows picked with FOR UPDATE SKIP LOCKED: rows another replica's
 -- claim is taking right now are skipped, not waited for (procrastinate's fetch_job does the

@@ -49,6 +49,9 @@ class Queries:
     add_target: str
     # claim and settle
     release_all_leases: str
+    release_accounts: str
+    queued_accounts: str
+    discard_profile: str
     claim: str
     claimed_rows: str
     mark_sent: str

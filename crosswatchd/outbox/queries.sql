@@ -115,6 +115,32 @@ UPDATE deliveries
 SET state = 'pending', lease_token = NULL, next_attempt_at = :now, updated_at = :now
 WHERE state = 'leased'
 
+-- name: release_accounts
+-- A replica hands target accounts over (crosswatchd/replicas): once their drainers stopped,
+-- their deliveries still leased (claimed, not settled) are due at once for the next holder;
+-- sent_at is kept (a send that may have landed is looked up first). :accounts is a JSON
+-- array of [profile, provider] pairs.
+UPDATE deliveries
+SET state = 'pending', lease_token = NULL, next_attempt_at = :now, updated_at = :now
+WHERE state = 'leased'
+  AND EXISTS (SELECT 1 FROM json_each(:accounts) AS a
+              WHERE json_extract(a.value, '$[0]') = deliveries.profile
+                AND json_extract(a.value, '$[1]') = deliveries.provider)
+
+-- name: queued_accounts
+-- The target accounts with deliveries still to send: a removed profile's keep being drained
+-- until they are delivered or discarded (discard_profile).
+SELECT DISTINCT profile, provider FROM deliveries WHERE state IN ('pending', 'leased')
+
+-- name: discard_profile
+-- `crosswatchd profile remove NAME --discard-queued`: the profile's deliveries not yet
+-- delivered (waiting, being sent, parked or dead) are dropped, never sent.
+UPDATE deliveries
+SET state = 'dropped', reason_kind = 'dismissed',
+    reason = 'discarded with its profile' || coalesce(' (was: ' || reason || ')', ''),
+    lease_token = NULL, settled_at = :now, updated_at = :now
+WHERE profile = :profile AND state IN ('pending', 'leased', 'parked', 'dead')
+
 -- name: claim
 -- Lease up to :limit due deliveries of one target account (:profile, :provider) and kind:
 -- first any whose lease expired (a worker died), then pending ones in priority order (what

@@ -170,10 +170,9 @@ class Outbox(OperatorViews):
         self._db = db
         self._q = queries_for(db.dialect)
         self._owns_db = owns_db
-        self.targets = {profile: list(providers) for profile, providers in targets.items()}
-        self.providers = list(
-            dict.fromkeys(p for providers in self.targets.values() for p in providers)
-        )
+        self.targets: dict[str, list[str]] = {}
+        self.providers: list[str] = []
+        self.set_targets(targets)
         self.dedupe_window_s = float(dedupe_window_s)
         self._unix_s = unix_s
         self._pending: list[tuple[PlayEvent, asyncio.Future[EnqueueResult]]] = []
@@ -244,6 +243,16 @@ class Outbox(OperatorViews):
         """The database the outbox lives in."""
         return self._db
 
+    def set_targets(self, targets: Mapping[str, Sequence[str]]) -> None:
+        """Fan new events out to *targets* (``{profile: [provider, …]}``) from now on: the
+        household changed while the daemon runs (``crosswatchd profile add|remove``). Events
+        already stored keep their deliveries; a profile added gets the plays it missed when its
+        accounts are taken up (:meth:`adopt_targets`)."""
+        self.targets = {profile: list(providers) for profile, providers in targets.items()}
+        self.providers = list(
+            dict.fromkeys(p for providers in self.targets.values() for p in providers)
+        )
+
     async def close(self) -> None:
         """Flush queued webhook events, then close the connection (if the outbox owns it)."""
         if self._flusher is not None:
@@ -259,6 +268,11 @@ class Outbox(OperatorViews):
         event = asyncio.Event()
         self._watchers.append(event)
         return event
+
+    def unwatch(self, event: asyncio.Event) -> None:
+        """Stop setting *event* (a drainer that ended)."""
+        with contextlib.suppress(ValueError):
+            self._watchers.remove(event)
 
     def _notify(self) -> None:
         for event in self._watchers:
@@ -416,8 +430,10 @@ class Outbox(OperatorViews):
                 if not future.done():
                     future.set_result(result)
 
-    async def adopt_targets(self) -> int:
-        """Give targets configured after events arrived the plays they missed.
+    async def adopt_targets(self, accounts: Iterable[tuple[str, str]] | None = None) -> int:
+        """Give targets configured after events arrived the plays they missed (every target,
+        or only the ``(profile, provider)`` *accounts* given: the ones a replica just took
+        up, so two replicas never adopt for one account at once).
 
         Each event records the targets it fanned out to. For every configured target an event
         lacks, a play gets that target's delivery (with the same dedupe test as the fan-out
@@ -428,17 +444,18 @@ class Outbox(OperatorViews):
         """
         created = 0
         now = self._unix_s()
-        for profile, providers in self.targets.items():
-            for provider in providers:
-                account = {"profile": profile, "provider": provider}
-                orphans = await self._db.fetch(self._q.orphan_plays, account)
-                if orphans:
-                    # Summed over rows; the trigger's rows are not counted.
-                    created += await self._db.execute_many(
-                        self._q.adopt_play,
-                        [{"event_id": r["id"], "now": now, **account} for r in orphans],
-                    )
-                await self._db.execute(self._q.add_target, account)
+        if accounts is None:
+            accounts = [(name, p) for name, providers in self.targets.items() for p in providers]
+        for profile, provider in accounts:
+            account = {"profile": profile, "provider": provider}
+            orphans = await self._db.fetch(self._q.orphan_plays, account)
+            if orphans:
+                # Summed over rows; the trigger's rows are not counted.
+                created += await self._db.execute_many(
+                    self._q.adopt_play,
+                    [{"event_id": r["id"], "now": now, **account} for r in orphans],
+                )
+            await self._db.execute(self._q.add_target, account)
         if created:
             self._notify()
         return created
@@ -498,6 +515,30 @@ class Outbox(OperatorViews):
         ``sent_at`` is kept, so a delivery that was in flight is checked before resending.
         """
         return await self._db.execute(self._q.release_all_leases, {"now": self._unix_s()})
+
+    async def release_accounts(self, accounts: Iterable[tuple[str, str]]) -> int:
+        """Make the deliveries still leased of the ``(profile, provider)`` target *accounts*
+        due at once (``sent_at`` kept): the replica handing them over has stopped their
+        drainers. Returns how many."""
+        pairs = [[profile, provider] for profile, provider in accounts]
+        if not pairs:
+            return 0
+        return await self._db.execute(
+            self._q.release_accounts,
+            {"accounts": orjson.dumps(pairs).decode(), "now": self._unix_s()},
+        )
+
+    async def queued_accounts(self) -> set[tuple[str, str]]:
+        """The ``(profile, provider)`` target accounts with deliveries waiting or being sent."""
+        rows = await self._db.fetch(self._q.queued_accounts)
+        return {(str(r["profile"]), str(r["provider"])) for r in rows}
+
+    async def discard_profile(self, profile: str) -> int:
+        """Drop every delivery of *profile* not delivered yet (waiting, being sent, parked or
+        dead): ``crosswatchd profile remove NAME --discard-queued``. Returns how many."""
+        return await self._db.execute(
+            self._q.discard_profile, {"profile": profile, "now": self._unix_s()}
+        )
 
     async def claim(
         self,

@@ -6,18 +6,24 @@ A pass that cannot read a side logs one line (``watchlist.pass_failed``) and the
 on; so does an unexpected failure (``watchlist.pass_crashed``, the next pass runs on time). On
 stop, a pass under way is cancelled at once: it is safe to interrupt anywhere
 (:mod:`.passes`).
+
+With replicas, a profile's watchlist work runs in the replica holding the profile's anchor
+account (:func:`crosswatchd.replicas.anchor_of`): the passes ask ``profiles()`` which
+profiles are theirs at each round, and the supervisor runs the Plex watchlist drainer with the
+anchor account's drainer (:func:`plex_drainer`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import structlog
 
+from crosswatchd.config import Settings
 from crosswatchd.drain import Drainer
 from crosswatchd.metrics import Metrics
 from crosswatchd.outbox import DeliveryKind, Outbox
@@ -31,7 +37,7 @@ if TYPE_CHECKING:  # crosswatchd.app imports this module
     from crosswatchd.app import Services
     from crosswatchd.storage import Storage
 
-__all__ = ["WatchlistTasks", "start_watchlist"]
+__all__ = ["WatchlistTasks", "plex_drainer", "run_passes", "start_watchlist"]
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +48,7 @@ class WatchlistTasks:
     event is set) and the state to :meth:`close` after them."""
 
     state: WatchlistState
+    sync: WatchlistSync
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -49,12 +56,15 @@ class WatchlistTasks:
 
 
 async def run_passes(
-    sync: WatchlistSync, profiles: Sequence[Profile], interval_s: float, stop: asyncio.Event
+    sync: WatchlistSync,
+    profiles: Callable[[], Sequence[Profile]],
+    interval_s: float,
+    stop: asyncio.Event,
 ) -> None:
-    """A pass for every profile with a Plex token now, then every *interval_s* seconds,
-    until *stop* is set."""
+    """A pass for every profile of ``profiles()`` (asked at each round) now, then every
+    *interval_s* seconds, until *stop* is set."""
     while not stop.is_set():
-        for profile in profiles:
+        for profile in profiles():
             if stop.is_set():
                 return
             try:
@@ -69,18 +79,40 @@ async def run_passes(
             await asyncio.wait_for(stop.wait(), interval_s)
 
 
+def plex_drainer(
+    settings: Settings,
+    outbox: Outbox,
+    sync: WatchlistSync,
+    profile: Profile,
+    metrics: Metrics | None = None,
+) -> Drainer:
+    """The drainer of *profile*'s Plex watchlist (two-way mode; run it with
+    ``kinds={DeliveryKind.WATCHLIST}``)."""
+    return Drainer(
+        outbox,
+        PlexWatchlistProvider(sync.discover(profile)),
+        settings.delivery,
+        profile=profile.name,
+        metrics=metrics,
+    )
+
+
 async def start_watchlist(
     storage: Storage,
     outbox: Outbox,
     svc: Services,
     stop: asyncio.Event,
     metrics: Metrics | None = None,
+    *,
+    profiles: Callable[[], Sequence[Profile]] | None = None,
+    plex_drainers: bool = True,
 ) -> WatchlistTasks:
-    """Open the watchlist state of *storage* and start the periodic pass and (two-way) the
-    Plex watchlist drainers; they run until *stop* is set."""
+    """Open the watchlist state of *storage* and start the periodic pass over ``profiles()``
+    (default: the settings' household) and, in two-way mode with *plex_drainers*, the Plex
+    watchlist drainers (without: the caller runs :func:`plex_drainer` itself); they run until
+    *stop* is set."""
     settings = storage.settings
     state = await storage.watchlist_state()
-    started = WatchlistTasks(state)
     household = Household.from_settings(settings)
     sync = WatchlistSync(
         settings=settings,
@@ -91,15 +123,10 @@ async def start_watchlist(
         tokens=storage.tokens,
         plex_client_id=await storage.plex_client_id(),
     )
-    if settings.watchlist.mode == "two-way":
+    started = WatchlistTasks(state, sync)
+    if settings.watchlist.mode == "two-way" and plex_drainers:
         for profile in household.profiles:
-            drainer = Drainer(
-                outbox,
-                PlexWatchlistProvider(sync.discover(profile)),
-                settings.delivery,
-                profile=profile.name,
-                metrics=metrics,
-            )
+            drainer = plex_drainer(settings, outbox, sync, profile, metrics)
             started.tasks.append(
                 asyncio.create_task(
                     drainer.run(stop, kinds={DeliveryKind.WATCHLIST}),
@@ -107,9 +134,10 @@ async def start_watchlist(
                 )
             )
     if settings.watchlist.interval_s > 0:
+        chosen = profiles if profiles is not None else (lambda: household.profiles)
         started.tasks.append(
             asyncio.create_task(
-                run_passes(sync, household.profiles, settings.watchlist.interval_s, stop),
+                run_passes(sync, chosen, settings.watchlist.interval_s, stop),
                 name="watchlist",
             )
         )

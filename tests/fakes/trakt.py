@@ -57,6 +57,8 @@ Recorded state (plain attributes, for assertions):
 - ``requests``: ``(method, path, query)`` of every request received.
 - ``rate_limited``: how many 429s the fake's own limit enforcement sent (device polls that
   came too fast included; injected ``fail_next(429)`` not counted); ``rate_limit_log`` has them.
+- ``unauthorized``: 401 ``invalid_token`` answers (expired or unknown access tokens);
+  ``invalid_grants``: 401 ``invalid_grant`` answers to refreshes (a rotated-away refresh token).
 
 Knobs: ``fail_next()``, ``down``, ``delay_s``, ``access_token_ttl_s``, ``device_interval_s``,
 ``device_expires_in_s``, ``auto_approve_after``, ``watchlist_limit`` (default for new users),
@@ -384,6 +386,10 @@ class FakeTrakt:
     scrobbles: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     rate_limited: int = 0
+    #: 401 ``invalid_token`` answers (an expired or unknown access token) and 401
+    #: ``invalid_grant`` answers (a refresh token used twice, revoked or unknown).
+    unauthorized: int = 0
+    invalid_grants: int = 0
     rate_limit_log: list[dict[str, Any]] = field(default_factory=list)
     devices: dict[str, DeviceCode] = field(default_factory=dict)  # by user_code
     # --- failure knobs --------------------------------------------------------------------
@@ -660,6 +666,7 @@ class FakeTrakt:
             token = auth[7:] if auth and auth.startswith("Bearer ") else ""
             entry = self._access.get(token)
             if entry is None or entry[0] <= self.clock():
+                self.unauthorized += 1
                 return _error(401, "invalid_token", error_description="OAuth must be provided")
             user = self.user(entry[1])
         if user is not None:
@@ -812,6 +819,7 @@ class FakeTrakt:
         refresh = body.get("refresh_token")
         owner = self._refresh.pop(str(refresh), None)
         if owner is None:
+            self.invalid_grants += 1
             return _error(
                 401,
                 "invalid_grant",
