@@ -254,9 +254,8 @@ async def test_three_replicas_deliver_every_acknowledged_play_once_through_kills
     was watched, within two minutes of the last webhook; Trakt answered no 429 and no
     ``invalid_grant``.
 
-    The token files are one directory shared by the replicas (``data_dir/tokens`` a symlink),
-    as the README says to run them until tokens move into the database: the refresh by one
-    holder must be what the next holder uses."""
+    The tokens are rows of the database: the refresh by one holder must be what the next
+    holder uses."""
     names = [f"p{n}" for n in range(1, 7)]
     with_tautulli = set(names[::2])
     lease_s = 3.0
