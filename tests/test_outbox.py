@@ -137,9 +137,12 @@ async def claim(outbox: Outbox, provider: str = "trakt", limit: int = 10) -> lis
 
 
 class TestSchema:
-    async def test_new_file_gets_schema_version_2_in_wal_mode(self, outbox: Outbox) -> None:
-        """A new outbox file is at PRAGMA user_version 2, journal_mode WAL."""
-        assert await outbox.fetch_all("PRAGMA user_version") == [(2,)]
+    async def test_new_file_gets_the_current_schema_version_in_wal_mode(
+        self, outbox: Outbox
+    ) -> None:
+        """A new outbox file is at PRAGMA user_version 3 (every migration), journal_mode WAL."""
+        assert SCHEMA_VERSION == 3
+        assert await outbox.fetch_all("PRAGMA user_version") == [(3,)]
         assert await outbox.fetch_all("PRAGMA journal_mode") == [("wal",)]
 
     async def test_reopening_keeps_events_and_deliveries(
@@ -153,7 +156,7 @@ class TestSchema:
 
         again = await Outbox.open(path, providers=PROVIDERS, unix_s=clock)
         try:
-            assert await again.fetch_all("PRAGMA user_version") == [(2,)]
+            assert await again.fetch_all("PRAGMA user_version") == [(SCHEMA_VERSION,)]
             counts = await again.counts()
             assert {p: c.pending for p, c in counts.items()} == {"trakt": 1, "simkl": 1}
             [claimed] = await claim(again)
@@ -166,11 +169,11 @@ class TestSchema:
         """A file written by a newer crosswatchd is refused and left untouched."""
         path = tmp_path / "outbox.db"
         with sqlite3.connect(path) as conn:
-            conn.execute("PRAGMA user_version = 3")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
         with pytest.raises(StorageError, match="newer"):
             await Outbox.open(path, providers=PROVIDERS)
         with sqlite3.connect(path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+            assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION + 1,)
             assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
 
 
@@ -666,6 +669,7 @@ class TestQueries:
             named_blocks("-- name: a\nSELECT 1\n-- name: a\nSELECT 2\n", "name")
 
     def test_the_migrations_are_numbered_in_order(self) -> None:
-        assert len(MIGRATIONS) == SCHEMA_VERSION == 2
+        assert len(MIGRATIONS) == SCHEMA_VERSION == 3
         assert "CREATE TABLE events" in MIGRATIONS[0]
         assert "CREATE VIEW play_duplicates" in MIGRATIONS[1]
+        assert "CREATE UNIQUE INDEX events_import_key" in MIGRATIONS[2]

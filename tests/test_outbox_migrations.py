@@ -1,5 +1,5 @@
 """Existing data dirs keep working: an outbox written by the version 1 code (the fixture
-``tests/fixtures/outbox/v1.sql``) opens with today's code, migrated to version 2, with every
+``tests/fixtures/outbox/v1.sql``) opens with today's code, migrated to the current version, with every
 row kept and the same queue, counts and dedupe as before."""
 
 from __future__ import annotations
@@ -113,15 +113,17 @@ def profiles_of(path: Path) -> set[str]:
 
 
 class TestVersion1File:
-    async def test_it_opens_at_version_2_with_every_row_kept(self, v1_path: Path) -> None:
+    async def test_it_opens_at_the_current_version_with_every_row_kept(
+        self, v1_path: Path
+    ) -> None:
         """Opening migrates the file to the current version and changes no row: every
         event, delivery and dedupe key is kept, belonging to the implicit profile."""
         before = snapshot(v1_path)
         box = await Outbox.open(v1_path, providers=["trakt", "simkl"])
         await box.close()
 
-        assert SCHEMA_VERSION == 2
-        assert user_version(v1_path) == 2
+        assert SCHEMA_VERSION == 3
+        assert user_version(v1_path) == 3
         assert as_version_1(v1_path) == before
         assert profiles_of(v1_path) == {"default"}
         assert {t: len(rows) for t, rows in before.items()} == {

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from crosswatchd.outbox.states import DeliveryKind, DeliveryState, ReasonKind, Settlement
 from crosswatchd.outbox.store import SCHEMA_VERSION, Claimed, EnqueueResult, Outbox
-from crosswatchd.outbox.views import ParkedRow, ProviderCounts
+from crosswatchd.outbox.views import HeldPlay, HeldRating, ParkedRow, ProviderCounts, RatingMark
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -33,9 +33,12 @@ __all__ = [
     "DeliveryKind",
     "DeliveryState",
     "EnqueueResult",
+    "HeldPlay",
+    "HeldRating",
     "Outbox",
     "ParkedRow",
     "ProviderCounts",
+    "RatingMark",
     "ReasonKind",
     "Settlement",
 ]

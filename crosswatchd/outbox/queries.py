@@ -73,6 +73,11 @@ class Queries:
     recent: str
     seen_accounts: str
     untargeted_plays: str
+    # imported files and exports
+    imported_keys: str
+    rating_keys: str
+    movie_plays: str
+    movie_ratings: str
 
     @classmethod
     def parse(cls, text: str) -> Queries:

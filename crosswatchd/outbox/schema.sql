@@ -254,3 +254,14 @@ BEGIN
     FROM event_fan_out AS f
     WHERE f.event_id = NEW.id;
 END;
+
+-- migration: 3
+-- Imported files: the row of an export file (a Letterboxd diary entry, a TV Time tracking row)
+-- an event comes from, e.g. 'letterboxd:https://boxd.it/5aQk2r'. One event per profile and
+-- row, whatever its time: a second import of the same file (or of the same rows in another
+-- file, or with another --tz) queues nothing. The event is kept even when every target already
+-- had the play (a duplicate of a Plex play), so the row counts as imported.
+
+ALTER TABLE events ADD COLUMN import_key TEXT;
+CREATE UNIQUE INDEX events_import_key ON events (profile, import_key)
+    WHERE import_key IS NOT NULL;
