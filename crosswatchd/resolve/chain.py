@@ -280,7 +280,7 @@ class Resolver:
 
     ``server_id`` namespaces Plex ratingKeys in cache keys (ratingKeys identify an item on one
     server; Plex webhooks and Tautulli of that server share them). ``title_fallback`` enables
-    the exact title + year step (needs ``trakt_search``).
+    the exact title + year step (needs ``trakt_search`` or ``simkl_search``).
     """
 
     def __init__(
@@ -307,8 +307,8 @@ class Resolver:
             steps.append(TraktStep(trakt_search, answers))
         if simkl_search is not None:
             steps.append(SimklStep(simkl_search, answers))
-        if title_fallback and trakt_search is not None:
-            steps.append(TitleStep(trakt_search, answers))
+        if title_fallback and (trakt_search is not None or simkl_search is not None):
+            steps.append(TitleStep(trakt_search, answers, simkl_search))
         self._steps: tuple[Step, ...] = tuple(steps)
 
     @property
@@ -416,6 +416,7 @@ def build_resolver(
     trakt_limiter: Limiter | None,
     simkl_limiter: Limiter | None,
     tautulli: MetadataSource | None,
+    title_fallback: bool | None = None,
 ) -> Resolver:
     """A :class:`Resolver` with the steps the settings enable and the services configured.
 
@@ -423,7 +424,8 @@ def build_resolver(
     ``resolver.use_tautulli`` and a *tautulli* source. Trakt/SIMKL search:
     ``resolver.use_search`` and the provider enabled with a client id; the provider's
     *limiter* is shared (one is built from the settings' GET limits when ``None``). Title
-    fallback: ``resolver.title_fallback``.
+    fallback: ``resolver.title_fallback``, unless *title_fallback* says otherwise (file
+    imports turn it on: a Letterboxd diary has titles and years only).
     """
     rs = settings.resolver
     timeout_s = settings.delivery.timeout_s
@@ -462,5 +464,5 @@ def build_resolver(
         tautulli=tautulli if rs.use_tautulli else None,
         trakt_search=trakt,
         simkl_search=simkl,
-        title_fallback=rs.title_fallback,
+        title_fallback=rs.title_fallback if title_fallback is None else title_fallback,
     )
