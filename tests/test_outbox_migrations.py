@@ -1,6 +1,6 @@
 """Existing data dirs keep working: an outbox written by the version 1 code (the fixture
-``tests/fixtures/outbox/v1.sql``) opens with today's code, migrated to the current version, with every
-row kept and the same queue, counts and dedupe as before."""
+``tests/fixtures/outbox/v1.sql``) opens with today's code, migrated to the current version,
+with every row kept and the same queue, counts and dedupe as before."""
 
 from __future__ import annotations
 
@@ -113,9 +113,7 @@ def profiles_of(path: Path) -> set[str]:
 
 
 class TestVersion1File:
-    async def test_it_opens_at_the_current_version_with_every_row_kept(
-        self, v1_path: Path
-    ) -> None:
+    async def test_it_opens_at_the_current_version_with_every_row_kept(self, v1_path: Path) -> None:
         """Opening migrates the file to the current version and changes no row: every
         event, delivery and dedupe key is kept, belonging to the implicit profile."""
         before = snapshot(v1_path)
