@@ -46,7 +46,16 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from crosswatchd.errors import ConfigError, SourceUnavailableError
-from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source, format_utc
+from crosswatchd.models import (
+    DEFAULT_PROFILE,
+    Action,
+    Ids,
+    Item,
+    MediaKind,
+    PlayEvent,
+    Source,
+    format_utc,
+)
 from crosswatchd.outbox import Outbox
 from crosswatchd.resolve.same import other_item
 from crosswatchd.resolve.tautulli import TautulliMetadata
@@ -56,7 +65,7 @@ from crosswatchd.sources.tautulli_api import api_int, api_rating_key
 if TYPE_CHECKING:
     from crosswatchd.sources.tautulli_api import TautulliClient
 
-__all__ = ["ImportSummary", "format_summary", "run_import"]
+__all__ = ["ImportSummary", "format_summary", "run_import", "scratch_copy"]
 
 log = structlog.get_logger(__name__)
 
@@ -362,15 +371,16 @@ async def _settle_chunk(events: list[PlayEvent], outbox: Outbox, summary: Import
 
 
 @contextlib.asynccontextmanager
-async def _scratch_copy(outbox: Outbox | None) -> AsyncIterator[Outbox]:
-    """A throw-away copy of *outbox* (or an empty one) for a dry run to import into."""
+async def scratch_copy(outbox: Outbox | None) -> AsyncIterator[Outbox]:
+    """A throw-away copy of *outbox* (or an empty one) for a dry run to import into, with the
+    same target accounts per profile and the same dedupe window."""
     with tempfile.TemporaryDirectory(prefix="crosswatchd-dry-run-") as tmp:
         path = Path(tmp) / "outbox.sqlite3"
         if outbox is not None:
             await outbox.copy_to(path)
         scratch = await Outbox.open(
             path,
-            providers=outbox.providers if outbox is not None else ["dry-run"],
+            targets=outbox.targets if outbox is not None else {DEFAULT_PROFILE: ["dry-run"]},
             dedupe_window_s=outbox.dedupe_window_s if outbox is not None else 4 * 3600,
         )
         try:
@@ -519,7 +529,7 @@ async def run_import(
     if dry_run:
         # Import for real into a throw-away copy: the counts are exactly what a real run
         # would enqueue (dedupe against the outbox and within the import alike).
-        async with _scratch_copy(outbox) as scratch:
+        async with scratch_copy(outbox) as scratch:
             return await _import(client, scratch, dry_run=True, **options)
     assert outbox is not None
     return await _import(client, outbox, dry_run=False, **options)
