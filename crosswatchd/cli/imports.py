@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import date
@@ -100,8 +101,22 @@ def _progress_bar(total: int, what: str) -> Iterator[Callable[[int], None] | Non
         return
     from tqdm import tqdm
 
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+        known = size.columns > 0 and size.lines > 0
+    except OSError:
+        known = False
     with tqdm(
-        total=total, desc=what, unit=" rows", file=sys.stderr, leave=False, dynamic_ncols=True
+        total=total,
+        desc=what,
+        unit=" rows",
+        file=sys.stderr,
+        leave=False,
+        # Follow the terminal's size; one that reports none (a bare pty: tqdm would then
+        # draw nothing) gets 80 columns.
+        dynamic_ncols=known,
+        ncols=None if known else 80,
+        nrows=None if known else 24,
     ) as bar:
 
         def update(done: int) -> None:
