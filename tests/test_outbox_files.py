@@ -206,3 +206,30 @@ class TestMovieRatings:
             ("Dune", 8, T0),
             ("Dune", None, later),
         ]
+
+
+class TestPlans:
+    async def test_a_rating_finds_the_changes_of_its_item_without_scanning_every_key(
+        self, outbox: Outbox
+    ) -> None:
+        """state_keys_of_delivery starts from the new delivery's own keys (an index search),
+        so a rating costs the same beside 100 or 100,000 plays (an import of many ratings
+        stays linear)."""
+        plan = await outbox.fetch_all(
+            "EXPLAIN QUERY PLAN SELECT k.delivery_id FROM state_changes AS k"
+            " WHERE k.new_delivery_id = ? AND k.relation = 'older'",
+            [1],
+        )
+
+        details = [str(step[-1]) for step in plan]
+        assert not any(d.startswith("SCAN") for d in details), details
+
+    async def test_an_import_finds_its_rows_by_index(self, outbox: Outbox) -> None:
+        plan = await outbox.fetch_all(
+            "EXPLAIN QUERY PLAN SELECT import_key FROM events"
+            " WHERE profile = ? AND import_key IN (SELECT value FROM json_each(?))",
+            ["alex", '["k1"]'],
+        )
+
+        details = [str(step[-1]) for step in plan]
+        assert any("events_import_key" in d for d in details), details

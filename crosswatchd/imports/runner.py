@@ -195,18 +195,16 @@ class _Importer:
         self._summary = summary
         self._account = account
         self._chunk_size = chunk_size
-        self._limit = asyncio.Semaphore(MATCH_CONCURRENCY)
 
     # -- matching -------------------------------------------------------------------------
 
     async def _match_one(self, item: Item) -> _Match:
-        async with self._limit:
-            try:
-                resolution = await self._resolver.resolve(item)
-            except UnresolvedError as exc:
-                return None, exc.reason, False
-            except RetryableError as exc:
-                return None, f"{exc} (a lookup failed for now; import again later)", True
+        try:
+            resolution = await self._resolver.resolve(item)
+        except UnresolvedError as exc:
+            return None, exc.reason, False
+        except RetryableError as exc:
+            return None, f"{exc} (a lookup failed for now; import again later)", True
         return resolution.item, "", False
 
     async def _match_with(self, item: Item, alternates: tuple[Item, ...]) -> _Match:
@@ -220,10 +218,22 @@ class _Importer:
         return found
 
     async def _match(self, items: Iterable[tuple[Item, tuple[Item, ...]]]) -> dict[Item, _Match]:
-        """Each distinct item matched, a few at a time (alternates tried when it does not)."""
+        """Each distinct item matched (alternates tried when it does not): what the cache
+        knows of them is read in one go, then a few workers take the items in turn — one
+        answered from memory costs no task and no wait, one that needs a search waits for it
+        while the others go on."""
         distinct = dict(items)
-        results = await asyncio.gather(*(self._match_with(i, a) for i, a in distinct.items()))
-        return dict(zip(distinct, results, strict=True))
+        await self._resolver.prefetch(distinct)
+        results: dict[Item, _Match] = {}
+        queue = iter(distinct.items())
+
+        async def worker() -> None:
+            for item, alternates in queue:  # a shared iterator: each item to one worker
+                results[item] = await self._match_with(item, alternates)
+
+        workers = min(MATCH_CONCURRENCY, len(distinct))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return results
 
     def _unmatched(self, row: PlayRow, reason: str, transient: bool) -> None:
         summary = self._summary
@@ -311,8 +321,13 @@ class _Importer:
         summary.ratings += len(rows)
         if not rows:
             return
-        matches = await self._match((r.item, ()) for r in rows)
         marks = await self._outbox.rating_marks(summary.profile)
+        for start in range(0, len(rows), self._chunk_size):
+            await self._ratings_chunk(rows[start : start + self._chunk_size], marks)
+
+    async def _ratings_chunk(self, rows: Sequence[RatingRow], marks: dict[str, RatingMark]) -> None:
+        summary = self._summary
+        matches = await self._match((r.item, ()) for r in rows)
         events: list[PlayEvent] = []
         for row in rows:
             item, reason, _ = matches[row.item]
@@ -341,8 +356,8 @@ class _Importer:
                     rating=row.rating,
                 )
             )
-        for offset in range(0, len(events), self._chunk_size):
-            await self._outbox.enqueue_many(events[offset : offset + self._chunk_size])
+        if events:
+            await self._outbox.enqueue_many(events)
         summary.ratings_queued += len(events)
 
 

@@ -265,3 +265,9 @@ END;
 ALTER TABLE events ADD COLUMN import_key TEXT;
 CREATE UNIQUE INDEX events_import_key ON events (profile, import_key)
     WHERE import_key IS NOT NULL;
+
+-- The keys of one delivery: state_keys_of_delivery reads state_changes for each new rating or
+-- watchlist delivery, which starts from that delivery's own keys. Without this index that was
+-- a scan of every key of every play (O(outbox) per rating; importing a diary's ratings was
+-- quadratic: 1,800 ratings beside 2,000 plays took 4.6 s, now 0.15 s).
+CREATE INDEX delivery_keys_delivery ON delivery_keys (delivery_id);

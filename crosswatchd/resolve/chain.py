@@ -19,7 +19,7 @@ the few attribute reads it needs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -319,6 +319,19 @@ class Resolver:
     async def close(self) -> None:
         """Cancel lookups still in flight (at shutdown)."""
         await self._answers.close()
+
+    async def prefetch(self, items: Iterable[Item]) -> None:
+        """Load what the cache knows of *items* into memory in a few queries, so that
+        resolving them one by one (a file import's rows) asks SQLite nothing more; items
+        whose own ids already meet the goal are left out."""
+        keys: list[str] = []
+        for item in items:
+            parsed = parsed_guid(item)
+            known = with_guid(item, parsed)
+            if not goal(known):
+                keys.extend(self._keys.of(known, parsed))
+        if keys:
+            await self._cache.prefetch(keys)
 
     async def resolve(self, item: Item) -> Resolution:
         """Resolve *item* (see :mod:`crosswatchd.resolve` for the chain and the goal).
