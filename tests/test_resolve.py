@@ -1341,6 +1341,52 @@ def films() -> Catalog:
     return cat
 
 
+class TestPrefetch:
+    """A bulk caller reads what the cache knows of many items at once (file imports)."""
+
+    async def test_prefetched_items_resolve_without_a_query_each(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt, tmp_path: Path, clock: FakeClock
+    ) -> None:
+        items = [movie(title="Barry Lyndon", year=1975), movie(title="Nothing Such", year=1999)]
+        with contextlib.suppress(UnresolvedError):
+            for item in items:
+                await make(trakt=trakt, title_fallback=True).resolve(item)
+        reopened = await IdCache.open(
+            tmp_path / "cache.sqlite3",
+            positive_ttl_s=POSITIVE_TTL_S,
+            negative_ttl_s=NEGATIVE_TTL_S,
+            unix_s=clock,
+        )
+        try:
+            resolver = make(trakt=trakt, title_fallback=True, id_cache=reopened)
+            searched = len(search_requests(trakt))
+
+            await resolver.prefetch([*items, movie(title="Dune", ids=Ids(imdb="tt1160419"))])
+            asked = reopened.stats.disk_hits + reopened.stats.misses
+            found = await resolver.resolve(items[0])
+
+            assert found.item.ids.imdb == "tt0072684"
+            assert reopened.stats.disk_hits + reopened.stats.misses == asked  # from memory
+            with pytest.raises(UnresolvedError):
+                await resolver.resolve(items[1])
+            assert len(search_requests(trakt)) == searched  # the cached "no match" holds
+        finally:
+            await reopened.close()
+
+    async def test_prefetch_loads_entries_and_remembers_absent_keys(self, cache: IdCache) -> None:
+        await cache.put(["item:a", "item:b"], {"ids": {"imdb": "tt1"}}, step="title")
+        await cache.put_negative("title:x", "nothing", step="title")
+        cache._memory.clear()
+
+        loaded = await cache.prefetch(["item:a", "title:x", "item:zzz", "item:a"])
+
+        assert loaded == 2
+        assert cache.peek("item:a") is not None and cache.peek("item:b") is None
+        misses = cache.stats.misses
+        assert await cache.get("item:zzz") is None
+        assert cache.stats.misses == misses + 1  # answered as absent without a query
+
+
 class TestTitleExactness:
     """The title step keeps only a hit whose title equals the item's after NFC and case
     folding and whose year is the same; Trakt first, then SIMKL (Letterboxd rows)."""
