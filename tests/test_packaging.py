@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from crosswatchd.outbox import SCHEMA_VERSION
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -75,7 +77,7 @@ def test_installed_copy_opens_an_outbox_with_its_own_sql(installed: Path, tmp_pa
     out = _run_installed(installed, _OPEN_OUTBOX, str(tmp_path / "outbox.sqlite3"))
     where, version = out.split()
     assert Path(where).is_relative_to(installed), where
-    assert version == "2"
+    assert version == str(SCHEMA_VERSION)
     assert (installed / "crosswatchd" / "outbox" / "queries.sql").is_file()
     assert (installed / "crosswatchd" / "outbox" / "schema.sql").is_file()
 
