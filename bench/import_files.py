@@ -17,8 +17,10 @@ zipped). Then each case runs in a fresh interpreter, so that its peak RSS is its
   so a miss would show as unmatched), TV Time rows carry their TVDB ids. Rows read, matched,
   checked against the import ledger, enqueued with their fan-out and dedupe, ratings too. The
   child also imports the ZIP a second time (``re-import``: every row already imported).
-- ``outbox-floor``: ``enqueue_many`` of as many prebuilt plays as the import queued, in the
-  import's chunks, into a fresh outbox: the outbox's own share of an import.
+- ``outbox-floor``: ``enqueue_many`` of the very plays (and ratings) the import queues, built
+  from the file beforehand (untimed), in the import's chunks, into a fresh outbox: the
+  outbox's own share of an import; the ratio import / floor is what reading, the ledger
+  check and matching add.
 
 Reported per case: rows, plays (queued, for an import), best-of-``--repeat`` seconds, rows/s,
 ratio to the reference, peak RSS of the child (MB, Linux ``VmHWM``) and, in a separate run under
@@ -235,27 +237,69 @@ async def _import(path: Path, service: str, stats: _Imported) -> int:
             await outbox.close()
 
 
-async def _floor(count: int) -> None:
-    """``enqueue_many`` of *count* distinct movie plays in the import's chunks."""
-    t0 = datetime(2020, 1, 1, tzinfo=UTC)
-    events = [
-        PlayEvent(
-            Source.IMPORT,
-            Action.WATCHED,
-            "letterboxd",
-            Item(MediaKind.MOVIE, f"Film {n}", 2000, ids=Ids(imdb=f"tt{20_000_000 + n}")),
-            t0 + timedelta(hours=n),
-            import_key=f"letterboxd:https://boxd.it/{n:07x}",
-        )
-        for n in range(count)
-    ]
+def _floor_events(path: Path, service: str) -> list[PlayEvent]:
+    """The events an import of *path* queues, built straight from the file (ids as the warm
+    cache gives them; TV Time's as read), ratings included."""
+    events: list[PlayEvent] = []
+    if service == "tvtime":
+        with open_tvtime(path) as reader:
+            for watch in reader.episodes():
+                events.append(
+                    PlayEvent(
+                        Source.IMPORT,
+                        Action.WATCHED,
+                        "tvtime",
+                        watch.item(),
+                        watch.watched_at,
+                        import_key=f"tvtime:{watch.key}",
+                    )
+                )
+        return events
+    films: dict[tuple[str, int | None], int] = {}
+
+    def ids(title: str, year: int | None) -> Ids:  # as seed_cache numbers the films
+        n = films.setdefault((title, year), len(films))
+        return Ids(imdb=f"tt{20_000_000 + n}", tmdb=str(900_000 + n))
+
+    with open_letterboxd(path, tz=ZONE) as reader:
+        for entry in reader.diary():
+            item = Item(MediaKind.MOVIE, entry.title, entry.year, ids=ids(entry.title, entry.year))
+            events.append(
+                PlayEvent(
+                    Source.IMPORT,
+                    Action.WATCHED,
+                    "letterboxd",
+                    item,
+                    entry.watched_at,
+                    import_key=f"letterboxd:{entry.key}",
+                )
+            )
+        noon = datetime(2024, 1, 1, 12, tzinfo=UTC)
+        for rating in reader.ratings().values():
+            item = Item(
+                MediaKind.MOVIE, rating.title, rating.year, ids=ids(rating.title, rating.year)
+            )
+            events.append(
+                PlayEvent(
+                    Source.IMPORT, Action.RATE, "letterboxd", item, noon, rating=rating.rating10
+                )
+            )
+    return events
+
+
+async def _floor(events: list[PlayEvent]) -> None:
+    """``enqueue_many`` of *events* in the import's chunks, plays and ratings apart, into a
+    fresh outbox with the same targets."""
+    plays = [e for e in events if e.action is Action.WATCHED]
+    ratings = [e for e in events if e.action is Action.RATE]
     with tempfile.TemporaryDirectory() as tmp:
         outbox = await Outbox.open(Path(tmp) / "outbox.sqlite3", targets=TARGETS)
         try:
-            for offset in range(0, count, CHUNK_SIZE):
-                await outbox.enqueue_many(
-                    events[offset : offset + CHUNK_SIZE], keep_duplicates=True
-                )
+            for batch in (plays, ratings):
+                for offset in range(0, len(batch), CHUNK_SIZE):
+                    await outbox.enqueue_many(
+                        batch[offset : offset + CHUNK_SIZE], keep_duplicates=True
+                    )
         finally:
             await outbox.close()
 
@@ -308,12 +352,15 @@ def _child_import(case: str, path: Path, repeat: int, traced: bool) -> dict[str,
     configure_logging("error", json=False, stream=sys.stderr)
     stats = _Imported()
 
+    floor: list[PlayEvent] = []
+    if case.startswith("outbox-floor"):  # built before the clock starts
+        floor = _floor_events(path, case.rsplit("-", 1)[1])
+
     def once() -> int:
-        if case.startswith("outbox-floor"):
-            count = int(case.rsplit("-", 1)[1])
-            asyncio.run(_floor(count))
-            stats.queued = count
-            return count
+        if floor:
+            asyncio.run(_floor(floor))
+            stats.queued = sum(e.action is Action.WATCHED for e in floor)
+            return len(floor)
         return asyncio.run(_import(path, case.split("-")[0], stats))
 
     if traced:
@@ -424,14 +471,16 @@ def main() -> int:
                 imports[case] = timed
         print()
         for case, timed in imports.items():
-            floor = in_child(f"outbox-floor-{int(timed['plays'])}", path, args.repeat, False)
+            service = case.split("-")[0]
+            source = diary["zip"] if service == "letterboxd" else v2["zip"]
+            floor = in_child(f"outbox-floor-{service}", source, args.repeat, False)
             rows = int(timed["rows"])
             print(
                 f"{case}: {rows:,} rows in {timed['seconds']:.2f} s = "
                 f"{rows / timed['seconds']:,.0f} rows/s, {int(timed['plays']):,} plays queued, "
                 f"{int(timed['unmatched']):,} unmatched, peak RSS {timed['rss_mb']:.0f} MB; "
-                f"outbox floor (enqueue_many of the same plays) {floor['seconds']:.2f} s = "
-                f"{timed['seconds'] / floor['seconds']:.2f}x of it; re-import "
+                f"outbox floor (enqueue_many of the same events) {floor['seconds']:.2f} s, "
+                f"import = {timed['seconds'] / floor['seconds']:.2f}x floor; re-import "
                 f"{timed['again_s']:.2f} s ({rows / timed['again_s']:,.0f} rows/s), "
                 f"{int(timed['again_queued'])} queued"
             )
