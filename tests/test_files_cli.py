@@ -377,6 +377,7 @@ class TestBadInput:
             "    diary.csv line 2: bad Watched Date '2024-02-30' (expected YYYY-MM-DD)" in run.out
         )
         assert "1 skipped, 2 rows read" in run.out
+        assert "note: no title search is configured" in run.out
 
     async def test_a_profile_without_targets_has_nowhere_to_import_to(self, tmp_path: Path) -> None:
         config = tmp_path / "c.toml"

@@ -246,6 +246,24 @@ class TestIdempotence:
         assert (first.queued, first.already_held) == (6, 1)
         assert (second.queued, second.already_held, second.already_imported) == (0, 0, 7)
 
+    async def test_rows_a_search_outage_left_unmatched_are_imported_next_time(
+        self,
+        tmp_path: Path,
+        letterboxd: Importer,
+        fakes: tuple[FakeTrakt, FakeSimkl],
+    ) -> None:
+        trakt, simkl = fakes
+        trakt.down = simkl.down = True
+        during = await letterboxd(letterboxd_zip(tmp_path / "a"))
+        trakt.down = simkl.down = False
+
+        after = await letterboxd(letterboxd_zip(tmp_path / "b"))
+
+        assert (during.queued, during.retry_later) == (0, 10)
+        assert "import again later" in during.unmatched["Dune (2021)"].reason
+        assert "could not be looked up now" in format_file_summary(during)
+        assert (after.queued, after.already_imported, after.unmatched_rows) == (7, 0, 3)
+
     async def test_a_dry_run_counts_what_a_real_run_queues_and_writes_nothing(
         self, tmp_path: Path, letterboxd: Importer, outbox: Outbox
     ) -> None:

@@ -231,8 +231,16 @@ class _Importer:
             for item, alternates in queue:  # a shared iterator: each item to one worker
                 results[item] = await self._match_with(item, alternates)
 
-        workers = min(MATCH_CONCURRENCY, len(distinct))
-        await asyncio.gather(*(worker() for _ in range(workers)))
+        tasks = [
+            asyncio.create_task(worker()) for _ in range(min(MATCH_CONCURRENCY, len(distinct)))
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         return results
 
     def _unmatched(self, row: PlayRow, reason: str, transient: bool) -> None:
@@ -455,6 +463,11 @@ async def import_letterboxd(
     (the chunks before stay queued; a re-run skips them) and what the outbox raises.
     """
     summary = FileImportSummary("Letterboxd", str(reader.path), profile, dry_run)
+    if "title" not in resolver.steps:
+        summary.notes.append(
+            "no title search is configured (resolver.use_search is off, or neither Trakt nor"
+            " SIMKL has a client id): no film can be matched"
+        )
 
     def diary() -> Iterator[PlayRow]:
         for entry in reader.diary():
