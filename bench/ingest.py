@@ -274,6 +274,8 @@ client_secret = "bench"
 api_url = "http://127.0.0.1:9"
 [delivery]
 sqlite_synchronous = "{synchronous}"
+[anime]
+mapping_url = ""
 {members}"""
     )
     # Trakt is configured (so every play fans out into a delivery) but not authorized, so

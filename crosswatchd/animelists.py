@@ -53,11 +53,12 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple, TypeAlias
 
 from crosswatchd.errors import CrosswatchError
-from crosswatchd.models import Ids
-from crosswatchd.sources.guids import normalize_id
+from crosswatchd.models import Ids, Item, MediaKind
+from crosswatchd.sources.guids import anidb_guid, normalize_id
 
 __all__ = [
     "DEFAULT_MAPPING_URL",
+    "REASON_MARK",
     "AnimeListError",
     "AnimeMapping",
     "MappedEpisode",
@@ -66,6 +67,7 @@ __all__ = [
     "Numbering",
     "Unmapped",
     "UnmappedKind",
+    "mapping_note",
     "parse_anime_list",
 ]
 
@@ -73,6 +75,10 @@ __all__ = [
 DEFAULT_MAPPING_URL: Final = (
     "https://raw.githubusercontent.com/Anime-Lists/anime-lists/master/anime-list-master.xml"
 )
+
+#: Every reason a mapping gives (an :class:`Unmapped` reason, :func:`mapping_note`) names the
+#: list with these words, so the plays it parked can be found again when a new list arrives.
+REASON_MARK: Final = "Anime-Lists"
 
 #: ``defaulttvdbseason="a"`` in :attr:`_Row.season`.
 _ABSOLUTE: Final = -1
@@ -371,12 +377,7 @@ class AnimeMapping:
         if row is None:
             return _not_in_list(name)
         if row.tvdb is None:
-            shown = f'tvdbid="{row.tvdb_raw}"'
-            return Unmapped(
-                name,
-                UnmappedKind.NO_IDS,
-                f"AniDB {name} has no TVDB series in the Anime-Lists mapping ({shown})",
-            )
+            return _no_series(name, row)
         show = Ids(tvdb=row.tvdb)
         if tvdb_numbered or season not in (0, 1):
             if season < 0 or episode <= 0:
@@ -408,6 +409,17 @@ class AnimeMapping:
         if row.season == _ABSOLUTE:
             return _mapped(name, show, None, episode + row.offset, MappingRule.ABSOLUTE)
         return _mapped(name, show, row.season, episode + row.offset, MappingRule.DEFAULT)
+
+    def series(self, anidb_id: str) -> Ids | Unmapped:
+        """The TVDB series of the row (``Ids(tvdb=…)``): what a HAMA show (``hama://anidb-N``
+        of a show item) is on TVDB, or why the list does not say (``NO_IDS``,
+        ``NOT_IN_LIST``)."""
+        name, row = self._row(anidb_id)
+        if row is None:
+            return _not_in_list(name)
+        if row.tvdb is None:
+            return _no_series(name, row)
+        return Ids(tvdb=row.tvdb)
 
     def film(self, anidb_id: str) -> MappedFilm | MappedEpisode | Unmapped:
         """Map the film form ``…hama://anidb-{anidb_id}`` (a HamaMovies item).
@@ -461,6 +473,15 @@ def _not_in_list(name: str) -> Unmapped:
     )
 
 
+def _no_series(name: str, row: _Row) -> Unmapped:
+    shown = f'tvdbid="{row.tvdb_raw}"'
+    return Unmapped(
+        name,
+        UnmappedKind.NO_IDS,
+        f"AniDB {name} has no TVDB series in the Anime-Lists mapping ({shown})",
+    )
+
+
 def _no_episode(name: str, season: int, episode: int, what: str) -> Unmapped:
     if season == 0:
         label = f"special {episode}"
@@ -471,6 +492,40 @@ def _no_episode(name: str, season: int, episode: int, what: str) -> Unmapped:
     return Unmapped(
         name, UnmappedKind.NO_EPISODE, f"AniDB {name} {label} {what} in the Anime-Lists mapping"
     )
+
+
+def mapping_note(item: Item) -> str | None:
+    """What the mapping made of *item*, for a reason a user reads (a target's ``not_found``),
+    or ``None`` when *item* does not come from a HAMA AniDB GUID or has no mapped ids yet.
+
+    ``AniDB 14444 episode 3 is TVDB 267440 S03E15 in the Anime-Lists mapping``,
+    ``AniDB 11829 is TMDB 372058 / IMDb tt5311514 in the Anime-Lists mapping``.
+    """
+    guid = anidb_guid(item.guid)
+    if guid is None:
+        return None
+    source = f"AniDB {guid.anidb_id}"
+    if guid.season is not None and guid.episode is not None:
+        if guid.mode != "anidb" or guid.season not in (0, 1):
+            source += f" season {guid.season} episode {guid.episode}"
+        else:
+            source += f" {'special' if guid.season == 0 else 'episode'} {guid.episode}"
+    if item.kind is MediaKind.MOVIE:
+        films = [f"TMDB {item.ids.tmdb}"] if item.ids.tmdb else []
+        films += [f"IMDb {item.ids.imdb}"] if item.ids.imdb else []
+        target = " / ".join(films)
+    elif item.kind is MediaKind.EPISODE and item.show_ids.tvdb and item.season is not None:
+        number = item.number if item.number is not None else 0
+        target = f"TVDB {item.show_ids.tvdb} S{item.season:02d}E{number:02d}"
+    elif item.show_ids.tvdb or item.ids.tvdb:
+        target = f"TVDB {item.show_ids.tvdb or item.ids.tvdb}"
+        if item.kind is MediaKind.SEASON and item.season is not None:
+            target += f" season {item.season}"
+    else:
+        target = ""
+    if not target:
+        return None
+    return f"{source} is {target} in the {REASON_MARK} mapping"
 
 
 def _mapped(

@@ -16,8 +16,12 @@ changes"), so it is downloaded at most once per change:
   keep; a 200 with the stored ``sha256`` = keep (no re-parse); any other 200 is parsed and,
   if it parses, replaces the stored copy and bumps :attr:`AnimeListStore.generation`.
 - Failures (5xx, other statuses, timeout, connection error, oversized or unparsable body)
-  keep whatever is loaded and retry after ``retry_s``, doubling per consecutive failure up to
-  ``refresh_s``. A parse failure logs one ``anime.list.parse_failed`` line.
+  keep whatever is loaded and retry after ``retry_s``: every ``retry_s`` while no copy is
+  loaded (plays wait for it), doubling per consecutive failure up to ``refresh_s`` while a
+  copy is in use. A parse failure logs one ``anime.list.parse_failed`` line.
+- ``anime-list-master.status.json`` records the last attempt (``{"url", "at", "result",
+  "error"}``; ``result`` a :class:`RefreshResult` value) for ``crosswatchd status``, which
+  reads both files with :func:`list_state` (another process: nothing is locked).
 - Until a copy is loaded, :meth:`AnimeListStore.episode` / :meth:`~AnimeListStore.film`
   answer :class:`ListUnavailable` (retryable: keep the play pending, do not park it).
 
@@ -34,7 +38,7 @@ import enum
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -46,6 +50,7 @@ import structlog
 from crosswatchd import __version__
 from crosswatchd.animelists import (
     DEFAULT_MAPPING_URL,
+    REASON_MARK,
     AnimeListError,
     AnimeMapping,
     MappedEpisode,
@@ -54,17 +59,20 @@ from crosswatchd.animelists import (
     UnmappedKind,
     parse_anime_list,
 )
+from crosswatchd.models import Ids
 
 __all__ = [
     "DEFAULT_USER_AGENT",
     "AnimeListStore",
     "ListUnavailable",
     "RefreshResult",
+    "list_state",
 ]
 
 DEFAULT_USER_AGENT: Final = f"crosswatchd/{__version__}"
 LIST_FILE: Final = "anime-list-master.xml"
 META_FILE: Final = "anime-list-master.json"
+STATUS_FILE: Final = "anime-list-master.status.json"
 #: A response larger than this is refused (the real file is 3.5 MB).
 MAX_BYTES: Final = 64 * 1024 * 1024
 
@@ -170,6 +178,10 @@ class AnimeListStore:
         return self.directory / META_FILE
 
     @property
+    def status_path(self) -> Path:
+        return self.directory / STATUS_FILE
+
+    @property
     def fetched_at(self) -> float | None:
         """Unix seconds of the loaded list's download (``None``: none loaded, or its sidecar
         was unusable)."""
@@ -201,6 +213,13 @@ class AnimeListStore:
             return self._no_list(anidb_id)
         return mapping.episode(anidb_id, season, episode, tvdb_numbered=tvdb_numbered)
 
+    def series(self, anidb_id: str) -> Ids | Unmapped | ListUnavailable:
+        """:meth:`AnimeMapping.series` on the loaded list, or why there is none."""
+        mapping = self._mapping
+        if mapping is None:
+            return self._no_list(anidb_id)
+        return mapping.series(anidb_id)
+
     def film(self, anidb_id: str) -> MappedFilm | MappedEpisode | Unmapped | ListUnavailable:
         """:meth:`AnimeMapping.film` on the loaded list, or why there is none."""
         mapping = self._mapping
@@ -210,11 +229,11 @@ class AnimeListStore:
 
     def _no_list(self, anidb_id: str) -> Unmapped | ListUnavailable:
         if not self.enabled:
-            reason = f"AniDB {anidb_id}: the Anime-Lists mapping is off (mapping_url is empty)"
+            reason = f"AniDB {anidb_id}: the {REASON_MARK} mapping is off (mapping_url is empty)"
             return Unmapped(str(anidb_id), UnmappedKind.OFF, reason)
         detail = f" ({self.last_error})" if self.last_error else ""
         return ListUnavailable(
-            f"the Anime-Lists mapping is not available yet{detail}", self.next_due_in()
+            f"the {REASON_MARK} mapping is not available yet{detail}", self.next_due_in()
         )
 
     # -- loading -------------------------------------------------------------------------------
@@ -239,7 +258,7 @@ class AnimeListStore:
             await self._start()
             if self._unix_s() < self._next_attempt_at:
                 return RefreshResult.NOT_DUE
-            return await self._refresh()
+            return await self._attempt()
 
     async def refresh(self) -> RefreshResult:
         """(Re-)validate now: a conditional GET when a copy is stored, else a plain GET."""
@@ -247,18 +266,47 @@ class AnimeListStore:
             return RefreshResult.DISABLED
         async with self._lock:
             await self._start()
-            return await self._refresh()
+            return await self._attempt()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Keep the list fresh until *stop* is set (the daemon's background task)."""
+    async def _attempt(self) -> RefreshResult:
+        """One refresh, its outcome recorded in :data:`STATUS_FILE` (for ``status``)."""
+        at = self._unix_s()
+        result = await self._refresh()
+        status = {"url": self.url, "at": at, "result": str(result), "error": self.last_error}
+        try:
+            await asyncio.to_thread(
+                self._write_atomic,
+                self.status_path,
+                orjson.dumps(status, option=orjson.OPT_INDENT_2),
+            )
+        except OSError as exc:
+            self._log.error("anime.list.store_failed", error=str(exc), path=str(self.directory))
+        return result
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        on_updated: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        """Keep the list fresh until *stop* is set (the daemon's background task).
+
+        *on_updated* is awaited after each refresh that brought a new list from the network
+        (not after loading the stored copy at start); its failure is logged, never fatal.
+        """
         if not self.enabled:
             return
         while not stop.is_set():
             try:
-                await self.refresh_if_due()
+                result = await self.refresh_if_due()
             except Exception:  # defensive: a bug must not end the loop for good
                 self._log.exception("anime.list.crashed")
                 self._schedule_failure()
+            else:
+                if result is RefreshResult.UPDATED and on_updated is not None:
+                    try:
+                        await on_updated()
+                    except Exception:
+                        self._log.exception("anime.list.on_updated_failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(self.next_due_in(), 1.0))
 
@@ -406,8 +454,13 @@ class AnimeListStore:
     def _schedule_failure(self, error: str = "internal error") -> float:
         self._failures += 1
         self.last_error = error
-        backoff = float(self.retry_s * 2 ** min(self._failures - 1, 20))
-        delay = min(backoff, max(self.refresh_s, 1.0))
+        if self._mapping is None:
+            # Plays wait for the list: try every retry_s, so they go out within retry_s of
+            # the URL answering again.
+            delay = float(self.retry_s)
+        else:  # the stored copy is in use: back off, up to refresh_s
+            backoff = float(self.retry_s * 2 ** min(self._failures - 1, 20))
+            delay = min(backoff, max(self.refresh_s, 1.0))
         self._next_attempt_at = self._unix_s() + delay
         return delay
 
@@ -427,7 +480,8 @@ class AnimeListStore:
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        # Per process: a CLI command (`import`) may refresh while the daemon does.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             view = memoryview(data)
@@ -438,6 +492,49 @@ class AnimeListStore:
             os.close(fd)
         os.chmod(tmp, 0o600)  # O_CREAT's mode does not apply to a leftover tmp file
         os.replace(tmp, path)
+
+
+def list_state(directory: Path, url: str) -> dict[str, Any]:
+    """What is stored in *directory* for the list at *url*, read from the files alone (for
+    ``crosswatchd status``, which runs apart from the daemon)::
+
+        {"enabled", "url", "stored": bool, "fetched_at", "checked_at" (unix s | None),
+         "size" (bytes | None), "last_attempt": {"at", "result", "error"} | None}
+
+    A sidecar for another URL counts as nothing stored. Never raises.
+    """
+    state: dict[str, Any] = {
+        "enabled": bool(url),
+        "url": url,
+        "stored": False,
+        "fetched_at": None,
+        "checked_at": None,
+        "size": None,
+        "last_attempt": None,
+    }
+    meta = _load_json(directory / META_FILE)
+    if meta is not None and meta.get("url") == url and (directory / LIST_FILE).is_file():
+        state["stored"] = True
+        for key in ("fetched_at", "checked_at", "size"):
+            value = meta.get(key)
+            state[key] = value if isinstance(value, int | float) and value else None
+    status = _load_json(directory / STATUS_FILE)
+    if status is not None and status.get("url") == url:
+        at = status.get("at")
+        state["last_attempt"] = {
+            "at": at if isinstance(at, int | float) else None,
+            "result": _str_or_none(status.get("result")),
+            "error": _str_or_none(status.get("error")),
+        }
+    return state
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    try:
+        raw = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return raw if isinstance(raw, dict) else None
 
 
 def _sha256(body: bytes) -> str:

@@ -7,9 +7,10 @@ Start-up order (reverse on shutdown, through aiohttp's ``cleanup_ctx``):
 2. open the outbox, return leased deliveries to pending (``sent_at`` kept: in-flight sends
    are checked against the target's history before being sent again), and give targets
    configured since the last start the plays stored before them;
-3. one ``aiohttp.ClientSession``, a rate limiter and a provider per target, the id cache and
-   resolver;
-4. one drainer per target;
+3. one ``aiohttp.ClientSession``, a rate limiter and a provider per target, the id cache,
+   the Anime-Lists store and the resolver;
+4. one drainer per target, the task that loads and refreshes the Anime-Lists file, and the
+   reconcile schedule (:func:`~crosswatchd.reconcile.run_forever`);
 5. the HTTP site. On SIGTERM/SIGINT the site stops first (no new webhooks), then the
    drainers, then the outbox closes.
 """
@@ -33,31 +34,38 @@ import structlog
 from aiohttp import web
 
 from crosswatchd import __version__
+from crosswatchd.animelists import REASON_MARK
+from crosswatchd.animelists_store import AnimeListStore
 from crosswatchd.config import Settings
 from crosswatchd.drain import Drainer, ResolveFn
-from crosswatchd.errors import ConfigError
+from crosswatchd.errors import ConfigError, SourceUnavailableError
 from crosswatchd.http import USER_AGENT
 from crosswatchd.logs import configure_logging
 from crosswatchd.metrics import Metrics
 from crosswatchd.models import Item
-from crosswatchd.outbox import Outbox
+from crosswatchd.outbox import Outbox, ReasonKind
 from crosswatchd.profiles import Household, TargetAccount
 from crosswatchd.providers.base import Provider
 from crosswatchd.providers.simkl import SimklProvider
 from crosswatchd.providers.trakt import TraktProvider
 from crosswatchd.ratelimit import Limiter
+from crosswatchd.reconcile import run_forever
 from crosswatchd.resolve import IdCache, Resolver, build_resolver
 from crosswatchd.sources.tautulli_api import TautulliClient
 from crosswatchd.systemd import Notifier, watchdog
 from crosswatchd.tokens import TokenStore
-from crosswatchd.web import STOPPING, CappedSite, build_app, listen
+from crosswatchd.watchlist.daemon import start_watchlist
+from crosswatchd.web import STOPPING, CappedSite, ServerHint, build_app, listen
 
 __all__ = [
     "POST_HEADROOM",
     "Services",
+    "anime_lists",
     "data_lock",
     "ensure_webhook_secret",
+    "keep_anime_lists",
     "known_secrets",
+    "learn_server",
     "limiter_for",
     "make_data_dir",
     "make_provider",
@@ -73,6 +81,8 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 _SECRET_FILE = "webhook_secret"
+#: Share of a GET bucket that background work (reconcile) leaves to live deliveries.
+_BACKGROUND_RESERVE = 0.2
 
 
 def outbox_path(settings: Settings) -> Path:
@@ -99,6 +109,34 @@ async def open_cache(settings: Settings) -> IdCache:
         positive_ttl_s=settings.resolver.positive_ttl_s,
         negative_ttl_s=settings.resolver.negative_ttl_s,
     )
+
+
+def anime_lists(settings: Settings, session: aiohttp.ClientSession) -> AnimeListStore:
+    """The Anime-Lists store of *settings* (``[anime]``), its files in ``data_dir``. Nothing is
+    read or fetched until it is first asked (``ensure``, ``run``)."""
+    return AnimeListStore(
+        session=session,
+        directory=settings.data_dir,
+        url=settings.anime.mapping_url,
+        refresh_s=settings.anime.refresh_s,
+        retry_s=settings.anime.retry_s,
+    )
+
+
+async def keep_anime_lists(store: AnimeListStore, outbox: Outbox, stop: asyncio.Event) -> None:
+    """Load and refresh the list until *stop* (the daemon's task); after each refresh that
+    brings a new list, the plays it parked (their reasons name the list) are queued again."""
+
+    async def requeue() -> None:
+        count = await outbox.retry_parked(
+            kinds=(ReasonKind.UNRESOLVED, ReasonKind.NOT_FOUND),
+            reason_contains=REASON_MARK,
+            announce=False,
+        )
+        if count:
+            log.info("anime.list.requeued", deliveries=count)
+
+    await store.run(stop, on_updated=requeue)
 
 
 def tautulli_client(settings: Settings, session: aiohttp.ClientSession) -> TautulliClient:
@@ -190,7 +228,9 @@ def limiter_for(settings: Settings, provider: str, metrics: Metrics | None = Non
     The services count per user token (each target account gets its own) and, for requests
     without one (id searches), per client id (one shared by the resolver): Trakt "Rate
     Limiting" (1 POST/s, 1000 GETs per 5 min), api.simkl.org "Rate limits" (1 POST/s and
-    10 GETs/s). POSTs keep :data:`POST_HEADROOM` below the configured rate.
+    10 GETs/s). POSTs keep :data:`POST_HEADROOM` below the configured rate. A fifth of the
+    GET burst is kept from background work (reconcile's history reads,
+    :func:`~crosswatchd.ratelimit.background`) for the drainer's history checks.
     """
     if provider == "trakt":
         limiter = Limiter.per_second(
@@ -198,12 +238,14 @@ def limiter_for(settings: Settings, provider: str, metrics: Metrics | None = Non
             get_per_s=settings.trakt.get_limit / settings.trakt.get_period_s,
             # Trakt counts GETs per 5-minute window; allow a modest burst, not the whole window.
             get_capacity=min(50.0, float(settings.trakt.get_limit)),
+            get_reserve=min(50.0, float(settings.trakt.get_limit)) * _BACKGROUND_RESERVE,
         )
     else:
         limiter = Limiter.per_second(
             post_per_s=settings.simkl.post_per_s * POST_HEADROOM,
             get_per_s=settings.simkl.get_per_s,
             get_capacity=max(1.0, settings.simkl.get_per_s),
+            get_reserve=max(1.0, settings.simkl.get_per_s) * _BACKGROUND_RESERVE,
         )
     if metrics is not None:
         limiter.on_wait = lambda seconds: metrics.rate_limit_wait(provider, seconds)
@@ -251,6 +293,7 @@ class Services:
     cache: IdCache
     tautulli: TautulliClient | None
     resolver: Resolver
+    anime: AnimeListStore
 
     async def close(self) -> None:
         await self.resolver.close()
@@ -266,6 +309,7 @@ def service_urls(settings: Settings) -> dict[str, str]:
         settings.trakt.api_url: "trakt",
         settings.simkl.api_url: "simkl",
         settings.plex.url: "plex",
+        settings.plex.discover_url: "plex",
         settings.tautulli.url: "tautulli",
     }
 
@@ -287,6 +331,7 @@ async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncI
     if settings.tautulli.url and settings.tautulli.api_key:
         tautulli = tautulli_client(settings, session)
     cache = await open_cache(settings)
+    anime = anime_lists(settings, session)
     resolver = build_resolver(
         settings,
         session=session,
@@ -295,23 +340,59 @@ async def services(settings: Settings, metrics: Metrics | None = None) -> AsyncI
         trakt_limiter=limiter_for(settings, "trakt", metrics),
         simkl_limiter=limiter_for(settings, "simkl", metrics),
         tautulli=tautulli,
+        on_lookup=None if metrics is None else metrics.resolver_lookup,
+        anime=anime,
     )
 
     async def resolve(item: Item) -> tuple[Item, str]:
         resolution = await resolver.resolve(item)
         return resolution.item, resolution.step
 
-    bundle = Services(session, providers, resolve, cache, tautulli, resolver)
+    bundle = Services(session, providers, resolve, cache, tautulli, resolver, anime)
     try:
         yield bundle
     finally:
         await bundle.close()
 
 
+#: Waits between tries to learn the Plex server Tautulli watches (then the last one, repeated).
+_SERVER_IDENTITY_WAITS_S = (5.0, 30.0, 120.0, 600.0)
+
+
+async def learn_server(
+    tautulli: TautulliClient,
+    hint: ServerHint,
+    stop: asyncio.Event,
+    waits_s: tuple[float, ...] = _SERVER_IDENTITY_WAITS_S,
+) -> None:
+    """Fill *hint* with the machineIdentifier of the Plex server Tautulli watches
+    (``get_server_identity``), trying again after each of *waits_s* (the last repeated) while
+    Tautulli cannot say, until *stop*. A Plex owner webhook may fill it first; then nothing
+    is asked."""
+    attempt = 0
+    while not stop.is_set() and hint.machine_id is None:
+        try:
+            machine_id = await tautulli.get_server_identity()
+        except SourceUnavailableError as exc:
+            machine_id = None
+            if attempt == 0:
+                log.warning("tautulli.server_identity_unavailable", error=str(exc))
+        if machine_id:
+            if hint.machine_id is None:
+                hint.machine_id = machine_id
+                log.info("tautulli.server_identity", machine_id=machine_id)
+            return
+        wait_s = waits_s[min(attempt, len(waits_s) - 1)]
+        attempt += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait_s)
+
+
 def _daemon_app(
     settings: Settings, outbox: Outbox, secret: str, metrics: Metrics
 ) -> web.Application:
     running: dict[TargetAccount, Provider] = {}
+    hint = ServerHint()
 
     async def ready_check() -> list[str]:
         if not running:
@@ -320,7 +401,9 @@ def _daemon_app(
             return ["no target account is authorized (run `crosswatchd auth trakt|simkl`)"]
         return []
 
-    app = build_app(settings, outbox, secret, ready_check=ready_check, metrics=metrics)
+    app = build_app(
+        settings, outbox, secret, ready_check=ready_check, metrics=metrics, server_hint=hint
+    )
 
     async def delivery_ctx(_app: web.Application) -> AsyncIterator[None]:
         async with services(settings, metrics) as svc:
@@ -341,12 +424,30 @@ def _daemon_app(
                 )
                 for account, provider in svc.providers.items()
             ]
-            if not tasks:
+            if svc.tautulli is not None:
+                tasks.append(
+                    asyncio.create_task(
+                        learn_server(svc.tautulli, hint, stop), name="tautulli-server-identity"
+                    )
+                )
+            if svc.providers and settings.reconcile.interval_s:
+                tasks.append(
+                    asyncio.create_task(
+                        run_forever(settings, outbox, svc, stop, metrics=metrics),
+                        name="reconcile",
+                    )
+                )
+            if not svc.providers:
                 log.warning(
                     "daemon.no_targets",
                     hint="set trakt.client_id and/or simkl.client_id; plays are stored"
                     " meanwhile and delivered once a target is configured",
                 )
+            watchlist = await start_watchlist(settings, outbox, svc, stop, metrics)
+            tasks += watchlist.tasks
+            tasks.append(
+                asyncio.create_task(keep_anime_lists(svc.anime, outbox, stop), name="anime-lists")
+            )
             yield
             stop.set()
             pending: set[asyncio.Task[None]] = set()
@@ -355,6 +456,7 @@ def _daemon_app(
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            await watchlist.close()
 
     app.cleanup_ctx.append(delivery_ctx)
     return app
@@ -386,6 +488,7 @@ def known_secrets(settings: Settings, webhook_secret: str) -> list[str]:
         settings.simkl.client_secret,
         settings.tautulli.api_key,
         settings.plex.token,
+        *(profile.plex_token for profile in settings.profiles),
     ]
 
 

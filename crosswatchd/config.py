@@ -30,18 +30,22 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from crosswatchd.animelists import DEFAULT_MAPPING_URL
 from crosswatchd.errors import ConfigError
 
 __all__ = [
+    "AnimeSettings",
     "DeliverySettings",
     "HttpSettings",
     "PlexSettings",
     "ProfileSettings",
+    "ReconcileSettings",
     "ResolverSettings",
     "Settings",
     "SimklSettings",
     "TautulliSettings",
     "TraktSettings",
+    "WatchlistSettings",
     "WebhookSettings",
     "load_settings",
 ]
@@ -75,13 +79,26 @@ class WebhookSettings(_Section):
 
 
 class PlexSettings(_Section):
-    """Plex webhook filtering and (optional) the Plex server used by the id resolver."""
+    """Plex webhook filtering, the Plex server used by the id resolver, and the plex.tv
+    account whose watchlist is synced (see :class:`WatchlistSettings`)."""
 
     #: Plex ``Account.title`` values whose plays are ours. Empty: only ``"user": true`` events.
     accounts: list[str] = Field(default_factory=list)
     #: Plex server base URL for metadata lookups, e.g. ``http://127.0.0.1:32400``.
     url: str = ""
+    #: A plex.tv account token: the server's metadata lookups, and the implicit profile's
+    #: watchlist (a token stored by ``crosswatchd auth plex`` wins for the watchlist).
     token: str = ""
+    #: Plex Discover, where the account watchlist lives since August 2025, and where every
+    #: watchlist call goes, ``library/metadata/matches`` included
+    #: (shared/reference/plex/discover-watchlist.md §1).
+    discover_url: str = "https://discover.provider.plex.tv"
+    #: plex.tv, for ``crosswatchd auth plex`` (the PIN sign-in).
+    plextv_url: str = "https://plex.tv"
+    #: Reads and writes per second sent to Discover (Plex publishes no limit; users saw
+    #: 429s when pulling large watchlists fast, discover-watchlist.md §6).
+    discover_get_per_s: float = Field(default=10.0, gt=0)
+    discover_put_per_s: float = Field(default=1.0, gt=0)
 
 
 class TraktSettings(_Section):
@@ -136,6 +153,9 @@ class ProfileSettings(_Section):
     plex_accounts: list[str] = Field(default_factory=list)
     tautulli_users: list[str] = Field(default_factory=list)
     targets: list[str] | None = None
+    #: This member's plex.tv account token, for their watchlist (a token stored by
+    #: ``crosswatchd auth plex --profile NAME`` wins). Empty: no watchlist sync unless stored.
+    plex_token: str = ""
 
     @field_validator("name")
     @classmethod
@@ -165,6 +185,26 @@ class ResolverSettings(_Section):
     negative_ttl_s: int = Field(default=6 * 3600, ge=0)
 
 
+class AnimeSettings(_Section):
+    """HAMA (AniDB) libraries: the Anime-Lists mapping file that turns AniDB ids and numbering
+    into TVDB / TMDB / IMDb ones (see :mod:`crosswatchd.animelists_store`)."""
+
+    #: Where to fetch ``anime-list-master.xml``; ``""`` turns the mapping off (AniDB plays park).
+    mapping_url: str = DEFAULT_MAPPING_URL
+    #: Re-validate the stored copy this often (a conditional GET).
+    refresh_s: float = Field(default=86400.0, gt=0)
+    #: While no copy is stored, try again after this many seconds.
+    retry_s: float = Field(default=300.0, gt=0)
+
+    @field_validator("mapping_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.lower().startswith(("http://", "https://")):
+            raise ValueError('must be an http:// or https:// URL, or "" to turn the mapping off')
+        return value
+
+
 class DeliverySettings(_Section):
     """Outbox and drainer knobs."""
 
@@ -185,6 +225,36 @@ class DeliverySettings(_Section):
     #: killed (the WAL is in the OS cache); ``full`` also survives a power cut, at the cost of
     #: an fsync per commit.
     sqlite_synchronous: Literal["normal", "full"] = "normal"
+
+
+class WatchlistSettings(_Section):
+    """The Plex watchlist kept in step with Trakt's watchlist and SIMKL's Plan to Watch."""
+
+    #: ``"plex"``: the Plex watchlist is the source, nothing is written to Plex; ``"two-way"``:
+    #: every side's additions and removals reach the others (a removal wins).
+    mode: Literal["plex", "two-way"] = "plex"
+    #: Seconds between passes inside ``serve``; 0: only ``crosswatchd watchlist sync``.
+    interval_s: float = Field(default=3600.0, ge=0)
+
+
+class ReconcileSettings(_Section):
+    """The periodic comparison of what the sources say each profile watched with what its
+    target accounts hold (``crosswatchd reconcile``; see :mod:`crosswatchd.reconcile`)."""
+
+    #: Seconds between passes in ``serve`` (each one jittered by up to a tenth); 0 disables.
+    interval_s: int = Field(default=21600, ge=0)
+    #: Seconds after ``serve`` starts before its first pass.
+    first_delay_s: float = Field(default=300.0, ge=0)
+    #: A source play is on a target when the target has a play of the same item this close to
+    #: it (seconds). Default: ``delivery.dedupe_window_s``.
+    match_window_s: int | None = Field(default=None, ge=0)
+    #: Also take Plex's "marked watched" items (``lastViewedAt``, the server owner's only) as
+    #: plays; add-only: unmarking never removes anything.
+    include_marked_watched: bool = False
+    #: Compare the server owner's Plex ratings (``userRating``) with the targets' ratings.
+    ratings: bool = True
+    #: Rows per Tautulli ``get_history`` / Plex history page.
+    page_size: int = Field(default=1000, ge=1, le=10000)
 
 
 ENV_PREFIX = "CROSSWATCHD_"
@@ -211,6 +281,9 @@ class Settings(BaseSettings):
     tautulli: TautulliSettings = Field(default_factory=TautulliSettings)
     resolver: ResolverSettings = Field(default_factory=ResolverSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    watchlist: WatchlistSettings = Field(default_factory=WatchlistSettings)
+    anime: AnimeSettings = Field(default_factory=AnimeSettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     #: Household members; empty: one implicit profile ``default`` made of ``plex.accounts``
     #: and ``tautulli.users`` (see :mod:`crosswatchd.profiles`).
     profiles: list[ProfileSettings] = Field(default_factory=list)
@@ -250,6 +323,11 @@ class Settings(BaseSettings):
     def simkl_enabled(self) -> bool:
         """SIMKL is a delivery target when enabled and given a client id."""
         return self.simkl.enabled and bool(self.simkl.client_id)
+
+    def match_window_s(self) -> float:
+        """``reconcile.match_window_s``, or the dedupe window when unset."""
+        window = self.reconcile.match_window_s
+        return float(self.delivery.dedupe_window_s if window is None else window)
 
     def providers(self) -> list[str]:
         """Names of the configured delivery targets, in a stable order."""

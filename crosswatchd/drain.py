@@ -22,7 +22,8 @@ import contextlib
 import random
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import structlog
@@ -134,13 +135,21 @@ class Drainer:
 
     # -- loops -------------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Run the play, live, rating and watchlist loops until *stop* is set."""
+    async def run(self, stop: asyncio.Event, kinds: Collection[DeliveryKind] | None = None) -> None:
+        """Run the play, live, rating and watchlist loops (only those of *kinds*, when given:
+        the Plex watchlist takes watchlist changes only) until *stop* is set."""
+        loops = {
+            DeliveryKind.PLAY: self.drain_plays_once,
+            DeliveryKind.LIVE: self.drain_live_once,
+            DeliveryKind.RATING: self.drain_ratings_once,
+            DeliveryKind.WATCHLIST: self.drain_watchlist_once,
+        }
         await asyncio.gather(
-            self._loop(stop, DeliveryKind.PLAY, self.drain_plays_once),
-            self._loop(stop, DeliveryKind.LIVE, self.drain_live_once),
-            self._loop(stop, DeliveryKind.RATING, self.drain_ratings_once),
-            self._loop(stop, DeliveryKind.WATCHLIST, self.drain_watchlist_once),
+            *(
+                self._loop(stop, kind, once)
+                for kind, once in loops.items()
+                if kinds is None or kind in kinds
+            )
         )
 
     async def _loop(
@@ -251,8 +260,8 @@ class Drainer:
             except Exception as exc:  # a bug or a surprise must not stall the whole batch
                 await self._internal_error(delivery, Step.RESOLVE, exc)
                 continue
-            if play is not None:
-                ready.append((delivery, play))
+            if play is not None:  # settled from here on as the resolved item it is
+                ready.append((replace(delivery, item=play.item, resolved=True), play))
         if ready:
             try:
                 await self._deliver_plays(ready)
@@ -391,7 +400,7 @@ class Drainer:
                 await self._internal_error(delivery, Step.RESOLVE, exc)
                 continue
             if change is not None:
-                ready.append((delivery, change))
+                ready.append((replace(delivery, item=change.item, resolved=True), change))
         if ready:
             try:
                 await self._apply(ready, time.perf_counter())
@@ -401,9 +410,11 @@ class Drainer:
         return len(claimed)
 
     async def _prepare_change(self, delivery: Claimed) -> Change | None:
-        """Resolve ids (once; stored) and check the target can take the item."""
+        """Resolve ids (once; stored) and check the target can take the item. A watchlist
+        pass's change is not resolved: its item carries the ids the lists gave, and the pass
+        queues identified items only."""
         item = delivery.item
-        if not delivery.resolved:
+        if not delivery.resolved and delivery.source is not Source.WATCHLIST:
             try:
                 item, step = await self._resolve(item)
             except (UnresolvedError, RetryableError) as exc:

@@ -8,9 +8,10 @@ Flow, one history page at a time (memory stays flat however long the history is)
         ──▶ PlayEvent(source=import, action=watched, occurred_at=row.stopped)
         ──▶ outbox.enqueue_many() in chunks (a dry run: into a scratch copy of the outbox)
 
-Paging is newest first (``order_column=date``, ``order_dir=desc``) and ends at the last page, or
-at a safety stop: a page made only of rows already seen (a server ignoring ``start``), or
-``page_cap`` pages. A row seen twice (history shifting while we page) counts once.
+Paging (:class:`~crosswatchd.sources.tautulli_history.HistoryPager`, shared with reconcile) is
+newest first and ends at the last page, or at a safety stop: a page made only of rows already
+seen (a server ignoring ``start``), or ``page_cap`` pages. A row seen twice (history shifting
+while we page) counts once.
 
 Every completed play (``watched_status == 1``) is its own play — rewatches included — with
 ``watched_at`` = the row's ``stopped`` (Unix seconds, so UTC). Plays go through the same outbox
@@ -20,6 +21,12 @@ enqueued again, so re-running an import adds nothing. A play whose ids stay inco
 enqueued (the resolver parks it visibly later) and is listed as *unresolved* with a reason.
 Every play names the Plex server Tautulli watches (``get_server_identity``: ``Item.server``),
 so its ratingKeys dedupe against that server's webhook plays, never another server's.
+
+Plays of HAMA libraries (``com.plexapp.agents.hama://anidb-…``) are judged as the resolver's
+``anime`` step maps them (:func:`~crosswatchd.resolve.anime.map_item` on the stored
+Anime-Lists file): one the list cannot map is listed as unresolved with the list's reason
+(no ``get_metadata`` call can help it); the play itself is enqueued as the row has it and
+mapped when it is delivered, as a webhook play of the same GUID is.
 
 Metadata answers (including "item gone") are read as the resolver reads them
 (:class:`~crosswatchd.resolve.tautulli.TautulliMetadata`) and cached per ``rating_key`` for the
@@ -34,17 +41,16 @@ row's show title). Otherwise the play stays unresolved and says so.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
-from pathlib import Path
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from crosswatchd.animelists import REASON_MARK, Unmapped
+from crosswatchd.animelists_store import AnimeListStore, ListUnavailable
 from crosswatchd.errors import ConfigError, SourceUnavailableError
 from crosswatchd.models import (
     DEFAULT_PROFILE,
@@ -56,16 +62,18 @@ from crosswatchd.models import (
     Source,
     format_utc,
 )
-from crosswatchd.outbox import Outbox
+from crosswatchd.outbox import Outbox, scratch_copy
+from crosswatchd.resolve.anime import map_item
 from crosswatchd.resolve.same import other_item
 from crosswatchd.resolve.tautulli import TautulliMetadata
-from crosswatchd.sources.guids import ParsedGuid, guid_position, parse_guid
-from crosswatchd.sources.tautulli_api import api_int, api_rating_key
+from crosswatchd.sources.guids import ParsedGuid, anidb_guid, parse_guid
+from crosswatchd.sources.tautulli_api import api_int
+from crosswatchd.sources.tautulli_history import ROW_KINDS, HistoryPager, play_of_row
 
 if TYPE_CHECKING:
     from crosswatchd.sources.tautulli_api import TautulliClient
 
-__all__ = ["ImportSummary", "format_summary", "run_import", "scratch_copy"]
+__all__ = ["ImportSummary", "format_summary", "run_import"]
 
 log = structlog.get_logger(__name__)
 
@@ -77,8 +85,6 @@ SAMPLE_SIZE = 10
 METADATA_CONCURRENCY = 4
 #: Unresolved items (and sample plays) shown by :func:`format_summary`.
 SHOW_MAX = 25
-
-_KINDS = {"movie": MediaKind.MOVIE, "episode": MediaKind.EPISODE}
 
 
 @dataclass
@@ -92,7 +98,8 @@ class ImportSummary:
     window). ``unresolved`` holds one ``(label, reason)`` per distinct item still lacking ids;
     ``unresolved_plays`` counts their plays. ``by_kind`` counts plays per ``"movie"`` /
     ``"episode"``; ``sample`` holds the first plays (newest first). ``safety_stop`` says why
-    paging stopped early, if it did; ``notes`` are warnings for the user.
+    paging stopped early, if it did; ``notes`` are warnings for the user; ``anime_waiting``
+    counts AniDB plays enqueued before any Anime-Lists file could be had.
     """
 
     rows_seen: int = 0
@@ -112,69 +119,11 @@ class ImportSummary:
     records_filtered: int = 0
     safety_stop: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: AniDB plays enqueued while no Anime-Lists file could be had: the daemon maps them later.
+    anime_waiting: int = 0
 
 
 # -- row parsing ------------------------------------------------------------------------------
-
-
-def _completed(row: dict[str, Any]) -> bool:
-    try:
-        return float(row.get("watched_status") or 0) == 1.0
-    except (TypeError, ValueError):
-        return False
-
-
-def _row_identity(row: dict[str, Any]) -> int | tuple[Any, ...]:
-    row_id = api_int(row.get("row_id")) or api_int(row.get("id"))
-    if row_id:
-        return row_id
-    return (row.get("user"), row.get("rating_key"), row.get("started"), row.get("stopped"))
-
-
-def _item_from_row(
-    kind: MediaKind,
-    row: dict[str, Any],
-    parse: Callable[[str], ParsedGuid] = parse_guid,
-    server: str | None = None,
-) -> Item:
-    """The item as far as the history row knows it (ids only from a legacy-agent guid), on the
-    Plex *server* (machineIdentifier) whose ratingKeys the row holds."""
-    guid = str(row.get("guid") or "") or None
-    parsed = parse(guid) if guid else None
-    title = str(row.get("title") or row.get("full_title") or "")
-    if kind is MediaKind.MOVIE:
-        ids = parsed.ids if parsed is not None and parsed.scope == "item" else Ids()
-        return Item(
-            kind=kind,
-            title=title,
-            year=api_int(row.get("year")) or None,
-            ids=ids,
-            rating_key=api_rating_key(row.get("rating_key")),
-            guid=guid,
-            server=server,
-        )
-    ids, show_ids = Ids(), Ids()
-    season = api_int(row.get("parent_media_index"))
-    number = api_int(row.get("media_index"))
-    if parsed is not None and parsed.scope == "show":
-        show_ids = parsed.ids
-        season, number = guid_position(parsed, season, number)  # its numbering wins
-    elif parsed is not None and parsed.scope == "item":
-        ids = parsed.ids
-    return Item(
-        kind=kind,
-        title=title,
-        year=api_int(row.get("year")) or None,
-        ids=ids,
-        show_title=str(row.get("grandparent_title") or "") or None,
-        show_ids=show_ids,
-        season=season,
-        number=number,
-        rating_key=api_rating_key(row.get("rating_key")),
-        grandparent_rating_key=api_rating_key(row.get("grandparent_rating_key")),
-        guid=guid,
-        server=server,
-    )
 
 
 def _any_id(ids: Ids) -> bool:
@@ -259,8 +208,11 @@ def _with_show_meta(item: Item, meta: TautulliMetadata) -> Item:
     )
 
 
-def _unresolved_reason(item: Item, cache: _MetadataCache) -> str:
-    """Why *item* still lacks ids, in words a user can check against Plex."""
+def _unresolved_reason(item: Item, cache: _MetadataCache, anime: str | None = None) -> str:
+    """Why *item* still lacks ids, in words a user can check against Plex (*anime*: the
+    Anime-Lists mapping's reason, when that is why)."""
+    if anime is not None:
+        return anime
     rk, grk = item.rating_key, item.grandparent_rating_key
     where = f"guid {item.guid}" if item.guid else "no guid"
     meta = cache.get(rk)
@@ -300,6 +252,7 @@ class _Draft:
     occurred_at: datetime
     progress_pct: float | None
     enough: bool  # _has_enough_ids(item), kept current as ids are merged in
+    anime: str | None = None  # why the Anime-Lists mapping cannot map this AniDB play
 
 
 def _draft(
@@ -308,34 +261,45 @@ def _draft(
     summary: ImportSummary,
     parse: Callable[[str], ParsedGuid],
     server: str | None,
+    anime: AnimeListStore | None = None,
 ) -> _Draft | None:
-    """A play from one row, or None (counted as skipped) when the row is not one of ours."""
-    kind = _KINDS.get(str(row.get("media_type") or ""))
+    """A play from one row, or None (counted as skipped) when the row is not one of ours.
+    An AniDB play is judged by the Anime-Lists mapping *anime* (when given)."""
+    kind = ROW_KINDS.get(str(row.get("media_type") or ""))
     if kind is None or api_int(row.get("live")):
         summary.skipped_media_type += 1
         return None
-    account = str(row.get("user") or "")
-    if account not in allowed:
+    if str(row.get("user") or "").strip().casefold() not in allowed:
         summary.skipped_user += 1
         return None
-    stopped = api_int(row.get("stopped"))
-    if not _completed(row) or not stopped or stopped <= 0:
+    play = play_of_row(row, parse, server)
+    if isinstance(play, str):
         summary.skipped_incomplete += 1
         return None
-    pct = row.get("percent_complete")
-    item = _item_from_row(kind, row, parse, server)
+    item = play.item
+    enough, why = _has_enough_ids(item), None
+    guid = anidb_guid(item.guid) if anime is not None and item.guid else None
+    if guid is not None:
+        assert anime is not None
+        mapped = map_item(item, guid, anime)
+        if isinstance(mapped, Unmapped):
+            enough, why = False, mapped.reason
+        else:  # mapped, or waiting for the list: the daemon maps it when it delivers it
+            enough = True
+            summary.anime_waiting += isinstance(mapped, ListUnavailable)
     return _Draft(
         item=item,
-        account=account,
-        occurred_at=datetime.fromtimestamp(stopped, UTC),
-        progress_pct=float(pct) if isinstance(pct, int | float) else None,
-        enough=_has_enough_ids(item),
+        account=play.account,
+        occurred_at=play.watched_at,
+        progress_pct=play.progress_pct,
+        enough=enough,
+        anime=why,
     )
 
 
 async def _resolve(drafts: list[_Draft], cache: _MetadataCache) -> None:
     """Fill ids from get_metadata where the rows lack them (items first, then shows)."""
-    lacking = [d for d in drafts if not d.enough]
+    lacking = [d for d in drafts if not d.enough and d.anime is None]
     wanted = [d.item.rating_key for d in lacking if d.item.rating_key]
     if not wanted:
         return
@@ -368,25 +332,6 @@ async def _settle_chunk(events: list[PlayEvent], outbox: Outbox, summary: Import
             summary.enqueued += 1
         else:  # every target already has this play (queued or delivered) within the window
             summary.already_known += 1
-
-
-@contextlib.asynccontextmanager
-async def scratch_copy(outbox: Outbox | None) -> AsyncIterator[Outbox]:
-    """A throw-away copy of *outbox* (or an empty one) for a dry run to import into, with the
-    same target accounts per profile and the same dedupe window."""
-    with tempfile.TemporaryDirectory(prefix="crosswatchd-dry-run-") as tmp:
-        path = Path(tmp) / "outbox.sqlite3"
-        if outbox is not None:
-            await outbox.copy_to(path)
-        scratch = await Outbox.open(
-            path,
-            targets=outbox.targets if outbox is not None else {DEFAULT_PROFILE: ["dry-run"]},
-            dedupe_window_s=outbox.dedupe_window_s if outbox is not None else 4 * 3600,
-        )
-        try:
-            yield scratch
-        finally:
-            await scratch.close()
 
 
 class _Writer:
@@ -435,9 +380,14 @@ async def _page_events(
     unresolved: dict[tuple[str, str], None],
     parse: Callable[[str], ParsedGuid],
     server: str | None,
+    profile_of: Callable[[str], str],
+    anime: AnimeListStore | None = None,
 ) -> list[PlayEvent]:
-    """The plays of one page of new rows, with ids filled in; updates the counts."""
-    drafts = [d for row in rows if (d := _draft(row, allowed, summary, parse, server)) is not None]
+    """The plays of one page of new rows, with ids filled in and each routed to the profile
+    *profile_of* names for its Tautulli user; updates the counts."""
+    drafts = [
+        d for row in rows if (d := _draft(row, allowed, summary, parse, server, anime)) is not None
+    ]
     await _resolve(drafts, cache)
     events: list[PlayEvent] = []
     for d in drafts:
@@ -448,6 +398,7 @@ async def _page_events(
             item=d.item,
             occurred_at=d.occurred_at,
             progress_pct=d.progress_pct,
+            profile=profile_of(d.account),
         )
         events.append(event)
         kind = d.item.kind.value
@@ -456,7 +407,7 @@ async def _page_events(
             summary.sample.append(event)
         if not d.enough:
             summary.unresolved_plays += 1
-            unresolved.setdefault((d.item.label(), _unresolved_reason(d.item, cache)))
+            unresolved.setdefault((d.item.label(), _unresolved_reason(d.item, cache, d.anime)))
     summary.plays += len(events)
     summary.metadata_calls = cache.calls
     return events
@@ -496,6 +447,8 @@ async def run_import(
     progress: Callable[[int, int], None] | None = None,
     chunk_size: int = CHUNK_SIZE,
     metadata_concurrency: int = METADATA_CONCURRENCY,
+    profile_of: Callable[[str], str] | None = None,
+    anime: AnimeListStore | None = None,
 ) -> ImportSummary:
     """Import the Tautulli play history of *users* into *outbox*.
 
@@ -506,7 +459,9 @@ async def run_import(
     to count plays it already has. ``progress(rows_read, rows_total)`` is called after each
     page. ``page_size`` rows per ``get_history`` call; at most ``page_cap`` pages;
     ``chunk_size`` events per outbox transaction; ``metadata_concurrency`` get_metadata calls
-    in flight at once.
+    in flight at once. ``profile_of(username)`` names the household profile a user's plays
+    belong to (default: the ``default`` profile); usernames compare case-insensitively.
+    *anime* (the Anime-Lists store, loaded) judges AniDB plays.
 
     Returns the :class:`ImportSummary`. Raises :class:`SourceUnavailableError` when Tautulli
     fails (plays of the pages read before stay enqueued; a re-run skips them), ``ValueError``
@@ -525,6 +480,8 @@ async def run_import(
         "progress": progress,
         "chunk_size": chunk_size,
         "metadata_concurrency": metadata_concurrency,
+        "profile_of": profile_of or (lambda _user: DEFAULT_PROFILE),
+        "anime": anime,
     }
     if dry_run:
         # Import for real into a throw-away copy: the counts are exactly what a real run
@@ -547,6 +504,8 @@ async def _import(
     progress: Callable[[int, int], None] | None,
     chunk_size: int,
     metadata_concurrency: int,
+    profile_of: Callable[[str], str],
+    anime: AnimeListStore | None,
 ) -> ImportSummary:
     summary = ImportSummary()
     wanted = await _check_users(client, users, summary)
@@ -556,49 +515,32 @@ async def _import(
             "Tautulli names no Plex server (get_server_identity): the plays' ratingKeys are"
             " not scoped by server, so they do not dedupe against webhook plays by ratingKey"
         )
-    allowed = frozenset(wanted)
+    allowed = frozenset(name.casefold() for name in wanted)
     server_user = wanted[0] if len(wanted) == 1 else None
     cache = _MetadataCache(client, metadata_concurrency)
     # Items recur (rewatches, episodes of one show): parse each distinct guid once per run.
     parse = functools.lru_cache(maxsize=65_536)(parse_guid)
     unresolved: dict[tuple[str, str], None] = {}
-    seen: set[int | tuple[Any, ...]] = set()
-    start = 0
+    pager = HistoryPager(
+        client, since=since, user=server_user, page_size=page_size, page_cap=page_cap
+    )
     log.info("import.start", users=wanted, since=since and since.isoformat(), dry_run=dry_run)
     writer = _Writer(outbox, summary)
     try:
-        while True:
-            if summary.pages >= page_cap:
-                summary.safety_stop = f"stopped after {page_cap} pages (page cap)"
-                break
-            page = await client.get_history(
-                start=start, length=page_size, after=since, user=server_user
-            )
-            summary.pages += 1
-            summary.records_filtered = page.records_filtered
-            if not page.rows:
-                break
-            fresh: list[dict[str, Any]] = []
-            for row in page.rows:
-                identity = _row_identity(row)
-                if identity in seen:
-                    summary.skipped_repeated += 1
-                    continue
-                seen.add(identity)
-                fresh.append(row)
-            if not fresh:
-                summary.safety_stop = f"Tautulli sent a page already seen (start={start})"
-                break
-            summary.rows_seen += len(fresh)
-            events = await _page_events(fresh, allowed, cache, summary, unresolved, parse, server)
-            for offset in range(0, len(events), chunk_size):
-                await writer.put(events[offset : offset + chunk_size])
-            if progress is not None:
-                progress(summary.rows_seen, max(page.records_filtered, summary.rows_seen))
-            log.debug("import.page", start=start, rows=len(page.rows), plays=len(events))
-            start += len(page.rows)
-            if start >= page.records_filtered:
-                break
+        try:
+            async for fresh in pager.rows():
+                events = await _page_events(
+                    fresh, allowed, cache, summary, unresolved, parse, server, profile_of, anime
+                )
+                for offset in range(0, len(events), chunk_size):
+                    await writer.put(events[offset : offset + chunk_size])
+                if progress is not None:
+                    progress(pager.rows_seen, max(pager.records_filtered, pager.rows_seen))
+                log.debug("import.page", page=pager.pages, rows=len(fresh), plays=len(events))
+        finally:
+            summary.pages, summary.records_filtered = pager.pages, pager.records_filtered
+            summary.rows_seen, summary.skipped_repeated = pager.rows_seen, pager.skipped_repeated
+            summary.safety_stop = pager.safety_stop
         await writer.finish()
     except SourceUnavailableError:
         await writer.finish()  # Tautulli failed: keep the plays of the pages already read
@@ -607,6 +549,12 @@ async def _import(
         await writer.abort()
         raise
     summary.unresolved = list(unresolved)
+    if summary.anime_waiting and anime is not None:
+        why = f" ({anime.last_error})" if anime.last_error else ""
+        summary.notes.append(
+            f"{summary.anime_waiting} AniDB play(s) wait for the {REASON_MARK} mapping, which"
+            f" could not be fetched{why}: the daemon maps and sends them once it is"
+        )
     if summary.safety_stop:
         log.warning("import.safety_stop", reason=summary.safety_stop, pages=summary.pages)
     log.info(

@@ -25,6 +25,12 @@ crosswatchd_resolver_lookups_total{step,result}     hit | miss (an outside reque
 crosswatchd_reconcile_duration_seconds{profile,     the last pass
   provider}
 crosswatchd_reconcile_drift{profile,provider,kind}  missing | extra, found by the last pass
+crosswatchd_reconcile_passes_total{profile,         every pass of a target account: ok |
+  provider,outcome}                                 failed (a side could not be read)
+crosswatchd_reconcile_enqueued_total{profile,       plays | ratings enqueued by passes
+  provider,kind}
+crosswatchd_reconcile_api_calls_total{profile,      requests passes made to the target
+  provider}
 ==================================================  =========================================
 
 The endpoint answers the classic text format (``text/plain; version=0.0.4``) unless the
@@ -117,6 +123,24 @@ class Metrics:
             ["profile", "provider", "kind"],
             registry=r,
         )
+        self._reconcile_passes = Counter(
+            "crosswatchd_reconcile_passes",
+            "Reconcile passes of a target account, by outcome.",
+            ["profile", "provider", "outcome"],
+            registry=r,
+        )
+        self._reconcile_enqueued = Counter(
+            "crosswatchd_reconcile_enqueued",
+            "Plays and ratings reconcile passes enqueued.",
+            ["profile", "provider", "kind"],
+            registry=r,
+        )
+        self._reconcile_calls = Counter(
+            "crosswatchd_reconcile_api_calls",
+            "Requests reconcile passes made to a target account.",
+            ["profile", "provider"],
+            registry=r,
+        )
 
     # -- counting ----------------------------------------------------------------------------
 
@@ -150,12 +174,29 @@ class Metrics:
         self._lookups.labels(step, "hit" if hit else "miss").inc()
 
     def reconcile_pass(
-        self, profile: str, provider: str, duration_s: float, missing: int, extra: int
+        self,
+        profile: str,
+        provider: str,
+        *,
+        duration_s: float,
+        api_calls: int,
+        failed: bool = False,
+        missing: int = 0,
+        extra: int = 0,
+        enqueued: int = 0,
+        ratings_enqueued: int = 0,
     ) -> None:
-        """A reconcile pass of one target account finished."""
+        """A reconcile pass of one target account finished (*failed*: a side could not be
+        read; the drift gauges then keep the last pass's values)."""
+        self._reconcile_passes.labels(profile, provider, "failed" if failed else "ok").inc()
         self._reconcile_s.labels(profile, provider).set(duration_s)
+        self._reconcile_calls.labels(profile, provider).inc(api_calls)
+        if failed:
+            return
         self._drift.labels(profile, provider, "missing").set(missing)
         self._drift.labels(profile, provider, "extra").set(extra)
+        self._reconcile_enqueued.labels(profile, provider, "plays").inc(enqueued)
+        self._reconcile_enqueued.labels(profile, provider, "ratings").inc(ratings_enqueued)
 
     def set_deliveries(self, counts: Mapping[tuple[str, str], Mapping[str, int]]) -> None:
         """The outbox's counts per target account ``(profile, provider)``, as ``status

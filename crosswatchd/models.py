@@ -30,6 +30,7 @@ __all__ = [
     "PlayEvent",
     "Source",
     "format_utc",
+    "iso",
     "item_keys",
     "parse_utc",
 ]
@@ -316,3 +317,10 @@ def format_utc(moment: datetime) -> str:
     """Format as Trakt/SIMKL want on the wire: ``2026-11-21T10:54:52.000Z``."""
     moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def iso(moment: datetime | None) -> str | None:
+    """``2026-11-21T10:54:52Z`` (UTC, whole seconds: what ``status`` shows), or None."""
+    if moment is None:
+        return None
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

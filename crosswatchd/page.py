@@ -6,8 +6,9 @@ It shows what a person needs at a glance: the webhook URLs to paste (the secret 
 the command that prints it), every profile's target accounts with their authorization and
 queue (pending, delivered, unresolved, parked and dead, as numbers next to the provider's
 name), the oldest waiting play and its last error, recent deliveries, parked plays with their
-reasons, and the last reconcile. It is rendered from :func:`crosswatchd.report.build_report`
-(the same report as ``status --json``) and never contains the webhook secret or a token.
+reasons, the last reconcile and the watchlist sync. It is rendered from
+:func:`crosswatchd.report.build_report` (the same report as ``status --json``) and never
+contains the webhook secret or a token.
 """
 
 from __future__ import annotations
@@ -128,6 +129,34 @@ def _reconcile(report: dict[str, Any]) -> str:
     )
 
 
+def _watchlist(report: dict[str, Any]) -> str:
+    entries = [
+        {
+            "profile": profile,
+            "mode": entry["mode"],
+            "when": entry["last_sync"] or "never",
+            "side": side,
+            **counts,
+        }
+        for profile, entry in (report.get("watchlist") or {}).items()
+        for side, counts in entry.items()
+        if isinstance(counts, dict)
+    ]
+    return _rows(
+        entries,
+        [
+            ("profile", "profile"),
+            ("mode", "mode"),
+            ("last sync", "when"),
+            ("list", "side"),
+            ("pending", "pending"),
+            ("parked", "parked"),
+            ("why", "reason"),
+        ],
+        "No watchlist sync.",
+    )
+
+
 def render_page(settings: Settings, report: dict[str, Any]) -> str:
     """The status page of *report* (see the module docstring)."""
     daemon = report["daemon"]
@@ -181,5 +210,6 @@ server to print the URLs with it.</p></section>
 <p class=muted><code>crosswatchd unresolved list</code> lists them all;
 <code>crosswatchd unresolved retry ID</code> sends one again.</p></section>
 <section><h2>Last reconcile</h2>{_reconcile(report)}</section>
+<section><h2>Watchlist</h2>{_watchlist(report)}</section>
 </main></body></html>
 """

@@ -13,7 +13,7 @@ Without ``[[profiles]]`` there is one implicit profile, ``default``, made of
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from crosswatchd.config import Settings
 from crosswatchd.models import DEFAULT_PROFILE
@@ -39,6 +39,10 @@ class Profile:
     ``plex_accounts``/``tautulli_users`` are case-folded; ``owner_only`` is the implicit
     profile's rule for an empty ``plex.accounts`` (only events the webhook's own account
     triggered, ``"user": true``). ``targets`` are provider names, in a stable order.
+    ``plex_token`` is the configured plex.tv account token of this member's watchlist
+    (``plex.token`` for the implicit profile, ``plex_token`` for a ``[[profiles]]`` member;
+    empty when none is configured; a token stored by ``crosswatchd auth plex`` wins, see
+    :mod:`crosswatchd.sources.plextv`).
     """
 
     name: str
@@ -46,6 +50,7 @@ class Profile:
     tautulli_users: frozenset[str]
     targets: tuple[str, ...]
     owner_only: bool = False
+    plex_token: str = field(default="", repr=False)  # a secret: never in a repr
 
     def accounts(self) -> list[TargetAccount]:
         """This profile's target accounts."""
@@ -70,6 +75,7 @@ class Household:
         plex_accounts: Sequence[str] = (),
         tautulli_users: Sequence[str] = (),
         targets: Sequence[str] = (),
+        plex_token: str = "",
     ) -> Household:
         """The household of a configuration without ``[[profiles]]``: one ``default``
         profile with these accounts (``plex.accounts`` empty: the owner's own plays only)."""
@@ -79,6 +85,7 @@ class Household:
             _folded(tautulli_users),
             tuple(targets),
             owner_only=not any(a.strip() for a in plex_accounts),
+            plex_token=plex_token.strip(),
         )
         return cls((profile,), explicit=False)
 
@@ -91,6 +98,7 @@ class Household:
                 plex_accounts=settings.plex.accounts,
                 tautulli_users=settings.tautulli.users,
                 targets=configured,
+                plex_token=settings.plex.token,
             )
         profiles = tuple(
             Profile(
@@ -98,6 +106,7 @@ class Household:
                 _folded(p.plex_accounts),
                 _folded(p.tautulli_users),
                 tuple(t for t in configured if p.targets is None or t in p.targets),
+                plex_token=p.plex_token.strip(),
             )
             for p in settings.profiles
         )

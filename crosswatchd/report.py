@@ -14,7 +14,15 @@ Shape (``status --json``)::
                  "watched_at", "settled_at"}],                   # newest 20 settled
      "plays_without_target": int,
      "accounts_ignored": {"plex": [...], "tautulli": [...]},       # still ignored today
-     "tautulli_users": [...]}
+     "tautulli_users": [...],
+     "watchlist": {PROFILE: {"mode", "last_sync",
+                             SIDE: {"pending", "parked", "reason"}}},  # plex and each target
+     "anime": {"enabled", "url", "stored", "fetched_at", "checked_at", "size",
+               "last_attempt": {"at", "result", "error"} | None},   # the Anime-Lists file
+     "reconcile": {NAME: {PROVIDER: {"finished_at", "source_plays", "target_plays",
+                                     "missing", "enqueued", "extra", "unresolved",
+                                     "api_calls", "duration_s", "waiting", "read"?,
+                                     "error"?, "ratings"?}}}}      # the last pass
 
 COUNTS are plays (``pending``, ``delivered``, ``dead``, ``unresolved``, ``parked``), live state
 (``live_pending``) and changes (``ratings_pending``, ``ratings_delivered``, ``ratings_parked``,
@@ -23,21 +31,34 @@ its reason kind and ``change`` what it carries (``play``, ``rating 8``, ``watchl
 ``backlog`` (a target account with plays waiting) is ``{"oldest_watched_at", "attempts",
 "last_error", "next_attempt_at"}``; ``next_attempt_at`` is only given while a daemon runs
 (without one nothing is scheduled). Times are ISO-8601 UTC with ``Z``.
+
+``watchlist`` (issue 17): per profile the mode, the end of its last pass that planned
+(``last_sync``, None before the first), and per side (``plex`` and each target) the watchlist
+changes waiting (``pending``) and held back (``parked``: parked or dead, e.g. additions a full
+Trakt watchlist refused at the latest pass) with a ``reason``: the newest held-back change's,
+else why the last pass could not read that side, else why the side sits passes out (no Plex
+token, not authorized), else None.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from crosswatchd import __version__
+from crosswatchd.animelists_store import list_state
 from crosswatchd.config import Settings
+from crosswatchd.models import iso
 from crosswatchd.outbox import DeliveryState, Outbox, ProviderCounts
 from crosswatchd.profiles import Household
+from crosswatchd.reconcile.state import last_passes
 from crosswatchd.tokens import TokenStore
+from crosswatchd.watchlist.passes import plex_auth
+from crosswatchd.watchlist.planner import PLEX
+from crosswatchd.watchlist.state import STATE_FILE, PassRecord, WatchlistState
 
 __all__ = ["LOCK_FILE", "build_report", "daemon_pid", "iso"]
 
@@ -47,13 +68,6 @@ LOCK_FILE = "crosswatchd.lock"
 _PROBLEMS = 50
 #: Recent deliveries listed in the report.
 _RECENT = 20
-
-
-def iso(moment: datetime | None) -> str | None:
-    """``2026-11-21T10:54:52Z`` (UTC), or None."""
-    if moment is None:
-        return None
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def daemon_pid(data_dir: Path) -> int | None:
@@ -111,6 +125,57 @@ def _backlog(waits: list[dict[str, Any]], *, running: bool) -> dict[str, Any]:
     }
 
 
+async def _passes(settings: Settings) -> dict[str, PassRecord]:
+    """The last watchlist pass of each profile (none when no pass ever ran)."""
+    if not (settings.data_dir / STATE_FILE).exists():
+        return {}
+    state = await WatchlistState.open(settings.data_dir)
+    try:
+        return await state.passes()
+    finally:
+        await state.close()
+
+
+async def _watchlist(
+    settings: Settings,
+    outbox: Outbox,
+    household: Household,
+    authorized: dict[tuple[str, str], bool],
+) -> dict[str, Any]:
+    """The ``watchlist`` part of the report (see the module docstring)."""
+    passes = await _passes(settings)
+    counts = await outbox.watchlist_counts()
+    out: dict[str, Any] = {}
+    for profile in household.profiles:
+        record = passes.get(profile.name)
+        entry: dict[str, Any] = {
+            "mode": settings.watchlist.mode,
+            "last_sync": None if record is None else iso(_utc(record.finished_at)),
+        }
+        for side in (PLEX, *profile.targets):
+            waiting = counts.get((profile.name, side))
+            reason = waiting.reason if waiting is not None and waiting.parked else None
+            if reason is None and record is not None:
+                reason = record.errors.get(side)
+            if reason is None and side == PLEX:
+                auth = plex_auth(settings, profile)
+                if not auth.is_authorized():
+                    reason = f"no Plex token: no watchlist sync; {auth.hint}"
+            if reason is None and side != PLEX and not authorized.get((profile.name, side)):
+                reason = "not authorized"
+            entry[side] = {
+                "pending": 0 if waiting is None else waiting.pending,
+                "parked": 0 if waiting is None else waiting.parked,
+                "reason": reason,
+            }
+        out[profile.name] = entry
+    return out
+
+
+def _utc(unix_s: float | None) -> datetime | None:
+    return None if unix_s is None else datetime.fromtimestamp(unix_s, UTC)
+
+
 async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
     """The report of *settings*' data dir, read from *outbox* (see the module docstring)."""
     household = Household.from_settings(settings)
@@ -128,6 +193,8 @@ async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
     }
     providers: dict[str, Any] = {}
     for name, counts in totals.items():
+        if name == PLEX:
+            continue
         accounts = [a for a in authorized if a[1] == name]
         providers[name] = {
             "authorized": bool(accounts) and all(authorized[a] for a in accounts),
@@ -138,6 +205,8 @@ async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
             providers[name]["backlog"] = _backlog(waits, running=pid is not None)
     profiles: dict[str, dict[str, Any]] = {p.name: {} for p in household.profiles}
     for (profile, provider), counts in sorted(per_account.items()):
+        if provider == PLEX:  # the Plex watchlist: in "watchlist", not a play target
+            continue
         entry: dict[str, Any] = {
             "authorized": authorized.get((profile, provider), False),
             **_counts(counts),
@@ -196,4 +265,21 @@ async def build_report(settings: Settings, outbox: Outbox) -> dict[str, Any]:
         "plays_without_target": await outbox.untargeted_plays(),
         "accounts_ignored": ignored,
         "tautulli_users": household.tautulli_users(),
+        "watchlist": await _watchlist(settings, outbox, household, authorized),
+        "anime": _anime(settings),
+        "reconcile": await last_passes(settings.data_dir),
     }
+
+
+def _anime(settings: Settings) -> dict[str, Any]:
+    """The Anime-Lists file as stored in the data dir (times ISO-8601 UTC)."""
+    state = list_state(settings.data_dir, settings.anime.mapping_url)
+    for key in ("fetched_at", "checked_at"):
+        state[key] = _iso_unix(state[key])
+    if state["last_attempt"] is not None:
+        state["last_attempt"]["at"] = _iso_unix(state["last_attempt"]["at"])
+    return state
+
+
+def _iso_unix(value: float | None) -> str | None:
+    return None if value is None else iso(datetime.fromtimestamp(value, UTC))

@@ -18,7 +18,8 @@ IDS        UnresolvedError (target lacks ids)     parked (``unresolved``: the ta
 CHECK      FOUND (already in the history)         delivered, with a note
 CHECK      PermanentError (cannot look)           parked (``unconfirmed``): never guess
 SEND       ADDED                                  delivered
-SEND       NOT_FOUND                              parked (``not_found``)
+SEND       NOT_FOUND                              parked (``not_found``; an item the
+                                                  Anime-Lists mapping placed says as what)
 SEND       UNCONFIRMED (2xx that confirms         pending in 60 s, in-flight mark kept so the
            nothing)                               history is checked first; parked
                                                   (``unconfirmed``) at the 3rd such send
@@ -57,7 +58,8 @@ one whose fate is unknown is sent again, never looked up):
 =========  =====================================  =============================================
 RESOLVE    UnresolvedError                        parked (``unresolved``), as plays
 IDS        UnresolvedError (target lacks ids)     parked (``unresolved``)
-SEND       APPLIED / KEPT                         delivered (KEPT with its note)
+SEND       APPLIED / KEPT                         delivered (KEPT with its note and the
+                                                  reason kind ``kept``)
 SEND       NOT_FOUND                              parked (``not_found``)
 SEND       LIMIT (the account's list is full)     parked (``rejected``, the note names the
                                                   limit); a later pass queues it again
@@ -81,6 +83,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
+from crosswatchd.animelists import mapping_note
 from crosswatchd.errors import (
     AuthError,
     ErrorScope,
@@ -225,8 +228,7 @@ def _play(delivery: Claimed, step: Step, outcome: Outcome, rules: Rules) -> Sett
         if outcome is PlayOutcome.ADDED:
             return Settlement.delivered()
         if outcome is PlayOutcome.NOT_FOUND:
-            reason = f"{rules.provider} does not know this item (not_found)"
-            return Settlement.parked(reason, ReasonKind.NOT_FOUND)
+            return Settlement.parked(_not_found(delivery, rules), ReasonKind.NOT_FOUND)
         if outcome is PlayOutcome.UNCONFIRMED:
             sends = delivery.unconfirmed + 1
             if sends >= UNCONFIRMED_MAX:
@@ -275,10 +277,11 @@ def _play_error(delivery: Claimed, step: Step, exc: Exception, rules: Rules) -> 
 def _change(delivery: Claimed, step: Step, outcome: Outcome, rules: Rules) -> Settlement:
     if isinstance(outcome, ChangeResult) and step is Step.SEND:
         if outcome.outcome in (ChangeOutcome.APPLIED, ChangeOutcome.KEPT):
-            return Settlement.delivered(note=outcome.note)
+            return Settlement.delivered(
+                note=outcome.note, kept=outcome.outcome is ChangeOutcome.KEPT
+            )
         if outcome.outcome is ChangeOutcome.NOT_FOUND:
-            reason = f"{rules.provider} does not know this item (not_found)"
-            return Settlement.parked(reason, ReasonKind.NOT_FOUND)
+            return Settlement.parked(_not_found(delivery, rules), ReasonKind.NOT_FOUND)
         reason = outcome.note or f"{rules.provider}: the account's list is full"
         return Settlement.parked(reason, ReasonKind.REJECTED)
     if isinstance(outcome, UnresolvedError) and step in (Step.RESOLVE, Step.IDS):
@@ -298,6 +301,16 @@ def _change(delivery: Claimed, step: Step, outcome: Outcome, rules: Rules) -> Se
         error = f"{rules.provider}: internal error: {type(outcome).__name__}: {outcome}"
         return Settlement.pending(rules.plays.delay_s(delivery.attempts), error, keep_sent=False)
     raise ValueError(f"no settlement for a {delivery.kind} change after {outcome!r} at {step}")
+
+
+def _not_found(delivery: Claimed, rules: Rules) -> str:
+    """Why a target's ``not_found`` parks *delivery*; for an item the Anime-Lists mapping
+    placed, what it placed it as (the target may number that show differently)."""
+    reason = f"{rules.provider} does not know this item (not_found)"
+    note = mapping_note(delivery.item)
+    if note is None:
+        return reason
+    return f"{reason}: {note}; {rules.provider} may number this show or film differently"
 
 
 def _with_step(exc: UnresolvedError) -> str:

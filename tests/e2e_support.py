@@ -119,8 +119,12 @@ def write_config(
     trakt: Any = None,
     simkl: Any = None,
     use_search: bool = False,
+    anime_url: str = "",
+    anime_retry_s: float = 300.0,
+    anime_refresh_s: float = 86400.0,
 ) -> Path:
-    """A daemon config for the e2e tests: fast polling and backoff, fakes as targets."""
+    """A daemon config for the e2e tests: fast polling and backoff, fakes as targets; the
+    Anime-Lists mapping off unless *anime_url* names a fake list (never the real one)."""
     sections = [
         f'data_dir = "{data_dir}"',
         f"[http]\nport = {port}",
@@ -128,6 +132,8 @@ def write_config(
         f"[resolver]\nuse_search = {'true' if use_search else 'false'}",
         "[delivery]\ntimeout_s = 3.0\npoll_s = 0.2\nbackoff_base_s = 0.2\n"
         "backoff_max_s = 1.0\nlease_s = 30",
+        f'[anime]\nmapping_url = "{anime_url}"\nretry_s = {anime_retry_s}\n'
+        f"refresh_s = {anime_refresh_s}",
     ]
     if trakt is not None:
         sections.append(

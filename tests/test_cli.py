@@ -65,8 +65,10 @@ def write_config(
     profiles: Sequence[Mapping[str, Any]] = (),
     **sections: Mapping[str, Any],
 ) -> Path:
-    """A TOML config with ``data_dir``, the given ``[section]`` tables and ``[[profiles]]``."""
+    """A TOML config with ``data_dir``, the given ``[section]`` tables and ``[[profiles]]``;
+    the Anime-Lists mapping off unless an ``anime`` table is given (never the real list)."""
     lines = [f"data_dir = {_toml_value(data_dir)}"]
+    sections = {"anime": {"mapping_url": ""}, **sections}
     for name, table in sections.items():
         lines.append(f"[{name}]")
         lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
@@ -536,6 +538,66 @@ class TestImportTautulli:
         assert len(run.err_lines) == 1, run.err
         assert "tautulli.users" in run.err
         assert "alice" in run.err and "bob" in run.err
+        assert await home.query("SELECT count(*) FROM events") == [(0,)]
+
+
+class TestImportTautulliHouseholds:
+    """Each imported play goes to the accounts of its Tautulli user's profile."""
+
+    PROFILES = (
+        {"name": "alex", "tautulli_users": ["Alice"]},  # Tautulli says "alice": case-insensitive
+        {"name": "sam", "tautulli_users": ["bob"]},
+    )
+
+    async def profiles_of_plays(self, home: Home) -> list[tuple[str, str, str]]:
+        return await home.query(
+            "SELECT e.account, d.profile, d.provider FROM deliveries d"
+            " JOIN events e ON e.id = d.event_id ORDER BY e.account, d.id"
+        )
+
+    async def test_every_users_plays_go_to_its_profile(
+        self, home: Home, tautulli: FakeTautulli
+    ) -> None:
+        home.configure(
+            self.PROFILES,
+            trakt={"client_id": "cid", "client_secret": "csecret"},
+            tautulli={"url": tautulli.url, "api_key": TAUTULLI_KEY},
+        )
+        run = await cli(home.config, "import", "tautulli")
+        assert run.code == 0, run.err
+        assert await self.profiles_of_plays(home) == [
+            ("alice", "alex", "trakt"),
+            ("alice", "alex", "trakt"),
+            ("bob", "sam", "trakt"),
+        ]
+
+    async def test_profile_takes_any_users_old_plays(
+        self, home: Home, tautulli: FakeTautulli
+    ) -> None:
+        """How a member's plays recorded under another Tautulli account move to them."""
+        home.configure(
+            self.PROFILES,
+            trakt={"client_id": "cid", "client_secret": "csecret"},
+            tautulli={"url": tautulli.url, "api_key": TAUTULLI_KEY},
+        )
+        run = await cli(home.config, "import", "tautulli", "--profile", "sam", "--user", "alice")
+        assert run.code == 0, run.err
+        assert {p for _, p, _ in await self.profiles_of_plays(home)} == {"sam"}
+
+    async def test_a_user_in_no_profile_needs_a_profile_named(
+        self, home: Home, tautulli: FakeTautulli
+    ) -> None:
+        home.configure(
+            self.PROFILES,
+            trakt={"client_id": "cid", "client_secret": "csecret"},
+            tautulli={"url": tautulli.url, "api_key": TAUTULLI_KEY},
+        )
+        run = await cli(home.config, "import", "tautulli", "--user", "carol")
+        assert run.code == 2
+        assert run.err_lines == [
+            "crosswatchd: config error: --profile: tautulli user 'carol' is in no profile:"
+            " name the profile its plays belong to (alex, sam)"
+        ]
         assert await home.query("SELECT count(*) FROM events") == [(0,)]
 
 

@@ -312,3 +312,76 @@ class TestErrors:
         assert err.key == "--config"
         assert "not valid TOML" in str(err)
         assert "\n" not in str(err)
+
+
+class TestWatchlistSettings:
+    """``[watchlist]`` and the Plex watchlist's keys (issue 17)."""
+
+    def test_defaults_are_mode_plex_hourly_and_discover(self) -> None:
+        settings = load_settings()
+        assert (settings.watchlist.mode, settings.watchlist.interval_s) == ("plex", 3600.0)
+        assert settings.plex.discover_url == "https://discover.provider.plex.tv"
+        assert settings.plex.plextv_url == "https://plex.tv"
+
+    def test_the_discover_url_comes_from_the_environment(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("CROSSWATCHD_PLEX__DISCOVER_URL", "http://127.0.0.1:9999")
+        monkeypatch.setenv("CROSSWATCHD_WATCHLIST__MODE", "two-way")
+        settings = load_settings()
+        assert settings.plex.discover_url == "http://127.0.0.1:9999"
+        assert settings.watchlist.mode == "two-way"
+
+    def test_another_mode_names_watchlist_mode(self, tmp_path: Path) -> None:
+        error = config_error(write(tmp_path, "[watchlist]\nmode = 'both'\n"))
+        assert error.key == "watchlist.mode"
+        assert "'plex' or 'two-way'" in str(error)
+
+    def test_a_negative_interval_is_refused(self, tmp_path: Path) -> None:
+        assert config_error(write(tmp_path, "[watchlist]\ninterval_s = -1\n")).key == (
+            "watchlist.interval_s"
+        )
+
+    def test_a_profile_has_its_own_plex_token_never_in_its_repr(self, tmp_path: Path) -> None:
+        from crosswatchd.profiles import Household
+
+        path = write(tmp_path, "[[profiles]]\nname = 'sam'\nplex_token = 'sam-secret'\n")
+        (sam,) = Household.from_settings(load_settings(path)).profiles
+        assert sam.plex_token == "sam-secret" and "sam-secret" not in repr(sam)
+
+
+class TestAnime:
+    """``[anime]``: the Anime-Lists file for HAMA (AniDB) libraries."""
+
+    def test_defaults_fetch_the_real_list_daily_and_retry_every_five_minutes(self) -> None:
+        anime = load_settings().anime
+        assert anime.mapping_url == (
+            "https://raw.githubusercontent.com/Anime-Lists/anime-lists/master/anime-list-master.xml"
+        )
+        assert (anime.refresh_s, anime.retry_s) == (86400, 300)
+
+    def test_file_and_environment(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        path = write(
+            tmp_path, '[anime]\nmapping_url = "http://mirror.lan/list.xml"\nretry_s = 60\n'
+        )
+        monkeypatch.setenv("CROSSWATCHD_ANIME__REFRESH_S", "3600")
+        anime = load_settings(path).anime
+        assert (anime.mapping_url, anime.refresh_s, anime.retry_s) == (
+            "http://mirror.lan/list.xml",
+            3600,
+            60,
+        )
+
+    def test_empty_url_from_the_environment_turns_it_off(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("CROSSWATCHD_ANIME__MAPPING_URL", "")
+        assert load_settings().anime.mapping_url == ""
+
+    def test_a_url_that_is_not_http_names_the_key(self, tmp_path: Path) -> None:
+        error = config_error(write(tmp_path, '[anime]\nmapping_url = "ftp://x/list.xml"\n'))
+        assert error.key == "anime.mapping_url"
+
+    def test_a_zero_retry_names_the_variable(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("CROSSWATCHD_ANIME__RETRY_S", "0")
+        assert config_error().key == "CROSSWATCHD_ANIME__RETRY_S"

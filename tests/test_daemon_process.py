@@ -40,6 +40,7 @@ def _config(tmp_path: Path, port: int, extra: str = "", secret: str = "") -> Pat
     text = f'data_dir = "{data}"\n[http]\nport = {port}\nidle_timeout_s = 1.0\n' + extra
     if secret:
         text += f'\n[webhook]\nsecret = "{secret}"\n'
+    text += '\n[anime]\nmapping_url = ""\n'  # never the real Anime-Lists file
     path = tmp_path / "crosswatchd.toml"
     path.write_text(text)
     return path

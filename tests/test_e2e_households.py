@@ -100,6 +100,7 @@ async def household(tmp_path: Path) -> AsyncIterator[tuple[FakeTrakt, FakeSimkl,
             "[resolver]\nuse_search = false\n"
             "[delivery]\ntimeout_s = 3.0\npoll_s = 0.2\nbackoff_base_s = 0.2\n"
             "backoff_max_s = 1.0\nlease_s = 30\n"
+            '[anime]\nmapping_url = ""\n'
             f'[trakt]\nclient_id = "cid"\nclient_secret = "csecret"\napi_url = "{trakt.url}"\n'
             f'[simkl]\nclient_id = "sid"\napi_url = "{simkl.url}"\n'
             '[[profiles]]\nname = "alex"\nplex_accounts = ["Alex"]\ntautulli_users = ["alex"]\n'

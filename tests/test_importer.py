@@ -11,11 +11,13 @@ import aiohttp
 import orjson
 import pytest
 
+from crosswatchd.animelists_store import AnimeListStore
 from crosswatchd.errors import ConfigError, SourceUnavailableError
 from crosswatchd.importer import ImportSummary, format_summary, run_import
 from crosswatchd.models import Action, Item, MediaKind, PlayEvent, Source
 from crosswatchd.outbox import Outbox
 from crosswatchd.sources.tautulli_api import TautulliClient
+from tests.fakes.animelists import REAL_ROWS, FakeAnimeLists, anime_list_xml
 from tests.fakes.tautulli import FakeTautulli, history_row, make_rows
 
 KEY = "k" * 32
@@ -525,3 +527,50 @@ class TestFailures:
             with pytest.raises(SourceUnavailableError, match="HTML page"):
                 await run_import(client, outbox, users=["alice"], page_size=2, progress=flip)
         assert (await _counts(outbox))[0] == 2
+
+
+class TestHamaRows:
+    """Rows of HAMA libraries are judged by the Anime-Lists mapping, as the daemon will map
+    them: what it maps is not unresolved, what it cannot map says why (no get_metadata)."""
+
+    @staticmethod
+    def hama(row_id: int, anidb: str, season: int, number: int) -> dict[str, Any]:
+        return episode(
+            row_id,
+            guid=f"com.plexapp.agents.hama://anidb-{anidb}/{season}/{number}?lang=en",
+            rating_key=8000 + row_id,
+        )
+
+    @pytest.fixture
+    async def lists(
+        self, session: aiohttp.ClientSession, tmp_path: Path
+    ) -> AsyncIterator[AnimeListStore]:
+        async with FakeAnimeLists(anime_list_xml(REAL_ROWS)) as host:
+            store = AnimeListStore(session=session, directory=tmp_path / "anime", url=host.url)
+            await store.ensure()
+            yield store
+
+    async def test_mapped_and_unmapped_anidb_plays(
+        self, session: aiohttp.ClientSession, outbox: Outbox, lists: AnimeListStore
+    ) -> None:
+        rows = [self.hama(1, "14444", 1, 3), self.hama(2, "17290", 1, 1)]
+
+        summary, _ = await _run(rows, session, outbox, anime=lists)
+
+        assert (summary.plays, summary.enqueued, summary.unresolved_plays) == (2, 2, 1)
+        assert summary.unresolved == [
+            ("Futurama S01E01", "AniDB 17290 is not in the Anime-Lists mapping")
+        ]
+        assert summary.metadata_calls == 0  # Plex metadata cannot map AniDB numbering
+
+    async def test_plays_wait_while_no_list_can_be_had(
+        self, session: aiohttp.ClientSession, outbox: Outbox, tmp_path: Path
+    ) -> None:
+        async with FakeAnimeLists(anime_list_xml(REAL_ROWS)) as host:
+            host.fail_status = 503
+            store = AnimeListStore(session=session, directory=tmp_path / "a", url=host.url)
+            await store.ensure()
+            summary, _ = await _run([self.hama(1, "17290", 1, 1)], session, outbox, anime=store)
+
+        assert (summary.enqueued, summary.unresolved_plays, summary.anime_waiting) == (1, 0, 1)
+        assert any("wait for the Anime-Lists mapping" in note for note in summary.notes)

@@ -140,8 +140,8 @@ class TestSchema:
     async def test_new_file_gets_the_current_schema_version_in_wal_mode(
         self, outbox: Outbox
     ) -> None:
-        """A new outbox file is at PRAGMA user_version 3 (every migration), journal_mode WAL."""
-        assert SCHEMA_VERSION == 3
+        """A new outbox file is at PRAGMA user_version 4 (every migration), journal_mode WAL."""
+        assert SCHEMA_VERSION == 4
         assert await outbox.fetch_all("PRAGMA user_version") == [(3,)]
         assert await outbox.fetch_all("PRAGMA journal_mode") == [("wal",)]
 
@@ -672,4 +672,5 @@ class TestQueries:
         assert len(MIGRATIONS) == SCHEMA_VERSION == 3
         assert "CREATE TABLE events" in MIGRATIONS[0]
         assert "CREATE VIEW play_duplicates" in MIGRATIONS[1]
-        assert "CREATE UNIQUE INDEX events_import_key" in MIGRATIONS[2]
+        assert "'parked', 'dead'" in MIGRATIONS[2]
+        assert "CREATE UNIQUE INDEX events_import_key" in MIGRATIONS[3]

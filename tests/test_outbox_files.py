@@ -1,4 +1,4 @@
-"""What the outbox keeps for imported files and gives to exports (migration 3 and the
+"""What the outbox keeps for imported files and gives to exports (migration 4 and the
 ``imported_keys``, ``rating_keys``, ``movie_plays``, ``movie_ratings`` queries)."""
 
 from __future__ import annotations

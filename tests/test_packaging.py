@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from crosswatchd.outbox import SCHEMA_VERSION
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -58,10 +56,13 @@ import asyncio, sqlite3, sys
 from pathlib import Path
 import crosswatchd.outbox.queries as queries
 from crosswatchd.outbox import Outbox
+from crosswatchd.watchlist.state import WatchlistState
 
 async def main(path: Path) -> None:
     box = await Outbox.open(path, providers=["trakt"])
     await box.close()
+    state = await WatchlistState.open(path.parent)
+    await state.close()
 
 path = Path(sys.argv[1])
 asyncio.run(main(path))
@@ -72,14 +73,18 @@ print(sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0])
 
 @pytest.mark.timeout(300)
 def test_installed_copy_opens_an_outbox_with_its_own_sql(installed: Path, tmp_path: Path) -> None:
-    """The wheel carries the outbox's schema.sql and queries.sql: the installed copy loads
-    them and creates a current outbox file."""
+    """The wheel carries the outbox's and the watchlist state's schema.sql and queries.sql:
+    the installed copy loads them and creates current files."""
+    from crosswatchd.outbox import SCHEMA_VERSION
+
     out = _run_installed(installed, _OPEN_OUTBOX, str(tmp_path / "outbox.sqlite3"))
     where, version = out.split()
     assert Path(where).is_relative_to(installed), where
     assert version == str(SCHEMA_VERSION)
-    assert (installed / "crosswatchd" / "outbox" / "queries.sql").is_file()
-    assert (installed / "crosswatchd" / "outbox" / "schema.sql").is_file()
+    for package in ("outbox", "watchlist"):
+        assert (installed / "crosswatchd" / package / "queries.sql").is_file()
+        assert (installed / "crosswatchd" / package / "schema.sql").is_file()
+    assert (tmp_path / "watchlist.sqlite3").is_file()
 
 
 @pytest.mark.timeout(300)

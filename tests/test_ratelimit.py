@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from crosswatchd.ratelimit import Limiter, TokenBucket, method_class
+from crosswatchd.ratelimit import Limiter, TokenBucket, background, method_class, tally
 
 
 class VirtualTime:
@@ -134,3 +134,74 @@ class TestLimiter:
             post_per_s=1.0, get_per_s=10.0, monotonic_s=clock, sleep=clock.sleep
         )
         assert limiter.observe("GET", 429, {}) == 1.0
+
+
+class YieldingTime(VirtualTime):
+    """Virtual time whose sleeps let other tasks run before the clock moves (so a caller can
+    arrive while another one waits)."""
+
+    async def sleep(self, seconds: float) -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+        await super().sleep(seconds)
+
+
+class TestBackground:
+    """Background work (a reconcile pass) leaves a reserve of tokens to live deliveries."""
+
+    async def test_background_callers_stop_at_the_reserve(self) -> None:
+        clock = VirtualTime()
+        bucket = TokenBucket(1.0, 5.0, monotonic_s=clock, sleep=clock.sleep, reserve=2.0)
+        with background():
+            # 5 tokens: three go at once, then one per second, always two kept
+            assert await take(bucket, 5, clock) == [0.0, 0.0, 0.0, 1.0, 2.0]
+
+    async def test_a_foreground_caller_finds_the_reserve_after_a_background_burst(self) -> None:
+        clock = VirtualTime()
+        bucket = TokenBucket(1.0, 5.0, monotonic_s=clock, sleep=clock.sleep, reserve=2.0)
+        with background():
+            await take(bucket, 3, clock)
+        assert await take(bucket, 2, clock) == [0.0, 0.0]  # the drainer's two GETs: no wait
+
+    async def test_a_waiting_background_caller_does_not_hold_up_the_foreground(self) -> None:
+        clock = YieldingTime()
+        bucket = TokenBucket(1.0, 3.0, monotonic_s=clock, sleep=clock.sleep, reserve=2.0)
+        order: list[tuple[str, float]] = []
+
+        async def reader() -> None:
+            with background():
+                for _ in range(3):
+                    await bucket.acquire()
+                    order.append(("background", round(clock.now - 1000.0, 6)))
+
+        async def drainer() -> None:
+            await asyncio.sleep(0)  # arrives while the reader waits for its second token
+            await bucket.acquire()
+            order.append(("foreground", round(clock.now - 1000.0, 6)))
+
+        await asyncio.gather(reader(), drainer())
+        assert order[0] == ("background", 0.0)
+        assert ("foreground", 0.0) in order  # served at once, from the reserve
+        assert [who for who, _ in order].count("background") == 3
+
+    async def test_no_reserve_without_the_flag_and_the_limiter_counts_requests(self) -> None:
+        clock = VirtualTime()
+        limiter = Limiter.per_second(
+            post_per_s=1.0,
+            get_per_s=1.0,
+            get_capacity=4.0,
+            get_reserve=3.0,
+            monotonic_s=clock,
+            sleep=clock.sleep,
+        )
+        with tally() as counted:
+            assert await take(limiter, 4, clock, "GET") == [0.0, 0.0, 0.0, 0.0]
+            with background():
+                assert await take(limiter, 1, clock, "GET") == [4.0]  # waits for 1 + 3 tokens
+        assert counted.by_class == {"get": 5} and counted.requests == 5
+        assert await take(limiter, 1, clock, "GET") == [4.0]  # from the reserve; not counted
+        assert counted.requests == 5
+
+    def test_a_reserve_never_exceeds_what_background_work_can_use(self) -> None:
+        bucket = TokenBucket(1.0, 2.0, reserve=5.0)
+        assert bucket.reserve == 1.0

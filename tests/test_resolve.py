@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 import structlog
 
+from crosswatchd.animelists_store import AnimeListStore
 from crosswatchd.config import Settings
 from crosswatchd.errors import RetryableError, SourceUnavailableError, UnresolvedError
 from crosswatchd.http import GetRetry
@@ -131,8 +132,11 @@ def make(cache: IdCache, session: aiohttp.ClientSession) -> Callable[..., Resolv
         tautulli: FakeTautulli | None = None,
         title_fallback: bool = False,
         id_cache: IdCache | None = None,
+        on_lookup: Callable[[str, bool], None] | None = None,
+        anime: AnimeListStore | None = None,
     ) -> Resolver:
         return Resolver(
+            on_lookup=on_lookup,
             cache=id_cache or cache,
             plex=PlexServer(session=session, url=plex.url, token=PLEX_TOKEN, get_retry=FAST_RETRY)
             if plex
@@ -161,6 +165,7 @@ def make(cache: IdCache, session: aiohttp.ClientSession) -> Callable[..., Resolv
             if simkl
             else None,
             title_fallback=title_fallback,
+            anime=anime,
         )
 
     return build
@@ -196,10 +201,18 @@ class TestChain:
         plex: FakePlexServer,
         trakt: FakeTrakt,
         simkl: FakeSimkl,
+        session: aiohttp.ClientSession,
+        tmp_path: Path,
     ) -> None:
+        lists = AnimeListStore(session=session, directory=tmp_path, url="")
         async with FakeTautulli() as tautulli:
             resolver = make(
-                plex=plex, tautulli=tautulli, trakt=trakt, simkl=simkl, title_fallback=True
+                plex=plex,
+                tautulli=tautulli,
+                trakt=trakt,
+                simkl=simkl,
+                title_fallback=True,
+                anime=lists,
             )
 
         assert resolver.steps == STEPS
@@ -1543,3 +1556,73 @@ class TestBuild:
         b = await resolver.resolve(episode(ids=Ids(tvdb="8031280")))
 
         assert (a.step, b.step) == ("plex", "trakt")
+
+
+class TestShowsAndSeasons:
+    """A rating of a show or a season needs the show's ids; they come from the GUID or the
+    configured server's show, never from a search."""
+
+    async def test_a_show_with_ids_in_its_guids_needs_no_lookup(
+        self, make: Callable[..., Resolver], plex: FakePlexServer, trakt: FakeTrakt
+    ) -> None:
+        show = Item(MediaKind.SHOW, "Futurama", 1999, ids=Ids(tvdb="73871"), rating_key="200")
+        result = await make(plex=plex, trakt=trakt).resolve(show)
+        assert (result.step, result.item.ids) == ("payload", Ids(tvdb="73871"))
+        assert plex.requests == [] and trakt.requests == []
+
+    async def test_a_new_agent_show_gets_its_ids_from_the_server(
+        self, make: Callable[..., Resolver], plex: FakePlexServer, trakt: FakeTrakt
+    ) -> None:
+        guid = plex.items["200"]["guid"]
+        show = Item(MediaKind.SHOW, "Futurama", 1999, rating_key="200", guid=guid)
+        result = await make(plex=plex, trakt=trakt).resolve(show)
+        assert result.step == "plex"
+        assert result.item.ids == Ids(imdb="tt0149460", tmdb="615", tvdb="73871")
+        assert trakt.requests == []  # no search for a show
+
+    async def test_a_season_gets_its_shows_ids_through_parent_rating_key(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        season = Item(
+            MediaKind.SEASON,
+            "Season 2",
+            show_title="Futurama",
+            season=2,
+            rating_key="299",
+            grandparent_rating_key="200",
+        )
+        result = await make(plex=plex).resolve(season)
+        assert result.step == "plex"
+        assert (result.item.show_ids.tvdb, result.item.season) == ("73871", 2)
+
+    async def test_a_season_whose_show_key_is_another_show_here_is_parked(
+        self, make: Callable[..., Resolver], plex: FakePlexServer
+    ) -> None:
+        season = Item(
+            MediaKind.SEASON,
+            "Season 1",
+            show_title="Bluey",
+            season=1,
+            grandparent_rating_key="200",  # Futurama on this server: a friend's server's key
+        )
+        with pytest.raises(UnresolvedError, match="another item on the configured server"):
+            await make(plex=plex).resolve(season)
+
+    async def test_a_show_without_ids_or_server_is_parked_with_a_reason(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt
+    ) -> None:
+        show = Item(MediaKind.SHOW, "Obscure", 2001, guid="plex://show/abc")
+        with pytest.raises(UnresolvedError, match="no ids of the show"):
+            await make(trakt=trakt).resolve(show)
+        assert trakt.requests == []
+
+
+async def test_every_answer_is_counted_as_a_cache_hit_or_an_outside_lookup(
+    make: Callable[..., Resolver], plex: FakePlexServer
+) -> None:
+    """What the metrics' crosswatchd_resolver_lookups counts."""
+    seen: list[tuple[str, bool]] = []
+    resolver = make(plex=plex, on_lookup=lambda step, hit: seen.append((step, hit)))
+    await resolver.resolve(movie(rating_key="100"))  # asked outside
+    await resolver.resolve(movie(rating_key="100"))  # the identity is cached now
+    assert seen == [("plex", False), ("cache", True)]

@@ -81,6 +81,22 @@ class TestBatchBody:
             ]
         }
 
+    def test_a_season_numbered_show_never_carries_an_anidb_id(self) -> None:
+        """SIMKL reads an AniDB id with AniDB's numbering and documents no rule for which id
+        wins beside a TVDB id: a show whose episodes go by TVDB season and number is sent by
+        its other ids only (shared/reference/anime/README.md §3)."""
+        item = Item(
+            MediaKind.EPISODE,
+            show_title="Attack on Titan",
+            show_ids=Ids(tvdb="267440", anidb="14444", imdb="tt2560140"),
+            season=3,
+            number=15,
+        )
+
+        body = build_batch([Play(1, item, T0)]).body()
+
+        assert body["shows"][0]["ids"] == {"imdb": "tt2560140", "tvdb": 267440}
+
     def test_empty_parts_are_left_out(self) -> None:
         assert list(build_batch([Play(1, episode(1, 1), T0)]).body()) == ["shows"]
 

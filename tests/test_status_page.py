@@ -84,6 +84,7 @@ async def test_the_status_page_renders_self_contained_without_secrets(
     assert "Test Movie 1" in text  # a recent delivery
     assert "not_found" in text  # the parked film's reason
     assert "melissar26" in text  # the ignored account
+    assert "no Plex token" in text  # the watchlist section: no sync without one
     row = next(line for line in text.splitlines() if line.startswith("default\ttrakt"))
     assert row.split("\t")[2:6] == ["yes", "0", "3", "0"]
     token = TokenStore(data_dir, "trakt").load()

@@ -121,7 +121,9 @@ def test_the_daemon_says_ready_pings_and_says_stopping(
 ) -> None:
     port = free_port()
     config = tmp_path / "c.toml"
-    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[http]\nport = {port}\n')
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[http]\nport = {port}\n[anime]\nmapping_url = ""\n'
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CROSSWATCHD_")}
     env.update(NOTIFY_SOCKET=str(fake_systemd.path), WATCHDOG_USEC="400000")
     log = (tmp_path / "out").open("wb")

@@ -1,4 +1,5 @@
-"""``auth trakt|simkl [--profile NAME]``: authorize a target account, store its token."""
+"""``auth trakt|simkl|plex [--profile NAME]``: authorize a target account (or, for ``plex``,
+sign in the plex.tv account of a member's watchlist), store its token."""
 
 from __future__ import annotations
 
@@ -81,6 +82,28 @@ def auth_simkl(ctx: click.Context, profile: str | None) -> None:
             tokens=TokenStore(settings.data_dir, "simkl", member.name),
             client_id=settings.simkl.client_id,
             api_url=settings.simkl.api_url,
+            out=click.echo,
+        ),
+    )
+
+
+@auth.command("plex")
+@profile_option(_PROFILE_HELP)
+@click.pass_context
+def auth_plex(ctx: click.Context, profile: str | None) -> None:
+    """Plex PIN sign-in for the watchlist: open plex.tv/link, enter the code."""
+    from crosswatchd.sources.plextv import client_identifier, pin_login
+
+    settings = settings_of(ctx)
+    member = pick_profile(settings, profile)
+    _authorize(
+        settings,
+        "Plex" if not profile else f"Plex for {member.name}",
+        lambda session: pin_login(
+            session=session,
+            plextv_url=settings.plex.plextv_url,
+            client_id=client_identifier(settings.data_dir),
+            tokens=TokenStore(settings.data_dir, "plex", member.name),
             out=click.echo,
         ),
     )

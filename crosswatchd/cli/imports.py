@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiohttp
 import click
 
-from crosswatchd.app import limiter_for, open_cache, open_outbox, tautulli_client
+from crosswatchd.app import anime_lists, limiter_for, open_cache, open_outbox, tautulli_client
 from crosswatchd.cli._base import main, pick_profile, profile_option, run, settings_of
 from crosswatchd.config import Settings
 from crosswatchd.errors import ConfigError
 from crosswatchd.http import USER_AGENT
 from crosswatchd.logs import configure_logging
-from crosswatchd.profiles import Profile
+from crosswatchd.profiles import Household, Profile
 
 if TYPE_CHECKING:
     from crosswatchd.outbox import Outbox
@@ -41,12 +41,20 @@ def import_() -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Show what would be sent; write nothing.")
 @click.option("--user", "users", multiple=True, help="Tautulli username (repeatable).")
+@profile_option(
+    "Import into this household member's accounts: the plays of its tautulli_users, or of"
+    " --user (any Tautulli user: how old plays move to a member)."
+)
 @click.pass_context
-def import_tautulli(ctx: click.Context, since: Any, dry_run: bool, users: tuple[str, ...]) -> None:
-    """Backfill Tautulli's play history into the outbox (every target, deduplicated)."""
+def import_tautulli(
+    ctx: click.Context, since: Any, dry_run: bool, users: tuple[str, ...], profile: str | None
+) -> None:
+    """Backfill Tautulli's play history into the outbox (every target account of each
+    user's profile, deduplicated)."""
     from crosswatchd.importer import format_summary, run_import
 
     settings = settings_of(ctx)
+    chosen, profile_of = _tautulli_users(settings, list(users), profile)
     # stdout is the report; problems reach the user as the one-line error on stderr.
     configure_logging("error", json=False, stream=sys.stderr)
     if not settings.tautulli.url:
@@ -55,7 +63,6 @@ def import_tautulli(ctx: click.Context, since: Any, dry_run: bool, users: tuple[
         raise ConfigError(
             "tautulli.api_key", "set tautulli.api_key (Tautulli: Settings, Web Interface, API)"
         )
-    chosen = list(users) or list(settings.tautulli.users)
     since_day: date | None = since.date() if since else None
     tty = sys.stderr.isatty()
 
@@ -68,6 +75,10 @@ def import_tautulli(ctx: click.Context, since: Any, dry_run: bool, users: tuple[
         timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             client = tautulli_client(settings, session)
+            # The stored Anime-Lists copy (fetched or re-validated if due, as the daemon
+            # would) tells which AniDB plays the mapping cannot place.
+            anime = anime_lists(settings, session)
+            await anime.ensure()
             outbox = await open_outbox(settings)
             try:
                 summary = await run_import(
@@ -77,6 +88,8 @@ def import_tautulli(ctx: click.Context, since: Any, dry_run: bool, users: tuple[
                     since=since_day,
                     dry_run=dry_run,
                     progress=progress,
+                    profile_of=profile_of,
+                    anime=anime,
                 )
             finally:
                 await outbox.close()
@@ -88,6 +101,42 @@ def import_tautulli(ctx: click.Context, since: Any, dry_run: bool, users: tuple[
         raise ConfigError("trakt.client_id", "no delivery target configured to import into")
     # A running daemon shares the outbox safely (WAL, short transactions, busy timeout).
     click.echo(run(go()))
+
+
+def _tautulli_users(
+    settings: Settings, users: list[str], profile: str | None
+) -> tuple[list[str], Callable[[str], str]]:
+    """The Tautulli usernames to import and the profile each one's plays go to.
+
+    With ``--profile``: that profile's ``tautulli_users`` (or ``--user``), every play to it.
+    Without: ``--user`` or every user some profile lists, each routed to its profile; a
+    ``--user`` in no profile of an explicit household is a ConfigError naming ``--profile``.
+    """
+    household = Household.from_settings(settings)
+    if profile is not None:
+        chosen = pick_profile(settings, profile)
+        raw = next((p.tautulli_users for p in settings.profiles if p.name == chosen.name), [])
+        names = users or (raw if settings.profiles else list(settings.tautulli.users))
+        return names, lambda _user: chosen.name
+    if not users:
+        if settings.profiles:
+            users = [u for p in settings.profiles for u in p.tautulli_users]
+        else:
+            users = list(settings.tautulli.users)
+    if household.explicit:
+        lost = [u for u in users if household.for_tautulli(u) is None]
+        if lost:
+            raise ConfigError(
+                "--profile",
+                f"tautulli user {lost[0]!r} is in no profile: name the profile its plays"
+                f" belong to ({', '.join(household.names())})",
+            )
+
+    def profile_of(user: str) -> str:
+        found = household.for_tautulli(user)
+        return found.name if found is not None else household.profiles[0].name
+
+    return users, profile_of
 
 
 # -- files: Letterboxd and TV Time ---------------------------------------------------------------

@@ -87,6 +87,7 @@ def render(report: dict[str, Any]) -> list[str]:
                     f" {waiting['oldest_watched_at']}, {waiting['attempts']} attempt(s){when};"
                     f" last error: {waiting['last_error']}"
                 )
+    lines.extend(_watchlist_lines(report["watchlist"]))
     if notes:
         lines.append("")
         lines.extend(notes)
@@ -99,6 +100,10 @@ def render(report: dict[str, Any]) -> list[str]:
                 f" {'' if row['change'] == 'play' else '[' + row['change'] + '] '}"
                 f"{row['item']} - {row['reason']}"
             )
+    anime = _anime_line(report.get("anime"))
+    if anime:
+        lines.append("")
+        lines.append(anime)
     ignored = report["accounts_ignored"]
     if ignored["tautulli"]:
         reason = (
@@ -113,7 +118,73 @@ def render(report: dict[str, Any]) -> list[str]:
         )
     if ignored["plex"]:
         lines.append("Plex accounts ignored by the account filter: " + ", ".join(ignored["plex"]))
+    lines += _reconcile(report.get("reconcile") or {})
     return lines
+
+
+def _reconcile(passes: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """The last reconcile pass per profile and target: when, what it found, what it cost."""
+    if not passes:
+        return []
+    lines = ["", "Last reconcile:"]
+    for profile, targets in passes.items():
+        for provider, last in targets.items():
+            head = f"  {profile}/{provider} at {last.get('finished_at')}:"
+            if last.get("error"):
+                lines.append(f"{head} failed: {last['error']}")
+                continue
+            lines.append(
+                f"{head} {last['source_plays']} source plays, {last['target_plays']} on"
+                f" {provider}, {last['missing']} missing, {last['enqueued']} enqueued,"
+                f" {last['extra']} only on {provider}, {last['unresolved']} unresolved;"
+                f" {last['api_calls']} requests, {last['duration_s']:.1f} s"
+            )
+            ratings = last.get("ratings")
+            if ratings and "error" in ratings:
+                lines.append(f"    ratings not compared: {ratings['error']}")
+            elif ratings:
+                lines.append(
+                    f"    ratings: {ratings['missing']} missing, {ratings['different']}"
+                    f" different, {ratings['enqueued']} enqueued, {ratings['extra']} only on"
+                    f" {provider}"
+                )
+    return lines
+
+
+def _watchlist_lines(watchlist: dict[str, Any]) -> list[str]:
+    """The watchlist part of ``status``: per profile its mode and last sync, and per side
+    what waits, what the latest pass held back, and why."""
+    lines: list[str] = []
+    for profile, entry in watchlist.items():
+        lines.append("")
+        when = entry["last_sync"] or "never"
+        lines.append(f"watchlist of {profile} (mode {entry['mode']}, last sync {when})")
+        for side, counts in entry.items():
+            if not isinstance(counts, dict):
+                continue
+            line = f"  {side:<8} {counts['pending']} pending, {counts['parked']} parked"
+            if counts["reason"]:
+                line += f" - {counts['reason']}"
+            lines.append(line)
+    return lines
+
+
+def _anime_line(anime: dict[str, Any] | None) -> str:
+    """One line on the Anime-Lists file (HAMA libraries): stored when, last refresh."""
+    if not anime:
+        return ""
+    if not anime["enabled"]:
+        return "anime list:  off (anime.mapping_url is empty; AniDB plays are parked)"
+    last = anime["last_attempt"]
+    if anime["stored"]:
+        text = f"anime list:  stored {anime['fetched_at']}, checked {anime['checked_at']}"
+    elif last is not None:
+        text = "anime list:  not stored yet (AniDB plays wait for it)"
+    else:
+        return ""  # never needed yet: no AniDB play, or no daemon since it was configured
+    if last is not None and last["result"] in ("failed", "rejected"):
+        text += f"; last refresh {last['at']} {last['result']}: {last['error']}"
+    return text
 
 
 @main.command()

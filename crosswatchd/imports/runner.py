@@ -32,7 +32,7 @@ Ratings (Letterboxd): each rated film's latest rating (:meth:`LetterboxdReader.r
 accounts already hold that value or a later rating of the film (:meth:`Outbox.rating_marks`):
 a second import queues no rating either, and an older rating never overrides a newer one.
 
-A dry run imports into a scratch copy of the outbox (:func:`~crosswatchd.importer.scratch_copy`)
+A dry run imports into a scratch copy of the outbox (:func:`~crosswatchd.outbox.scratch_copy`)
 and throws it away: its counts are what a real run would do.
 """
 
@@ -53,7 +53,7 @@ from crosswatchd.imports._files import TableStats
 from crosswatchd.imports.letterboxd import DIARY_FILE, RATINGS_FILE, LetterboxdReader
 from crosswatchd.imports.tvtime import EPISODES_FILE, MOVIES_FILE, TvTimeReader
 from crosswatchd.models import Action, Item, MediaKind, PlayEvent, Source, format_utc, item_keys
-from crosswatchd.outbox import Outbox
+from crosswatchd.outbox import Outbox, scratch_copy
 from crosswatchd.outbox.views import RatingMark
 from crosswatchd.resolve import Resolver
 from crosswatchd.resolve.keys import norm_title
@@ -419,8 +419,6 @@ async def _run(
         dry_run=summary.dry_run,
     )
     if summary.dry_run:
-        from crosswatchd.importer import scratch_copy  # the Tautulli import's, shared
-
         async with scratch_copy(outbox) as scratch:
             await body(
                 _Importer(scratch, resolver, summary, account=account, chunk_size=chunk_size)

@@ -17,15 +17,25 @@ the target's history before being sent again. What becomes of a delivery after e
 decided in :mod:`crosswatchd.settlement`, as a :class:`Settlement`.
 
 Modules: ``store`` (:class:`Outbox`: intake, claim, settle), ``views`` (what ``status`` and
-``unresolved`` read), ``states`` (the enums and :class:`Settlement`), ``queries`` (loads
-``queries.sql``, the named statements, and ``schema.sql``, the migrations).
+``unresolved`` read), ``scratch`` (a throw-away copy for dry runs), ``states`` (the enums and
+:class:`Settlement`), ``queries`` (loads ``queries.sql``, the named statements, and
+``schema.sql``, the migrations).
 """
 
 from __future__ import annotations
 
+from crosswatchd.outbox.scratch import scratch_copy
 from crosswatchd.outbox.states import DeliveryKind, DeliveryState, ReasonKind, Settlement
 from crosswatchd.outbox.store import SCHEMA_VERSION, Claimed, EnqueueResult, Outbox
-from crosswatchd.outbox.views import HeldPlay, HeldRating, ParkedRow, ProviderCounts, RatingMark
+from crosswatchd.outbox.views import (
+    HeldPlay,
+    HeldRating,
+    ParkedRow,
+    ProviderCounts,
+    RatingMark,
+    WatchlistChange,
+    WatchlistCounts,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -41,4 +51,7 @@ __all__ = [
     "RatingMark",
     "ReasonKind",
     "Settlement",
+    "WatchlistChange",
+    "WatchlistCounts",
+    "scratch_copy",
 ]

@@ -71,8 +71,13 @@ class Queries:
     next_due: str
     retry_generation: str
     recent: str
+    waiting_plays: str
     seen_accounts: str
     untargeted_plays: str
+    # the watchlist pass
+    watchlist_changes: str
+    plays_since: str
+    watchlist_counts: str
     # imported files and exports
     imported_keys: str
     rating_keys: str

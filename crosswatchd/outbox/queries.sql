@@ -72,9 +72,11 @@ RETURNING id, (SELECT count(*) FROM r AS mine, s WHERE mine.id = r.id AND s.k = 
 -- ---------------------------------------------------------------------------------------------
 
 -- name: orphan_plays
--- Plays of :profile stored before :provider was one of its targets, oldest first.
+-- Plays of :profile stored before :provider was one of its targets, oldest first. A reconcile
+-- play was meant for the target accounts that lacked it (enqueue_many(targets=)): it is not
+-- given to another one, whose own next reconcile pass judges it.
 SELECT id FROM events
-WHERE action = 'watched' AND profile = :profile
+WHERE action = 'watched' AND profile = :profile AND source <> 'reconcile'
   AND NOT EXISTS (SELECT 1 FROM json_each(events.providers) WHERE value = :provider)
 ORDER BY id
 
@@ -180,7 +182,8 @@ WHERE id = :id AND lease_token = :token
 
 -- name: retry_parked
 -- Back to pending, to resolve afresh: the play, rating or watchlist change the user names
--- (:id; parked or dead alike), or, with :id NULL, every parked delivery of the reason kinds :kinds (a JSON array).
+-- (:id; parked or dead alike), or, with :id NULL, every parked delivery of the reason kinds :kinds (a JSON array)
+-- whose reason contains :reason (NULL: any; a new Anime-Lists file re-queues what the old one parked).
 -- (Not written WITH … UPDATE: Python's sqlite3 reports no rowcount for a statement that does
 -- not start with UPDATE.)
 UPDATE deliveries
@@ -195,7 +198,8 @@ WHERE id IN (
     SELECT id FROM deliveries
     WHERE :id IS NULL AND state = 'parked'
       AND (:profile IS NULL OR profile = :profile)
-      AND reason_kind IN (SELECT value FROM json_each(:kinds)))
+      AND reason_kind IN (SELECT value FROM json_each(:kinds))
+      AND (:reason IS NULL OR instr(reason, :reason) > 0))
 
 -- name: dismiss_parked
 -- A user gives up on plays no source can identify (personal media…): the one named (:id;
@@ -295,9 +299,17 @@ WHERE d.kind <> 'live' AND d.state IN ('delivered', 'parked', 'dead')
 ORDER BY d.settled_at DESC, d.id DESC
 LIMIT :limit
 
+-- name: waiting_plays
+-- Plays of one target account (:profile, :provider) still on their way (pending or being
+-- sent): their identity keys (a JSON array) and watched_at.
+SELECT e.keys AS keys, d.watched_at AS watched_at
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.profile = :profile AND d.provider = :provider AND d.kind = 'play'
+  AND d.state IN ('pending', 'leased')
+
 -- name: imported_keys
 -- Which of the import row keys :keys (a JSON array) :profile has an event of
--- (events.import_key, migration 3): the rows an import of a file skipped as imported before.
+-- (events.import_key, migration 4): the rows an import of a file skipped as imported before.
 SELECT import_key FROM events
 WHERE profile = :profile AND import_key IN (SELECT value FROM json_each(:keys))
 
@@ -346,3 +358,53 @@ SELECT account FROM seen_accounts WHERE source = :source ORDER BY last_seen DESC
 
 -- name: untargeted_plays
 SELECT count(*) AS plays FROM events WHERE action = 'watched' AND providers = '[]'
+
+
+-- ---------------------------------------------------------------------------------------------
+-- the watchlist pass (crosswatchd/watchlist): what the outbox holds about each list
+-- ---------------------------------------------------------------------------------------------
+
+-- name: watchlist_changes
+-- The latest watchlist change of each item for the target accounts of :profile on the
+-- providers :providers (a JSON array) that a watchlist pass needs to know about: changes not
+-- applied yet (pending, leased, parked, dead), changes the target deliberately left unapplied
+-- (delivered, reason kind 'kept'), and changes applied since :since (unix s). A change with a
+-- newer one of the same item that is not dropped is left out (state_changes, schema.sql).
+SELECT d.id AS id, d.provider AS provider, e.action AS action, d.state AS state,
+       d.reason_kind AS reason_kind, d.reason AS reason, d.settled_at AS settled_at,
+       e.occurred_at AS occurred_at, coalesce(d.resolved_item, e.item) AS item
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.profile = :profile AND d.kind = 'watchlist'
+  AND d.provider IN (SELECT value FROM json_each(:providers))
+  AND (d.state IN ('pending', 'leased', 'parked', 'dead')
+       OR (d.state = 'delivered' AND (d.reason_kind = 'kept' OR d.settled_at >= :since)))
+  AND NOT EXISTS (SELECT 1 FROM state_changes AS k
+                  JOIN deliveries AS n ON n.id = k.delivery_id
+                  WHERE k.new_delivery_id = d.id AND k.relation = 'newer'
+                    AND n.state <> 'dropped')
+
+-- name: plays_since
+-- The items (resolved when they were) of :profile's plays on :provider delivered since :since
+-- (unix s) or sent and not yet confirmed, with their watched_at: the plays that may have made
+-- the target take an item off its watchlist by itself (Trakt "Get Watchlist": a watched item
+-- is removed; SIMKL moves it out of Plan to Watch), and that reconcile folds into its copy of
+-- the target's history.
+SELECT coalesce(d.resolved_item, e.item) AS item, d.watched_at AS watched_at
+FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
+WHERE d.profile = :profile AND d.provider = :provider AND d.kind = 'play'
+  AND d.state IN ('delivered', 'pending', 'leased')
+  AND (d.settled_at >= :since OR d.sent_at IS NOT NULL)
+
+-- name: watchlist_counts
+-- Waiting and parked watchlist changes per target account (``plex`` included), and the
+-- reason of the newest parked one: the watchlist part of `status`.
+SELECT profile, provider,
+       sum(state IN ('pending', 'leased')) AS pending,
+       sum(state IN ('parked', 'dead')) AS parked,
+       (SELECT d2.reason FROM deliveries AS d2
+         WHERE d2.profile = d.profile AND d2.provider = d.provider AND d2.kind = 'watchlist'
+           AND d2.state IN ('parked', 'dead')
+         ORDER BY d2.id DESC LIMIT 1) AS reason
+FROM deliveries AS d
+WHERE kind = 'watchlist' AND state IN ('pending', 'leased', 'parked', 'dead')
+GROUP BY profile, provider

@@ -256,6 +256,41 @@ BEGIN
 END;
 
 -- migration: 3
+-- The latest change of an item wins over every older one that has not landed: a later rating
+-- or watchlist change also supersedes an older one of the same item that was parked or given
+-- up (dead) for the same target account. A watchlist pass queues a parked addition again
+-- (Trakt's full watchlist, 420): the new try replaces the parked one, so `status` counts what
+-- the latest pass held back, and `unresolved retry` can never send an older rating over a
+-- newer one. Otherwise as in migration 2.
+
+DROP TRIGGER IF EXISTS state_keys_of_delivery;
+
+CREATE TRIGGER state_keys_of_delivery AFTER INSERT ON deliveries
+WHEN NEW.kind IN ('rating', 'watchlist')
+BEGIN
+    INSERT INTO delivery_keys (profile, provider, kind, key, at, delivery_id)
+    SELECT NEW.profile, NEW.provider, NEW.kind, nk.value, e.occurred_at, NEW.id
+    FROM events AS e, json_each(e.keys) AS nk
+    WHERE e.id = NEW.event_id;
+    UPDATE deliveries
+    SET state = 'dropped', reason_kind = 'superseded', lease_token = NULL,
+        reason = 'superseded by a later change of the same item',
+        settled_at = NEW.created_at, updated_at = NEW.created_at
+    WHERE state IN ('pending', 'leased', 'parked', 'dead')
+      AND id IN (SELECT k.delivery_id FROM state_changes AS k
+                 WHERE k.new_delivery_id = NEW.id AND k.relation = 'older');
+    UPDATE deliveries
+    SET state = 'dropped', reason_kind = 'superseded',
+        reason = 'an older change than one already known for this item',
+        settled_at = NEW.created_at, updated_at = NEW.created_at
+    WHERE id = NEW.id
+      AND EXISTS (SELECT 1 FROM state_changes AS k
+                  JOIN deliveries AS d ON d.id = k.delivery_id
+                  WHERE k.new_delivery_id = NEW.id AND k.relation = 'newer'
+                    AND d.state <> 'dropped');
+END;
+
+-- migration: 4
 -- Imported files: the row of an export file (a Letterboxd diary entry, a TV Time tracking row)
 -- an event comes from, e.g. 'letterboxd:https://boxd.it/5aQk2r'. One event per profile and
 -- row, whatever its time: a second import of the same file (or of the same rows in another

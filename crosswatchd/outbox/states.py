@@ -53,6 +53,8 @@ class ReasonKind(enum.StrEnum):
     STALE = "stale"  # dropped: live state too old, or not sendable
     DISMISSED = "dismissed"  # dropped: a user gave up on a play no source can identify
     SUPERSEDED = "superseded"  # dropped: a later rating or watchlist change of the item won
+    KEPT = "kept"  # delivered: the target deliberately left its list as it was (SIMKL holds
+    #                the item in another list); a watchlist pass does not ask again
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +93,12 @@ class Settlement:
             raise ValueError(f"a {self.state} delivery needs a reason and a reason_kind")
 
     @classmethod
-    def delivered(cls, note: str | None = None) -> Settlement:
-        """The target has the play (``note``: how we know, e.g. found in its history)."""
-        return cls(DeliveryState.DELIVERED, reason=note)
+    def delivered(cls, note: str | None = None, *, kept: bool = False) -> Settlement:
+        """The target has the play (``note``: how we know, e.g. found in its history).
+        ``kept``: a change the target deliberately did not apply (``reason_kind`` KEPT)."""
+        return cls(
+            DeliveryState.DELIVERED, reason=note, reason_kind=ReasonKind.KEPT if kept else None
+        )
 
     @classmethod
     def pending(

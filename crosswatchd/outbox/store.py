@@ -223,10 +223,13 @@ class Outbox(OperatorViews):
 
     # -- intake ------------------------------------------------------------------------------
 
-    def _event_row(self, event: PlayEvent, received_at: float) -> list[Any]:
+    def _event_row(
+        self, event: PlayEvent, received_at: float, targets: Sequence[str] | None
+    ) -> list[Any]:
         """One element of ``insert_events``' ``:batch`` (the order its ``$[n]`` paths read):
-        the event, its profile and that profile's targets (none for an unknown profile: the
-        play is kept and adopted once the profile has targets)."""
+        the event, its profile and the providers it goes to (*targets*, or else its profile's
+        targets: none for an unknown profile, the play is kept and adopted once the profile
+        has targets)."""
         item = event.item
         return [
             event.source.value,
@@ -242,7 +245,7 @@ class Outbox(OperatorViews):
             event.session,
             item_keys(item),
             event.profile,
-            self.targets_of(event),
+            self.targets_of(event) if targets is None else list(targets),
             event.rating,
             1 if event.source.is_backfill else 0,
             event.import_key,
@@ -259,19 +262,25 @@ class Outbox(OperatorViews):
         return targets
 
     async def enqueue_many(
-        self, events: Sequence[PlayEvent], *, keep_duplicates: bool = True
+        self,
+        events: Sequence[PlayEvent],
+        *,
+        keep_duplicates: bool = True,
+        targets: Sequence[str] | None = None,
     ) -> list[EnqueueResult]:
         """Commit *events* atomically (one statement), fanning out deliveries with dedupe.
 
         Returns one :class:`EnqueueResult` per event, in order. The events are durable when
         this returns. ``keep_duplicates=False`` does not keep the event row of a play every
         target already had (a re-run import then writes nothing); its result has
-        ``event_id=None``.
+        ``event_id=None``. *targets* sends every event of the batch to these providers of its
+        profile instead of all of them (the watchlist pass decides per target account, and
+        ``"plex"``, the Plex watchlist, is a target of watchlist changes only).
         """
         if not events:
             return []
         now = self._unix_s()
-        batch = orjson.dumps([self._event_row(e, now) for e in events]).decode()
+        batch = orjson.dumps([self._event_row(e, now, targets) for e in events]).decode()
         rows = await self._conn.execute_fetchall(
             QUERIES.insert_events, {"batch": batch, "window": self.dedupe_window_s}
         )
@@ -279,7 +288,10 @@ class Outbox(OperatorViews):
         ids = sorted(counts)
         if len(ids) != len(events):  # pragma: no cover - would be an SQLite bug
             raise RuntimeError(f"inserted {len(ids)} events for {len(events)}")
-        fanned = {i: len(self.targets_of(e)) for i, e in zip(ids, events, strict=True)}
+        fanned = {
+            i: len(self.targets_of(e)) if targets is None else len(targets)
+            for i, e in zip(ids, events, strict=True)
+        }
         if not self._counted_insert:
             counts = dict(fanned)
             if any(fanned.values()) and any(e.action.is_play for e in events):
@@ -499,9 +511,13 @@ class Outbox(OperatorViews):
         *,
         kinds: Sequence[ReasonKind] = (ReasonKind.UNRESOLVED,),
         profile: str | None = None,
+        reason_contains: str | None = None,
+        announce: bool = True,
     ) -> int:
-        """Put parked deliveries (one by id, parked or dead; or all parked of *kinds*) of one
-        *profile* (any if None) back to pending, resolving afresh.
+        """Put parked deliveries (one by id, parked or dead; or all parked of *kinds*, only
+        those whose reason contains *reason_contains* when given) of one *profile* (any if
+        None) back to pending, resolving afresh. *announce* (a user's retry) bumps the retry
+        generation, so running drainers forget their cached "not found" answers.
 
         Returns how many were re-queued.
         """
@@ -511,12 +527,14 @@ class Outbox(OperatorViews):
                 "id": delivery_id,
                 "kinds": json_list(kinds),
                 "profile": profile,
+                "reason": reason_contains,
                 "now": self._unix_s(),
             },
         )
         count = cur.rowcount
         # After the re-queue, so a daemon that sees the new generation also sees the rows.
-        await self._conn.execute(QUERIES.bump_retry_generation)
+        if announce:
+            await self._conn.execute(QUERIES.bump_retry_generation)
         if count:
             self._notify()
         return int(count)

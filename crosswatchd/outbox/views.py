@@ -22,6 +22,8 @@ __all__ = [
     "ParkedRow",
     "ProviderCounts",
     "RatingMark",
+    "WatchlistChange",
+    "WatchlistCounts",
     "utc_from_unix",
 ]
 
@@ -83,6 +85,49 @@ class ParkedRow:
         if self.kind is DeliveryKind.WATCHLIST:
             return "watchlist add" if self.action is Action.WATCHLIST_ADD else "watchlist remove"
         return "play"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchlistChange:
+    """The latest watchlist change of an item for one target account, as a watchlist pass
+    reads it (:meth:`OperatorViews.watchlist_changes`): ``action`` WATCHLIST_ADD or
+    WATCHLIST_REMOVE, its ``state`` and ``reason_kind`` (``KEPT``: the target deliberately
+    left it unapplied), ``settled_at``/``occurred_at`` in unix seconds, the ``item`` sent."""
+
+    id: int
+    provider: str
+    action: Action
+    state: DeliveryState
+    reason_kind: ReasonKind | None
+    reason: str | None
+    settled_at: float | None
+    occurred_at: float
+    item: Item
+
+    @property
+    def waiting(self) -> bool:
+        """True while it may still be sent (pending, or being sent)."""
+        return self.state in (DeliveryState.PENDING, DeliveryState.LEASED)
+
+    @property
+    def held_back(self) -> bool:
+        """True when it was parked or given up (it never landed)."""
+        return self.state in (DeliveryState.PARKED, DeliveryState.DEAD)
+
+    @property
+    def kept(self) -> bool:
+        """True when the target answered but deliberately left its list as it was."""
+        return self.state is DeliveryState.DELIVERED and self.reason_kind is ReasonKind.KEPT
+
+
+@dataclass(frozen=True, slots=True)
+class WatchlistCounts:
+    """Watchlist changes of one target account (``plex`` included) waiting to be sent, and
+    held back (parked or dead) with the newest such reason: the watchlist part of ``status``."""
+
+    pending: int = 0
+    parked: int = 0
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +309,16 @@ class OperatorViews:
             for r in rows
         ]
 
+    async def waiting_plays(
+        self, profile: str, provider: str
+    ) -> list[tuple[tuple[str, ...], float]]:
+        """Plays of the target account (*profile*, *provider*) still on their way (pending or
+        being sent): ``(identity keys, watched_at unix seconds)``."""
+        rows = await self._conn.execute_fetchall(
+            QUERIES.waiting_plays, {"profile": profile, "provider": provider}
+        )
+        return [(tuple(orjson.loads(r["keys"])), float(r["watched_at"])) for r in rows]
+
     async def seen_accounts(self, source: str) -> list[str]:
         """Accounts a source reported that the filter did not accept, most recent first."""
         async with self._conn.execute(QUERIES.seen_accounts, {"source": source}) as cur:
@@ -274,6 +329,54 @@ class OperatorViews:
         async with self._conn.execute(QUERIES.untargeted_plays) as cur:
             row = await cur.fetchone()
         return int(row["plays"]) if row else 0
+
+    async def watchlist_changes(
+        self, profile: str, providers: Sequence[str], *, since_s: float
+    ) -> list[WatchlistChange]:
+        """The latest watchlist change of each item for *profile* on *providers* that is not
+        applied yet, was kept unapplied, or was applied since *since_s* (unix seconds)."""
+        params = {"profile": profile, "providers": json_list(providers), "since": since_s}
+        rows = await self._conn.execute_fetchall(QUERIES.watchlist_changes, params)
+        return [
+            WatchlistChange(
+                id=int(r["id"]),
+                provider=str(r["provider"]),
+                action=Action(r["action"]),
+                state=DeliveryState(r["state"]),
+                reason_kind=None if r["reason_kind"] is None else ReasonKind(r["reason_kind"]),
+                reason=r["reason"],
+                settled_at=r["settled_at"],
+                occurred_at=float(r["occurred_at"]),
+                item=Item.from_dict(orjson.loads(r["item"])),
+            )
+            for r in rows
+        ]
+
+    async def plays_since(self, profile: str, provider: str, *, since_s: float) -> list[Item]:
+        """The items of *profile*'s plays on *provider* delivered since *since_s* (unix s), or
+        sent and not confirmed yet (resolved items where resolution ran)."""
+        return [
+            item for item, _ in await self.timed_plays_since(profile, provider, since_s=since_s)
+        ]
+
+    async def timed_plays_since(
+        self, profile: str, provider: str, *, since_s: float
+    ) -> list[tuple[Item, float]]:
+        """:meth:`plays_since`, each with its watched_at (unix seconds)."""
+        params = {"profile": profile, "provider": provider, "since": since_s}
+        rows = await self._conn.execute_fetchall(QUERIES.plays_since, params)
+        return [(Item.from_dict(orjson.loads(r["item"])), float(r["watched_at"])) for r in rows]
+
+    async def watchlist_counts(self) -> dict[tuple[str, str], WatchlistCounts]:
+        """Per target account ``(profile, provider)`` with watchlist changes waiting or held
+        back: :class:`WatchlistCounts`."""
+        rows = await self._conn.execute_fetchall(QUERIES.watchlist_counts)
+        return {
+            (str(r["profile"]), str(r["provider"])): WatchlistCounts(
+                int(r["pending"]), int(r["parked"]), r["reason"]
+            )
+            for r in rows
+        }
 
     async def played_just_before(self, event_id: int, provider: str) -> bool:
         """True when *provider* holds a play of event *event_id*'s item from the event's

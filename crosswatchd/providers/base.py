@@ -21,7 +21,7 @@ import structlog
 
 from crosswatchd.errors import PermanentError
 from crosswatchd.http import Answer, OptInt, WireModel
-from crosswatchd.models import Action, Ids, Item
+from crosswatchd.models import Action, Ids, Item, MediaKind
 
 __all__ = [
     "Activities",
@@ -34,6 +34,8 @@ __all__ = [
     "PlayOutcome",
     "Provider",
     "SearchHit",
+    "TargetRating",
+    "TargetWatch",
     "search_data",
     "split_sendable",
 ]
@@ -95,6 +97,33 @@ class Activities:
         if since is None:
             return True
         return any(self.get(g, n) != since.get(g, n) for g, n in fields)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetWatch:
+    """One play (Trakt) or one watched movie or episode (SIMKL: its latest watch) as a
+    target's history reports it, reduced to what reconcile compares: the item's identity
+    ``keys`` (:func:`~crosswatchd.models.item_keys` of the ids the target sent) and ``at``,
+    when it was watched (unix seconds). ``ident`` names the entry on the target (a Trakt history
+    id; SIMKL ``m:<simkl id>`` or ``e:<show simkl id>:<season>:<number>``); ``None`` for a
+    play reconcile knows of only because the daemon added it."""
+
+    ident: str | None
+    keys: tuple[str, ...]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRating:
+    """One rating a target holds: the item's ``keys``, its ``kind`` and the 1-10
+    ``rating``; ``ident`` names it on the target (SIMKL ``m:<id>``/``s:<id>``, for its
+    ``date_from`` updates), ``label`` is for people."""
+
+    keys: tuple[str, ...]
+    kind: MediaKind
+    rating: int
+    ident: str = ""
+    label: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,10 @@ step that failed and why. Every intake path goes through it.
 The chain, cheapest first; it stops as soon as the goal is met. One module per step, each a
 :class:`~crosswatchd.resolve.chain.Step` (a name and ``async run(work)``)::
 
+    anime     HAMA AniDB GUIDs only, and alone: the Anime-Lists  anime.py (list: animelists.py,
+              mapping to TVDB series/season/episode or a          animelists_store.py)
+              TMDB/IMDb film; absolute numbers through Trakt's
+              GET /shows/{id}/seasons (cached)
     payload   ids already in the item (Guid[] ids, show ids,     payload.py
               legacy GUID incl. thetvdb/HAMA)
     cache     an earlier resolution of the same item (by GUID,   recall.py (over cache.py,

@@ -36,6 +36,8 @@ from crosswatchd.models import Ids, Item, MediaKind
 from crosswatchd.providers.simkl import SimklSearch
 from crosswatchd.providers.trakt import TraktSearch
 from crosswatchd.ratelimit import Limiter
+from crosswatchd.resolve.anime import AnimeStep
+from crosswatchd.resolve.anime import claims as anime_claims
 from crosswatchd.resolve.keys import (
     NOT_CATALOGUED,
     Keys,
@@ -47,11 +49,13 @@ from crosswatchd.resolve.payload import PayloadStep, with_guid
 from crosswatchd.resolve.plex import PlexStep
 from crosswatchd.resolve.recall import RecallStep
 from crosswatchd.resolve.search import SimklStep, TraktStep
+from crosswatchd.resolve.shows import SHOW_KINDS, show_goal
 from crosswatchd.resolve.tautulli import TautulliStep
 from crosswatchd.resolve.title import TitleStep
 from crosswatchd.sources.plex_server import PlexServer
 
 if TYPE_CHECKING:
+    from crosswatchd.animelists_store import AnimeListStore
     from crosswatchd.config import Settings
     from crosswatchd.resolve.cache import IdCache
     from crosswatchd.resolve.tautulli import MetadataSource
@@ -73,11 +77,16 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 #: Step names, in chain order, as reported in :attr:`Resolution.step` and
-#: :attr:`UnresolvedError.step`.
-STEPS: Final = ("payload", "cache", "plex", "tautulli", "trakt", "simkl", "title")
-#: Steps whose findings need no remembering: the payload has them again next time, the cache
-#: has them already.
-_AT_HAND: Final = frozenset({"payload", "cache"})
+#: :attr:`UnresolvedError.step`. ``anime`` runs alone, for items a HAMA GUID names by AniDB id
+#: (:mod:`~crosswatchd.resolve.anime`); every other item starts at ``payload``.
+STEPS: Final = ("anime", "payload", "cache", "plex", "tautulli", "trakt", "simkl", "title")
+#: Steps whose findings need no remembering: the payload (and the Anime-Lists mapping) has
+#: them again next time, the cache has them already.
+_AT_HAND: Final = frozenset({"anime", "payload", "cache"})
+
+#: Told of every answer a step got: ``(step, True)`` from the cache, ``(step, False)`` asked
+#: outside (the metrics' ``crosswatchd_resolver_lookups``).
+LookupHook = Callable[[str, bool], None]
 
 #: One outside request of a step: the answer to keep (a JSON-able object), or ``None`` for
 #: "nothing found". Raises what the service raises.
@@ -87,9 +96,11 @@ Fetch = Callable[[], Awaitable[dict[str, Any] | None]]
 def goal(item: Item) -> bool:
     """The stopping rule: a movie has an imdb or tmdb id; an episode has its show's imdb,
     tmdb, tvdb, trakt or simkl id (anidb alone does not do: Trakt cannot use it), a season
-    and an episode number."""
+    and an episode number; a show or a season (rated) :func:`~.shows.show_goal`."""
     if item.kind is MediaKind.MOVIE:
         return bool(item.ids.imdb or item.ids.tmdb)
+    if item.kind in SHOW_KINDS:
+        return show_goal(item)
     if item.season is None or item.number is None:
         return False
     show = item.show_ids
@@ -99,8 +110,10 @@ def goal(item: Item) -> bool:
 def usable(item: Item) -> bool:
     """Short of the goal but of use to a target: any id of a movie; an episode's own ids, or
     its show's ids with a season and an episode number."""
-    if item.kind is MediaKind.MOVIE:
-        return bool(item.ids)
+    if item.kind in (MediaKind.MOVIE, MediaKind.SEASON):  # a season: its own ids (Trakt)
+        return bool(item.ids) or goal(item)
+    if item.kind is MediaKind.SHOW:
+        return goal(item)
     return bool(item.ids) or (
         bool(item.show_ids) and item.season is not None and item.number is not None
     )
@@ -220,9 +233,10 @@ class Answers:
     for its negative TTL. Concurrent askers share one request (single-flight).
     """
 
-    def __init__(self, cache: IdCache) -> None:
+    def __init__(self, cache: IdCache, on_lookup: LookupHook | None = None) -> None:
         self._cache = cache
         self._inflight: dict[str, asyncio.Task[dict[str, Any] | None]] = {}
+        self._on_lookup = on_lookup
 
     async def ask(self, work: Work, step: str, query: str, fetch: Fetch) -> dict[str, Any] | None:
         """Answer *query* for *step* from the cache, or ask once (single-flight) and cache.
@@ -239,12 +253,16 @@ class Answers:
                 task = self._inflight.get(key)
                 entry = self._cache.peek(key) if task is None else None
             if entry is not None:
+                if self._on_lookup is not None:
+                    self._on_lookup(step, True)
                 return entry.value
             if task is None:
                 task = asyncio.create_task(self._fetch_and_store(key, step, query, fetch))
                 self._inflight[key] = task
                 task.add_done_callback(self._forget_task(key))
         work.fresh = True
+        if self._on_lookup is not None:
+            self._on_lookup(step, False)
         return await asyncio.shield(task)
 
     async def close(self) -> None:
@@ -280,7 +298,8 @@ class Resolver:
 
     ``server_id`` namespaces Plex ratingKeys in cache keys (ratingKeys identify an item on one
     server; Plex webhooks and Tautulli of that server share them). ``title_fallback`` enables
-    the exact title + year step (needs ``trakt_search`` or ``simkl_search``).
+    the exact title + year step (needs ``trakt_search`` or ``simkl_search``). ``on_lookup`` is
+    told of every answer a step got, from the cache or from outside.
     """
 
     def __init__(
@@ -293,11 +312,15 @@ class Resolver:
         simkl_search: SimklSearch | None = None,
         title_fallback: bool = False,
         server_id: str = "plex",
+        on_lookup: LookupHook | None = None,
+        anime: AnimeListStore | None = None,
     ) -> None:
         self._cache = cache
         self._keys = keys = Keys(server_id, title_fallback)
-        self._answers = answers = Answers(cache)
+        self._answers = answers = Answers(cache, on_lookup)
+        self._on_lookup = on_lookup
         self._recall = RecallStep(cache, keys)
+        self._anime = None if anime is None else AnimeStep(anime, answers, trakt_search)
         steps: list[Step] = [PayloadStep(), self._recall]
         if plex is not None:
             steps.append(PlexStep(plex, answers, keys))
@@ -313,8 +336,10 @@ class Resolver:
 
     @property
     def steps(self) -> tuple[str, ...]:
-        """The names of the steps this resolver runs, in order."""
-        return tuple(step.name for step in self._steps)
+        """The names of the steps this resolver runs, in order (``anime`` first: it runs
+        alone, for AniDB items)."""
+        anime = () if self._anime is None else (self._anime.name,)
+        return (*anime, *(step.name for step in self._steps))
 
     async def close(self) -> None:
         """Cancel lookups still in flight (at shutdown)."""
@@ -341,6 +366,12 @@ class Resolver:
         transient failure of a step is why the goal was not met.
         """
         parsed = parsed_guid(item)
+        if self._anime is not None and anime_claims(parsed):
+            # AniDB numbering: only the Anime-Lists mapping knows what it is on TVDB. The other
+            # steps (and cached answers) would pair AniDB's season and number with a TVDB show.
+            return await self._run(Work(item, parsed), (self._anime,), item.label())
+        if item.kind in SHOW_KINDS:
+            return await self._resolve_show(item, parsed)
         # The warm path, most resolutions of a running daemon: the payload step's ids, or the
         # cache step's answer from memory, meet the goal. Answered as those steps would, without
         # a Work or a step coroutine (bench/resolve.py's warm figure depends on it).
@@ -353,11 +384,18 @@ class Resolver:
             if entry is not None:
                 recalled = with_identity(known, entry)
                 if goal(recalled):
+                    if self._on_lookup is not None:
+                        self._on_lookup("cache", True)
                     return Resolution(recalled, "cache")
         work = Work(known, parsed)
         if entry is not None:  # what the cache step would find again
             RecallStep.take(work, entry)
-        for step in self._steps:
+        return await self._run(work, self._steps, item.label())
+
+    async def _run(self, work: Work, steps: tuple[Step, ...], label: str) -> Resolution:
+        """Run *steps* on *work* until the goal is met; then :meth:`_done`, else
+        :meth:`_short` (*label* names the item in the logs)."""
+        for step in steps:
             try:
                 await step.run(work)
             except RetryableError as exc:
@@ -370,7 +408,35 @@ class Resolver:
                 work.fail(step.name, str(exc))
             if goal(work.item):
                 return await self._done(work)
-        return await self._short(work, item.label())
+        return await self._short(work, label)
+
+    async def _resolve_show(self, item: Item, parsed: ParsedGuid | None) -> Resolution:
+        """A show or a season (a rating): its GUID's ids, else the configured server's show
+        (:mod:`.shows`); the searches and the identity cache are for plays and not asked.
+        Raises like :meth:`resolve`."""
+        work = Work(with_guid(item, parsed), parsed)
+        if goal(work.item):
+            return Resolution(work.item, "payload")
+        for step in self._steps:
+            if step.name not in ("plex", "tautulli"):
+                continue
+            try:
+                await step.run(work)
+            except (RetryableError, SourceUnavailableError) as exc:
+                work.transient = RetryableError(step.name, str(exc))
+                work.fail(step.name, str(exc))
+            except ProviderError as exc:
+                work.fail(step.name, str(exc))
+            if goal(work.item):
+                return Resolution(work.item, work.step)
+        if work.transient is not None:
+            raise work.transient
+        if usable(work.item):
+            return Resolution(work.item, work.step)
+        what = "show" if item.kind is MediaKind.SHOW else "season's show"
+        reason = work.reason or f"payload: no ids of the {what}, and no Plex server or Tautulli"
+        log.warning("resolve.unresolved", item=item.label(), step=work.failed_step, reason=reason)
+        raise UnresolvedError(reason, work.failed_step)
 
     async def _done(self, work: Work) -> Resolution:
         """The goal is met: remember what the outside steps found, and say who found it."""
@@ -391,6 +457,9 @@ class Resolver:
     async def _short(self, work: Work, label: str) -> Resolution:
         """Every step ran and the goal is not met: a transient failure to retry, a usable
         partial result, or :class:`UnresolvedError`. *label* names the item in the logs."""
+        if work.step == "anime":
+            # A show or season the mapping placed: as far as it goes (no episode to find).
+            return Resolution(work.item, work.step)
         if work.transient is not None:
             log.warning("resolve.retry", item=label, step=work.failed_step, reason=work.reason)
             raise work.transient
@@ -429,9 +498,13 @@ def build_resolver(
     trakt_limiter: Limiter | None,
     simkl_limiter: Limiter | None,
     tautulli: MetadataSource | None,
+    on_lookup: LookupHook | None = None,
+    anime: AnimeListStore | None = None,
     title_fallback: bool | None = None,
 ) -> Resolver:
     """A :class:`Resolver` with the steps the settings enable and the services configured.
+
+    *anime* (the daemon's Anime-Lists store) adds the ``anime`` step for HAMA AniDB items.
 
     Plex: ``resolver.use_plex`` and both ``plex.url`` and ``plex.token``. Tautulli:
     ``resolver.use_tautulli`` and a *tautulli* source. Trakt/SIMKL search:
@@ -478,4 +551,6 @@ def build_resolver(
         trakt_search=trakt,
         simkl_search=simkl,
         title_fallback=rs.title_fallback if title_fallback is None else title_fallback,
+        on_lookup=on_lookup,
+        anime=anime,
     )

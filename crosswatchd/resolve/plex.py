@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from crosswatchd.models import Ids, MediaKind
 from crosswatchd.resolve.keys import Keys, int_or_none
 from crosswatchd.resolve.same import other_item, refuse_kind, skip_other_item
+from crosswatchd.resolve.shows import SHOW_KINDS, show_rating_key, take_show
 from crosswatchd.sources.plex_server import PlexMetadata, PlexServer
 
 if TYPE_CHECKING:
@@ -80,11 +81,27 @@ class PlexStep:
         value = await self._answers.ask(work, "plex", self._keys.meta(rating_key), fetch)
         return None if value is None else _from_value(rating_key, value)
 
+    async def _show(self, work: Work) -> None:
+        """A show's or a season's: the ids of the server's show (:mod:`.shows`)."""
+        rk = show_rating_key(work.item)
+        if not rk:
+            work.skip("plex", "plex: no ratingKey of the show")
+            return
+        meta = await self._meta(work, rk)
+        if meta is None:
+            work.fail("plex", f"plex: show ratingKey {rk} not found")
+            return
+        work.plex_answered = True
+        take_show(work, "plex", rk, meta, meta.ids.merged(meta.guid_show_ids))
+
     async def run(self, work: Work) -> None:
         """Add the server's ids of the item (and its show's); raises what
         :meth:`PlexServer.metadata` raises, and :class:`~crosswatchd.errors.UnresolvedError`
         when the ratingKey is the played item's extra."""
         item = work.item
+        if item.kind in SHOW_KINDS:
+            await self._show(work)
+            return
         rk = item.rating_key
         if not rk:
             return

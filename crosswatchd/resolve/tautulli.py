@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from crosswatchd.models import Ids, MediaKind
 from crosswatchd.resolve.keys import Keys
 from crosswatchd.resolve.same import other_item, refuse_kind, skip_other_item
+from crosswatchd.resolve.shows import SHOW_KINDS, show_rating_key, take_show
 from crosswatchd.sources.guids import guid_position, ids_from_guid_list, parse_guid
 from crosswatchd.sources.tautulli_api import api_int, api_rating_key
 
@@ -157,13 +158,30 @@ class TautulliStep:
         value = await self._answers.ask(work, "tautulli", self._keys.meta(rating_key), fetch)
         return None if value is None else TautulliMetadata.from_value(value)
 
+    async def _show(self, work: Work) -> None:
+        """A show's or a season's: the ids of the server's show (:mod:`.shows`)."""
+        rk = show_rating_key(work.item)
+        if not rk:
+            work.skip("tautulli", "tautulli: no ratingKey of the show")
+            return
+        meta = await self._meta(work, rk)
+        if meta is None:
+            work.fail("tautulli", f"tautulli: show ratingKey {rk} not found")
+            return
+        take_show(work, "tautulli", rk, meta, meta.ids.merged(meta.show_ids))
+
     async def run(self, work: Work) -> None:
         """Add Tautulli's ids of the item (and its show's); raises what ``get_metadata``
         raises, and :class:`~crosswatchd.errors.UnresolvedError` when the ratingKey is the
         played item under another type."""
         item = work.item
+        if work.plex_answered:
+            return
+        if item.kind in SHOW_KINDS:
+            await self._show(work)
+            return
         rk = item.rating_key
-        if not rk or work.plex_answered:
+        if not rk:
             return
         want = item.kind.value
         meta = await self._meta(work, rk)

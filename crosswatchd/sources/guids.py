@@ -28,8 +28,10 @@ from typing import Final, Literal
 from crosswatchd.models import Ids
 
 __all__ = [
+    "AnidbGuid",
     "GuidScope",
     "ParsedGuid",
+    "anidb_guid",
     "guid_base",
     "guid_position",
     "ids_from_guid_list",
@@ -250,6 +252,56 @@ def guid_base(guid: object) -> str:
     if not isinstance(guid, str):
         return ""
     return guid.strip().split("?", 1)[0].split("#", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class AnidbGuid:
+    """A HAMA GUID that names an AniDB entry, as written:
+    ``com.plexapp.agents.hama://anidb-9541/0/7?lang=en`` is
+    ``AnidbGuid(anidb_id="9541", mode="anidb", season=0, episode=7)``.
+
+    ``mode`` is HAMA's id type, lower-cased: ``anidb`` (Plex seasons 1 regular / 0 specials,
+    AniDB episode numbers), ``anidb2`` (TVDB seasons and numbers, through the mapping),
+    ``anidb3`` / ``anidb4`` (TVDB numbering with TVDB specials appended / inserted as
+    seasons) — Absolute-Series-Scanner ``README.md``, "Forcing the movie/series ID"
+    (``shared/reference/anime/README.md`` §1). ``season``/``episode`` are the GUID's path, or
+    ``None`` when it has none (the bare show/film form ``hama://anidb-11829``) or one that is
+    not two small numbers.
+    """
+
+    anidb_id: str
+    mode: str
+    season: int | None = None
+    episode: int | None = None
+
+
+_HAMA_SCHEME: Final = _LEGACY_PREFIX + "hama"
+
+
+def anidb_guid(guid: object) -> AnidbGuid | None:
+    """The AniDB entry a HAMA GUID names (see :class:`AnidbGuid`), or ``None`` for any other
+    GUID (``hama://tvdb-…`` included) and for anything that is not a GUID. Never raises."""
+    if not isinstance(guid, str):
+        return None
+    match = _SCHEME_RE.match(guid.strip())
+    if match is None or match.group(1).lower() != _HAMA_SCHEME:
+        return None
+    parts = _split_path(match.group(2))
+    hama = _HAMA_RE.match(parts[0])
+    if hama is None or not hama.group(1).lower().startswith("anidb"):
+        return None
+    anidb_id = normalize_id("anidb", hama.group(2))
+    if anidb_id is None:
+        return None
+    season = _small_int(parts[1]) if len(parts) > 1 else None
+    episode = _small_int(parts[2]) if len(parts) > 2 else None
+    if (
+        len(parts) > 3
+        or (len(parts) > 1 and season is None)
+        or (len(parts) > 2 and episode is None)
+    ):
+        season = episode = None  # a path we do not understand: no position
+    return AnidbGuid(anidb_id, hama.group(1).lower(), season, episode)
 
 
 def guid_position(

@@ -47,11 +47,13 @@ from crosswatchd.sources._edge import (
 from crosswatchd.sources.guids import guid_position, ids_from_guid_list, parse_guid
 
 __all__ = [
+    "RATED_KINDS",
     "Ignored",
     "PlexAccount",
     "PlexMetadata",
     "PlexPayload",
     "PlexPlayer",
+    "metadata_item",
     "parse_plex_payload",
     "plex_event",
     "plex_rating",
@@ -68,7 +70,7 @@ _EVENT_ACTIONS: Final[Mapping[str, Action]] = {
     "media.rate": Action.RATE,
 }
 #: What can be rated: a movie, a show, a season or an episode.
-_RATED_KINDS: Final[Mapping[str, MediaKind]] = {
+RATED_KINDS: Final[Mapping[str, MediaKind]] = {
     **MEDIA_KINDS,
     "show": MediaKind.SHOW,
     "season": MediaKind.SEASON,
@@ -209,9 +211,11 @@ def plex_rating(value: float | None) -> int | None:
     return min(10, max(1, math.floor(value + 0.5)))
 
 
-def _rated_item(meta: PlexMetadata, kind: MediaKind, server: str | None) -> Item:
-    """The item of a rating: a movie or an episode as for plays; a show with its own ids;
-    a season with its own ids, its show's (legacy TV agents) and its number."""
+def metadata_item(meta: PlexMetadata, kind: MediaKind, server: str | None) -> Item:
+    """The item a ``Metadata`` object describes (a webhook's, or a library listing's, which
+    has the same shape): a movie or an episode as for plays; a show with its own ids; a
+    season with its own ids, its show's (legacy TV agents) and its number. *server* is the
+    Plex machineIdentifier, when known (it scopes the ratingKeys)."""
     if kind in (MediaKind.MOVIE, MediaKind.EPISODE):
         return _item(meta, kind, server)
     ids = ids_from_guid_list(entry.id for entry in meta.guids)
@@ -315,7 +319,7 @@ def plex_event(
     if not meta.type:
         return Ignored("plex Metadata.type is missing: not a movie or episode", account=account)
     rating = action is Action.RATE
-    kind = (_RATED_KINDS if rating else MEDIA_KINDS).get(meta.type.lower())
+    kind = (RATED_KINDS if rating else MEDIA_KINDS).get(meta.type.lower())
     if kind is None:
         what = "a movie, show, season or episode" if rating else "a movie or episode"
         return Ignored(f"plex item type {meta.type!r} is not {what}", account=account)
@@ -339,7 +343,7 @@ def plex_event(
             source=Source.PLEX,
             action=action,
             account=account or "",
-            item=_rated_item(meta, kind, server),
+            item=metadata_item(meta, kind, server),
             occurred_at=received_at.astimezone(UTC),
             profile=routed.name,
             rating=plex_rating(payload.rating),

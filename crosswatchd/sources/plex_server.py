@@ -1,6 +1,8 @@
-"""Read-only client for a Plex Media Server's metadata API, used by the id resolver.
+"""Read-only client for a Plex Media Server: item metadata for the id resolver, and any other
+``MediaContainer`` read (:meth:`PlexServer.container`; history, accounts and libraries are read
+through it by :mod:`crosswatchd.sources.plex_library`).
 
-One call: ``GET {url}/library/metadata/{ratingKey}?includeGuids=1`` with
+The resolver's call: ``GET {url}/library/metadata/{ratingKey}?includeGuids=1`` with
 ``Accept: application/json`` (without it PMS answers XML) and the ``X-Plex-Token`` header. The
 answer is ``{"MediaContainer": {"Metadata": [{…}]}}``; the first entry is the item. New-agent
 items list their external ids in ``Guid: [{"id": "imdb://tt…"}, …]`` (only with
@@ -20,6 +22,7 @@ log line.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
 
@@ -29,7 +32,7 @@ import structlog
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationError
 
 from crosswatchd.errors import RetryableError, SourceUnavailableError
-from crosswatchd.http import GetRetry, HttpClient, Lenient, LenientList, OptInt, WireModel
+from crosswatchd.http import Answer, GetRetry, HttpClient, Lenient, LenientList, OptInt, WireModel
 from crosswatchd.models import Ids
 from crosswatchd.sources.guids import guid_position, ids_from_guid_list, parse_guid
 
@@ -198,13 +201,27 @@ class PlexServer:
         path = f"/library/metadata/{rk}"
         return await self._http.retry_get(lambda: self._lookup(rk, path), rating_key=rk)
 
-    async def _lookup(self, rk: str, path: str) -> PlexMetadata | None:
-        """One attempt of :meth:`metadata`."""
-        where = self._where
-        answer = await self._http.send("GET", path, params={"includeGuids": "1"})
-        status = answer.status
-        if status == 404:
-            return None
+    async def container(
+        self, path: str, params: Mapping[str, str] | None = None, *, what: str = "request"
+    ) -> dict[str, Any]:
+        """The ``MediaContainer`` object of ``GET {path}`` (JSON), retried in-process on
+        transient failures like :meth:`metadata`; raises like it (*what* names the request in
+        messages), a 404 included (:class:`SourceUnavailableError`)."""
+
+        async def attempt() -> dict[str, Any]:
+            answer = await self._http.send("GET", path, params=params)
+            data = self._json(answer, what)
+            container = data.get("MediaContainer") if isinstance(data, dict) else None
+            if not isinstance(container, dict):
+                raise SourceUnavailableError(f"{self._where}: answer has no MediaContainer")
+            return container
+
+        return await self._http.retry_get(attempt, path=path)
+
+    def _json(self, answer: Answer, what: str) -> Any:
+        """The decoded body of a 2xx answer; the status → error translation otherwise (see
+        the module docstring)."""
+        where, status = self._where, answer.status
         if status in (401, 403):
             raise SourceUnavailableError(
                 f"{where} refused the token (HTTP {status}); check plex.token"
@@ -212,17 +229,24 @@ class PlexServer:
         if status >= 500:
             raise RetryableError(_PROVIDER, f"{where}: HTTP {status}", answer.retry_after_s)
         if status >= 400:
-            raise SourceUnavailableError(f"{where}: metadata lookup failed with HTTP {status}")
+            raise SourceUnavailableError(f"{where}: {what} failed with HTTP {status}")
         try:
-            data = answer.json()
+            return answer.json()
         except orjson.JSONDecodeError:
             raise SourceUnavailableError(f"{where}: answer is not JSON") from None
+
+    async def _lookup(self, rk: str, path: str) -> PlexMetadata | None:
+        """One attempt of :meth:`metadata`."""
+        answer = await self._http.send("GET", path, params={"includeGuids": "1"})
+        if answer.status == 404:
+            return None
+        data = self._json(answer, "metadata lookup")
         try:
             container = _Answer.model_validate(data).media_container
         except ValidationError:
             container = None
         if container is None:
-            raise SourceUnavailableError(f"{where}: answer has no MediaContainer")
+            raise SourceUnavailableError(f"{self._where}: answer has no MediaContainer")
         if not container.metadata or container.metadata[0] is None:
             return None
         meta = _to_metadata(rk, container.metadata[0])

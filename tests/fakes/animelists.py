@@ -12,6 +12,10 @@ conditional GET support), ``send_validators`` (False: no ETag / Last-Modified at
 ``delay_s``. Recorded: ``requests`` (each request's headers), ``full_responses``,
 ``not_modified``, ``failures``; ``request_seen`` (an event) is set by every request.
 
+:data:`REAL_ROWS` are real rows of ``anime-list-master.xml`` (Anime-Lists @ 20ca4d8, the
+reference's worked examples and a few more edge cases), verbatim; :data:`CONSTRUCTED_ROWS`
+are made-up rows in the same schema, each saying what it stands for.
+
 :func:`anime_list_xml` writes rows in the real schema (Anime-Lists ``README.md``, "Format";
 ``xmllint --format`` layout, two-space indent); :class:`AnimeRow` / :class:`MappingSpec` are one
 ``<anime>`` and one ``<mapping>``.
@@ -29,7 +33,14 @@ from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 
-__all__ = ["AnimeRow", "FakeAnimeLists", "MappingSpec", "anime_list_xml"]
+__all__ = [
+    "CONSTRUCTED_ROWS",
+    "REAL_ROWS",
+    "AnimeRow",
+    "FakeAnimeLists",
+    "MappingSpec",
+    "anime_list_xml",
+]
 
 _FIRST_PUBLISHED = datetime(2026, 8, 16, 1, 0, tzinfo=UTC)  # a Sunday 01:00 UTC update
 
@@ -223,3 +234,139 @@ class FakeAnimeLists:
         return web.Response(
             body=version.body, headers=headers, content_type="text/plain", charset="utf-8"
         )
+
+
+# Real rows, verbatim (Anime-Lists @ 20ca4d8).
+REAL_ROWS = [
+    # WE1: plain season.
+    """  <anime anidbid="15207" tvdbid="354198" defaulttvdbseason="2" episodeoffset="" tmdbtv="83121" tmdbseason="2" tmdboffset="" tmdbid="" imdbid="">
+    <name>Kaguya-sama wa Kokurasetai? Tensai-tachi no Ren'ai Zunousen</name>
+  </anime>""",  # noqa: E501
+    # WE2: episodeoffset.
+    """  <anime anidbid="14444" tvdbid="267440" defaulttvdbseason="3" episodeoffset="12" tmdbtv="1429" tmdbseason="3" tmdboffset="12" tmdbid="" imdbid="">
+    <name>Shingeki no Kyojin Season 3 (2019)</name>
+  </anime>""",  # noqa: E501
+    # WE3: specials through individual pairs, -0 pairs.
+    """  <anime anidbid="9541" tvdbid="267440" defaulttvdbseason="1" episodeoffset="" tmdbtv="1429" tmdbseason="1" tmdboffset="" tmdbid="" imdbid="">
+    <name>Shingeki no Kyojin</name>
+    <mapping-list>
+      <mapping anidbseason="0" tvdbseason="0">;1-1;2-2;3-3;4-4;5-5;6-6;7-8;8-9;9-10;10-11;11-0;12-0;13-0;14-0;15-0;</mapping>
+    </mapping-list>
+  </anime>""",  # noqa: E501
+    # WE4: specials through a range, and a -0 pair.
+    """  <anime anidbid="23" tvdbid="76885" defaulttvdbseason="1" episodeoffset="" tmdbtv="30991" tmdbseason="1" tmdboffset="" tmdbid="" imdbid="">
+    <name>Cowboy Bebop</name>
+    <mapping-list>
+      <mapping anidbseason="0" tvdbseason="0" start="1" end="3" offset="1">;4-0;</mapping>
+    </mapping-list>
+    <supplemental-info>
+      <studio>Sunrise</studio>
+    </supplemental-info>
+  </anime>""",  # noqa: E501
+    # WE5: absolute numbering with ranges.
+    """  <anime anidbid="8550" tvdbid="252322" defaulttvdbseason="a" episodeoffset="" tmdbtv="46298" tmdbseason="a" tmdboffset="" tmdbid="" imdbid="">
+    <name>Hunter x Hunter (2011)</name>
+    <mapping-list>
+      <mapping anidbseason="1" tvdbseason="1" start="1" end="58"/>
+      <mapping anidbseason="1" tvdbseason="2" start="59" end="136" offset="-58"/>
+      <mapping anidbseason="1" tvdbseason="3" start="137" end="148" offset="-136"/>
+    </mapping-list>
+  </anime>""",  # noqa: E501
+    # WE6: a film.
+    """  <anime anidbid="11829" tvdbid="movie" defaulttvdbseason="" episodeoffset="" tmdbtv="" tmdbseason="" tmdboffset="" tmdbid="372058" imdbid="tt5311514">
+    <name>Kimi no Na wa.</name>
+  </anime>""",  # noqa: E501
+    # WE6: a film with a comma list of IMDb ids (placed in a TVDB series' specials as well).
+    """  <anime anidbid="8311" tvdbid="245451" defaulttvdbseason="0" episodeoffset="3" tmdbtv="45348" tmdbseason="0" tmdboffset="3" tmdbid="" imdbid="tt4232272,tt6302292">
+    <name>Gekijou Remix Ban Appleseed XIII</name>
+  </anime>""",  # noqa: E501
+    # WE7: TVDB and TMDB disagree.
+    """  <anime anidbid="15593" tvdbid="305089" defaulttvdbseason="2" episodeoffset="13" tmdbtv="65942" tmdbseason="1" tmdboffset="38" tmdbid="" imdbid="">
+    <name>Re:Zero kara Hajimeru Isekai Seikatsu (2021)</name>
+    <mapping-list>
+      <mapping anidbseason="0" tvdbseason="0" start="1" end="12" offset="42"/>
+    </mapping-list>
+  </anime>""",  # noqa: E501
+    # WE8: one AniDB episode = two TVDB episodes; "other" episodes (401+).
+    """  <anime anidbid="19402" tvdbid="354198" defaulttvdbseason="0" episodeoffset="14" tmdbtv="83121" tmdbseason="0" tmdboffset="4" tmdbid="" imdbid="">
+    <name>Kaguya-sama wa Kokurasetai: Otona e no Kaidan</name>
+    <mapping-list>
+      <mapping anidbseason="0" tvdbseason="0">;1-15+16;401-15;402-16;</mapping>
+    </mapping-list>
+  </anime>""",  # noqa: E501
+    # A -0 pair beside a real target in another TVDB season ("mapped to 0 on a conflict").
+    """  <anime anidbid="25" tvdbid="72462" defaulttvdbseason="1" episodeoffset="" tmdbtv="9519" tmdbseason="1" tmdboffset="" tmdbid="" imdbid="">
+    <name>Heppoko Jikken Animation Excel Saga</name>
+    <mapping-list>
+      <mapping anidbseason="0" tvdbseason="0">;1-0;2-0;</mapping>
+      <mapping anidbseason="0" tvdbseason="1">;1-26;</mapping>
+    </mapping-list>
+    <before>;1-26;</before>
+  </anime>""",  # noqa: E501
+    # One AniDB episode written as two pairs into the same TVDB season.
+    """  <anime anidbid="10860" tvdbid="73501" defaulttvdbseason="0" episodeoffset="" tmdbtv="42694" tmdbseason="0" tmdboffset="" tmdbid="" imdbid="">
+    <name>Di Gi Charat Summer Special 2000</name>
+    <mapping-list>
+      <mapping anidbseason="1" tvdbseason="0">;1-1;1-2;2-3;2-4;</mapping>
+    </mapping-list>
+  </anime>""",  # noqa: E501
+    # A mapping with an offset but no start/end, plus pairs.
+    """  <anime anidbid="3427" tvdbid="79880" defaulttvdbseason="1" episodeoffset="" tmdbtv="46412" tmdbseason="1" tmdboffset="" tmdbid="" imdbid="">
+    <name>Utawarerumono</name>
+    <mapping-list>
+      <mapping anidbseason="0" tvdbseason="0" offset="5">;1-30;6-34;7-35;8-31;</mapping>
+    </mapping-list>
+  </anime>""",  # noqa: E501
+    # Absolute numbering; the last range has no end.
+    """  <anime anidbid="14086" tvdbid="347734" defaulttvdbseason="a" episodeoffset="" tmdbtv="80020" tmdbseason="a" tmdboffset="" tmdbid="" imdbid="">
+    <name>Super Dragon Ball Heroes</name>
+    <mapping-list>
+      <mapping anidbseason="1" tvdbseason="2" start="7" end="19" offset="-6"/>
+      <mapping anidbseason="1" tvdbseason="3" start="20" end="30" offset="-19"/>
+      <mapping anidbseason="1" tvdbseason="4" start="31" end="38" offset="-30"/>
+      <mapping anidbseason="1" tvdbseason="5" start="39" end="48" offset="-38"/>
+      <mapping anidbseason="1" tvdbseason="6" start="49" offset="-48"/>
+    </mapping-list>
+  </anime>""",  # noqa: E501
+    # Absolute numbering with an episodeoffset.
+    """  <anime anidbid="9980" tvdbid="114801" defaulttvdbseason="a" episodeoffset="175" tmdbtv="46261" tmdbseason="a" tmdboffset="" tmdbid="" imdbid="">
+    <name>Fairy Tail (2014)</name>
+    <mapping-list>
+      <mapping anidbseason="1" tvdbseason="5" start="1" end="51" offset="0"/>
+      <mapping anidbseason="1" tvdbseason="6" start="52" end="90" offset="-51"/>
+      <mapping anidbseason="1" tvdbseason="7" start="91" end="102" offset="-90"/>
+    </mapping-list>
+  </anime>""",  # noqa: E501
+]
+
+CONSTRUCTED_ROWS = [
+    # WE9 (constructed in the reference): no TVDB, TMDB or IMDb id.
+    AnimeRow(99999, name="Constructed: no ids"),
+    AnimeRow(5501, tvdbid="hentai", defaulttvdbseason="1", name="Constructed: hentai"),
+    # Constructed: One Piece's shape (anidb 69): ranges for TMDB only, so none for TVDB.
+    AnimeRow(
+        69,
+        tvdbid="81797",
+        defaulttvdbseason="a",
+        tmdbtv="37854",
+        tmdbseason="a",
+        name="One Piece (constructed excerpt)",
+        mappings=(
+            MappingSpec(0, tvdbseason=0, pairs=";1-27;6-0;"),
+            MappingSpec(1, tmdbseason=2, start=62, end=77, offset=-61),
+        ),
+    ),
+    # Constructed: a pair beats the range that covers the same episode.
+    AnimeRow(
+        70001,
+        tvdbid="70001",
+        defaulttvdbseason="1",
+        mappings=(MappingSpec(1, tvdbseason=2, start=1, end=12, offset=0, pairs=";5-0;6-7+8;"),),
+    ),
+    # Constructed: a negative episodeoffset larger than the episode.
+    AnimeRow(70002, tvdbid="70002", defaulttvdbseason="2", episodeoffset="-12"),
+    # Constructed: a film without film ids that TVDB lists among a series' specials.
+    AnimeRow(70003, tvdbid="267440", defaulttvdbseason="0", episodeoffset="3", name="OVA"),
+    # Constructed: comma lists of TMDB and IMDb ids, with an invalid entry.
+    AnimeRow(70004, tvdbid="movie", tmdbid="12345,67890", imdbid="bogus,tt0000002"),
+]

@@ -46,15 +46,15 @@ class Catalog:
     shows: list[dict[str, Any]] = field(default_factory=list)
     episodes: list[dict[str, Any]] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
-    #: ``id(list) -> {(id key, value): entry}``: lookups by id in O(1), so a fake holding tens of
-    #: thousands of items (the benchmarks) answers as fast as a real service would.
-    _index: dict[int, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
-
-    def _add(self, entries: list[dict[str, Any]], entry: dict[str, Any]) -> None:
-        entries.append(entry)
-        index = self._index.setdefault(id(entries), {})
-        for pair in _norm(entry["ids"]):
-            index.setdefault(pair, entry)
+    #: Per entry list: (entries indexed so far, {(id key, value): first position}). Lists only
+    #: grow, so a lookup indexes what was added since (thousands of items stay fast).
+    _indexes: dict[int, tuple[int, dict[tuple[str, str], int]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    #: (episodes indexed so far, {id(show): its episodes in catalogue order}).
+    _by_show: tuple[int, dict[int, list[dict[str, Any]]]] = field(
+        default_factory=lambda: (0, {}), repr=False, compare=False
+    )
 
     def add_movie(self, title: str, year: int, **ids: Any) -> dict[str, Any]:
         """Add a movie; *ids* like ``imdb="tt0090728", tmdb=6978``. Returns the movie dict."""
@@ -64,7 +64,7 @@ class Catalog:
             "year": year,
             "ids": {"trakt": n, "slug": _slug(title), "simkl": n + 500_000, **ids},
         }
-        self._add(self.movies, movie)
+        self.movies.append(movie)
         return movie
 
     def add_show(self, title: str, year: int, *, anime: bool = False, **ids: Any) -> dict[str, Any]:
@@ -79,7 +79,7 @@ class Catalog:
             "anime": anime,
             "ids": {"trakt": n, "slug": _slug(title), "simkl": n + 500_000, **ids},
         }
-        self._add(self.shows, show)
+        self.shows.append(show)
         return show
 
     def add_episode(
@@ -105,19 +105,21 @@ class Catalog:
             "ids": {"trakt": n, **ids},
             "show": show,
         }
-        self._add(self.episodes, episode)
+        self.episodes.append(episode)
         return episode
 
     def _match(self, entries: list[dict[str, Any]], ids: dict[str, Any]) -> dict[str, Any] | None:
-        """The first-added entry sharing any of *ids* (as the former linear scan found it)."""
-        index = self._index.get(id(entries), {})
-        hits = [index[pair] for pair in _norm(ids) if pair in index]
-        if not hits:
+        """The first entry of *entries* sharing any of *ids*, or None."""
+        wanted = _norm(ids)
+        if not wanted:
             return None
-        order = {id(e): n for n, e in enumerate(hits)}
-        if len(hits) == 1:
-            return hits[0]
-        return min(hits, key=lambda e: (entries.index(e), order[id(e)]))
+        done, index = self._indexes.get(id(entries), (0, {}))
+        for position in range(done, len(entries)):
+            for pair in _norm(entries[position]["ids"]):
+                index.setdefault(pair, position)
+        self._indexes[id(entries)] = (len(entries), index)
+        found = [index[pair] for pair in wanted if pair in index]
+        return entries[min(found)] if found else None
 
     def movie(self, ids: dict[str, Any]) -> dict[str, Any] | None:
         """The movie with any of *ids*, or None."""
@@ -147,9 +149,13 @@ class Catalog:
 
     def episodes_of(self, show: dict[str, Any], season: int | None = None) -> list[dict[str, Any]]:
         """Episodes of *show* (of *season* only, if given), by season and number."""
+        done, by_show = self._by_show
+        for ep in self.episodes[done:]:
+            by_show.setdefault(id(ep["show"]), []).append(ep)
+        self._by_show = (len(self.episodes), by_show)
         found = [
             ep
-            for ep in self.episodes
+            for ep in by_show.get(id(show), [])
             if ep["show"] is show and (season is None or ep["season"] == season)
         ]
         return sorted(found, key=lambda ep: (ep["season"], ep["number"]))

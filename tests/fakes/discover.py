@@ -51,7 +51,8 @@ Seerr's note that a PUT with JSON ``Accept``/``Content-Type`` got a 500.
 
 Recorded state: ``requests`` (``(method, path, query)``), ``metadata_calls`` (Counter per
 ratingKey), ``users``. Knobs: ``add_user()``, ``add_item()``, ``add_to_watchlist()``,
-``approve_pin()``, ``fail_next()``, ``down``, ``default_page_size``, ``pin_expires_in_s``.
+``remove_from_watchlist()``, ``approve_pin()``, ``fail_next()``, ``down``,
+``default_page_size``, ``pin_expires_in_s``, ``before_request``, ``omit_total_size``.
 
 Usage::
 
@@ -174,6 +175,12 @@ class FakeDiscover:
         self.duplicate_add_status = 200
         self.absent_remove_status = 200
         self.put_json_headers_500 = False
+        #: Leave ``totalSize`` out of watchlist pages (the reference never shows it missing;
+        #: a client must not take such a page for the whole list unless it says it is).
+        self.omit_total_size = False
+        #: Called with every request before it is answered (e.g. to change the list while a
+        #: client pages through it).
+        self.before_request: Callable[[web.Request], None] | None = None
         self._failures: list[tuple[int, str | None]] = []
         self._pin_ids = itertools.count(1_042_000_001)
         self._account_ids = itertools.count(1)
@@ -257,10 +264,28 @@ class FakeDiscover:
         if rating_key not in owner.rating_keys():
             owner.watchlist.append((rating_key, int(self.clock() if at is None else at)))
 
+    def remove_from_watchlist(self, rating_key: str, *, user: str | None = None) -> None:
+        """*user* takes an item off their watchlist on plex.tv."""
+        owner = self.user(user)
+        owner.watchlist = [(k, at) for k, at in owner.watchlist if k != rating_key]
+
+    def watchlist_imdb(self, user: str | None = None) -> set[str]:
+        """The imdb ids of the items on *user*'s watchlist (those that have one)."""
+        found = set()
+        for key in self.user(user).rating_keys():
+            for guid in self.items[key]["Guid"]:
+                if guid["id"].startswith("imdb://"):
+                    found.add(guid["id"].removeprefix("imdb://"))
+        return found
+
     def approve_pin(self, code: str, user: str | None = None) -> None:
         """*user* (default user if None) signed in and linked pin *code*."""
         pin = next(p for p in self.pins.values() if p.code == code)
         pin.user = self.user(user).name
+
+    def clear_failures(self) -> None:
+        """Forget the failures :meth:`fail_next` still had to inject (the outage is over)."""
+        self._failures.clear()
 
     def fail_next(self, status: int, count: int = 1, *, path: str | None = None) -> None:
         """Answer the next *count* requests (whose path starts with *path*) with *status*."""
@@ -307,6 +332,8 @@ class FakeDiscover:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests.append((request.method, request.path, dict(request.query)))
+        if self.before_request is not None:
+            self.before_request(request)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.down:
@@ -366,6 +393,8 @@ class FakeDiscover:
             "identifier": "tv.plex.provider.discover",
             "Metadata": page,
         }
+        if self.omit_total_size:
+            del container["totalSize"]
         return self._container(request, container, {"ETag": etag})
 
     async def _metadata(self, request: web.Request) -> web.StreamResponse:

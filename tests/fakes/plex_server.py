@@ -42,9 +42,10 @@ Endpoints:
 
 Recorded state: ``requests`` (every request as ``(path, query)``), ``calls`` (a Counter of
 answered metadata requests per ratingKey), ``history`` (the play rows), ``accounts``.
-Knobs: ``fail_next(status, n)``, ``down = True`` (every request 503), ``delay_s`` (each answer
-held back that long), ``add_account()``, ``add_play()``, ``mark_watched()`` (``viewCount`` and
-``lastViewedAt`` without a history row, as "mark as played" does), ``rate()``, ``add_section()``.
+Knobs: ``fail_next(status, n, path=)``, ``down = True`` (every request 503), ``delay_s`` (each
+answer held back that long), ``add_account()``, ``add_play()``, ``mark_watched()``
+(``viewCount`` and ``lastViewedAt`` without a history row, as "mark as played" does),
+``rate()``, ``add_section()``.
 
 Usage::
 
@@ -124,7 +125,7 @@ class FakePlexServer:
         self.list_system_account = True
         self.down = False
         self.delay_s = 0.0
-        self._fail: list[int] = []
+        self._fail: list[tuple[int, str | None]] = []
         self._hex = itertools.count(0x5D7768313C3C2A001FBC0000)
         self._history_ids = itertools.count(1)
         self._state: dict[tuple[int, str], _ViewState] = {}
@@ -344,9 +345,10 @@ class FakePlexServer:
 
     # -- knobs ------------------------------------------------------------------------------
 
-    def fail_next(self, status: int, n: int = 1) -> None:
-        """Answer the next *n* requests with *status*."""
-        self._fail.extend([status] * n)
+    def fail_next(self, status: int, n: int = 1, *, path: str | None = None) -> None:
+        """Answer the next *n* requests (whose path starts with *path*, if given) with
+        *status*."""
+        self._fail.extend([(status, path)] * n)
 
     # -- server plumbing ----------------------------------------------------------------------
 
@@ -450,8 +452,10 @@ class FakePlexServer:
             return web.Response(
                 status=401, text="<html><h1>401 Unauthorized</h1></html>", content_type="text/html"
             )
-        if self._fail:
-            return web.Response(status=self._fail.pop(0), text="failure")
+        for index, (status, path) in enumerate(self._fail):
+            if path is None or request.path.startswith(path):
+                del self._fail[index]
+                return web.Response(status=status, text="failure")
         return await handler(request)
 
     # -- endpoints ------------------------------------------------------------------------------

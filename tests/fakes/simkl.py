@@ -39,6 +39,8 @@ pages (``api_simkl_org_notes.md``). It is as strict as the docs:
 - ``POST /sync/history/remove`` ("Remove Items from History and from Lists"): a movie or a show
   without seasons leaves the lists with its watched history *and its rating*; seasons/episodes
   only unmark those episodes;
+- ``POST /sync/watched`` ("Check if watched"): per object sent, whether the user has it in a
+  list (``result`` true/false/``"not_found"``) and which (``list``), in the order sent;
 - ``GET /search/id`` ("ID Lookup") and ``GET /search/{movie|tv|anime}?q=`` ("Text": every
   title holding the words of ``q``, nearest first, so a client must pick the exact title
   itself; ids ``simkl_id``, ``slug`` and, when known, ``tmdb`` as a string).
@@ -55,6 +57,8 @@ Usage::
 Recorded state (plain attributes): ``history`` (the default user's plays, no dedupe; others in
 ``user(name).history``), ``users``, ``scrobbles``, ``requests`` (every request with its status),
 ``rate_limited``, ``pin_polls``, ``tokens`` (valid tokens; clearing it revokes them all).
+``add_play()`` records a play directly (another app's; no request, no rate limit), ``rate()`` a
+rating.
 Knobs: ``fail_next()``, ``down``, ``delay_s`` (the response is held back *after* the request
 was processed: a timed-out POST still landed), ``ack_empty_next``, ``approve_pin()``,
 ``auto_approve_after``, ``pin_slow_down_below_s``, ``scrobble_lock_hold_s``,
@@ -208,6 +212,12 @@ class SimklUser:
     scrobbles: list[dict[str, Any]] = field(default_factory=list)
     rate_limited: list[dict[str, Any]] = field(default_factory=list)
     scrobble_lock_until: float = field(default=0.0, repr=False)
+    #: How many plays of ``history`` :meth:`latest` covers, and the latest watched_at per
+    #: movie (by simkl id) and per show (by simkl id, then (season, number)); it only grows
+    #: between removals, which reset it, so all-items over a large history stays linear.
+    _latest: tuple[int, dict[int, datetime], dict[int, dict[tuple[int, int], datetime]]] | None = (
+        field(default=None, repr=False)
+    )
     duplicates: dict[tuple[Any, ...], tuple[datetime, datetime]] = field(
         default_factory=dict, repr=False
     )
@@ -226,6 +236,26 @@ class SimklUser:
             fields[name] = stamp
         fields["all"] = max(fields["all"] or stamp, stamp)
         self.activities["all"] = max(self.activities["all"] or stamp, stamp)
+
+    def latest(self) -> tuple[dict[int, datetime], dict[int, dict[tuple[int, int], datetime]]]:
+        """The latest watched_at per movie and per show's episode (see ``_latest``)."""
+        done, movies, shows = self._latest if self._latest is not None else (0, {}, {})
+        for play in self.history[done:]:
+            moment = play["watched_at_dt"]
+            if play["type"] == "movie":
+                if play["simkl"] not in movies or movies[play["simkl"]] < moment:
+                    movies[play["simkl"]] = moment
+                continue
+            episodes = shows.setdefault(play["simkl"], {})
+            key = (play["season"], play["number"])
+            if key not in episodes or episodes[key] < moment:
+                episodes[key] = moment
+        self._latest = (len(self.history), movies, shows)
+        return movies, shows
+
+    def forget_latest(self) -> None:
+        """Plays were removed: :meth:`latest` is computed afresh."""
+        self._latest = None
 
     def status_of(self, kind: str, simkl: int) -> str | None:
         """The list (*kind* ``movie``/``show``) the item is in, or None."""
@@ -387,6 +417,7 @@ class FakeSimkl:
         router.add_post("/sync/ratings", self._add_ratings)
         router.add_post("/sync/ratings/remove", self._remove_ratings)  # before /{type}
         router.add_post("/sync/add-to-list", self._add_to_list)
+        router.add_post("/sync/watched", self._watched)
         for tail in ("", "/", "/{type}", "/{type}/", "/{type}/{status}"):
             router.add_get("/sync/all-items" + tail, self._all_items)
             router.add_get("/sync/ratings" + tail, self._get_ratings)
@@ -430,6 +461,31 @@ class FakeSimkl:
             found = self.users[name] = SimklUser(name)
         return found
 
+    def put_in_list(
+        self, kind: str, ids: dict[str, Any], status: str, *, user: str | None = None
+    ) -> None:
+        """*user* moves a catalogue movie or show (*kind*) to list *status* on simkl.com (as
+        ``add-to-list`` does: the activities of the lists it left and entered move)."""
+        media = self.catalog.movie(ids) if kind == "movie" else self.catalog.show(ids)
+        assert media is not None, ids
+        self._set_status(self.user(user), kind, media["ids"]["simkl"], status, self.now())
+
+    def leave_lists(self, kind: str, ids: dict[str, Any], *, user: str | None = None) -> None:
+        """*user* takes an item off their lists on simkl.com (with its plays and rating, as
+        ``/sync/history/remove``; ``removed_from_list`` moves)."""
+        media = self.catalog.movie(ids) if kind == "movie" else self.catalog.show(ids)
+        assert media is not None, ids
+        self._forget(self.user(user), kind, media["ids"]["simkl"], self.now())
+
+    def list_imdb(self, status: str = "plantowatch", *, user: str | None = None) -> set[str]:
+        """The imdb ids of the items in *user*'s list *status*."""
+        found = set()
+        for entry in self.user(user).entries.values():
+            if entry.status == status:
+                media = self._media(entry)
+                found.add(str(media["ids"]["imdb"]))
+        return found
+
     def token_user(self, token: str) -> str | None:
         """Whose valid *token* is (None when unknown or revoked)."""
         return self._token_user.get(token, self.default_user) if token in self.tokens else None
@@ -439,6 +495,10 @@ class FakeSimkl:
         for token in list(self.tokens):
             if user is None or self._token_user.get(token) == user:
                 self.tokens.discard(token)
+
+    def clear_failures(self) -> None:
+        """Forget the failures :meth:`fail_next` still had to inject (the outage is over)."""
+        self._failures.clear()
 
     def fail_next(
         self,
@@ -454,6 +514,31 @@ class FakeSimkl:
         sent as is (``b"null"`` for a JSON null); anything else → JSON. The request is not
         processed (nothing is recorded besides the request log)."""
         self._failures.append(_Failure(status, count, dict(headers or {}), body, path))
+
+    def add_play(
+        self, entry: dict[str, Any], watched_at: datetime, *, user: str | None = None
+    ) -> None:
+        """Record a play of catalogue *entry* (a movie or an episode dict) at *watched_at* for
+        *user*, as another app would have (the item's list and activities move)."""
+        text = _fmt_ms(watched_at)
+        if "show" in entry:
+            play = self._episode_play(entry, entry["show"]["ids"], None, text, watched_at)
+        else:
+            play = self._movie_play(entry, entry["ids"], text, watched_at, "history")
+        self._record(self.user(user), play)
+
+    def rate(self, kind: str, simkl: int, rating: int, *, user: str | None = None) -> None:
+        """*user* rates the movie or show (*kind* ``movie``/``show``) *rating* on the site:
+        as ``POST /sync/ratings`` would (an unlisted item is listed)."""
+        owner = self.user(user)
+        now = self.now()
+        entry = owner.entries.get((kind, simkl))
+        if entry is None or entry.status is None:
+            entry = self._set_status(
+                owner, kind, simkl, "completed" if kind == "movie" else "watching", now
+            )
+        entry.rating, entry.rated_at, entry.rating_changed_at = rating, now, now
+        owner.touch(now, self._group(kind, simkl), "rated_at")
 
     def issue_token(self, *, user: str | None = None) -> str:
         """Mint a valid access token of *user* (default user if None), as if they had
@@ -673,12 +758,7 @@ class FakeSimkl:
 
     def _show_plays(self, user: SimklUser, simkl: int) -> dict[tuple[int, int], datetime]:
         """Latest ``watched_at`` per (season, number) of a show's plays."""
-        latest: dict[tuple[int, int], datetime] = {}
-        for p in user.history:
-            if p["type"] == "episode" and p["simkl"] == simkl:
-                key = (p["season"], p["number"])
-                latest[key] = max(latest.get(key, p["watched_at_dt"]), p["watched_at_dt"])
-        return latest
+        return dict(user.latest()[1].get(simkl, {}))
 
     def _show_status(self, user: SimklUser, simkl: int) -> str:
         show = self.catalog.show({"simkl": simkl})
@@ -1043,6 +1123,7 @@ class FakeSimkl:
             removed = len(user.history) - len(kept)
             if removed:
                 user.history[:] = kept
+                user.forget_latest()
                 deleted["episodes"] += removed
                 still = self._show_plays(user, simkl)
                 status = None if not still else self._show_status(user, simkl)
@@ -1056,6 +1137,7 @@ class FakeSimkl:
         kept = [p for p in user.history if not (p["type"] == play_type and p["simkl"] == simkl)]
         had_plays = len(kept) != len(user.history)
         user.history[:] = kept
+        user.forget_latest()
         if entry is None and not had_plays:
             return False
         group = self._group(kind, simkl)
@@ -1135,11 +1217,8 @@ class FakeSimkl:
         }
         obj = {"title": media["title"], "year": media["year"], "ids": _out_ids(media["ids"])}
         if entry.kind == "movie":
-            watched = [
-                p["watched_at_dt"]
-                for p in user.history
-                if p["type"] == "movie" and p["simkl"] == entry.simkl
-            ]
+            last = user.latest()[0].get(entry.simkl)
+            watched = [] if last is None else [last]
             if entry.watched_at is not None:
                 watched.append(entry.watched_at)
             common["last_watched_at"] = _fmt_s(max(watched)) if watched else None
@@ -1310,6 +1389,54 @@ class FakeSimkl:
                 entry.watched_at = watched_at
             added["movies" if kind == "movie" else "shows"].append({**obj, "type": kind})
         return _json({"added": added, "not_found": not_found}, 201)
+
+    # ------------------------------------------------------------------ sync/watched
+
+    async def _watched(self, request: web.Request) -> web.Response:
+        """ "Check if watched" (POST): a JSON **array** of flat objects (``type`` movie|show,
+        ``title``, ``year`` and ids such as ``imdb``, ``tmdb``, ``tvdb``, ``simkl``; anything
+        else is 400 ``wrong_parameter``, chosen: the apib shows no error); one answer per
+        object, in order, echoing the ids sent, with ``result`` ``true`` (in one of the
+        user's lists, named by ``list``, with ``last_watched_at``), ``false`` (known, on no
+        list) or ``"not_found"``. ``extended`` allows at most 100 objects (more: 400).
+        A TMDB id without ``type`` is looked up among movies first."""
+        user = self._request_user(request)
+        body = await self._body(request)
+        if not isinstance(body, list) or not all(isinstance(o, dict) for o in body):
+            raise _BadRequest("wrong_parameter", "the body must be an array of objects")
+        if request.query.get("extended") and len(body) > 100:
+            raise _BadRequest("wrong_parameter", "at most 100 items with extended")
+        answers = []
+        for obj in body:
+            ids = {k: obj[k] for k in ("simkl", "imdb", "tmdb", "tvdb", "anidb") if k in obj}
+            echo: dict[str, Any] = dict(ids)
+            kinds = ["movie"] if obj.get("type") == "movie" else ["show"]
+            if obj.get("type") not in ("movie", "show"):
+                kinds = ["movie", "show"]
+            found: tuple[str, dict[str, Any]] | None = None
+            for kind in kinds:
+                media = self.catalog.movie(ids) if kind == "movie" else self.catalog.show(ids)
+                if media is not None:
+                    found = (kind, media)
+                    break
+            if found is None:
+                answers.append({**echo, "result": "not_found"})
+                continue
+            kind, media = found
+            entry = user.entries.get((kind, media["ids"]["simkl"]))
+            if entry is None or entry.status is None:
+                answers.append({**echo, "result": False})
+                continue
+            row = self._row(user, entry, with_episodes=False, with_watched_at=False)
+            answers.append(
+                {
+                    **echo,
+                    "result": True,
+                    "list": entry.status,
+                    "last_watched_at": row["last_watched_at"],
+                }
+            )
+        return _json(answers)
 
     # ------------------------------------------------------------------ scrobble
 

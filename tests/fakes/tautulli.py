@@ -180,7 +180,7 @@ class FakeTautulli:
     async def _api(self, request: web.Request) -> web.Response:
         query = dict(request.query)
         apikey = query.pop("apikey", None)
-        self.requests.append(query)
+        self.requests.append(dict(query))  # a copy: `query` is consumed below
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self._failures:

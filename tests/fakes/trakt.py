@@ -49,6 +49,8 @@ Recorded state (plain attributes, for assertions):
 
 - ``history``: the default user's plays, oldest first, shaped like ``GET /sync/history`` items
   ``{id, watched_at, action, type, movie | episode + show}``; ``user(name).history`` for others.
+  ``add_play()`` records one directly (another app's play; no request, no rate limit),
+  ``rate()`` a rating.
 - ``user(name)``: a :class:`TraktUser` (``history``, ``ratings``, ``watchlist``,
   ``activities``, ``scrobbles``, ``rate_limited``, ``rate_limit_log``, ``watchlist_limit``,
   ``vip``); ``users`` maps names to them.
@@ -59,7 +61,8 @@ Recorded state (plain attributes, for assertions):
 
 Knobs: ``fail_next()``, ``down``, ``delay_s``, ``access_token_ttl_s``, ``device_interval_s``,
 ``device_expires_in_s``, ``auto_approve_after``, ``watchlist_limit`` (default for new users),
-``history_max_limit`` (None: the reference names no maximum page size for history),
+``history_max_limit`` (250: "The current target maximum page size is 250 when you request a
+limit", trakt/trakt-api discussion #775; None: no cap),
 ``list_page_limit``/``list_max_limit``, ``get_limit``/``get_period_s``, ``approve_device()``,
 ``deny_device()``, ``issue_token()``, ``expire_access_tokens()``, ``revoke_all()`` (the last
 four take ``user=``).
@@ -276,6 +279,26 @@ class TraktUser:
     activities: dict[str, Any] = field(default_factory=dict)
     last_post: float | None = field(default=None, repr=False)
     gets: deque[float] = field(default_factory=deque, repr=False)
+    #: Bumped on every change of ``history`` (the fake's sorted view of it is rebuilt then).
+    history_version: int = field(default=0, repr=False)
+    newest_first: tuple[int, list[tuple[datetime, dict[str, Any]]]] | None = field(
+        default=None, repr=False
+    )
+    last_listing: tuple[tuple[Any, ...], list[dict[str, Any]]] | None = field(
+        default=None, repr=False
+    )
+
+    def sorted_history(self) -> list[tuple[datetime, dict[str, Any]]]:
+        """``(watched_at, item)`` of every play, newest first (cached per version)."""
+        cached = self.newest_first
+        if cached is None or cached[0] != self.history_version:
+            ordered = sorted(
+                ((_parse(h["watched_at"]), h) for h in self.history),
+                key=lambda pair: (pair[0], pair[1]["id"]),
+                reverse=True,
+            )
+            cached = self.newest_first = (self.history_version, ordered)
+        return cached[1]
 
     def __post_init__(self) -> None:
         if not self.activities:
@@ -315,6 +338,7 @@ class _Failure:
     headers: dict[str, str]
     body: Any
     path: str | None
+    method: str | None = None
 
 
 @dataclass
@@ -353,8 +377,9 @@ class FakeTrakt:
     default_user: str = "me"
     #: Watchlist item limit of new users (free accounts: 250 since 2026, discover-watchlist §7).
     watchlist_limit: int = 250
-    #: Largest history page served; None = no cap (the reference names none for history).
-    history_max_limit: int | None = None
+    #: Largest history page served ("target maximum page size is 250", trakt-api discussion
+    #: #775); None = no cap.
+    history_max_limit: int | None = 250
     #: Default and largest page of lists/watchlist (paginated by default since 2026-04-15).
     list_page_limit: int = 100
     list_max_limit: int = 250
@@ -479,6 +504,10 @@ class FakeTrakt:
         return self.user().activities
 
     # --- knobs ----------------------------------------------------------------------------
+    def clear_failures(self) -> None:
+        """Forget the failures :meth:`fail_next` still had to inject (the outage is over)."""
+        self._failures.clear()
+
     def fail_next(
         self,
         status: int,
@@ -487,11 +516,13 @@ class FakeTrakt:
         body: Any = None,
         *,
         path: str | None = None,
+        method: str | None = None,
     ) -> None:
-        """Answer the next *count* requests (whose path starts with *path*, if given) with
-        *status*, *headers* and *body* (dict/list → JSON, str → text/html, None → a JSON error).
+        """Answer the next *count* requests (whose path starts with *path* and whose method is
+        *method*, if given) with *status*, *headers* and *body* (dict/list → JSON, str →
+        text/html, None → a JSON error).
         """
-        self._failures.append(_Failure(status, count, dict(headers or {}), body, path))
+        self._failures.append(_Failure(status, count, dict(headers or {}), body, path, method))
 
     def issue_token(
         self, expires_in: int | None = None, *, user: str | None = None
@@ -538,10 +569,71 @@ class FakeTrakt:
         """The user entered *user_code* and denied the app."""
         self.devices[user_code].state = "denied"
 
+    def rate(
+        self, key: Key, rating: int, *, rated_at: datetime | None = None, user: str | None = None
+    ) -> None:
+        """Rate *key* (``("movie", trakt)``…) *rating* for *user*, as the user would on the
+        site (``*.rated_at`` moves)."""
+        owner = self.user(user)
+        kind, media = self._media(key)
+        now = self._now()
+        owner.ratings[key] = {
+            "rated_at": _fmt(rated_at or now),
+            "rating": rating,
+            "type": kind,
+            **media,
+        }
+        owner.touch(now, (f"{kind}s", "rated_at"))
+
+    def watchlist_add(self, kind: str, ids: dict[str, Any], *, user: str | None = None) -> None:
+        """*user* puts a catalogue movie or show (*kind*) with any of *ids* on their watchlist
+        on trakt.tv (activities move as for ``POST /sync/watchlist``)."""
+        media = self.catalog.movie(ids) if kind == "movie" else self.catalog.show(ids)
+        assert media is not None, ids
+        owner = self.user(user)
+        key: Key = (kind, media["ids"]["trakt"])
+        if key in owner.watchlist_keys():
+            return
+        now = self._now()
+        owner.watchlist.append(
+            {
+                "rank": len(owner.watchlist) + 1,
+                "id": next(self._list_ids),
+                "listed_at": _fmt(now),
+                "notes": None,
+                "type": kind,
+                **self._media(key)[1],
+                "_key": key,
+            }
+        )
+        owner.touch(now, ("watchlist", "updated_at"), (f"{kind}s", "watchlisted_at"))
+
+    def watchlist_remove(self, kind: str, ids: dict[str, Any], *, user: str | None = None) -> None:
+        """*user* takes a movie or show off their watchlist on trakt.tv."""
+        media = self.catalog.movie(ids) if kind == "movie" else self.catalog.show(ids)
+        assert media is not None, ids
+        self._drop_from_watchlist(self.user(user), {(kind, media["ids"]["trakt"])}, self._now())
+
+    def watchlist_imdb(self, *, user: str | None = None) -> set[str]:
+        """The imdb ids of the movies and shows on *user*'s watchlist."""
+        return {
+            str(item[item["type"]]["ids"]["imdb"])
+            for item in self.user(user).watchlist
+            if item["type"] in ("movie", "show")
+        }
+
     def plays(self, kind: str | None = None, *, user: str | None = None) -> list[dict[str, Any]]:
         """History items of *user* (default user if None; ``kind`` ``"movie"``/``"episode"``
         to filter), oldest first."""
         return self.user(user).plays(kind)
+
+    def add_play(
+        self, entry: dict[str, Any], watched_at: datetime, *, user: str | None = None
+    ) -> int:
+        """Record a play of catalogue *entry* (a movie or an episode dict) at *watched_at*
+        for *user*, as another app would have (activities move); returns its history id."""
+        kind = "episode" if "show" in entry else "movie"
+        return self._record(self.user(user), "watch", watched_at, entry, kind)
 
     def token_user(self, access_token: str) -> str | None:
         """Whose *access_token* is (None when unknown or expired)."""
@@ -557,7 +649,7 @@ class FakeTrakt:
         if self.delay_s:
             await request.read()  # the body has arrived; only the answer is slow
             await asyncio.sleep(self.delay_s)
-        failure = self._take_failure(request.path)
+        failure = self._take_failure(request.path, request.method)
         if failure is not None:
             return failure
         if request.headers.get("trakt-api-key") != self.client_id:
@@ -587,8 +679,10 @@ class FakeTrakt:
             return limited
         return await handler(request)
 
-    def _take_failure(self, path: str) -> web.Response | None:
+    def _take_failure(self, path: str, method: str = "GET") -> web.Response | None:
         for failure in self._failures:
+            if failure.method is not None and failure.method != method:
+                continue
             if failure.path is None or path.startswith(failure.path):
                 failure.remaining -= 1
                 if failure.remaining <= 0:
@@ -846,6 +940,7 @@ class FakeTrakt:
         else:
             item.update(type="episode", episode=_episode_obj(entry), show=_show_obj(entry["show"]))
         user.history.append(item)
+        user.history_version += 1
         now = self._now()
         user.touch(now, ("movies" if kind == "movie" else "episodes", "watched_at"))
         self._auto_remove(user, kind, entry, now)
@@ -998,6 +1093,7 @@ class FakeTrakt:
             else:
                 keep.append(item)
         user.history[:] = keep
+        user.history_version += 1
         now = self._now()
         if deleted["movies"]:
             user.touch(now, ("movies", "watched_at"))
@@ -1033,13 +1129,18 @@ class FakeTrakt:
             page, limit = self._page_args(request, 10, self.history_max_limit)
         except ValueError:
             return _error(400, "bad_request")
-        items = [h for h in user.history if self._history_match(h, kind, item_id)]
-        if start is not None:
-            items = [h for h in items if _parse(h["watched_at"]) >= start]
-        if end is not None:
-            items = [h for h in items if _parse(h["watched_at"]) <= end]
-        items.sort(key=lambda h: (h["watched_at"], h["id"]), reverse=True)
-        return self._paginated(items, page, limit)
+        query = (user.history_version, kind, item_id, start, end)
+        if user.last_listing is None or user.last_listing[0] != query:
+            # Paging through one listing asks the same query again and again: keep the last.
+            listing = [
+                h
+                for when, h in user.sorted_history()
+                if (start is None or when >= start)
+                and (end is None or when <= end)
+                and self._history_match(h, kind, item_id)
+            ]
+            user.last_listing = (query, listing)
+        return self._paginated(user.last_listing[1], page, limit)
 
     def _history_match(self, item: dict[str, Any], kind: str | None, item_id: str | None) -> bool:
         if kind is None:

@@ -41,6 +41,7 @@ __all__ = [
     "found_in",
     "id_pairs",
     "outcomes_of",
+    "show_api_ids",
     "simkl_time",
     "titled",
 ]
@@ -57,12 +58,24 @@ MOVIE_ID_KEYS: Final = frozenset({"imdb", "tmdb", "simkl"})
 SHOW_ID_KEYS: Final = frozenset({"imdb", "tmdb", "tvdb", "simkl"})
 #: Ids sent and compared (SIMKL has no ``trakt`` id key).
 _SENT_ID_KEYS: Final = ("simkl", "imdb", "tmdb", "tvdb", "anidb")
+#: Ids of a show whose episodes are sent by season and number (TVDB numbering, specials as
+#: season 0): never ``anidb``. SIMKL's anime form reads an AniDB id with AniDB's numbering,
+#: and it documents no rule for which id wins when a show object carries both an AniDB and
+#: a TVDB id (``shared/reference/anime/README.md`` §3).
+_NUMBERED_SHOW_ID_KEYS: Final = ("simkl", "imdb", "tmdb", "tvdb")
 
 
 def api_ids(ids: Ids) -> dict[str, str | int]:
     """The ids SIMKL takes, in its shape (numbers as ints, imdb as a string)."""
     api = ids.as_api_ids()
     return {key: api[key] for key in _SENT_ID_KEYS if key in api}
+
+
+def show_api_ids(ids: Ids) -> dict[str, str | int]:
+    """:func:`api_ids` of a show whose episodes go with it by season and number (history,
+    scrobble): without an ``anidb`` id (see :data:`_NUMBERED_SHOW_ID_KEYS`)."""
+    api = ids.as_api_ids()
+    return {key: api[key] for key in _NUMBERED_SHOW_ID_KEYS if key in api}
 
 
 def id_pairs(raw: Mapping[str, Any] | None) -> set[tuple[str, str]]:
@@ -158,7 +171,7 @@ def build_batch(plays: Iterable[Play]) -> Batch:
             batch.movies.append((play.key, obj))
             continue
         assert item.season is not None and item.number is not None  # checked by missing_ids
-        show_ids = api_ids(item.show_ids)
+        show_ids = show_api_ids(item.show_ids)
         group = by_show.get(frozenset(show_ids.items()))
         if group is None:
             group = _SentShow(titled(show_ids, item.show_title, item.show_year))
@@ -297,10 +310,12 @@ class _ShowItem(WireModel):
 
 
 class AllItems(WireModel):
-    """A ``GET /sync/all-items/{type}`` answer (``movies`` or ``shows``; the other empty)."""
+    """A ``GET /sync/all-items[/{type}]`` answer: ``movies``, ``shows`` and ``anime`` (shows
+    too), each missing when the type was not asked for or is empty."""
 
     movies: LenientList[_MovieItem] = []
     shows: LenientList[_ShowItem] = []
+    anime: LenientList[_ShowItem] = []
 
 
 def _close_to(raw: str | None, moment: datetime, tolerance_s: float) -> bool:
@@ -324,7 +339,8 @@ def _has_movie(entry: _MovieItem, play: Play, tolerance_s: float) -> bool:
 
 def _has_episode(entry: _ShowItem, play: Play, tolerance_s: float) -> bool:
     """True when an all-items show *entry* has *play*'s episode watched at its time."""
-    if not id_pairs(api_ids(play.item.show_ids)) & id_pairs(entry.show.ids if entry.show else None):
+    sent = show_api_ids(play.item.show_ids)
+    if not id_pairs(sent) & id_pairs(entry.show.ids if entry.show else None):
         return False
     return any(
         episode.number == play.item.number

@@ -11,6 +11,7 @@ A POST is never retried in-process: after a timeout the play may have landed, an
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from typing import Any, Final
@@ -44,10 +45,20 @@ from crosswatchd.providers.simkl.history import (
     date_from,
     found_in,
     outcomes_of,
+    show_api_ids,
     simkl_time,
     titled,
 )
 from crosswatchd.providers.simkl.http import NAME, json_data, simkl_client
+from crosswatchd.providers.simkl.sync import SimklSync
+from crosswatchd.providers.simkl.watchlist import (
+    ACTIVITY_FIELDS,
+    PLAN_TO_WATCH,
+    READ_TYPES,
+    apply_watchlist,
+    plan_to_watch_item,
+    rows_of,
+)
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.tokens import TokenStore
 
@@ -87,6 +98,8 @@ class SimklProvider:
     max_changes = 100
     #: SIMKL keeps one watched state (and last watched_at) per movie or episode.
     keeps_every_play = False
+    #: The activity fields that move with Plan to Watch (:mod:`.watchlist`).
+    watchlist_activity = ACTIVITY_FIELDS
 
     def __init__(
         self,
@@ -108,6 +121,9 @@ class SimklProvider:
             limiter=limiter,
             get_retry=get_retry,
         )
+        # Held across a Plan to Watch check and the sends it decides, and around sending
+        # plays: a play of ours never lands between the check and a history/remove.
+        self._lists_lock = asyncio.Lock()
 
     def is_authorized(self) -> bool:
         """True when a token is stored (SIMKL tokens do not expire)."""
@@ -158,9 +174,10 @@ class SimklProvider:
             return outcomes
         token = self._auth.token()
         batch = build_batch(sendable)
-        answer = await self._http.send(
-            "POST", "/sync/history", json_body=batch.body(), bearer=token
-        )
+        async with self._lists_lock:
+            answer = await self._http.send(
+                "POST", "/sync/history", json_body=batch.body(), bearer=token
+            )
         if not answer.ok:
             raise self._auth.error_for(answer, token)
         try:
@@ -273,7 +290,7 @@ class SimklProvider:
         if item.kind is MediaKind.MOVIE:
             body["movie"] = titled(api_ids(item.ids), item.title, item.year)
         else:
-            body["show"] = titled(api_ids(item.show_ids), item.show_title, item.show_year)
+            body["show"] = titled(show_api_ids(item.show_ids), item.show_title, item.show_year)
             body["episode"] = {"season": item.season, "number": item.number}
         token = self._auth.token()
         answer = await self._http.send("POST", path, json_body=body, bearer=token)
@@ -304,11 +321,17 @@ class SimklProvider:
         return await self._http.retry_get(attempt, path="/sync/activities")
 
     async def apply_changes(self, changes: Sequence[Change]) -> dict[int, ChangeResult]:
-        """Apply rating changes: ``POST /sync/ratings`` for ratings set, ``POST
-        /sync/ratings/remove`` for ratings cleared (Apiary "Add Ratings", "Remove Ratings";
-        200 and 201 are both success). Items the reply's ``not_found`` echoes are
-        ``NOT_FOUND``, the rest ``APPLIED``; a reply that is not an object confirms nothing
-        specific, and the calls being idempotent, counts as applied.
+        """Apply rating and watchlist changes.
+
+        Ratings: ``POST /sync/ratings`` for ratings set, ``POST /sync/ratings/remove`` for
+        ratings cleared (Apiary "Add Ratings", "Remove Ratings"; 200 and 201 are both
+        success). Items the reply's ``not_found`` echoes are ``NOT_FOUND``, the rest
+        ``APPLIED``; a reply that is not an object confirms nothing specific, and the calls
+        being idempotent, counts as applied.
+
+        Watchlist changes go to Plan to Watch by :func:`~.watchlist.apply_watchlist`'s rules
+        (checked with ``/sync/watched`` first; an item held in another list is ``KEPT``;
+        only an item still in Plan to Watch is removed), holding the account's lock.
 
         Raises like :meth:`add_history`; ``ValueError`` for more than :attr:`max_changes`
         changes or a change of another kind (a caller bug).
@@ -325,12 +348,9 @@ class SimklProvider:
             if not group:
                 continue
             body, placed = ratings_body(group, with_rating=with_rating)
-            token = self._auth.token()
-            answer = await self._http.send("POST", path, json_body=body, bearer=token)
-            if not answer.ok:
-                raise self._auth.error_for(answer, token)
+            data = await self._post(path, body)
             try:
-                reply: RatingsReply | None = RatingsReply.model_validate(json_data(answer))
+                reply: RatingsReply | None = RatingsReply.model_validate(data)
             except ValidationError:
                 reply = None
             answered = rating_results(reply, placed)
@@ -341,10 +361,59 @@ class SimklProvider:
                 changes=len(group),
                 not_found=sum(1 for r in answered.values() if r.outcome is ChangeOutcome.NOT_FOUND),
             )
+        listed = [c for c in changes if c.action in (Action.WATCHLIST_ADD, Action.WATCHLIST_REMOVE)]
+        if listed:
+            async with self._lists_lock:
+                answered = await apply_watchlist(self._post, listed)
+            results.update(answered)
+            log.info(
+                "simkl.plantowatch.sent",
+                changes=len(listed),
+                **{
+                    o.value: sum(1 for r in answered.values() if r.outcome is o)
+                    for o in ChangeOutcome
+                },
+            )
         unknown = [c.key for c in changes if c.key not in results]
         if unknown:
             raise ValueError(f"changes of no kind SIMKL takes here: keys {unknown}")
         return results
+
+    async def _post(self, path: str, body: Any) -> Any:
+        """A POST with the user's token: the decoded 2xx body (None when empty); raises like
+        :meth:`add_history` otherwise."""
+        token = self._auth.token()
+        answer = await self._http.send("POST", path, json_body=body, bearer=token)
+        if not answer.ok:
+            raise self._auth.error_for(answer, token)
+        return json_data(answer)
+
+    async def read_watchlist(self) -> list[Item]:
+        """Every movie and show in Plan to Watch: ``GET /sync/all-items/{movies|shows|anime}/
+        plantowatch`` (``null``: none; Apiary "Get All Items"), each GET retried in-process a
+        few times. Call only after :meth:`last_activities` showed a change of
+        :attr:`watchlist_activity` (or for a first read). Raises like :meth:`add_history`."""
+        token = self._auth.token()
+        items: list[Item] = []
+        for kind_path, kind in READ_TYPES:
+            path = f"/sync/all-items/{kind_path}/{PLAN_TO_WATCH}"
+
+            async def attempt(path: str = path) -> Any:
+                answer = await self._http.send("GET", path, bearer=token)
+                if not answer.ok:
+                    raise self._auth.error_for(answer, token)
+                return json_data(answer)
+
+            for row in rows_of(await self._http.retry_get(attempt, path=path)):
+                item = plan_to_watch_item(row, kind)
+                if item is not None:
+                    items.append(item)
+        return items
+
+    def sync(self) -> SimklSync:
+        """Whole-account reads (watched items, ratings) through this provider's client, for
+        reconcile."""
+        return SimklSync(http=self._http, auth=self._auth)
 
     async def close(self) -> None:
         """Nothing to release: the HTTP session belongs to the caller (shared with Trakt)."""

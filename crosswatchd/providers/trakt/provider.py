@@ -54,6 +54,8 @@ from crosswatchd.providers.trakt.history import (
     outcomes_of,
 )
 from crosswatchd.providers.trakt.http import NAME, raise_for_status, read_json, trakt_client
+from crosswatchd.providers.trakt.sync import TraktSync
+from crosswatchd.providers.trakt.watchlist import read_watchlist
 from crosswatchd.ratelimit import Limiter
 from crosswatchd.tokens import TokenStore
 
@@ -96,6 +98,12 @@ class TraktProvider:
     max_changes = 100
     #: Trakt history is a list of plays ("Sync / Add to History": no de-duplication).
     keeps_every_play = True
+    #: The activity fields that move with the watchlist ("Sync / Last Activities").
+    watchlist_activity = (
+        ("watchlist", "updated_at"),
+        ("movies", "watchlisted_at"),
+        ("shows", "watchlisted_at"),
+    )
 
     def __init__(
         self,
@@ -367,6 +375,18 @@ class TraktProvider:
         log.warning("trakt.watchlist.full", refused=len(changes), reason=full.message)
         results.update({c.key: ChangeResult(ChangeOutcome.LIMIT, note) for c in changes})
         return results
+
+    async def read_watchlist(self) -> list[Item]:
+        """Every movie and show on the watchlist, every page ("Sync / Get Watchlist";
+        :func:`~.watchlist.read_watchlist`). Call only after :meth:`last_activities` showed
+        a change of :attr:`watchlist_activity` (or for a first read). Raises like
+        :meth:`add_history`."""
+        return await read_watchlist(self._auth.call, self._http.retry_get)
+
+    def sync(self) -> TraktSync:
+        """Whole-account reads (history, ratings) through this provider's client, for
+        reconcile."""
+        return TraktSync(http=self._http, auth=self._auth)
 
     async def close(self) -> None:
         """Nothing to release: the session belongs to the caller."""

@@ -3,8 +3,11 @@
 "Search / ID Lookup": ``GET /search/{id_type}/{id}?type=movie|show|episode`` and "Search / Text
 Query": ``GET /search/{type}?query=…`` (Trakt API Blueprint,
 ``shared/reference/trakt/trakt.apib``) answer ``[{"type", "score", "movie"|"show"|"episode"
-(+ "show")}]``. Requests go through :func:`~.http.trakt_client`: its headers, the limiter and its
-status → error table, with a few in-process retries of transient failures.
+(+ "show")}]``. "Seasons / Summary": ``GET /shows/{id}/seasons?extended=full,episodes``
+answers ``[{"number", "ids", "episodes": [{"season", "number", "number_abs", …}]}]`` (the
+absolute number is part of the full episode object, "Episodes / Summary" ``extended=full``).
+Requests go through :func:`~.http.trakt_client`: its headers, the limiter and its status →
+error table, with a few in-process retries of transient failures.
 """
 
 from __future__ import annotations
@@ -36,6 +39,23 @@ class _Result(WireModel):
     movie: Lenient[_Media] = None
     show: Lenient[_Media] = None
     episode: Lenient[_Media] = None
+
+
+class _Episode(WireModel):
+    season: OptInt = None
+    number: OptInt = None
+    number_abs: OptInt = None
+
+
+class _Season(WireModel):
+    number: OptInt = None
+    episodes: LenientList[_Episode] = []
+
+
+class _Seasons(RootModel[LenientList[_Season]]):
+    """A seasons answer: a list of seasons (anything else reads as none)."""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 class _Results(RootModel[LenientList[_Result]]):
@@ -131,3 +151,37 @@ class TraktSearch:
         """
         params = {"query": title, "years": str(year), "fields": "title"}
         return await self._search(f"/search/{kind}", params, kind)
+
+    async def absolute_numbers(self, show: str) -> dict[int, tuple[int, int]]:
+        """``GET /shows/{show}/seasons?extended=full,episodes`` ("Seasons / Summary"): each
+        episode's absolute number (``number_abs``) → its ``(season, number)``. *show* is a
+        Trakt id or slug. Specials (season 0) and episodes without an absolute number are
+        left out; the first episode of a number wins. ``{}`` for a 404 or an empty body.
+
+        Raises like :meth:`by_id`.
+        """
+        path = f"/shows/{show}/seasons"
+        params = {"extended": "full,episodes"}
+
+        async def attempt() -> list[_Season]:
+            answer = await self._http.send("GET", path, params=params)
+            if answer.status == 404:
+                return []
+            raise_for_status(answer)
+            return _Seasons.model_validate(search_data(NAME, answer)).root
+
+        out: dict[int, tuple[int, int]] = {}
+        for season in await self._http.retry_get(attempt, path=path):
+            for episode in season.episodes:
+                number = season.number if episode.season is None else episode.season
+                if (
+                    number is None
+                    or number <= 0
+                    or episode.number is None
+                    or episode.number <= 0
+                    or episode.number_abs is None
+                    or episode.number_abs <= 0
+                ):
+                    continue
+                out.setdefault(episode.number_abs, (number, episode.number))
+        return out
