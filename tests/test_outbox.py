@@ -142,7 +142,7 @@ class TestSchema:
     ) -> None:
         """A new outbox file is at PRAGMA user_version 4 (every migration), journal_mode WAL."""
         assert SCHEMA_VERSION == 4
-        assert await outbox.fetch_all("PRAGMA user_version") == [(3,)]
+        assert await outbox.fetch_all("PRAGMA user_version") == [(4,)]
         assert await outbox.fetch_all("PRAGMA journal_mode") == [("wal",)]
 
     async def test_reopening_keeps_events_and_deliveries(
@@ -669,7 +669,7 @@ class TestQueries:
             named_blocks("-- name: a\nSELECT 1\n-- name: a\nSELECT 2\n", "name")
 
     def test_the_migrations_are_numbered_in_order(self) -> None:
-        assert len(MIGRATIONS) == SCHEMA_VERSION == 3
+        assert len(MIGRATIONS) == SCHEMA_VERSION == 4
         assert "CREATE TABLE events" in MIGRATIONS[0]
         assert "CREATE VIEW play_duplicates" in MIGRATIONS[1]
         assert "'parked', 'dead'" in MIGRATIONS[2]
