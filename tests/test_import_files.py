@@ -29,7 +29,7 @@ from crosswatchd.providers.trakt import TraktSearch
 from crosswatchd.resolve import IdCache, Resolver
 from tests.fakes.simkl import FakeSimkl
 from tests.fakes.trakt import FakeTrakt
-from tests.file_fixtures import DIARY_HEADER, csv_text, diary_row, write_text
+from tests.file_fixtures import DIARY_HEADER, csv_text, diary_row, write_text, write_zip
 from tests.files_world import (
     EPISODE_PLAYS,
     MATCHED,
@@ -44,6 +44,7 @@ from tests.files_world import (
 from tests.test_resolve import FAST_RETRY, fast_limiter
 
 PARIS = ZoneInfo("Europe/Paris")
+REFERENCE = Path("/work/shared/reference/letterboxd/constructed-sample-export")
 TOKYO = ZoneInfo("Asia/Tokyo")
 DUNE_2021 = Item(MediaKind.MOVIE, "Dune", 2021, ids=Ids(imdb="tt1160419", tmdb="438631"))
 
@@ -416,6 +417,47 @@ class TestTvTime:
             "towatch movie": 1,
             "watch episode": 1,
         }
+
+
+class TestReferenceSample:
+    """The constructed sample export of the reference folder, zipped as Letterboxd sends it
+    (deleted/, orphaned/, likes/, lists/ included)."""
+
+    async def test_its_ten_diary_rows_are_ten_plays(
+        self,
+        tmp_path: Path,
+        outbox: Outbox,
+        resolver: Resolver,
+        fakes: tuple[FakeTrakt, FakeSimkl],
+    ) -> None:
+        trakt, _ = fakes
+        for title, year, imdb, tmdb in [
+            ("Rififi", 1955, "tt0048021", 934),
+            ("The Thomas Crown Affair", 1968, "tt0063688", 912),
+            ("The Thomas Crown Affair", 1999, "tt0155267", 913),
+            ("Inside Man", 2006, "tt0454848", 388),
+            ("Hell or High Water", 2016, "tt2582782", 338766),
+            ("The Italian Job", 1969, "tt0064505", 10536),
+        ]:
+            trakt.catalog.add_movie(title, year, imdb=imdb, tmdb=tmdb)
+        export = _zip_folder(REFERENCE, tmp_path / "letterboxd-samplemember-2025-02-09-utc.zip")
+
+        with open_letterboxd(export, tz=PARIS) as reader:
+            summary = await import_letterboxd(reader, outbox, resolver, profile="default")
+
+        assert (summary.plays, summary.queued, summary.unmatched_rows) == (10, 10, 0)
+        labels = [e[0] for e in await queued_items(outbox)]
+        assert labels.count("Rififi (1955)") == labels.count("Ocean's Eleven (2001)") == 2
+        assert "Baby Driver (2017)" not in labels  # deleted/diary.csv
+        assert summary.ratings_queued == 7  # every rated film; Inside Man is unrated
+
+
+def _zip_folder(folder: Path, target: Path) -> Path:
+    """Every CSV under *folder*, zipped with its path inside the folder."""
+    members: dict[str, str | bytes] = {
+        str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*.csv"))
+    }
+    return write_zip(target, members)
 
 
 class TestReport:
