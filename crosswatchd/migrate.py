@@ -33,7 +33,7 @@ event or delivery under an id of the data dir: replicas ran on it before the mov
 data dir into a database in use is not a merge this command makes.
 
 Every other store is copied in its own transaction. A store the data dir does not have is
-skipped. Stores added later (issue 19's run-time profiles) add a step to :func:`migrate_to`.
+skipped. The roster (``profiles.sqlite3``: profiles added at run time) is copied by name.
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ from crosswatchd.outbox.queries import MIGRATIONS as OUTBOX_MIGRATIONS
 from crosswatchd.reconcile.state import FILE_NAME as RECONCILE_FILE
 from crosswatchd.reconcile.state import MIGRATIONS as RECONCILE_MIGRATIONS
 from crosswatchd.resolve.cache import MIGRATIONS as CACHE_MIGRATIONS
+from crosswatchd.roster.store import FILE as ROSTER_FILE
+from crosswatchd.roster.store import MIGRATIONS as ROSTER_MIGRATIONS
 from crosswatchd.sqlite import connect
 from crosswatchd.storage import CACHE_FILE, OUTBOX_FILE, PG_STORES
 from crosswatchd.tokens import Token
@@ -317,6 +319,20 @@ async def _copy_watchlist(
             )
 
 
+async def _copy_profiles(
+    source: aiosqlite.Connection, db: PostgresDatabase, report: Report
+) -> None:
+    """The roster (``profiles.sqlite3``): each profile by name; the revision is bumped when
+    any was copied, so running replicas reload their household."""
+    async with db.transaction() as tx:
+        before = report.copied.get("profiles", {}).get("profiles", 0)
+        await _copy_table(
+            source, _Target(tx), report, "profiles", "SELECT * FROM profiles", "profiles"
+        )
+        if report.copied.get("profiles", {}).get("profiles", 0) > before:
+            await tx.execute("UPDATE profiles_revision SET value = value + 1 WHERE id = 1")
+
+
 async def _copy_reconcile(
     source: aiosqlite.Connection, db: PostgresDatabase, report: Report
 ) -> None:
@@ -467,6 +483,7 @@ async def migrate_to(
         for name, migrations, what, store in (
             (WATCHLIST_FILE, WATCHLIST_MIGRATIONS, "watchlist state", _copy_watchlist),
             (RECONCILE_FILE, RECONCILE_MIGRATIONS, "reconcile state", _copy_reconcile),
+            (ROSTER_FILE, ROSTER_MIGRATIONS, "profiles", _copy_profiles),
         ):
             path = data_dir / name
             if not path.exists():
@@ -477,8 +494,6 @@ async def migrate_to(
                 await store(source, db, report)
             finally:
                 await source.close()
-        # Issue 19's run-time profiles: copy the data dir's profiles here once they have a
-        # SQLite home (the profiles store lands with the replicas work).
     except StorageError:
         raise
     except storage_errors() as exc:

@@ -240,6 +240,9 @@ class PlayEvent:
     ``session`` groups live events of one playback (Plex Player uuid, Tautulli session_key).
     ``profile`` is the household member the source account belongs to (routed at intake).
     ``rating`` is a ``RATE`` event's 1-10 rating (``None``: the rating was cleared).
+    ``import_key`` names the row of an imported file the event comes from
+    (``letterboxd:https://boxd.it/5aQk2r``): the outbox keeps at most one event per profile and
+    key, so importing a file again queues nothing (``None`` for everything else).
     """
 
     source: Source
@@ -253,6 +256,7 @@ class PlayEvent:
     session: str | None = None
     profile: str = DEFAULT_PROFILE
     rating: int | None = None
+    import_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.occurred_at.tzinfo is None:

@@ -20,6 +20,7 @@ from crosswatchd.exports.letterboxd import (
     FilmPlay,
     LetterboxdRow,
     diary_rows,
+    film_plays,
     leftover_parts,
     part_path,
     render_lines,
@@ -27,6 +28,7 @@ from crosswatchd.exports.letterboxd import (
     write_stream,
 )
 from crosswatchd.imports import FileFormatError
+from crosswatchd.models import Ids, Item, MediaKind
 
 NEW_YORK = ZoneInfo("America/New_York")
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -289,3 +291,52 @@ class TestSplitting:
             write_files(big_rows(1_000), target)
         assert str(caught.value).startswith(f"{target}: cannot be written")
         assert list(tmp_path.iterdir()) == []
+
+
+class TestFilmPlays:
+    """The outbox's plays and ratings as films: one film per shared imdb or tmdb id."""
+
+    T = datetime(2024, 1, 1, tzinfo=UTC)
+
+    def test_ids_shared_through_another_play_make_one_film_with_both_ids(self) -> None:
+        imdb_only = Item(MediaKind.MOVIE, "Dune", 2021, ids=Ids(imdb="tt1160419"))
+        both = Item(MediaKind.MOVIE, "Dune", 2021, ids=Ids(imdb="tt1160419", tmdb="438631"))
+        tmdb_only = Item(MediaKind.MOVIE, "Dune", 2021, ids=Ids(tmdb="438631"))
+
+        plays, _ = film_plays([(imdb_only, self.T), (tmdb_only, self.T), (both, self.T)])
+
+        assert len({p.film_key for p in plays}) == 1
+        assert {(p.imdb, p.tmdb) for p in plays} == {("tt1160419", "438631")}
+
+    def test_a_play_without_ids_joins_the_one_film_of_its_title_and_year(self) -> None:
+        resolved = Item(MediaKind.MOVIE, "Dune", 2021, ids=Ids(tmdb="438631"))
+        parked = Item(MediaKind.MOVIE, "DUNE", 2021)
+        other_year = Item(MediaKind.MOVIE, "Dune", 1984)
+
+        plays, _ = film_plays([(resolved, self.T), (parked, self.T), (other_year, self.T)])
+
+        assert plays[0].film_key == plays[1].film_key != plays[2].film_key
+        assert plays[1].tmdb == "438631" and plays[2].tmdb is None
+
+    def test_two_films_of_one_title_and_year_are_not_guessed_between(self) -> None:
+        first = Item(MediaKind.MOVIE, "Twin", 2001, ids=Ids(imdb="tt0000001"))
+        second = Item(MediaKind.MOVIE, "Twin", 2001, ids=Ids(imdb="tt0000002"))
+        bare = Item(MediaKind.MOVIE, "Twin", 2001)
+
+        plays, _ = film_plays([(first, self.T), (second, self.T), (bare, self.T)])
+
+        assert len({p.film_key for p in plays}) == 3
+
+    def test_the_latest_rating_of_a_film_wins_and_a_clearing_removes_it(self) -> None:
+        dune = Item(MediaKind.MOVIE, "Dune", 2021, ids=Ids(imdb="tt1160419", tmdb="438631"))
+        barry = Item(MediaKind.MOVIE, "Barry Lyndon", 1975, ids=Ids(imdb="tt0072684"))
+        ratings = [
+            (Item(MediaKind.MOVIE, "Dune", 2021, ids=Ids(tmdb="438631")), 8),
+            (dune, 6),
+            (barry, 9),
+            (barry, None),
+        ]
+
+        plays, rated = film_plays([(dune, self.T), (barry, self.T)], ratings)
+
+        assert rated == {plays[0].film_key: 6}

@@ -233,6 +233,16 @@ class TestRatings:
             assert export.ratings()[("dune", 2021)].rating10 == 4
             assert not export.has_ratings_file
 
+    def test_a_rating_says_the_day_it_was_given(self, tmp_path: Path) -> None:
+        """The diary entry's Date (logged), else its Watched Date; ratings.csv's Date."""
+        ratings = read_letterboxd(export_zip(tmp_path), tz=PARIS).ratings
+        assert ratings[("dune", 2021)].rated_on == date(2024, 4, 10)
+        assert ratings[("paddington 2", 2017)].rated_on == date(2024, 1, 1)
+        rows = [diary_row("Dune", 2021, "2024-01-01", "https://boxd.it/a", rating="5")]
+        rows[0]["Date"] = ""
+        bare = read_letterboxd(bare_diary(tmp_path, rows), tz=PARIS).ratings
+        assert bare[("dune", 2021)].rated_on == date(2024, 1, 1)
+
     def test_a_bare_diary_has_only_diary_ratings(self, tmp_path: Path) -> None:
         ratings = read_letterboxd(bare_diary(tmp_path), tz=PARIS).ratings
         assert ("paddington 2", 2017) not in ratings
@@ -294,6 +304,23 @@ class TestBadRows:
             "ratings.csv line 2: bad Rating 'ten' (expected 0.5 to 5 in steps of 0.5)"
         ]
         assert got.ratings[("paddington 2", 2017)].line == 3
+
+
+class TestRowCount:
+    """How many rows a file has, known before it is read row by row (the progress bar)."""
+
+    @pytest.mark.parametrize("crlf", [False, True])
+    def test_rows_estimate_counts_the_lines_after_the_header(
+        self, tmp_path: Path, crlf: bool
+    ) -> None:
+        with open_letterboxd(bare_diary(tmp_path, crlf=crlf), tz=PARIS) as export:
+            assert export.rows_estimate == len(DIARY_ROWS)
+
+    def test_a_last_line_without_its_newline_counts(self, tmp_path: Path) -> None:
+        text = csv_text(DIARY_HEADER, DIARY_ROWS).rstrip("\n")
+        path = write_text(tmp_path / "diary.csv", text)
+        with open_letterboxd(path, tz=PARIS) as export:
+            assert export.rows_estimate == len(DIARY_ROWS)
 
 
 class TestTextEncoding:

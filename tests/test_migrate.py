@@ -14,11 +14,12 @@ import aiohttp
 import pytest
 
 from crosswatchd import postgres
+from crosswatchd.config import load_settings
 from crosswatchd.instance import FileValues
 from crosswatchd.models import Ids, Item, MediaKind
 from crosswatchd.reconcile.state import Copy, ReconcileState
 from crosswatchd.resolve import IdCache
-from crosswatchd.storage import PG_STORES
+from crosswatchd.storage import PG_STORES, Storage
 from crosswatchd.tokens.files import TokenFile
 from crosswatchd.watchlist.state import PassRecord, StoredSide, WatchlistState
 from tests.e2e_support import Daemon, free_port, movie_payload, post_webhook, wait_for, write_config
@@ -227,3 +228,35 @@ async def test_a_database_replicas_already_used_is_refused_and_left_alone(
     assert run.code == 2, run.out
     assert len(run.err_lines) == 1 and "already holds another event #1" in run.err
     assert await query(pg_url, "SELECT count(*) FROM events") == [(1,)]
+
+
+async def test_profiles_added_at_run_time_move_and_serve_on_postgresql_knows_them(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """A profile added with `profile add` on SQLite is in the database after the move (its
+    webhook URL unchanged: same token), `profile list` with the PostgreSQL config shows it,
+    and a second run copies it again never."""
+    async with FakeTrakt() as fake:
+        data_dir = tmp_path / "data"
+        config = write_config(tmp_path / "c.toml", data_dir=data_dir, port=free_port(), trakt=fake)
+        added = await cli(config, "profile", "add", "sam", "--plex-account", "Sam")
+        assert added.code == 0, added.err
+        outbox = await Storage.files(load_settings(config)).outbox()  # a daemon ran here
+        await outbox.close()
+        url_before = await cli(config, "webhook-url", "--profile", "sam")
+        first = await cli(config, "migrate", "--to", pg_url, "--json")
+        assert first.code == 0, first.err
+        assert json.loads(first.out)["copied"]["profiles"] == {"profiles": 1}
+        again = await cli(config, "migrate", "--to", pg_url, "--json")
+        assert json.loads(again.out)["copied"]["profiles"] == {"profiles": 0}
+        pg_config = write_config(
+            tmp_path / "pg.toml",
+            data_dir=tmp_path / "pgdata",
+            port=free_port(),
+            trakt=fake,
+            database_url=pg_url,
+        )
+        listed = await cli(pg_config, "profile", "list", "--json")
+        assert [p["name"] for p in json.loads(listed.out)] == ["default", "sam"]
+        url_after = await cli(pg_config, "webhook-url", "--profile", "sam")
+        assert url_after.out == url_before.out

@@ -155,8 +155,9 @@ class TestSchema:
     async def test_new_file_gets_the_current_schema_version_in_wal_mode(
         self, sqlite_outbox: Outbox
     ) -> None:
-        """A new outbox file is at PRAGMA user_version 3, journal_mode WAL."""
-        assert await sqlite_outbox.fetch_all("PRAGMA user_version") == [(3,)]
+        """A new outbox file is at PRAGMA user_version 4 (every migration), journal_mode WAL."""
+        assert SCHEMA_VERSION == 4
+        assert await sqlite_outbox.fetch_all("PRAGMA user_version") == [(4,)]
         assert await sqlite_outbox.fetch_all("PRAGMA journal_mode") == [("wal",)]
 
     async def test_reopening_keeps_events_and_deliveries(
@@ -170,7 +171,7 @@ class TestSchema:
 
         again = await Outbox.open(path, providers=PROVIDERS, unix_s=clock)
         try:
-            assert await again.fetch_all("PRAGMA user_version") == [(3,)]
+            assert await again.fetch_all("PRAGMA user_version") == [(SCHEMA_VERSION,)]
             counts = await again.counts()
             assert {p: c.pending for p, c in counts.items()} == {"trakt": 1, "simkl": 1}
             [claimed] = await claim(again)
@@ -698,10 +699,11 @@ class TestQueries:
             named_blocks("-- name: a\nSELECT 1\n-- name: a\nSELECT 2\n", "name")
 
     def test_the_migrations_are_numbered_in_order(self) -> None:
-        assert len(MIGRATIONS) == SCHEMA_VERSION == 3
+        assert len(MIGRATIONS) == SCHEMA_VERSION == 4
         assert "CREATE TABLE events" in MIGRATIONS[0]
         assert "CREATE VIEW play_duplicates" in MIGRATIONS[1]
         assert "'parked', 'dead'" in MIGRATIONS[2]
+        assert "CREATE UNIQUE INDEX events_import_key" in MIGRATIONS[3]
 
 
 class TestReplicasShareOnePostgresOutbox:

@@ -7,7 +7,9 @@ received is what a user would notice (API quota), so most tests assert on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import unicodedata
 from collections.abc import AsyncIterator, Callable
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -219,10 +221,12 @@ class TestChain:
     async def test_a_step_without_its_service_is_left_out(
         self, make: Callable[..., Resolver], simkl: FakeSimkl
     ) -> None:
-        """The title fallback needs Trakt's search: without it there is no title step."""
+        """Without Plex, Tautulli and Trakt only SIMKL's id and title searches remain; the
+        title fallback needs a search: without any there is no title step."""
         resolver = make(simkl=simkl, title_fallback=True)
 
-        assert resolver.steps == ("payload", "cache", "simkl")
+        assert resolver.steps == ("payload", "cache", "simkl", "title")
+        assert make(title_fallback=True).steps == ("payload", "cache")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1379,6 +1383,168 @@ class TestTitle:
 
         assert result.step == "title"
         assert result.item.show_ids.tvdb == "73871"
+
+
+def films() -> Catalog:
+    """Same-title films of different years, a near title, a diacritic, and a series."""
+    cat = Catalog()
+    cat.add_movie("Dune", 1984, imdb="tt0087182", tmdb=841)
+    cat.add_movie("Dune", 2021, imdb="tt1160419", tmdb=438631)
+    cat.add_movie("Dune: Part Two", 2024, imdb="tt15239678", tmdb=693134)
+    cat.add_movie("Bande à part", 1964, imdb="tt0057869", tmdb=8073)
+    cat.add_movie("Twin Film", 2001, imdb="tt0000001", tmdb=1)
+    cat.add_movie("Twin Film", 2001, imdb="tt0000002", tmdb=2)
+    cat.add_show("Normal People", 2020, tvdb=368213, imdb="tt9059760", tmdb=89905)
+    return cat
+
+
+class TestPrefetch:
+    """A bulk caller reads what the cache knows of many items at once (file imports)."""
+
+    async def test_prefetched_items_resolve_without_a_query_each(
+        self, make: Callable[..., Resolver], trakt: FakeTrakt, tmp_path: Path, clock: FakeClock
+    ) -> None:
+        items = [movie(title="Barry Lyndon", year=1975), movie(title="Nothing Such", year=1999)]
+        with contextlib.suppress(UnresolvedError):
+            for item in items:
+                await make(trakt=trakt, title_fallback=True).resolve(item)
+        reopened = await IdCache.open(
+            tmp_path / "cache.sqlite3",
+            positive_ttl_s=POSITIVE_TTL_S,
+            negative_ttl_s=NEGATIVE_TTL_S,
+            unix_s=clock,
+        )
+        try:
+            resolver = make(trakt=trakt, title_fallback=True, id_cache=reopened)
+            searched = len(search_requests(trakt))
+
+            await resolver.prefetch([*items, movie(title="Dune", ids=Ids(imdb="tt1160419"))])
+            asked = reopened.stats.disk_hits + reopened.stats.misses
+            found = await resolver.resolve(items[0])
+
+            assert found.item.ids.imdb == "tt0072684"
+            assert reopened.stats.disk_hits + reopened.stats.misses == asked  # from memory
+            with pytest.raises(UnresolvedError):
+                await resolver.resolve(items[1])
+            assert len(search_requests(trakt)) == searched  # the cached "no match" holds
+        finally:
+            await reopened.close()
+
+    async def test_prefetch_loads_entries_and_remembers_absent_keys(self, cache: IdCache) -> None:
+        await cache.put(["item:a", "item:b"], {"ids": {"imdb": "tt1"}}, step="title")
+        await cache.put_negative("title:x", "nothing", step="title")
+        cache._memory.clear()
+
+        loaded = await cache.prefetch(["item:a", "title:x", "item:zzz", "item:a"])
+
+        assert loaded == 2
+        assert cache.peek("item:a") is not None and cache.peek("item:b") is None
+        misses = cache.stats.misses
+        assert await cache.get("item:zzz") is None
+        assert cache.stats.misses == misses + 1  # answered as absent without a query
+
+
+class TestTitleExactness:
+    """The title step keeps only a hit whose title equals the item's after NFC and case
+    folding and whose year is the same; Trakt first, then SIMKL (Letterboxd rows)."""
+
+    @pytest.fixture
+    async def trakt_films(self) -> AsyncIterator[FakeTrakt]:
+        async with FakeTrakt(client_id="trakt-cid", catalog=films()) as fake:
+            yield fake
+
+    @pytest.fixture
+    async def simkl_films(self) -> AsyncIterator[FakeSimkl]:
+        async with FakeSimkl(client_id="simkl-cid", catalog=films()) as fake:
+            yield fake
+
+    @pytest.mark.parametrize(("year", "tmdb"), [(1984, "841"), (2021, "438631")])
+    async def test_same_title_films_are_told_apart_by_year(
+        self, make: Callable[..., Resolver], trakt_films: FakeTrakt, year: int, tmdb: str
+    ) -> None:
+        result = await make(trakt=trakt_films, title_fallback=True).resolve(
+            movie(title="Dune", year=year)
+        )
+
+        assert (result.step, result.item.ids.tmdb) == ("title", tmdb)
+
+    async def test_a_near_title_of_that_year_is_no_match(
+        self, make: Callable[..., Resolver], trakt_films: FakeTrakt
+    ) -> None:
+        """Trakt answers "Dune: Part Two" (2024) for "Dune" 2024: not the same title."""
+        with pytest.raises(UnresolvedError) as err:
+            await make(trakt=trakt_films, title_fallback=True).resolve(
+                movie(title="Dune", year=2024)
+            )
+
+        assert "no single exact match for movie 'Dune' (2024)" in err.value.reason
+        assert any(r[1] == "/search/movie" for r in trakt_films.requests)
+
+    async def test_case_and_unicode_composition_do_not_matter(
+        self, make: Callable[..., Resolver], trakt_films: FakeTrakt
+    ) -> None:
+        decomposed = unicodedata.normalize("NFD", "BANDE À PART")
+        result = await make(trakt=trakt_films, title_fallback=True).resolve(
+            movie(title=decomposed, year=1964)
+        )
+
+        assert result.item.ids.imdb == "tt0057869"
+
+    async def test_two_films_with_one_title_and_year_are_no_match(
+        self, make: Callable[..., Resolver], trakt_films: FakeTrakt
+    ) -> None:
+        with pytest.raises(UnresolvedError):
+            await make(trakt=trakt_films, title_fallback=True).resolve(
+                movie(title="Twin Film", year=2001)
+            )
+
+    async def test_a_series_logged_as_a_film_matches_no_movie(
+        self,
+        make: Callable[..., Resolver],
+        trakt_films: FakeTrakt,
+        simkl_films: FakeSimkl,
+    ) -> None:
+        with pytest.raises(UnresolvedError) as err:
+            await make(trakt=trakt_films, simkl=simkl_films, title_fallback=True).resolve(
+                movie(title="Normal People", year=2020)
+            )
+
+        assert "on Trakt or SIMKL" in err.value.reason
+
+    async def test_simkl_alone_finds_the_film_by_title(
+        self, make: Callable[..., Resolver], simkl_films: FakeSimkl
+    ) -> None:
+        result = await make(simkl=simkl_films, title_fallback=True).resolve(
+            movie(title="Dune", year=1984)
+        )
+
+        film = simkl_films.catalog.movie({"tmdb": 841})
+        assert film is not None
+        assert result.item.ids.tmdb == "841"
+        assert result.item.ids.simkl == str(film["ids"]["simkl"])
+
+    async def test_simkl_is_asked_when_trakt_has_no_exact_match(
+        self,
+        make: Callable[..., Resolver],
+        trakt: FakeTrakt,
+        simkl_films: FakeSimkl,
+    ) -> None:
+        """The default Trakt catalogue has no Dune; SIMKL's has."""
+        result = await make(trakt=trakt, simkl=simkl_films, title_fallback=True).resolve(
+            movie(title="Dune", year=2021)
+        )
+
+        assert result.item.ids.tmdb == "438631"
+
+    async def test_each_answer_is_asked_once(
+        self, make: Callable[..., Resolver], trakt_films: FakeTrakt
+    ) -> None:
+        resolver = make(trakt=trakt_films, title_fallback=True)
+        for title in ("Dune", "dune", "Dune", "Nothing Such"):
+            with contextlib.suppress(UnresolvedError):
+                await resolver.resolve(movie(title=title, year=2021))
+
+        assert len([r for r in trakt_films.requests if r[1] == "/search/movie"]) == 2
 
 
 # --------------------------------------------------------------------------------------------

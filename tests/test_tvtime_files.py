@@ -293,6 +293,12 @@ class TestMovies:
         assert export.has_movies
         assert export.stats[0].non_play == {"towatch movie": 1, "watch episode": 1}
 
+    def test_rows_estimate_covers_both_files_before_reading(self, tmp_path: Path) -> None:
+        with open_tvtime(gdpr_zip(tmp_path)) as export:
+            assert export.rows_estimate == len(V2_ROWS) + len(MOVIE_ROWS)
+        with open_tvtime(write_text(tmp_path / "v2.csv", v2_text())) as export:
+            assert export.rows_estimate == len(V2_ROWS)
+
     def test_a_bare_v2_file_has_no_movies(self, tmp_path: Path) -> None:
         with open_tvtime(write_text(tmp_path / "v2.csv", v2_text())) as export:
             assert not export.has_movies

@@ -20,6 +20,7 @@ from crosswatchd.errors import (
     SourceUnavailableError,
     StorageError,
 )
+from crosswatchd.imports._files import FileFormatError
 from crosswatchd.profiles import Household, Profile
 from crosswatchd.storage import Storage
 
@@ -99,12 +100,13 @@ def choose(household: Household, name: str | None, *, required: bool = False) ->
 
 class _Group(click.Group):
     """Turns crosswatchd's own errors into one line and an exit code (never a traceback):
-    2 for configuration and storage problems, 1 for everything else."""
+    2 for configuration and storage problems and for a file a command cannot read or write
+    (``FileFormatError``: the file and the problem), 1 for everything else."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (ConfigError, StorageError) as exc:
+        except (ConfigError, StorageError, FileFormatError) as exc:
             click.echo(f"crosswatchd: {exc}", err=True)
             sys.exit(2)
         except (SourceUnavailableError, AuthError, CrosswatchError) as exc:

@@ -1,16 +1,19 @@
-"""``import tautulli``: backfill history into the outbox."""
+"""``import tautulli|letterboxd|tvtime``: backfill history into the outbox."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import date
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import click
 
-from crosswatchd.app import anime_lists, tautulli_client
+from crosswatchd.app import anime_lists, limiter_for, tautulli_client
 from crosswatchd.cli._base import (
     load_household,
     main,
@@ -21,10 +24,18 @@ from crosswatchd.cli._base import (
 )
 from crosswatchd.config import Settings
 from crosswatchd.errors import ConfigError
+from crosswatchd.http import USER_AGENT
 from crosswatchd.logs import configure_logging
+from crosswatchd.profiles import Profile
 from crosswatchd.storage import Storage
 
+if TYPE_CHECKING:
+    from crosswatchd.outbox import Outbox
+    from crosswatchd.resolve import Resolver
+
 __all__ = ["import_"]
+
+T = TypeVar("T")
 
 
 @main.group("import")
@@ -141,3 +152,151 @@ def _tautulli_users(
         return found.name if found is not None else household.profiles[0].name
 
     return users, profile_of
+
+
+# -- files: Letterboxd and TV Time ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int, what: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr while it is a terminal (``None`` on a pipe or a file)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+        known = size.columns > 0 and size.lines > 0
+    except OSError:
+        known = False
+    with tqdm(
+        total=total,
+        desc=what,
+        unit=" rows",
+        file=sys.stderr,
+        leave=False,
+        # Follow the terminal's size; one that reports none (a bare pty: tqdm would then
+        # draw nothing) gets 80 columns.
+        dynamic_ncols=known,
+        ncols=None if known else 80,
+        nrows=None if known else 24,
+    ) as bar:
+
+        def update(done: int) -> None:
+            bar.update(max(0, min(done, total) - bar.n))
+
+        yield update
+
+
+def _file_import_target(settings: Settings, name: str | None, dry_run: bool) -> Profile:
+    """The profile a file is imported for; a real run needs a target account for it."""
+    profile = pick_profile(settings, name)
+    if not profile.targets and not dry_run:
+        raise ConfigError(
+            "trakt.client_id",
+            f"profile {profile.name!r} has no delivery target to import into "
+            "(configure Trakt or SIMKL for it)",
+        )
+    return profile
+
+
+async def _with_outbox_and_resolver(
+    settings: Settings, work: Callable[[Outbox, Resolver], Awaitable[T]]
+) -> T:
+    """Run *work* with the outbox and the daemon's resolver (its id cache, the targets'
+    searches with their rate limits), the title step on: a file has titles, not ids."""
+    from crosswatchd.resolve import build_resolver
+
+    timeout = aiohttp.ClientTimeout(total=settings.delivery.timeout_s)
+    async with (
+        aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": USER_AGENT}) as http,
+        Storage.opened(settings) as storage,
+    ):
+        cache = await storage.cache()
+        try:
+            resolver = build_resolver(
+                settings,
+                session=http,
+                cache=cache,
+                trakt_limiter=limiter_for(settings, "trakt"),
+                simkl_limiter=limiter_for(settings, "simkl"),
+                tautulli=None,  # files carry no Plex ratingKeys
+                title_fallback=True,
+            )
+            outbox = await storage.outbox()
+            try:
+                return await work(outbox, resolver)
+            finally:
+                await resolver.close()
+                await outbox.close()
+        finally:
+            await cache.close()
+
+
+_TZ_HELP = "IANA time zone of the diary's dates, e.g. Europe/Paris (default: this system's)."
+_DRY_RUN_HELP = "Show what would be queued and what did not match; write nothing."
+
+
+@import_.command("letterboxd")
+@click.argument("file", type=click.Path(path_type=Path))
+@profile_option("Household member whose diary it is (needed with several profiles).")
+@click.option("--tz", "zone", metavar="ZONE", help=_TZ_HELP)
+@click.option("--dry-run", is_flag=True, help=_DRY_RUN_HELP)
+@click.pass_context
+def import_letterboxd(
+    ctx: click.Context, file: Path, profile: str | None, zone: str | None, dry_run: bool
+) -> None:
+    """Import a Letterboxd export (the ZIP, or its diary.csv): each diary entry a movie play
+    at noon on its date, rewatches included, and the films' ratings."""
+    from crosswatchd.imports import parse_zone
+    from crosswatchd.imports.letterboxd import open_letterboxd
+    from crosswatchd.imports.runner import format_file_summary, import_letterboxd
+
+    settings = settings_of(ctx)
+    configure_logging("error", json=False, stream=sys.stderr)
+    chosen = _file_import_target(settings, profile, dry_run)
+    tz = parse_zone(zone, path=file)
+    with (
+        open_letterboxd(file, tz=tz) as reader,
+        _progress_bar(reader.rows_estimate, "diary.csv") as progress,
+    ):
+
+        async def work(outbox: Outbox, resolver: Resolver) -> str:
+            summary = await import_letterboxd(
+                reader, outbox, resolver, profile=chosen.name, dry_run=dry_run, progress=progress
+            )
+            return format_file_summary(summary)
+
+        report = run(_with_outbox_and_resolver(settings, work))
+    click.echo(report)
+
+
+@import_.command("tvtime")
+@click.argument("file", type=click.Path(path_type=Path))
+@profile_option("Household member whose TV Time account it was (needed with several profiles).")
+@click.option("--dry-run", is_flag=True, help=_DRY_RUN_HELP)
+@click.pass_context
+def import_tvtime(ctx: click.Context, file: Path, profile: str | None, dry_run: bool) -> None:
+    """Import a TV Time GDPR export (the ZIP, or its tracking-prod-records-v2.csv): each seen
+    episode a play at its recorded time (UTC), rewatches included, matched by TVDB ids; the
+    ZIP's watched films too."""
+    from crosswatchd.imports.runner import format_file_summary, import_tvtime
+    from crosswatchd.imports.tvtime import open_tvtime
+
+    settings = settings_of(ctx)
+    configure_logging("error", json=False, stream=sys.stderr)
+    chosen = _file_import_target(settings, profile, dry_run)
+    with (
+        open_tvtime(file) as reader,
+        _progress_bar(reader.rows_estimate, "TV Time") as progress,
+    ):
+
+        async def work(outbox: Outbox, resolver: Resolver) -> str:
+            summary = await import_tvtime(
+                reader, outbox, resolver, profile=chosen.name, dry_run=dry_run, progress=progress
+            )
+            return format_file_summary(summary)
+
+        report = run(_with_outbox_and_resolver(settings, work))
+    click.echo(report)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO, Final
 
 from crosswatchd.imports import FileFormatError
+from crosswatchd.models import Item
 
 __all__ = [
     "HEADER",
@@ -45,6 +46,7 @@ __all__ = [
     "FilmPlay",
     "LetterboxdRow",
     "diary_rows",
+    "film_plays",
     "leftover_parts",
     "part_path",
     "render_lines",
@@ -104,6 +106,121 @@ class LetterboxdRow:
             str(self.rating10) if self.rating10 is not None else "",
             "true" if self.rewatch else "false",
         )
+
+
+def film_plays(
+    plays: Iterable[tuple[Item, datetime]],
+    ratings: Iterable[tuple[Item, int | None]] = (),
+) -> tuple[list[FilmPlay], dict[str, int]]:
+    """The profile's movie plays as :class:`FilmPlay` objects, and its films' ratings keyed
+    alike; pure.
+
+    *plays*: ``(movie, watched_at)`` as the outbox holds them (the ids a delivery resolved,
+    else the source's). *ratings*: ``(movie, 1-10 or None)`` oldest first; the last one of a
+    film wins, ``None`` (cleared) removes it.
+
+    Plays are of one film when their items share an imdb or tmdb id, directly or through
+    another play (one known by imdb only, another by both, a third by tmdb only: one film,
+    and every row gets both ids). An item with neither id is its title (NFC, case-folded) and
+    year, and joins the film with ids of that title and year when there is exactly one such
+    film (a play parked unresolved, beside plays that were resolved).
+    """
+    groups = _Films()
+    held = list(plays)
+    for item, _ in held:
+        groups.add(item)
+    groups.close()
+    out = []
+    for item, watched_at in held:
+        key = groups.key(item)
+        imdb, tmdb = groups.ids(key)
+        out.append(
+            FilmPlay(
+                film_key=key,
+                title=item.title,
+                year=item.year,
+                imdb=item.ids.imdb or imdb,
+                tmdb=item.ids.tmdb or tmdb,
+                watched_at=watched_at,
+            )
+        )
+    rated: dict[str, int] = {}
+    for item, rating in ratings:
+        key = groups.key(item)
+        if rating is None:
+            rated.pop(key, None)
+        else:
+            rated[key] = rating
+    return out, rated
+
+
+class _Films:
+    """Films as groups of id tokens (``imdb:tt…``, ``tmdb:…``), a union-find: :meth:`add`
+    every item, :meth:`close`, then ask :meth:`key` and :meth:`ids`."""
+
+    def __init__(self) -> None:
+        self._parent: dict[str, str] = {}
+        self._first_token: dict[tuple[str, int | None], list[str]] = {}
+        self._film_ids: dict[str, tuple[str | None, str | None]] = {}
+        self._title_roots: dict[tuple[str, int | None], set[str]] = {}
+
+    @staticmethod
+    def _tokens(item: Item) -> list[str]:
+        ids = item.ids
+        return [f"{n}:{v}" for n, v in (("imdb", ids.imdb), ("tmdb", ids.tmdb)) if v]
+
+    @staticmethod
+    def _title(item: Item) -> tuple[str, int | None]:
+        return unicodedata.normalize("NFC", item.title.strip()).casefold(), item.year
+
+    def _root(self, token: str) -> str:
+        parent = self._parent.setdefault(token, token)
+        while parent != token:  # path halving
+            grand = self._parent[parent]
+            self._parent[token] = grand
+            token, parent = parent, grand
+        return token
+
+    def add(self, item: Item) -> None:
+        """Note *item*'s ids: its imdb and tmdb ids are one film."""
+        tokens = self._tokens(item)
+        if not tokens:
+            return
+        first = self._root(tokens[0])
+        for token in tokens[1:]:
+            other = self._root(token)
+            if other != first:
+                self._parent[other] = first
+        self._first_token.setdefault(self._title(item), []).append(tokens[0])
+
+    def close(self) -> None:
+        """Every film's ids, and the films of each title and year (after the last add)."""
+        for token in self._parent:
+            root = self._root(token)
+            imdb, tmdb = self._film_ids.get(root, (None, None))
+            name, _, value = token.partition(":")
+            if name == "imdb" and imdb is None:
+                imdb = value
+            elif name == "tmdb" and tmdb is None:
+                tmdb = value
+            self._film_ids[root] = (imdb, tmdb)
+        for title, tokens in self._first_token.items():
+            self._title_roots[title] = {self._root(t) for t in tokens}
+
+    def key(self, item: Item) -> str:
+        """The film *item* is a play or rating of, as a stable string."""
+        tokens = self._tokens(item)
+        if tokens:
+            return self._root(tokens[0])
+        title = self._title(item)
+        roots = self._title_roots.get(title, set())
+        if len(roots) == 1:
+            return next(iter(roots))
+        return f"title:{title[0]}|{title[1] or ''}"
+
+    def ids(self, key: str) -> tuple[str | None, str | None]:
+        """An imdb and a tmdb id of film *key*, where any of its plays has them."""
+        return self._film_ids.get(key, (None, None))
 
 
 def diary_rows(

@@ -255,6 +255,8 @@ class Table:
     ``name`` is the ZIP member's name (``diary.csv``) or, for a bare CSV, the file's own name;
     ``where`` prefixes messages about it (``"diary.csv: "`` in a ZIP, ``""`` for a bare file).
     ``columns`` maps each header name (stripped) to its index, first occurrence winning.
+    ``lines``: physical lines of the file, header included (counted by the up-front check; a
+    quoted field may span lines, so :attr:`rows_estimate` is an upper bound, for progress).
     """
 
     path: Path
@@ -263,6 +265,12 @@ class Table:
     header: tuple[str, ...]
     columns: Mapping[str, int]
     _opener: Callable[[], IO[bytes]]
+    lines: int = 0
+
+    @property
+    def rows_estimate(self) -> int:
+        """Data rows at most: the lines after the header."""
+        return max(0, self.lines - 1)
 
     def rows(self, stats: TableStats) -> Iterator[tuple[int, list[str]]]:
         """``(line, fields)`` of each data row, streamed; ``len(fields) == len(header)``.
@@ -393,7 +401,7 @@ class InputFile:
         """
         name, opener = self._opener(member)
         where = f"{name}: " if self.is_zip else ""
-        self._check_bytes(where, opener)
+        lines = self._check_bytes(where, opener)
         with io.TextIOWrapper(opener(), encoding="utf-8-sig", newline="") as text:
             try:
                 header_row = next(csv.reader(text), None)
@@ -415,7 +423,7 @@ class InputFile:
             raise FileFormatError(
                 self.path, f"{where}no {', '.join(repr(c) for c in missing)} column{plural}; {said}"
             )
-        return Table(self.path, name, where, header, columns, opener)
+        return Table(self.path, name, where, header, columns, opener, lines)
 
     def close(self) -> None:
         """Close the ZIP (nothing to do for a bare CSV)."""
@@ -456,16 +464,19 @@ class InputFile:
 
         return member, opener
 
-    def _check_bytes(self, where: str, opener: Callable[[], IO[bytes]]) -> None:
+    def _check_bytes(self, where: str, opener: Callable[[], IO[bytes]]) -> int:
         """Read the table once: UTF-8 (BOM allowed), no NUL byte, ZIP CRC and compression.
 
         *where* prefixes messages: ``"diary.csv: "`` for a ZIP member, ``""`` for a bare file.
+        Returns the number of physical lines (a last line without its LF counts too).
         """
         decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
         lines_before = 0
+        open_line = False
         try:
             with opener() as raw:
                 while chunk := raw.read(_CHUNK_BYTES):
+                    open_line = not chunk.endswith(b"\n")
                     if b"\0" in chunk:
                         line = lines_before + chunk[: chunk.index(b"\0")].count(b"\n") + 1
                         raise FileFormatError(
@@ -487,6 +498,7 @@ class InputFile:
                     raise FileFormatError(
                         self.path, f"{where}is not UTF-8 text (it ends mid-character)"
                     ) from err
+                return lines_before + open_line
         except NotImplementedError as err:
             raise FileFormatError(
                 self.path, f"{where}compressed in a way Python cannot read; extract it first"

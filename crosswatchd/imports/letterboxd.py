@@ -139,7 +139,9 @@ class FilmRating:
 
     ``file`` is ``diary.csv`` (the latest rated entry, at ``line``) or ``ratings.csv``;
     ``film_uri`` is the film's ``Letterboxd URI`` from ``ratings.csv`` (``None`` from the
-    diary, whose URIs are entries').
+    diary, whose URIs are entries'). ``rated_on``: the day the rating was given, as far as the
+    export tells — the entry's ``Date`` (logged), else its ``Watched Date``; ``ratings.csv``'s
+    ``Date`` — or ``None``.
     """
 
     title: str
@@ -148,6 +150,7 @@ class FilmRating:
     file: str
     line: int
     film_uri: str | None = None
+    rated_on: date | None = None
 
     @property
     def film(self) -> FilmKey:
@@ -194,6 +197,12 @@ class LetterboxdReader:
     def stats(self) -> tuple[TableStats, ...]:
         """What the latest pass over each file saw (rows, plays, skipped rows)."""
         return tuple(self._stats.values())
+
+    @property
+    def rows_estimate(self) -> int:
+        """``diary.csv``'s data rows, at most (its lines after the header), known before
+        :meth:`diary` reads it: the total of a progress bar."""
+        return self._diary.rows_estimate
 
     def diary(self) -> Iterator[DiaryEntry]:
         """Every usable ``diary.csv`` row as a :class:`DiaryEntry`, in file order, streamed.
@@ -247,7 +256,7 @@ class LetterboxdReader:
 
         Makes a fresh pass over ``diary.csv`` (its :attr:`stats` are replaced by identical
         ones) and one over ``ratings.csv`` when the ZIP has it; a ``ratings.csv`` row without
-        ``Name`` or with a bad ``Year`` or ``Rating`` is skipped and named.
+        ``Name`` or with a bad ``Year``, ``Rating`` or ``Date`` is skipped and named.
         """
         return self._rate(self.diary())
 
@@ -261,7 +270,14 @@ class LetterboxdReader:
             if held is None or _recency(entry) >= _recency(held):
                 latest[film] = entry
         out = {
-            film: FilmRating(e.title, e.year, e.rating10, self._diary.name, e.line)
+            film: FilmRating(
+                e.title,
+                e.year,
+                e.rating10,
+                self._diary.name,
+                e.line,
+                rated_on=e.logged_on or e.watched_on,
+            )
             for film, e in latest.items()
             if e.rating10 is not None
         }
@@ -275,6 +291,7 @@ class LetterboxdReader:
         col = table.columns
         i_name, i_rating = col["Name"], col["Rating"]
         i_year, i_uri = col.get("Year"), col.get("Letterboxd URI")
+        i_date = col.get("Date")
         for line, row in table.rows(stats):
             try:
                 title = clean_text(row[i_name])
@@ -284,12 +301,14 @@ class LetterboxdReader:
                 rating10 = _rating10(row[i_rating])
                 if rating10 is None:
                     raise RowError("no Rating")
+                rated = row[i_date].strip() if i_date is not None else ""
+                rated_on = parse_date(rated, "Date") if rated else None
             except RowError as err:
                 stats.skip(line, str(err))
                 continue
             stats.non_play["rating"] += 1
             uri = row[i_uri].strip() if i_uri is not None else ""
-            yield FilmRating(title, year, rating10, table.name, line, uri or None)
+            yield FilmRating(title, year, rating10, table.name, line, uri or None, rated_on)
 
     def close(self) -> None:
         """Close the ZIP."""

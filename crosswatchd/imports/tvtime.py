@@ -165,6 +165,13 @@ class TvTimeReader:
         """What the latest pass over each file saw."""
         return tuple(self._stats.values())
 
+    @property
+    def rows_estimate(self) -> int:
+        """The data rows of the files :meth:`episodes` and :meth:`movies` read, at most (their
+        lines after the header), known before they are read: the total of a progress bar."""
+        movies = self._movies.rows_estimate if self._movies is not None else 0
+        return self._episodes.rows_estimate + movies
+
     def episodes(self) -> Iterator[EpisodeWatch]:
         """Every episode play of the v2 file, in file order, streamed.
 

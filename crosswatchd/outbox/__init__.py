@@ -27,7 +27,15 @@ from __future__ import annotations
 from crosswatchd.outbox.scratch import scratch_copy
 from crosswatchd.outbox.states import DeliveryKind, DeliveryState, ReasonKind, Settlement
 from crosswatchd.outbox.store import SCHEMA_VERSION, Claimed, EnqueueResult, Outbox
-from crosswatchd.outbox.views import ParkedRow, ProviderCounts, WatchlistChange, WatchlistCounts
+from crosswatchd.outbox.views import (
+    HeldPlay,
+    HeldRating,
+    ParkedRow,
+    ProviderCounts,
+    RatingMark,
+    WatchlistChange,
+    WatchlistCounts,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -35,9 +43,12 @@ __all__ = [
     "DeliveryKind",
     "DeliveryState",
     "EnqueueResult",
+    "HeldPlay",
+    "HeldRating",
     "Outbox",
     "ParkedRow",
     "ProviderCounts",
+    "RatingMark",
     "ReasonKind",
     "Settlement",
     "WatchlistChange",

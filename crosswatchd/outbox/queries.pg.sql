@@ -27,12 +27,12 @@ SELECT count(*) AS locked FROM (
 -- deliveries afterwards (count_deliveries_of_events), in the same transaction.
 INSERT INTO events (source, action, account, item, label, occurred_at, received_at,
                     progress_pct, view_offset_ms, duration_ms, session, keys, profile,
-                    providers, rating, priority, dedupe_window_s)
+                    providers, rating, priority, import_key, dedupe_window_s)
 SELECT e.value->>0, e.value->>1, e.value->>2, (e.value->3)::text, e.value->>4,
        (e.value->>5)::float8, (e.value->>6)::float8, (e.value->>7)::float8,
        (e.value->>8)::bigint, (e.value->>9)::bigint, e.value->>10, (e.value->11)::text,
        e.value->>12, (e.value->13)::text, (e.value->>14)::int, (e.value->>15)::int,
-       :window::float8
+       e.value->>16, :window::float8
 FROM jsonb_array_elements(:batch::text::jsonb) WITH ORDINALITY AS e (value, n)
 ORDER BY e.n
 RETURNING id, NULL::bigint AS fanned_out
@@ -324,3 +324,40 @@ SELECT profile, provider,
 FROM deliveries AS d
 WHERE kind = 'watchlist' AND state IN ('pending', 'leased', 'parked', 'dead')
 GROUP BY profile, provider
+
+-- name: imported_keys
+SELECT import_key FROM events
+WHERE profile = :profile
+  AND import_key IN (SELECT jsonb_array_elements_text(:keys::text::jsonb))
+
+-- name: rating_keys
+SELECT k.key AS key, k.at AS at, k.delivery_id AS delivery_id, e.rating AS rating
+FROM delivery_keys AS k
+JOIN deliveries AS d ON d.id = k.delivery_id
+JOIN events AS e ON e.id = d.event_id
+WHERE k.profile = :profile
+  AND k.provider IN (SELECT jsonb_array_elements_text(:providers::text::jsonb))
+  AND k.kind = 'rating'
+
+-- name: movie_plays
+SELECT e.id AS id, e.occurred_at AS at, e.item AS item,
+       (SELECT d.resolved_item FROM deliveries AS d
+         WHERE d.event_id = e.id AND d.resolved_item IS NOT NULL
+         ORDER BY d.id LIMIT 1) AS resolved_item
+FROM events AS e
+WHERE e.profile = :profile AND e.action = 'watched'
+  AND e.item::jsonb->>'kind' = 'movie'
+  AND (e.providers::jsonb = '[]'::jsonb
+       OR EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.event_id = e.id AND d.kind = 'play' AND d.state <> 'dropped'))
+ORDER BY e.occurred_at, e.id
+
+-- name: movie_ratings
+SELECT e.id AS id, e.occurred_at AS at, e.item AS item, e.rating AS rating,
+       (SELECT d.resolved_item FROM deliveries AS d
+         WHERE d.event_id = e.id AND d.resolved_item IS NOT NULL
+         ORDER BY d.id LIMIT 1) AS resolved_item
+FROM events AS e
+WHERE e.profile = :profile AND e.action = 'rate'
+  AND e.item::jsonb->>'kind' = 'movie'
+ORDER BY e.occurred_at, e.id

@@ -76,6 +76,11 @@ class Queries:
     watchlist_changes: str
     plays_since: str
     watchlist_counts: str
+    # imported files and exports
+    imported_keys: str
+    rating_keys: str
+    movie_plays: str
+    movie_ratings: str
 
     @classmethod
     def parse(cls, text: str, what: str = "queries.sql") -> Queries:

@@ -28,7 +28,7 @@ SELECT 0 AS locked
 -- ignores fanned_out and counts afterwards (count_deliveries_of_events).
 INSERT INTO events (source, action, account, item, label, occurred_at, received_at,
                     progress_pct, view_offset_ms, duration_ms, session, keys, profile,
-                    providers, rating, priority, dedupe_window_s)
+                    providers, rating, priority, import_key, dedupe_window_s)
 SELECT json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'),
        json_extract(e.value, '$[2]'), json_extract(e.value, '$[3]'),
        json_extract(e.value, '$[4]'), json_extract(e.value, '$[5]'),
@@ -37,6 +37,7 @@ SELECT json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'),
        json_extract(e.value, '$[10]'), json_extract(e.value, '$[11]'),
        json_extract(e.value, '$[12]'), json_extract(e.value, '$[13]'),
        json_extract(e.value, '$[14]'), json_extract(e.value, '$[15]'),
+       json_extract(e.value, '$[16]'),
        :window
 FROM json_each(:batch) AS e
 ORDER BY e.key
@@ -337,6 +338,52 @@ SELECT e.keys AS keys, d.watched_at AS watched_at
 FROM deliveries AS d JOIN events AS e ON e.id = d.event_id
 WHERE d.profile = :profile AND d.provider = :provider AND d.kind = 'play'
   AND d.state IN ('pending', 'leased')
+
+-- name: imported_keys
+-- Which of the import row keys :keys (a JSON array) :profile has an event of
+-- (events.import_key, migration 4): the rows an import of a file skipped as imported before.
+SELECT import_key FROM events
+WHERE profile = :profile AND import_key IN (SELECT value FROM json_each(:keys))
+
+-- name: rating_keys
+-- The identity keys of :profile's rating deliveries to the providers :providers (a JSON array),
+-- with when each rating was made (at), its delivery and its value (NULL: cleared): what an
+-- import compares a file's ratings with (the latest per item wins, state_keys_of_delivery).
+SELECT k.key AS key, k.at AS at, k.delivery_id AS delivery_id, e.rating AS rating
+FROM delivery_keys AS k
+JOIN deliveries AS d ON d.id = k.delivery_id
+JOIN events AS e ON e.id = d.event_id
+WHERE k.profile = :profile AND k.provider IN (SELECT value FROM json_each(:providers))
+  AND k.kind = 'rating'
+
+-- name: movie_plays
+-- Every movie play of :profile the outbox holds, oldest first (export letterboxd): plays with a
+-- delivery the user did not give up on (dropped), delivered or not, and plays stored while the
+-- profile had no target. An event every target already had (a repeat of a play, kept without
+-- deliveries) is not a play of its own. resolved_item: the ids a delivery found, if any.
+SELECT e.id AS id, e.occurred_at AS at, e.item AS item,
+       (SELECT d.resolved_item FROM deliveries AS d
+         WHERE d.event_id = e.id AND d.resolved_item IS NOT NULL
+         ORDER BY d.id LIMIT 1) AS resolved_item
+FROM events AS e
+WHERE e.profile = :profile AND e.action = 'watched'
+  AND json_extract(e.item, '$.kind') = 'movie'
+  AND (e.providers = '[]'
+       OR EXISTS (SELECT 1 FROM deliveries AS d
+                  WHERE d.event_id = e.id AND d.kind = 'play' AND d.state <> 'dropped'))
+ORDER BY e.occurred_at, e.id
+
+-- name: movie_ratings
+-- Every rating (or clearing, rating NULL) of a movie by :profile, oldest first: the latest per
+-- film is its rating (export letterboxd). resolved_item as in movie_plays.
+SELECT e.id AS id, e.occurred_at AS at, e.item AS item, e.rating AS rating,
+       (SELECT d.resolved_item FROM deliveries AS d
+         WHERE d.event_id = e.id AND d.resolved_item IS NOT NULL
+         ORDER BY d.id LIMIT 1) AS resolved_item
+FROM events AS e
+WHERE e.profile = :profile AND e.action = 'rate'
+  AND json_extract(e.item, '$.kind') = 'movie'
+ORDER BY e.occurred_at, e.id
 
 -- name: seen_accounts
 SELECT account FROM seen_accounts WHERE source = :source ORDER BY last_seen DESC

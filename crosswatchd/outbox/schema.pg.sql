@@ -250,3 +250,11 @@ BEGIN
     ORDER BY p.n;
     RETURN NULL;
 END $$;
+
+-- migration: 4
+-- As SQLite's migration 4: the row of an imported file an event comes from (one event per
+-- profile and row), and an index on the keys of one delivery (state_keys_of_delivery).
+ALTER TABLE events ADD COLUMN import_key text;
+CREATE UNIQUE INDEX events_import_key ON events (profile, import_key)
+    WHERE import_key IS NOT NULL;
+CREATE INDEX delivery_keys_delivery ON delivery_keys (delivery_id);

@@ -289,3 +289,20 @@ BEGIN
                   WHERE k.new_delivery_id = NEW.id AND k.relation = 'newer'
                     AND d.state <> 'dropped');
 END;
+
+-- migration: 4
+-- Imported files: the row of an export file (a Letterboxd diary entry, a TV Time tracking row)
+-- an event comes from, e.g. 'letterboxd:https://boxd.it/5aQk2r'. One event per profile and
+-- row, whatever its time: a second import of the same file (or of the same rows in another
+-- file, or with another --tz) queues nothing. The event is kept even when every target already
+-- had the play (a duplicate of a Plex play), so the row counts as imported.
+
+ALTER TABLE events ADD COLUMN import_key TEXT;
+CREATE UNIQUE INDEX events_import_key ON events (profile, import_key)
+    WHERE import_key IS NOT NULL;
+
+-- The keys of one delivery: state_keys_of_delivery reads state_changes for each new rating or
+-- watchlist delivery, which starts from that delivery's own keys. Without this index that was
+-- a scan of every key of every play (O(outbox) per rating; importing a diary's ratings was
+-- quadratic: 1,800 ratings beside 2,000 plays took 4.6 s, now 0.15 s).
+CREATE INDEX delivery_keys_delivery ON delivery_keys (delivery_id);

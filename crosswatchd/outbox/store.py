@@ -305,6 +305,7 @@ class Outbox(OperatorViews):
             self.targets_of(event) if targets is None else list(targets),
             event.rating,
             1 if event.source.is_backfill else 0,
+            event.import_key,
         ]
 
     def targets_of(self, event: PlayEvent) -> list[str]:

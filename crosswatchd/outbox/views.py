@@ -3,7 +3,7 @@ when a drainer should look again. Read-only; every query is in ``queries.sql``."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,9 +16,12 @@ from crosswatchd.outbox.queries import Queries, json_list
 from crosswatchd.outbox.states import DeliveryKind, DeliveryState, ReasonKind
 
 __all__ = [
+    "HeldPlay",
+    "HeldRating",
     "OperatorViews",
     "ParkedRow",
     "ProviderCounts",
+    "RatingMark",
     "WatchlistChange",
     "WatchlistCounts",
     "utc_from_unix",
@@ -125,6 +128,43 @@ class WatchlistCounts:
     pending: int = 0
     parked: int = 0
     reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPlay:
+    """A movie play the outbox holds (:meth:`OperatorViews.movie_plays`): its event, the
+    movie (with the ids a delivery resolved, when one did) and when it was watched (UTC)."""
+
+    event_id: int
+    item: Item
+    watched_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRating:
+    """A movie rating event (:meth:`OperatorViews.movie_ratings`): 1-10, or ``None`` when the
+    rating was cleared, made at ``rated_at`` (UTC)."""
+
+    event_id: int
+    item: Item
+    rating: int | None
+    rated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RatingMark:
+    """The latest rating a target account holds under one identity key
+    (:meth:`OperatorViews.rating_marks`): when it was made (unix seconds), by which delivery
+    (the tie-break of equal times), its value (``None``: cleared)."""
+
+    at: float
+    delivery_id: int
+    rating: int | None
+
+
+def _held_item(row: Any) -> Item:
+    raw = row["resolved_item"] or row["item"]
+    return Item.from_dict(orjson.loads(raw))
 
 
 def _bucket(kind: DeliveryKind, state: DeliveryState, reason: ReasonKind | None) -> str | None:
@@ -354,3 +394,48 @@ class OperatorViews:
         if not row or row["next_attempt_at"] is None:
             return None
         return max(0.0, float(row["next_attempt_at"]) - self._unix_s())
+
+    # -- imported files and exports -------------------------------------------------------------
+
+    async def imported_keys(self, profile: str, keys: Iterable[str]) -> set[str]:
+        """Those of the import row *keys* that *profile* already has an event of."""
+        wanted = list(keys)
+        if not wanted:
+            return set()
+        params = {"profile": profile, "keys": json_list(wanted)}
+        rows = await self._db.fetch(self._q.imported_keys, params)
+        return {str(r["import_key"]) for r in rows}
+
+    async def rating_marks(self, profile: str) -> dict[str, RatingMark]:
+        """Per identity key (:func:`~crosswatchd.models.item_keys`), the latest rating
+        *profile*'s target accounts hold or are sending (by time, then delivery)."""
+        params = {"profile": profile, "providers": json_list(self.targets.get(profile, []))}
+        marks: dict[str, RatingMark] = {}
+        for r in await self._db.fetch(self._q.rating_keys, params):
+            mark = RatingMark(float(r["at"]), int(r["delivery_id"]), r["rating"])
+            held = marks.get(r["key"])
+            if held is None or (mark.at, mark.delivery_id) > (held.at, held.delivery_id):
+                marks[r["key"]] = mark
+        return marks
+
+    async def movie_plays(self, profile: str) -> list[HeldPlay]:
+        """Every movie play *profile* has in the outbox, delivered or not, oldest first;
+        repeats of a play (events every target already had) and plays the user gave up on
+        (``unresolved dismiss``) left out."""
+        rows = await self._db.fetch(self._q.movie_plays, {"profile": profile})
+        out = []
+        for r in rows:
+            at = utc_from_unix(r["at"])
+            assert at is not None  # NOT NULL column
+            out.append(HeldPlay(int(r["id"]), _held_item(r), at))
+        return out
+
+    async def movie_ratings(self, profile: str) -> list[HeldRating]:
+        """Every movie rating event of *profile* (clearings included), oldest first."""
+        rows = await self._db.fetch(self._q.movie_ratings, {"profile": profile})
+        out = []
+        for r in rows:
+            at = utc_from_unix(r["at"])
+            assert at is not None  # NOT NULL column
+            out.append(HeldRating(int(r["id"]), _held_item(r), r["rating"], at))
+        return out

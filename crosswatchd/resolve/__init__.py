@@ -24,8 +24,9 @@ The chain, cheapest first; it stops as soon as the goal is met. One module per s
               show|episode
     simkl     GET /search/id?imdb=|tmdb=|tvdb=|anidb=&type=      search.py
               movie|show
-    title     exact title + year search on Trakt                 title.py
-              (``resolver.title_fallback``, off by default)
+    title     exact title + year search on Trakt, then SIMKL    title.py
+              (``resolver.title_fallback``, off by default; on
+              for imported files)
 
 :mod:`~crosswatchd.resolve.chain` runs them (:class:`Resolver`, the work they share, the
 goal, single-flight); :mod:`~crosswatchd.resolve.same` decides whether the item a server keeps

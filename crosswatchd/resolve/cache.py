@@ -35,6 +35,7 @@ class CacheQueries:
     """The id cache's named statements (``cache_queries.sql`` says what each does)."""
 
     get: str
+    get_many: str
     put: str
     forget_negative: str
     purge_expired: str
@@ -53,6 +54,10 @@ PG_MIGRATIONS: Final = sqlfiles.migrations(_PACKAGE, "cache_schema.pg.sql")
 def cache_queries(dialect: str) -> CacheQueries:
     """The id cache's statements in *dialect* (``"sqlite"`` or ``"postgresql"``)."""
     return _QUERIES[dialect]
+
+
+#: Keys asked for in one query by :meth:`IdCache.prefetch`.
+_PREFETCH_BATCH: Final = 500
 
 
 @dataclass(slots=True)
@@ -220,6 +225,44 @@ class IdCache:
             entry = CacheEntry(value=None, step=step, expires_at=expires_at, reason=data["reason"])
         self._remember(key, entry)
         return entry
+
+    async def prefetch(self, keys: Iterable[str]) -> int:
+        """Bring the entries of *keys* into memory in a few queries (500 keys each), and note
+        the keys the database does not hold as absent, as :meth:`get` does for a miss: a bulk
+        caller (a file import) then resolves item after item without a query each. Keys
+        already in memory or known absent are not asked. Returns how many entries were
+        loaded."""
+        now = self._unix_s()
+        wanted = [
+            k
+            for k in dict.fromkeys(keys)
+            if k not in self._memory and self._absent.get(k, 0.0) <= now
+        ]
+        loaded = 0
+        for start in range(0, len(wanted), _PREFETCH_BATCH):
+            batch = wanted[start : start + _PREFETCH_BATCH]
+            rows = await self._db.fetch(
+                self._q.get_many, {"keys": orjson.dumps(batch).decode(), "now": now}
+            )
+            found = set()
+            for row in rows:
+                data = orjson.loads(row["value"])
+                step, expires_at = row["step"], row["expires_at"]
+                if row["found"]:
+                    entry = CacheEntry(value=data, step=step, expires_at=expires_at)
+                else:
+                    entry = CacheEntry(
+                        value=None, step=step, expires_at=expires_at, reason=data["reason"]
+                    )
+                self._remember(row["key"], entry)
+                found.add(row["key"])
+            loaded += len(found)
+            for key in batch:
+                if key not in found:
+                    if len(self._absent) >= self._memory_size:
+                        self._absent.clear()
+                    self._absent[key] = now + self.negative_ttl_s
+        return loaded
 
     def _remember(self, key: str, entry: CacheEntry) -> None:
         self._memory[key] = entry

@@ -17,3 +17,7 @@ DELETE FROM id_cache WHERE found = 0 AND (:step::text IS NULL OR step = :step::t
 
 -- name: purge_expired
 DELETE FROM id_cache WHERE expires_at <= :now::float8
+
+-- name: get_many
+SELECT key, found, value, step, expires_at FROM id_cache
+WHERE key IN (SELECT jsonb_array_elements_text(:keys::text::jsonb)) AND expires_at > :now::float8

@@ -18,3 +18,8 @@ DELETE FROM id_cache WHERE found = 0 AND (:step IS NULL OR step = :step)
 
 -- name: purge_expired
 DELETE FROM id_cache WHERE expires_at <= :now
+
+-- name: get_many
+-- The unexpired entries of the keys in :keys (a JSON array of strings), for IdCache.prefetch.
+SELECT key, found, value, step, expires_at FROM id_cache
+WHERE key IN (SELECT value FROM json_each(:keys)) AND expires_at > :now

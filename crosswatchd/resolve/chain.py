@@ -19,7 +19,7 @@ the few attribute reads it needs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -298,8 +298,8 @@ class Resolver:
 
     ``server_id`` namespaces Plex ratingKeys in cache keys (ratingKeys identify an item on one
     server; Plex webhooks and Tautulli of that server share them). ``title_fallback`` enables
-    the exact title + year step (needs ``trakt_search``). ``on_lookup`` is told of every
-    answer a step got, from the cache or from outside.
+    the exact title + year step (needs ``trakt_search`` or ``simkl_search``). ``on_lookup`` is
+    told of every answer a step got, from the cache or from outside.
     """
 
     def __init__(
@@ -330,8 +330,8 @@ class Resolver:
             steps.append(TraktStep(trakt_search, answers))
         if simkl_search is not None:
             steps.append(SimklStep(simkl_search, answers))
-        if title_fallback and trakt_search is not None:
-            steps.append(TitleStep(trakt_search, answers))
+        if title_fallback and (trakt_search is not None or simkl_search is not None):
+            steps.append(TitleStep(trakt_search, answers, simkl_search))
         self._steps: tuple[Step, ...] = tuple(steps)
 
     @property
@@ -344,6 +344,19 @@ class Resolver:
     async def close(self) -> None:
         """Cancel lookups still in flight (at shutdown)."""
         await self._answers.close()
+
+    async def prefetch(self, items: Iterable[Item]) -> None:
+        """Load what the cache knows of *items* into memory in a few queries, so that
+        resolving them one by one (a file import's rows) asks SQLite nothing more; items
+        whose own ids already meet the goal are left out."""
+        keys: list[str] = []
+        for item in items:
+            parsed = parsed_guid(item)
+            known = with_guid(item, parsed)
+            if not goal(known):
+                keys.extend(self._keys.of(known, parsed))
+        if keys:
+            await self._cache.prefetch(keys)
 
     async def resolve(self, item: Item) -> Resolution:
         """Resolve *item* (see :mod:`crosswatchd.resolve` for the chain and the goal).
@@ -487,6 +500,7 @@ def build_resolver(
     tautulli: MetadataSource | None,
     on_lookup: LookupHook | None = None,
     anime: AnimeListStore | None = None,
+    title_fallback: bool | None = None,
 ) -> Resolver:
     """A :class:`Resolver` with the steps the settings enable and the services configured.
 
@@ -496,7 +510,8 @@ def build_resolver(
     ``resolver.use_tautulli`` and a *tautulli* source. Trakt/SIMKL search:
     ``resolver.use_search`` and the provider enabled with a client id; the provider's
     *limiter* is shared (one is built from the settings' GET limits when ``None``). Title
-    fallback: ``resolver.title_fallback``.
+    fallback: ``resolver.title_fallback``, unless *title_fallback* says otherwise (file
+    imports turn it on: a Letterboxd diary has titles and years only).
     """
     rs = settings.resolver
     timeout_s = settings.delivery.timeout_s
@@ -535,7 +550,7 @@ def build_resolver(
         tautulli=tautulli if rs.use_tautulli else None,
         trakt_search=trakt,
         simkl_search=simkl,
-        title_fallback=rs.title_fallback,
+        title_fallback=rs.title_fallback if title_fallback is None else title_fallback,
         on_lookup=on_lookup,
         anime=anime,
     )

@@ -20,6 +20,7 @@ Two kinds of key share the :class:`~crosswatchd.resolve.cache.IdCache`:
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -77,8 +78,14 @@ def int_or_none(value: Any) -> int | None:
 
 
 def norm_title(title: str) -> str:
-    """*title* case-folded with runs of white space made one space (for exact matching)."""
-    return " ".join(title.casefold().split())
+    """*title* in Unicode NFC, case-folded, with runs of white space made one space (for
+    exact matching: a decomposed ``Bande à part`` equals the composed one, ``DUNE`` equals
+    ``Dune``)."""
+    if title.isascii():
+        return " ".join(title.casefold().split())
+    return " ".join(
+        unicodedata.normalize("NFC", unicodedata.normalize("NFC", title).casefold()).split()
+    )
 
 
 def id_query(kind: str, id_type: str, value: str) -> str:

@@ -38,9 +38,12 @@ pages (``api_simkl_org_notes.md``). It is as strict as the docs:
   playback data last changed; ``removed_from_list`` when an item left the lists;
 - ``POST /sync/history/remove`` ("Remove Items from History and from Lists"): a movie or a show
   without seasons leaves the lists with its watched history *and its rating*; seasons/episodes
-  only unmark those episodes.
+  only unmark those episodes;
 - ``POST /sync/watched`` ("Check if watched"): per object sent, whether the user has it in a
-  list (``result`` true/false/``"not_found"``) and which (``list``), in the order sent.
+  list (``result`` true/false/``"not_found"``) and which (``list``), in the order sent;
+- ``GET /search/id`` ("ID Lookup") and ``GET /search/{movie|tv|anime}?q=`` ("Text": every
+  title holding the words of ``q``, nearest first, so a client must pick the exact title
+  itself; ids ``simkl_id``, ``slug`` and, when known, ``tmdb`` as a string).
 
 Usage::
 
@@ -71,6 +74,7 @@ import re
 import secrets
 import string
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -297,6 +301,11 @@ def _envelope(
     return _json(body, status, headers or None)
 
 
+def _words(text: str) -> list[str]:
+    """The words of a title or query as the text search compares them (NFC, case-folded)."""
+    return re.findall(r"\w+", unicodedata.normalize("NFC", text).casefold())
+
+
 def _ids_match(sent: Any, known: dict[str, Any]) -> bool:
     if not isinstance(sent, dict):
         return False
@@ -400,6 +409,7 @@ class FakeSimkl:
         router.add_get("/oauth/pin", self._pin_new)
         router.add_get("/oauth/pin/{user_code}", self._pin_poll)
         router.add_get("/search/id", self._search_id)
+        router.add_get("/search/{type}", self._search_text)
         router.add_post("/sync/history", self._sync_history)
         router.add_post("/sync/history/remove", self._history_remove)
         router.add_get("/sync/activities", self._activities)
@@ -882,6 +892,59 @@ class FakeSimkl:
         if not results and self.search_null_when_empty:
             return _json(None)
         return _json(results)
+
+    async def _search_text(self, request: web.Request) -> web.Response:
+        """ "Search / Text": ``/search/{movie|tv|anime}?q=`` (``q`` required), titles holding
+        every word of ``q`` (nearest first: the real search ranks by relevance, so the client
+        has to pick the exact title), paged ("Page limit is 20, max items per page is 50").
+        Results are Standard Media Objects as the Apiary example shows them:
+        ``{title, year, endpoint_type, poster, ids: {simkl_id, slug, tmdb?}}``."""
+        kind = request.match_info["type"]
+        if kind not in {"movie", "tv", "anime"}:
+            raise _BadRequest("wrong_parameter", f'Wrong "type" value: {kind}')
+        wanted = _words(request.query.get("q", ""))
+        if not wanted:
+            raise _BadRequest("empty_field", 'Missed "q" parameter')
+        try:
+            page = max(1, int(request.query.get("page", "1")))
+            limit = min(50, max(1, int(request.query.get("limit", "10"))))
+        except ValueError:
+            raise _BadRequest("wrong_parameter", "Wrong page or limit") from None
+        if kind == "movie":
+            pool = [("movies", m) for m in self.catalog.movies]
+        else:
+            anime = kind == "anime"
+            pool = [
+                ("anime" if anime else "tv", s)
+                for s in self.catalog.shows
+                if bool(s.get("anime")) == anime
+            ]
+        scored: list[tuple[float, dict[str, Any]]] = []
+        for endpoint, entry in pool:
+            words = _words(entry["title"])
+            if not set(wanted) <= set(words):
+                continue
+            ids = {"simkl_id": entry["ids"]["simkl"], "slug": entry["ids"].get("slug")}
+            if entry["ids"].get("tmdb"):
+                ids["tmdb"] = str(entry["ids"]["tmdb"])
+            result = {
+                "title": entry["title"],
+                "year": entry["year"],
+                "endpoint_type": endpoint,
+                "poster": "00/0000000000000",
+                "ids": ids,
+            }
+            scored.append((len(wanted) / len(words), result))
+        scored.sort(key=lambda pair: -pair[0])
+        results = [result for _, result in scored][: 20 * limit]
+        pages = max(1, math.ceil(len(results) / limit))
+        headers = {
+            "X-Pagination-Page": str(page),
+            "X-Pagination-Limit": str(limit),
+            "X-Pagination-Page-Count": str(pages),
+            "X-Pagination-Item-Count": str(len(results)),
+        }
+        return _json(results[(page - 1) * limit : page * limit], headers=headers)
 
     # ------------------------------------------------------------------ sync/history
 

@@ -42,7 +42,8 @@ follow ``shared/reference/plex/discover-watchlist.md`` §7.
   of the *full* episode object, so it needs ``extended=full,episodes``), "Users / Settings"
   (``limits.watchlist.item_count``).
 - "Scrobble" (stop ≥ 80 % records a play; a repeat within the window → 409), "Search / ID
-  Lookup" and "Search / Text Query" (exact title match only).
+  Lookup" and "Search / Text Query" (titles holding every word of the query, exact ones
+  first: the client has to pick the exact one).
 
 Recorded state (plain attributes, for assertions):
 
@@ -85,8 +86,10 @@ import hashlib
 import itertools
 import json
 import math
+import re
 import secrets
 import time
+import unicodedata
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -208,6 +211,11 @@ def _episode_obj(episode: dict[str, Any]) -> dict[str, Any]:
         "title": episode["title"],
         "ids": {k: ids.get(k) for k in ("trakt", "tvdb", "imdb", "tmdb")},
     }
+
+
+def _words(text: str) -> list[str]:
+    """The words of a title or query as the text search compares them (NFC, case-folded)."""
+    return re.findall(r"\w+", unicodedata.normalize("NFC", text).casefold())
 
 
 def _error(status: int, error: str, **extra: Any) -> web.Response:
@@ -1635,19 +1643,27 @@ class FakeTrakt:
         types = {t for t in request.match_info["type"].split(",") if t}
         if not types <= {"movie", "show", "episode", "person", "list"}:
             return _error(404, "not_found")
-        query = request.query.get("query", "").strip().lower()
+        query = request.query.get("query", "")
+        wanted = _words(query)
+        if not wanted:
+            return _error(400, "bad_request")
         years = request.query.get("years")
-        hits: list[dict[str, Any]] = []
+        scored: list[tuple[float, dict[str, Any]]] = []
         for kind, pool in (("movie", self.catalog.movies), ("show", self.catalog.shows)):
             if kind not in types:
                 continue
             for entry in pool:
-                if entry["title"].lower() != query:
+                # Like the real search, near titles are hits too (every word of the query in
+                # the title: "Dune" finds "Dune: Part Two"); an exact title scores highest.
+                words = _words(entry["title"])
+                if not set(wanted) <= set(words):
                     continue
                 if years and not self._year_ok(entry["year"], years):
                     continue
-                hits.append(self._hit(kind, entry, 1000.0))
-        return self._page_query(request, hits)
+                score = 1000.0 if words == wanted else 1000.0 * len(wanted) / len(words)
+                scored.append((score, self._hit(kind, entry, score)))
+        scored.sort(key=lambda pair: -pair[0])
+        return self._page_query(request, [hit for _, hit in scored])
 
     @staticmethod
     def _year_ok(year: int, years: str) -> bool:

@@ -1,10 +1,12 @@
-"""SIMKL id lookups for the resolver (no token needed).
+"""SIMKL id lookups and title searches for the resolver (no token needed).
 
 ``GET /search/id?{imdb|tmdb|tvdb|anidb}={id}&type=movie|show`` (Apiary "Search / ID Lookup",
 ``shared/reference/simkl``) answers a list of ``{type, title, year, ids}`` (``type`` ``movie``,
-``tv``/``show`` or ``anime``), a single object, or ``null`` when nothing matches. Requests go
-through :func:`~.http.simkl_client`: its identification, the limiter and its status → error
-table, with a few in-process retries of transient failures.
+``tv``/``show`` or ``anime``), a single object, or ``null`` when nothing matches.
+``GET /search/{movie|tv}?q=…&page=1&limit=50`` (Apiary "Search / Text") answers a page of
+``{title, year, endpoint_type, ids: {simkl_id, slug, tmdb?}}`` sorted by relevance, not only
+exact titles. Requests go through :func:`~.http.simkl_client`: its identification, the
+limiter and its status → error table, with a few in-process retries of transient failures.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ __all__ = ["SimklSearch"]
 
 #: SIMKL types that are shows.
 _SHOW_TYPES: Final = frozenset({"tv", "show", "anime"})
+#: Results asked for per text search: the most a page holds (Apiary "Search / Text": "max
+#: items per page is 50").
+TEXT_SEARCH_LIMIT: Final = 50
 
 
 class _Result(WireModel):
@@ -37,6 +42,26 @@ class _Results(RootModel[LenientList[_Result]]):
     """A search answer: a list of results (anything else reads as no results)."""
 
     model_config = ConfigDict(defer_build=True)
+
+
+class _TextResult(WireModel):
+    title: OptStr = None
+    year: OptInt = None
+    endpoint_type: OptStr = None
+    ids: Lenient[dict[str, Any]] = None
+
+
+class _TextResults(RootModel[LenientList[_TextResult]]):
+    """A text search answer: a list of results (anything else reads as no results)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+def _text_ids(ids: dict[str, Any] | None) -> Ids:
+    """A text search result's ids: SIMKL names its own id ``simkl_id`` there."""
+    if not ids:
+        return Ids()
+    return Ids.from_dict({**ids, "simkl": ids.get("simkl") or ids.get("simkl_id")})
 
 
 class SimklSearch:
@@ -102,3 +127,29 @@ class SimklSearch:
                 )
             )
         return hits
+
+    async def by_title(
+        self, kind: Literal["movie", "show"], title: str, year: int
+    ) -> list[SearchHit]:
+        """``GET /search/{movie|tv}?q={title}&page=1&limit=50`` ("Search / Text"): the first
+        page of hits, nearest first, with their year. SIMKL takes no year parameter there, so
+        *year* is not sent; exactness (title and year) is checked by the caller. A hit's ids
+        are its ``simkl`` id (SIMKL's ``simkl_id``) and, when SIMKL gives it, ``tmdb``.
+        ``[]`` for ``null``, an empty body or a 404. Raises like :meth:`by_id`.
+        """
+        path = f"/search/{'movie' if kind == 'movie' else 'tv'}"
+        params = {"q": title, "page": "1", "limit": str(TEXT_SEARCH_LIMIT)}
+
+        async def attempt() -> list[_TextResult]:
+            answer = await self._http.send("GET", path, params=params)
+            if answer.status == 404:
+                return []
+            if not answer.ok:
+                raise error_for(answer)
+            data = search_data(NAME, answer)
+            return _TextResults.model_validate([data] if isinstance(data, dict) else data).root
+
+        return [
+            SearchHit(kind=kind, title=r.title or "", year=r.year, ids=_text_ids(r.ids))
+            for r in await self._http.retry_get(attempt, path=path)
+        ]
