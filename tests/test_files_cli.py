@@ -23,7 +23,7 @@ import pytest
 from crosswatchd.exports.letterboxd import HEADER, MAX_FILE_BYTES
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
 from crosswatchd.outbox import Outbox
-from crosswatchd.tokens import TokenStore
+from crosswatchd.tokens.files import TokenFile
 from tests.e2e_support import Daemon, free_port, wait_for
 from tests.fakes.simkl import FakeSimkl
 from tests.fakes.trakt import FakeTrakt
@@ -83,8 +83,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     catalog = files_catalog()
     async with FakeTrakt(catalog=catalog) as trakt, FakeSimkl(catalog=catalog) as simkl:
         data_dir = tmp_path / "data"
-        TokenStore(data_dir, "trakt").save(trakt.issue_token())
-        TokenStore(data_dir, "simkl").save({"access_token": simkl.issue_token()})
+        TokenFile(data_dir, "trakt").write(trakt.issue_token())
+        TokenFile(data_dir, "simkl").write({"access_token": simkl.issue_token()})
         port = free_port()
         config = _config(tmp_path / "crosswatchd.toml", data_dir, port, trakt, simkl)
         daemon = Daemon(config, port, tmp_path / "daemon.log")
@@ -228,8 +228,8 @@ class TestHouseholds:
         async with FakeTrakt(catalog=catalog) as trakt, FakeSimkl(catalog=catalog) as simkl:
             data_dir = tmp_path / "data"
             for profile in ("alex", "sam"):
-                TokenStore(data_dir, "trakt", profile).save(trakt.issue_token(user=profile))
-                TokenStore(data_dir, "simkl", profile).save(
+                TokenFile(data_dir, "trakt", profile).write(trakt.issue_token(user=profile))
+                TokenFile(data_dir, "simkl", profile).write(
                     {"access_token": simkl.issue_token(user=profile)}
                 )
             port = free_port()
