@@ -304,7 +304,7 @@ async def _copy_cache(
 
 
 async def _copy_watchlist(
-    source: aiosqlite.Connection, db: PostgresDatabase, report: Report
+    source: aiosqlite.Connection, db: PostgresDatabase, report: Report, _now: float
 ) -> None:
     async with db.transaction() as tx:
         target = _Target(tx)
@@ -320,7 +320,7 @@ async def _copy_watchlist(
 
 
 async def _copy_profiles(
-    source: aiosqlite.Connection, db: PostgresDatabase, report: Report
+    source: aiosqlite.Connection, db: PostgresDatabase, report: Report, _now: float
 ) -> None:
     """The roster (``profiles.sqlite3``): each profile by name; the revision is bumped when
     any was copied, so running replicas reload their household."""
@@ -334,7 +334,7 @@ async def _copy_profiles(
 
 
 async def _copy_reconcile(
-    source: aiosqlite.Connection, db: PostgresDatabase, report: Report
+    source: aiosqlite.Connection, db: PostgresDatabase, report: Report, _now: float
 ) -> None:
     """An account's watches and ratings go with its copies row, and only when that row is
     new (the tables have no key of their own to skip them by)."""
@@ -466,6 +466,9 @@ async def migrate_to(
         for name, migrations, what, copy in (
             (OUTBOX_FILE, OUTBOX_MIGRATIONS, "outbox", _copy_outbox),
             (CACHE_FILE, CACHE_MIGRATIONS, "id cache", _copy_cache),
+            (WATCHLIST_FILE, WATCHLIST_MIGRATIONS, "watchlist state", _copy_watchlist),
+            (RECONCILE_FILE, RECONCILE_MIGRATIONS, "reconcile state", _copy_reconcile),
+            (ROSTER_FILE, ROSTER_MIGRATIONS, "profiles", _copy_profiles),
         ):
             path = data_dir / name
             if not path.exists():
@@ -480,20 +483,6 @@ async def migrate_to(
             report.missing.append("tokens")
         if not await _copy_values(data_dir, db, report):
             report.missing.append("instance values")
-        for name, migrations, what, store in (
-            (WATCHLIST_FILE, WATCHLIST_MIGRATIONS, "watchlist state", _copy_watchlist),
-            (RECONCILE_FILE, RECONCILE_MIGRATIONS, "reconcile state", _copy_reconcile),
-            (ROSTER_FILE, ROSTER_MIGRATIONS, "profiles", _copy_profiles),
-        ):
-            path = data_dir / name
-            if not path.exists():
-                report.missing.append(what)
-                continue
-            source = await _open_source(path, migrations, what)
-            try:
-                await store(source, db, report)
-            finally:
-                await source.close()
     except StorageError:
         raise
     except storage_errors() as exc:
