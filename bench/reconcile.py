@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from crosswatchd.app import open_outbox, services  # noqa: E402
+from crosswatchd.app import services  # noqa: E402
 from crosswatchd.config import Settings  # noqa: E402
 from crosswatchd.drain import Drainer  # noqa: E402
 from crosswatchd.models import Ids, Item, MediaKind, item_keys  # noqa: E402
@@ -314,7 +314,7 @@ async def one_pass(settings: Settings) -> tuple[PassReport, float]:
 
 
 async def deliver(settings: Settings) -> None:
-    outbox = await open_outbox(settings)
+    outbox = await Storage.files(settings).outbox()
     try:
         async with services(Storage.files(settings)) as svc:
             drainers = [

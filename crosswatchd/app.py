@@ -61,7 +61,7 @@ from crosswatchd.replicas import Identity, ReplicaStore, Supervisor, Timing, anc
 from crosswatchd.resolve import IdCache, Resolver, build_resolver
 from crosswatchd.roster import LiveHousehold
 from crosswatchd.sources.tautulli_api import TautulliClient
-from crosswatchd.storage import OUTBOX_FILE, Storage
+from crosswatchd.storage import Storage
 from crosswatchd.systemd import Notifier, watchdog
 from crosswatchd.tokens import TokenStore
 from crosswatchd.watchlist.daemon import WatchlistTasks, plex_drainer, start_watchlist
@@ -79,8 +79,6 @@ __all__ = [
     "limiter_for",
     "make_data_dir",
     "make_provider",
-    "open_outbox",
-    "outbox_path",
     "profile_webhook_url",
     "run_daemon",
     "services",
@@ -92,39 +90,6 @@ log = structlog.get_logger(__name__)
 
 #: Share of a GET bucket that background work (reconcile) leaves to live deliveries.
 _BACKGROUND_RESERVE = 0.2
-
-
-def outbox_path(settings: Settings) -> Path:
-    """``data_dir/outbox.sqlite3``."""
-    return settings.data_dir / OUTBOX_FILE
-
-
-async def open_outbox(settings: Settings) -> Outbox:
-    """The outbox of *settings*: ``data_dir/outbox.sqlite3``, or the ``database_url``
-    PostgreSQL database (migrated on first use; the outbox closes its pool); each profile's
-    events (the config file's and the roster's) fan out to its target accounts. Raises
-    :class:`~crosswatchd.errors.StorageError` when the database cannot be opened or reached,
-    :class:`ConfigError` for a profile both in the config file and in the roster."""
-    storage = await Storage.open(settings)
-    try:
-        household = await Household.load(settings, storage)
-        targets = {profile.name: list(profile.targets) for profile in household.profiles}
-        if storage.db is not None:
-            return Outbox.on(
-                storage.db,
-                targets=targets,
-                dedupe_window_s=settings.delivery.dedupe_window_s,
-                owns_db=True,
-            )
-    except BaseException:
-        await storage.close()
-        raise
-    return await Outbox.open(
-        outbox_path(settings),
-        targets=targets,
-        dedupe_window_s=settings.delivery.dedupe_window_s,
-        synchronous=settings.delivery.sqlite_synchronous,
-    )
 
 
 def anime_lists(settings: Settings, session: aiohttp.ClientSession) -> AnimeListStore:
@@ -441,11 +406,6 @@ async def learn_server(
         attempt += 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), wait_s)
-
-
-def targets_of(household: Household) -> dict[str, list[str]]:
-    """The outbox's targets of *household*: each profile's providers."""
-    return {profile.name: list(profile.targets) for profile in household.profiles}
 
 
 def _daemon_app(

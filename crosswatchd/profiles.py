@@ -210,6 +210,10 @@ class Household:
         """Every target account of every profile."""
         return [account for profile in self.profiles for account in profile.accounts()]
 
+    def targets(self) -> dict[str, list[str]]:
+        """The outbox's fan-out: each profile's providers, by profile name."""
+        return {profile.name: list(profile.targets) for profile in self.profiles}
+
     def for_plex(self, title: str | None, account_id: str | None, *, user: bool) -> Profile | None:
         """The profile a Plex event belongs to, by ``Account.title`` (case-insensitive) or
         ``Account.id`` (as a string); *user* is the payload's ``user`` flag, which alone

@@ -163,7 +163,7 @@ class Storage:
         default the config file's profiles and the roster's: :meth:`Household.load`).
         Closing it leaves the storage open."""
         household = household or await Household.load(self.settings, self)
-        targets = {profile.name: list(profile.targets) for profile in household.profiles}
+        targets = household.targets()
         delivery = self.settings.delivery
         if self.db is not None:
             return Outbox.on(self.db, targets=targets, dedupe_window_s=delivery.dedupe_window_s)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from crosswatchd.app import open_outbox, services
+from crosswatchd.app import services
 from crosswatchd.cli.status import render
 from crosswatchd.config import Settings
 from crosswatchd.drain import Drainer
@@ -81,7 +81,7 @@ class World:
     async def deliver(self) -> None:
         """Run every target account's drainers until nothing is due."""
         settings = self.settings()
-        outbox = await open_outbox(settings)
+        outbox = await Storage.files(settings).outbox()
         try:
             async with services(Storage.files(settings)) as svc:
                 drainers = [
@@ -99,7 +99,7 @@ class World:
             await outbox.close()
 
     async def outbox_rows(self, sql: str) -> list[tuple[Any, ...]]:
-        outbox = await open_outbox(self.settings())
+        outbox = await Storage.files(self.settings()).outbox()
         try:
             return await outbox.fetch_all(sql)
         finally:
@@ -228,7 +228,7 @@ class TestAlreadyKnown:
         at = T0 + timedelta(days=3)
         world.plex.add_play(media.rating_key, viewed_at=at - timedelta(minutes=3))
         settings = world.settings()
-        outbox = await open_outbox(settings)
+        outbox = await Storage.files(settings).outbox()
         try:
             item = Item(
                 MediaKind.MOVIE,
@@ -310,7 +310,7 @@ class TestOptions:
         seed(world, trakt_skip={4}, simkl_skip=set())
         await world.run_pass()
         settings = world.settings()
-        outbox = await open_outbox(settings)
+        outbox = await Storage.files(settings).outbox()
         try:
             report = await build_report(Storage.files(settings), outbox)
         finally:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from crosswatchd.app import open_outbox, services
+from crosswatchd.app import services
 from crosswatchd.drain import Drainer
 from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
 from crosswatchd.report import build_report
@@ -448,7 +448,7 @@ async def test_two_profiles_keep_their_lists_apart(tmp_path: Path) -> None:
         TokenFile(settings.data_dir, "plex", "sam").write({"access_token": sam_token})
         plex.add_to_watchlist(plex.rating_key_for({"imdb": imdb(1)}) or "", user="alex")
         plex.add_to_watchlist(plex.rating_key_for({"imdb": imdb(2)}) or "", user="sam")
-        outbox = await open_outbox(settings)
+        outbox = await Storage.files(settings).outbox()
         state = await WatchlistState.open(settings.data_dir)
         try:
             async with services(Storage.files(settings)) as svc:

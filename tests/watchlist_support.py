@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from crosswatchd.app import Services, open_outbox, services
+from crosswatchd.app import Services, services
 from crosswatchd.config import Settings
 from crosswatchd.drain import Drainer
 from crosswatchd.models import DEFAULT_PROFILE
@@ -227,7 +227,7 @@ async def world(
         if authorize:
             TokenFile(settings.data_dir, "trakt").write(trakt.issue_token())
             TokenFile(settings.data_dir, "simkl").write({"access_token": simkl.issue_token()})
-        outbox = await open_outbox(settings)
+        outbox = await Storage.files(settings).outbox()
         state = await WatchlistState.open(settings.data_dir)
         try:
             async with services(Storage.files(settings)) as svc:

@@ -339,9 +339,7 @@ class Supervisor:
     def _household_changed(self, household: Household) -> None:
         """The roster changed: new events fan out to the new household's targets, and removed
         profiles' queues are looked for in this round."""
-        self._outbox.set_targets(
-            {profile.name: list(profile.targets) for profile in household.profiles}
-        )
+        self._outbox.set_targets(household.targets())
         self._queued_at = None
 
     # -- taking and handing back -------------------------------------------------------------
