@@ -334,6 +334,8 @@ async def _bench(args: argparse.Namespace) -> bool:
     ):
         work = Path(tmp)
         os.chmod(work, 0o755)
+        if args.drain_only:
+            return await _drains(args, cluster, given, work)
         print(
             f"intake: {args.n} Plex multipart webhooks at concurrency {args.c} per run"
             f" ({os.cpu_count()} cores; client in this process)"
@@ -351,34 +353,42 @@ async def _bench(args: argparse.Namespace) -> bool:
             f"  PostgreSQL 1 replica / SQLite = {ratio:.2f} (target >= {TARGET_RATIO})"
             f"  {'PASS' if passed else 'FAIL'};  3 replicas / 1 replica = {pg3 / pg1:.2f}"
         )
-        print(
-            f"relay drain: {args.profiles:,} profiles x {args.plays} plays"
-            f" = {args.profiles * args.plays:,} plays, one Trakt account each (fake, 1 POST/s"
-            f" per account), lease_s {args.lease_s:g}"
+        ok &= await _drains(args, cluster, given, work)
+    return ok
+
+
+async def _drains(
+    args: argparse.Namespace, cluster: PgCluster | None, given: str, work: Path
+) -> bool:
+    ok = True
+    print(
+        f"relay drain: {args.profiles:,} profiles x {args.plays} plays"
+        f" = {args.profiles * args.plays:,} plays, one Trakt account each (fake, 1 POST/s"
+        f" per account), lease_s {args.lease_s:g}"
+    )
+    for replicas in [int(r) for r in args.replicas.split(",")]:
+        url = _database(cluster, given, f"drain{replicas}")
+        if cluster is None and replicas == 3:
+            print("  (3 replicas skipped: --database-url gives one database, already used)")
+            break
+        got = await _drain(
+            work / f"d{replicas}", url, replicas, args.profiles, args.plays, args.lease_s
         )
-        for replicas in (1, 3):
-            url = _database(cluster, given, f"drain{replicas}")
-            if cluster is None and replicas == 3:
-                print("  (3 replicas skipped: --database-url gives one database, already used)")
-                break
-            got = await _drain(
-                work / f"d{replicas}", url, replicas, args.profiles, args.plays, args.lease_s
-            )
-            passed = (
-                got["recorded"] == got["plays"]
-                and got["once"]
-                and got["limited"] == 0
-                and got["invalid_grants"] == 0
-            )
-            ok &= bool(passed)
-            print(
-                f"  {replicas} replica(s): {int(got['recorded']):,}/{int(got['plays']):,} plays"
-                f" recorded in {got['seconds']:.1f} s = {got['recorded'] / got['seconds']:.0f}"
-                f" plays/s, {int(got['posts']):,} POSTs = {got['posts'] / got['seconds']:.0f}"
-                f" requests/s; 429: {int(got['limited'])}, invalid_grant:"
-                f" {int(got['invalid_grants'])}, each play once: {got['once']}"
-                f"  {'PASS' if passed else 'FAIL'}"
-            )
+        passed = (
+            got["recorded"] == got["plays"]
+            and got["once"]
+            and got["limited"] == 0
+            and got["invalid_grants"] == 0
+        )
+        ok &= bool(passed)
+        print(
+            f"  {replicas} replica(s): {int(got['recorded']):,}/{int(got['plays']):,} plays"
+            f" recorded in {got['seconds']:.1f} s = {got['recorded'] / got['seconds']:.0f}"
+            f" plays/s, {int(got['posts']):,} POSTs = {got['posts'] / got['seconds']:.0f}"
+            f" requests/s; 429: {int(got['limited'])}, invalid_grant:"
+            f" {int(got['invalid_grants'])}, each play once: {got['once']}"
+            f"  {'PASS' if passed else 'FAIL'}"
+        )
     return ok
 
 
@@ -390,6 +400,8 @@ def main() -> int:
     parser.add_argument("--plays", type=int, default=3, help="relay drain: plays per profile")
     parser.add_argument("--lease-s", type=float, default=10.0, help="delivery.lease_s")
     parser.add_argument("--database-url", default="", help="an empty PostgreSQL database")
+    parser.add_argument("--drain-only", action="store_true", help="skip the intake runs")
+    parser.add_argument("--replicas", default="1,3", help="relay drain: replica counts")
     parser.add_argument("--quick", action="store_true", help="-n 400, --profiles 200")
     args = parser.parse_args()
     if args.quick:

@@ -445,6 +445,8 @@ def _daemon_app(
             stop = asyncio.Event()
             watchlist: WatchlistTasks | None = None
             two_way = settings.watchlist.mode == "two-way"
+            # Shared by every drainer of this process (delivery.concurrency).
+            slots = asyncio.Semaphore(settings.delivery.concurrency)
 
             def provider_of(account: TargetAccount) -> Provider:
                 provider = svc.provider(account)
@@ -469,6 +471,7 @@ def _daemon_app(
                     on_retry_requested=svc.cache.forget_negative,
                     profile=account.profile,
                     metrics=metrics,
+                    slots=slots,
                 )
                 jobs = [asyncio.create_task(drainer.run(account_stop))]
                 profile = household.current.get(account.profile)
@@ -478,7 +481,7 @@ def _daemon_app(
                     and profile is not None
                     and anchor_of(profile) == account
                 ):
-                    plex = plex_drainer(settings, outbox, watchlist.sync, profile, metrics)
+                    plex = plex_drainer(settings, outbox, watchlist.sync, profile, metrics, slots)
                     jobs.append(
                         asyncio.create_task(plex.run(account_stop, kinds={DeliveryKind.WATCHLIST}))
                     )

@@ -217,10 +217,15 @@ class DeliverySettings(_Section):
     #: Exponential backoff for transient failures: base, cap (s).
     backoff_base_s: float = Field(default=5.0, gt=0)
     backoff_max_s: float = Field(default=1800.0, gt=0)
-    #: How often an idle drainer looks at the outbox (it is also woken on enqueue).
+    #: How often the outbox is read for due deliveries another process queued (this process's
+    #: own intake wakes its drainers at once).
     poll_s: float = Field(default=5.0, gt=0)
     #: Per-HTTP-request timeout.
     timeout_s: float = Field(default=30.0, gt=0)
+    #: At most this many target accounts claim and send at the same time in one process: a
+    #: relay replica holding thousands keeps its database pool and event loop free for
+    #: webhooks and lease renewals (the others wait their turn, in order).
+    concurrency: int = Field(default=32, ge=1)
     #: SQLite ``PRAGMA synchronous`` for the outbox: ``normal`` survives the daemon being
     #: killed (the WAL is in the OS cache); ``full`` also survives a power cut, at the cost of
     #: an fsync per commit.

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -48,7 +48,6 @@ from crosswatchd.models import DEFAULT_PROFILE, Action, Item, Source
 from crosswatchd.outbox import Claimed, DeliveryKind, DeliveryState, Outbox, Settlement
 from crosswatchd.providers.base import Change, Play, Provider
 from crosswatchd.settlement import (
-    AUTH_POLL_S,
     Observation,
     Outcome,
     RetryPolicy,
@@ -73,10 +72,26 @@ _LIVE_BATCH = 10
 _STORAGE_BACKOFF_MAX_S = 30.0
 
 
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep *seconds*, or less if *stop* is set meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+class _Halt:
+    """A drainer's stop: once set, it stays set and every loop's wake-up event is set, so
+    a loop waiting for work ends at once."""
+
+    def __init__(self, wakes: Iterable[asyncio.Event]) -> None:
+        self._wakes = list(wakes)
+        self._event = asyncio.Event()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        self._event.set()
+        for wake in self._wakes:
+            wake.set()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep *seconds*, or less if set meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), seconds)
 
 
 #: ``async (item) -> (item with ids, step name)``; raises UnresolvedError or RetryableError.
@@ -106,7 +121,9 @@ class Drainer:
 
     ``resolve`` fills in ids (see :mod:`crosswatchd.resolve`); ``on_retry_requested`` runs
     when a user re-queued parked plays (to forget cached negative lookups); ``unix_s``
-    returns unix seconds; ``rand`` (a float in [0, 1)) jitters the backoff.
+    returns unix seconds; ``rand`` (a float in [0, 1)) jitters the backoff; ``slots``, shared
+    by the drainers of one process, bounds how many claim-and-send steps run at once
+    (``delivery.concurrency``).
     """
 
     def __init__(
@@ -121,8 +138,10 @@ class Drainer:
         rand: Callable[[], float] = random.random,
         profile: str = DEFAULT_PROFILE,
         metrics: Metrics | None = None,
+        slots: asyncio.Semaphore | None = None,
     ) -> None:
         self.outbox = outbox
+        self._slots = slots
         self.provider = provider
         self.profile = profile
         self._metrics = metrics
@@ -144,14 +163,25 @@ class Drainer:
     async def run(self, stop: asyncio.Event, kinds: Collection[DeliveryKind] | None = None) -> None:
         """Run the play, live, rating and watchlist loops (only those of *kinds*, when given:
         the Plex watchlist takes watchlist changes only) until *stop* is set, or until a write
-        is refused because this replica lost the account's lease (then every loop ends)."""
+        is refused because this replica lost the account's lease (then every loop ends).
+
+        An idle loop costs nothing: it waits on its wake-up event
+        (:meth:`~crosswatchd.outbox.Outbox.watch`), set when its deliveries may be due, and
+        claims only then; after a claim that found work it claims again at once."""
         loops = {
             DeliveryKind.PLAY: self.drain_plays_once,
             DeliveryKind.LIVE: self.drain_live_once,
             DeliveryKind.RATING: self.drain_ratings_once,
             DeliveryKind.WATCHLIST: self.drain_watchlist_once,
         }
-        halt = asyncio.Event()  # stop, or the lease lost
+        chosen = {k: once for k, once in loops.items() if kinds is None or k in kinds}
+        wakes = {
+            kind: self.outbox.watch(
+                self.profile, self.provider.name, kind, poll_s=self.settings.poll_s
+            )
+            for kind in chosen
+        }
+        halt = _Halt(wakes.values())  # stop, or the lease lost: every loop wakes and ends
 
         async def follow() -> None:
             await stop.wait()
@@ -160,40 +190,40 @@ class Drainer:
         follower = asyncio.create_task(follow())
         try:
             await asyncio.gather(
-                *(
-                    self._loop(halt, kind, once)
-                    for kind, once in loops.items()
-                    if kinds is None or kind in kinds
-                )
+                *(self._run_loop(halt, kind, once, wakes[kind]) for kind, once in chosen.items())
             )
         finally:
             follower.cancel()
             await asyncio.gather(follower, return_exceptions=True)
-
-    async def _loop(
-        self, stop: asyncio.Event, kind: DeliveryKind, once: Callable[[], Awaitable[int]]
-    ) -> None:
-        wake = self.outbox.watch()
-        try:
-            await self._run_loop(stop, kind, once, wake)
-        finally:
-            self.outbox.unwatch(wake)
+            for wake in wakes.values():
+                self.outbox.unwatch(wake)
 
     async def _run_loop(
         self,
-        stop: asyncio.Event,
+        halt: _Halt,
         kind: DeliveryKind,
         once: Callable[[], Awaitable[int]],
         wake: asyncio.Event,
     ) -> None:
         storage_backoff_s = 0.0
-        while not stop.is_set():
+        busy = False  # the last claim found work (or failed): claim again without waiting
+        while not halt.is_set():
+            if not busy:
+                await wake.wait()
+                if halt.is_set():
+                    return
+                # Coalesce a burst of webhooks into one claim (and one batched POST).
+                await asyncio.sleep(_COALESCE_S)
             wake.clear()
             try:
-                done = await once()
+                if self._slots is None:
+                    done = await once()
+                else:
+                    async with self._slots:
+                        done = await once()
             except LeaseLostError as exc:
                 self._log.warning("drain.lease_lost", kind=kind, reason=exc.message)
-                stop.set()
+                halt.set()
                 return
             except storage_errors() as exc:
                 # The outbox cannot be written (disk full, read-only): say so once, then back
@@ -203,7 +233,8 @@ class Drainer:
                         "drain.storage_unavailable", kind=kind, error=f"{type(exc).__name__}: {exc}"
                     )
                 storage_backoff_s = min(_STORAGE_BACKOFF_MAX_S, max(1.0, storage_backoff_s * 2))
-                await _sleep_unless(stop, storage_backoff_s)
+                await halt.sleep(storage_backoff_s)
+                busy = True
                 continue
             except CrosswatchError as exc:  # defensive: a bug must not stop delivery forever
                 self._log.error("drain.error", kind=kind, error=str(exc))
@@ -214,31 +245,7 @@ class Drainer:
             if storage_backoff_s:
                 self._log.info("drain.storage_recovered", kind=kind)
                 storage_backoff_s = 0.0
-            if done:
-                continue
-            timeout = self.settings.poll_s
-            waiters = [asyncio.ensure_future(stop.wait())]
-            if not self.provider.is_authorized():
-                # Nothing can be sent: new events need not wake us; look for a token now and then.
-                timeout = max(timeout, AUTH_POLL_S)
-            else:
-                try:
-                    due = await self.outbox.next_due_in(
-                        self.provider.name, kind, profile=self.profile
-                    )
-                except storage_errors():
-                    due = None  # the next claim says so, and backs off
-                if due is not None:
-                    timeout = min(timeout, max(due, 0.05))
-                waiters.append(asyncio.ensure_future(wake.wait()))
-            try:
-                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
-            if wake.is_set() and not stop.is_set():
-                # Coalesce a burst of webhooks into one claim (and one batched POST).
-                await asyncio.sleep(_COALESCE_S)
+            busy = bool(done)
 
     def _authorized(self) -> bool:
         if self.provider.is_authorized():

@@ -155,9 +155,9 @@ class TestSchema:
     async def test_new_file_gets_the_current_schema_version_in_wal_mode(
         self, sqlite_outbox: Outbox
     ) -> None:
-        """A new outbox file is at PRAGMA user_version 4 (every migration), journal_mode WAL."""
-        assert SCHEMA_VERSION == 4
-        assert await sqlite_outbox.fetch_all("PRAGMA user_version") == [(4,)]
+        """A new outbox file is at PRAGMA user_version 5 (every migration), journal_mode WAL."""
+        assert SCHEMA_VERSION == 5
+        assert await sqlite_outbox.fetch_all("PRAGMA user_version") == [(5,)]
         assert await sqlite_outbox.fetch_all("PRAGMA journal_mode") == [("wal",)]
 
     async def test_reopening_keeps_events_and_deliveries(
@@ -699,7 +699,7 @@ class TestQueries:
             named_blocks("-- name: a\nSELECT 1\n-- name: a\nSELECT 2\n", "name")
 
     def test_the_migrations_are_numbered_in_order(self) -> None:
-        assert len(MIGRATIONS) == SCHEMA_VERSION == 4
+        assert len(MIGRATIONS) == SCHEMA_VERSION == 5
         assert "CREATE TABLE events" in MIGRATIONS[0]
         assert "CREATE VIEW play_duplicates" in MIGRATIONS[1]
         assert "'parked', 'dead'" in MIGRATIONS[2]

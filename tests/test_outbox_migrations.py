@@ -120,8 +120,8 @@ class TestVersion1File:
         box = await Outbox.open(v1_path, providers=["trakt", "simkl"])
         await box.close()
 
-        assert SCHEMA_VERSION == 4
-        assert user_version(v1_path) == 4
+        assert SCHEMA_VERSION == 5
+        assert user_version(v1_path) == 5
         assert as_version_1(v1_path) == before
         assert profiles_of(v1_path) == {"default"}
         assert {t: len(rows) for t, rows in before.items()} == {

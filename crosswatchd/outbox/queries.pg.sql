@@ -71,6 +71,13 @@ WHERE action = 'watched' AND profile = :profile AND source <> 'reconcile'
   AND NOT (providers::jsonb ? :provider::text)
 ORDER BY id
 
+-- name: accounts_to_adopt
+SELECT a.value->>0 AS profile, a.value->>1 AS provider
+FROM jsonb_array_elements(:accounts::text::jsonb) AS a (value)
+WHERE EXISTS (SELECT 1 FROM events AS e
+              WHERE e.action = 'watched' AND e.profile = a.value->>0 AND e.source <> 'reconcile'
+                AND NOT (e.providers::jsonb ? (a.value->>1)))
+
 -- name: adopt_play
 INSERT INTO deliveries (event_id, profile, provider, kind, next_attempt_at, watched_at,
                         created_at, updated_at)
@@ -261,6 +268,17 @@ SELECT min(next_attempt_at) AS next_attempt_at
 FROM deliveries
 WHERE profile = :profile AND provider = :provider AND kind = :kind
   AND state IN ('pending', 'leased')
+
+-- name: due_accounts
+-- When each (profile, provider, kind) next has work: the earliest next_attempt_at of its
+-- pending deliveries, or a lease's expiry; for every account, or for the profiles in
+-- :profiles (a JSON list) when it is not null. The outbox's wake-ups read it (the partial
+-- index deliveries_due holds just these rows).
+SELECT profile, provider, kind, min(next_attempt_at) AS due
+FROM deliveries
+WHERE state IN ('pending', 'leased')
+  AND (:profiles::text IS NULL OR profile IN (SELECT jsonb_array_elements_text(:profiles::text::jsonb)))
+GROUP BY profile, provider, kind
 
 -- name: retry_generation
 SELECT value FROM meta WHERE key = 'retry_generation'

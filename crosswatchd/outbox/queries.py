@@ -45,6 +45,7 @@ class Queries:
     probe_returning: str
     # targets configured later
     orphan_plays: str
+    accounts_to_adopt: str
     adopt_play: str
     add_target: str
     # claim and settle
@@ -67,6 +68,7 @@ class Queries:
     backlog: str
     played_just_before: str
     next_due: str
+    due_accounts: str
     retry_generation: str
     recent: str
     waiting_plays: str

@@ -86,6 +86,16 @@ WHERE action = 'watched' AND profile = :profile AND source <> 'reconcile'
   AND NOT EXISTS (SELECT 1 FROM json_each(events.providers) WHERE value = :provider)
 ORDER BY id
 
+-- name: accounts_to_adopt
+-- Those of :accounts (a JSON array of [profile, provider] pairs) that have orphan plays (as
+-- orphan_plays): one look for a batch of accounts a replica takes up, through events_plays.
+SELECT a.profile AS profile, a.provider AS provider
+FROM (SELECT json_extract(value, '$[0]') AS profile, json_extract(value, '$[1]') AS provider
+      FROM json_each(:accounts)) AS a
+WHERE EXISTS (SELECT 1 FROM events AS e
+              WHERE e.action = 'watched' AND e.profile = a.profile AND e.source <> 'reconcile'
+                AND NOT EXISTS (SELECT 1 FROM json_each(e.providers) WHERE value = a.provider))
+
 -- name: adopt_play
 -- One missed play for one target, unless it has that target's delivery already or repeats a
 -- play the target has (play_duplicates: the fan-out trigger's own dedupe test).
@@ -316,6 +326,17 @@ SELECT min(next_attempt_at) AS next_attempt_at
 FROM deliveries
 WHERE profile = :profile AND provider = :provider AND kind = :kind
   AND state IN ('pending', 'leased')
+
+-- name: due_accounts
+-- When each (profile, provider, kind) next has work: the earliest next_attempt_at of its
+-- pending deliveries, or a lease's expiry; for every account, or for the profiles in
+-- :profiles (a JSON list) when it is not null. The outbox's wake-ups read it (the partial
+-- index deliveries_due holds just these rows).
+SELECT profile, provider, kind, min(next_attempt_at) AS due
+FROM deliveries
+WHERE state IN ('pending', 'leased')
+  AND (:profiles IS NULL OR profile IN (SELECT value FROM json_each(:profiles)))
+GROUP BY profile, provider, kind
 
 -- name: retry_generation
 SELECT value FROM meta WHERE key = 'retry_generation'

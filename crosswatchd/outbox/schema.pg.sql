@@ -258,3 +258,10 @@ ALTER TABLE events ADD COLUMN import_key text;
 CREATE UNIQUE INDEX events_import_key ON events (profile, import_key)
     WHERE import_key IS NOT NULL;
 CREATE INDEX delivery_keys_delivery ON delivery_keys (delivery_id);
+
+-- migration: 5
+-- As SQLite's migration 5: the due deliveries, which the outbox's wake-ups read per poll, and
+-- a profile's plays, where a replica taking an account up looks for the plays it missed.
+CREATE INDEX deliveries_due ON deliveries (profile, provider, kind, next_attempt_at)
+    WHERE state IN ('pending', 'leased');
+CREATE INDEX events_plays ON events (profile, id) WHERE action = 'watched';

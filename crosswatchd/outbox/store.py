@@ -45,6 +45,7 @@ from crosswatchd.models import (
 from crosswatchd.outbox.queries import MIGRATIONS, QUERIES, json_list, queries_for
 from crosswatchd.outbox.states import DeliveryKind, ReasonKind, Settlement
 from crosswatchd.outbox.views import OperatorViews, utc_from_unix
+from crosswatchd.outbox.wakeups import DueRow, Wakeups
 from crosswatchd.sqlite import connect
 
 __all__ = ["SCHEMA_VERSION", "Claimed", "EnqueueResult", "Outbox"]
@@ -177,7 +178,7 @@ class Outbox(OperatorViews):
         self._unix_s = unix_s
         self._pending: list[tuple[PlayEvent, asyncio.Future[EnqueueResult]]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._watchers: list[asyncio.Event] = []
+        self.wakeups = Wakeups(self._due_accounts, unix_s=unix_s)
         self._counted_insert = db.dialect == "sqlite" and _returning_sees_earlier_rows()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -257,26 +258,31 @@ class Outbox(OperatorViews):
         """Flush queued webhook events, then close the connection (if the outbox owns it)."""
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
+        await self.wakeups.close()
         if self._owns_db:
             await self._db.close()
 
-    def watch(self) -> asyncio.Event:
-        """An event set whenever deliveries become due (new events, re-queued parked ones).
-
-        Each drainer takes its own, clears it before looking, and waits on it when idle.
-        """
-        event = asyncio.Event()
-        self._watchers.append(event)
-        return event
+    def watch(
+        self, profile: str, provider: str, kind: DeliveryKind, *, poll_s: float
+    ) -> asyncio.Event:
+        """An event set whenever the account's (*profile*, *provider*) deliveries of *kind*
+        may be due: new events, re-queued parked ones, a retry's time come, at most *poll_s*
+        seconds late (:class:`~crosswatchd.outbox.wakeups.Wakeups`). A drainer loop takes its
+        own, clears it before claiming, and waits on it when idle."""
+        return self.wakeups.watch(profile, provider, str(kind), poll_s=poll_s)
 
     def unwatch(self, event: asyncio.Event) -> None:
-        """Stop setting *event* (a drainer that ended)."""
-        with contextlib.suppress(ValueError):
-            self._watchers.remove(event)
+        """Stop setting *event* (a drainer loop that ended)."""
+        self.wakeups.unwatch(event)
 
-    def _notify(self) -> None:
-        for event in self._watchers:
-            event.set()
+    async def _due_accounts(self, profiles: Sequence[str] | None) -> list[DueRow]:
+        """The earliest due time (unix s) per account and kind with work (pending, or leased
+        until then), of *profiles* (all: None)."""
+        params = {"profiles": None if profiles is None else json_list(profiles)}
+        return [
+            (r["profile"], r["provider"], r["kind"], float(r["due"]))
+            for r in await self._db.fetch(self._q.due_accounts, params)
+        ]
 
     # -- intake ------------------------------------------------------------------------------
 
@@ -380,7 +386,12 @@ class Outbox(OperatorViews):
             )
         if dropped:
             await self._db.execute(q.delete_events, {"ids": json_list(dropped)})
-        self._notify()
+        self.wakeups.notify(
+            (e.profile, p)
+            for e, result in zip(events, results, strict=True)
+            if result.new_deliveries
+            for p in (self.targets_of(e) if targets is None else targets)
+        )
         return results
 
     def _intake(self) -> contextlib.AbstractAsyncContextManager[Database]:
@@ -447,7 +458,15 @@ class Outbox(OperatorViews):
         now = self._unix_s()
         if accounts is None:
             accounts = [(name, p) for name, providers in self.targets.items() for p in providers]
-        for profile, provider in accounts:
+        accounts = list(accounts)
+        if not accounts:
+            return 0
+        # One look for the whole batch (a replica takes thousands of accounts up at start);
+        # only an account with orphan plays costs more.
+        lacking = await self._db.fetch(
+            self._q.accounts_to_adopt, {"accounts": orjson.dumps(accounts).decode()}
+        )
+        for profile, provider in sorted((r["profile"], r["provider"]) for r in lacking):
             account = {"profile": profile, "provider": provider}
             orphans = await self._db.fetch(self._q.orphan_plays, account)
             if orphans:
@@ -458,7 +477,7 @@ class Outbox(OperatorViews):
                 )
             await self._db.execute(self._q.add_target, account)
         if created:
-            self._notify()
+            self.wakeups.notify(accounts)
         return created
 
     @contextlib.asynccontextmanager
@@ -658,7 +677,7 @@ class Outbox(OperatorViews):
         if announce:
             await self._db.execute(self._q.bump_retry_generation)
         if count:
-            self._notify()
+            self.wakeups.notify()
         return int(count)
 
     async def dismiss_parked(

@@ -38,14 +38,21 @@ SELECT a.value->>0, a.value->>1 FROM jsonb_array_elements(:accounts::text::jsonb
 ON CONFLICT (profile, provider) DO NOTHING
 
 -- name: acquire
--- Replicas racing for one row: the row lock orders them and the second re-checks the WHERE
--- against the first one's update (READ COMMITTED), so exactly one takes it.
-UPDATE account_leases
-SET previous_holder = holder, holder = :id, expires_at = :expires::float8,
+-- Replicas racing for the same rows: each locks the rows it can take, skipping those another
+-- is taking right now (tried again next round; no deadlock between two lists), and the lock
+-- re-checks the WHERE against a committed update (READ COMMITTED), so exactly one takes each.
+UPDATE account_leases AS l
+SET previous_holder = l.holder, holder = :id, expires_at = :expires::float8,
     acquired_at = :now::float8
-WHERE profile = :profile AND provider = :provider
-  AND (holder IS NULL OR holder = :id OR expires_at <= :now::float8)
-RETURNING limiter_state, previous_holder, state_saved_at
+FROM (SELECT profile, provider FROM account_leases
+      WHERE (profile, provider) IN (
+              SELECT a.value->>0, a.value->>1
+              FROM jsonb_array_elements(:accounts::text::jsonb) AS a (value))
+        AND (holder IS NULL OR holder = :id OR expires_at <= :now::float8)
+      ORDER BY profile, provider
+      FOR UPDATE SKIP LOCKED) AS free
+WHERE l.profile = free.profile AND l.provider = free.provider
+RETURNING l.profile, l.provider, l.limiter_state, l.previous_holder, l.state_saved_at
 
 -- name: release
 UPDATE account_leases

@@ -44,13 +44,15 @@ WHERE true
 ON CONFLICT (profile, provider) DO NOTHING
 
 -- name: acquire
--- Take a free lease (never held, released, or expired), or renew one's own. previous_holder
--- keeps who had it (NULL: it was free or released), for the log.
+-- Take the free leases (never held, released, or expired) of :accounts (a JSON array of
+-- [profile, provider] pairs), or renew one's own. previous_holder keeps who had each (NULL:
+-- it was free or released), for the log.
 UPDATE account_leases
 SET previous_holder = holder, holder = :id, expires_at = :expires, acquired_at = :now
-WHERE profile = :profile AND provider = :provider
+WHERE (profile, provider) IN (
+        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:accounts))
   AND (holder IS NULL OR holder = :id OR expires_at <= :now)
-RETURNING limiter_state, previous_holder, state_saved_at
+RETURNING profile, provider, limiter_state, previous_holder, state_saved_at
 
 -- name: release
 -- Hand a lease back, with the limiter's state for the next holder.

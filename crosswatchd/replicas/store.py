@@ -239,33 +239,43 @@ class ReplicaStore:
     ) -> Acquired | None:
         """Take *account*'s lease for *lease_s* if it is free, expired or already ours;
         None when another replica holds it."""
+        got = await self.acquire_many(replica_id, [account], lease_s=lease_s)
+        return got[0] if got else None
+
+    async def acquire_many(
+        self, replica_id: str, accounts: Iterable[TargetAccount], *, lease_s: float
+    ) -> list[Acquired]:
+        """Take the leases of *accounts* that are free, expired or already ours, for
+        *lease_s*, in one statement (a relay replica takes thousands at start). Returns what
+        was taken, sorted; with PostgreSQL a lease another replica is taking at this moment
+        is skipped, not waited for."""
+        chosen = list(accounts)
+        if not chosen:
+            return []
         now = self._unix_s()
-        row = await self._db.fetch_one(
+        rows = await self._db.fetch(
             self._q.acquire,
-            {
-                "id": replica_id,
-                "profile": account.profile,
-                "provider": account.provider,
-                "expires": now + lease_s,
-                "now": now,
-            },
+            {"id": replica_id, "accounts": _pairs(chosen), "expires": now + lease_s, "now": now},
         )
-        if row is None:
-            return None
-        state: dict[str, Any] | None = None
-        if row["limiter_state"]:
-            try:
-                loaded = orjson.loads(row["limiter_state"])
-            except orjson.JSONDecodeError:
-                loaded = None
-            state = loaded if isinstance(loaded, dict) else None
-        saved_at = row["state_saved_at"]
-        return Acquired(
-            account=account,
-            limiter_state=state,
-            state_saved_at=None if saved_at is None else float(saved_at),
-            previous_holder=row["previous_holder"],
-        )
+        got = []
+        for row in rows:
+            state: dict[str, Any] | None = None
+            if row["limiter_state"]:
+                try:
+                    loaded = orjson.loads(row["limiter_state"])
+                except orjson.JSONDecodeError:
+                    loaded = None
+                state = loaded if isinstance(loaded, dict) else None
+            saved_at = row["state_saved_at"]
+            got.append(
+                Acquired(
+                    account=TargetAccount(row["profile"], row["provider"]),
+                    limiter_state=state,
+                    state_saved_at=None if saved_at is None else float(saved_at),
+                    previous_holder=row["previous_holder"],
+                )
+            )
+        return sorted(got, key=lambda a: str(a.account))
 
     async def release(
         self,

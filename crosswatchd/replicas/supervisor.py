@@ -39,6 +39,7 @@ import os
 import secrets
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final
@@ -64,6 +65,8 @@ AccountWork = Callable[[TargetAccount, asyncio.Event], Coroutine[Any, Any, None]
 
 #: Removed profiles with deliveries still queued are looked for this often (seconds).
 _QUEUED_EVERY_S: Final = 30.0
+#: Up to this many accounts taken in one round are logged one by one (more: one line).
+_LOG_EACH: Final = 20
 #: Replicas silent (and holding nothing) this long are forgotten (seconds).
 _PRUNE_AFTER_S: Final = 3600.0
 
@@ -277,9 +280,10 @@ class Supervisor:
             pid=self.identity.pid,
             started_at=self.identity.started_at,
         )
-        for account in list(self._held):
-            if account not in renewed:
-                await self._lost(account, "the lease expired before it could be renewed")
+        await self._lost(
+            [a for a in self._held if a not in renewed],
+            "the lease expired before it could be renewed",
+        )
         for account in renewed:
             self._held[account] = began + self.timing.lease_s
         await self._household.refresh()
@@ -294,14 +298,12 @@ class Supervisor:
         }
         leases = await self._store.leases()
         todo = plan(self.id, live, wanted, leases, now)
-        for account in todo.release:
-            await self._release(account)
+        await self._release(todo.release)
         held = todo.held
-        for account in todo.acquire:
-            if held >= todo.share:
-                break
-            if await self._acquire(account):
-                held += 1
+        candidates = list(todo.acquire)
+        while held < todo.share and candidates:
+            batch, candidates = candidates[: todo.share - held], candidates[todo.share - held :]
+            held += await self._acquire(batch)
         if held < todo.share:
             # Wake when the first lease we could take expires (a dead replica's).
             wanted_set = set(wanted)
@@ -344,31 +346,47 @@ class Supervisor:
 
     # -- taking and handing back -------------------------------------------------------------
 
-    async def _acquire(self, account: TargetAccount) -> bool:
+    async def _acquire(self, accounts: list[TargetAccount]) -> int:
+        """Take what is free of *accounts* (one statement); their drainers start at once
+        (a drainer first looks for due deliveries: no waiting for a poll). Returns how many
+        were taken."""
         began = self._monotonic_s()
-        got = await self._store.acquire(self.id, account, lease_s=self.timing.lease_s)
-        if got is None:
-            return False
-        self._held[account] = began + self.timing.lease_s
-        limiter = self._limiter_of(account)
-        if limiter is not None and got.limiter_state is not None:
-            limiter.restore(got.limiter_state)
-        if account in self._household_accounts:
-            self._to_adopt.add(account)
-        self._log.info(
-            "account.acquired",
-            account=str(account),
-            taken_from=got.previous_holder,
-            limiter_state=got.limiter_state is not None,
-        )
-        self._start(account)  # at once: its first step is a claim
-        return True
+        taken = await self._store.acquire_many(self.id, accounts, lease_s=self.timing.lease_s)
+        for got in taken:
+            account = got.account
+            self._held[account] = began + self.timing.lease_s
+            limiter = self._limiter_of(account)
+            if limiter is not None and got.limiter_state is not None:
+                limiter.restore(got.limiter_state)
+            if account in self._household_accounts:
+                self._to_adopt.add(account)
+            self._start(account)
+        if len(taken) <= _LOG_EACH:
+            for got in taken:
+                self._log.info(
+                    "account.acquired",
+                    account=str(got.account),
+                    taken_from=got.previous_holder,
+                    limiter_state=got.limiter_state is not None,
+                )
+        else:
+            self._log.info(
+                "accounts.acquired",
+                accounts=len(taken),
+                taken_from=dict(Counter(g.previous_holder or "free" for g in taken)),
+                limiter_states=sum(g.limiter_state is not None for g in taken),
+            )
+        return len(taken)
 
-    async def _release(self, account: TargetAccount) -> None:
-        """Hand *account* over: its drainer stops first, then the lease goes back."""
-        running = self._running.pop(account, None)
-        clean = True if running is None else await self._end(running)
-        await self._hand_back([account], clean={account} if clean else set())
+    async def _release(self, accounts: Collection[TargetAccount]) -> None:
+        """Hand *accounts* over: their drainers stop first (together), then the leases go
+        back (one transaction)."""
+        if not accounts:
+            return
+        running = {a: r for a in accounts if (r := self._running.pop(a, None)) is not None}
+        ended = await asyncio.gather(*(self._end(r) for r in running.values()))
+        unclean = {a for a, ok in zip(running, ended, strict=True) if not ok}
+        await self._hand_back(accounts, clean=[a for a in accounts if a not in unclean])
 
     async def _hand_back(
         self, accounts: Collection[TargetAccount], *, clean: Collection[TargetAccount]
@@ -401,22 +419,33 @@ class Supervisor:
         else:
             self._log.info("accounts.released", accounts=released, deliveries_freed=freed)
 
-    async def _lost(self, account: TargetAccount, reason: str) -> None:
-        self._held.pop(account, None)
-        self._saved.pop(account, None)
-        self._to_adopt.discard(account)
-        running = self._running.pop(account, None)
-        self._log.warning("account.lost", account=str(account), reason=reason)
-        if running is not None:
-            await self._end(running)
+    async def _lost(self, accounts: Collection[TargetAccount], reason: str) -> None:
+        """*accounts*' leases are no longer ours: their drainers stop at once (together)."""
+        if not accounts:
+            return
+        running = []
+        for account in accounts:
+            self._held.pop(account, None)
+            self._saved.pop(account, None)
+            self._to_adopt.discard(account)
+            if (r := self._running.pop(account, None)) is not None:
+                running.append(r)
+        if len(accounts) <= _LOG_EACH:
+            for account in accounts:
+                self._log.warning("account.lost", account=str(account), reason=reason)
+        else:
+            self._log.warning("accounts.lost", accounts=len(accounts), reason=reason)
+        await asyncio.gather(*(self._end(r) for r in running))
 
     async def _adopt(self) -> None:
         """Plays stored before an account taken up was a target (a profile just added)."""
-        for account in sorted(self._to_adopt, key=str):
-            created = await self._outbox.adopt_targets([(account.profile, account.provider)])
-            self._to_adopt.discard(account)
-            if created:
-                self._log.info("account.adopted_plays", account=str(account), plays=created)
+        if not self._to_adopt:
+            return
+        accounts = sorted(self._to_adopt, key=str)
+        created = await self._outbox.adopt_targets((a.profile, a.provider) for a in accounts)
+        self._to_adopt.difference_update(accounts)
+        if created:
+            self._log.info("accounts.adopted_plays", accounts=len(accounts), plays=created)
 
     # -- drainers ----------------------------------------------------------------------------
 

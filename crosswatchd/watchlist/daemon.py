@@ -85,15 +85,17 @@ def plex_drainer(
     sync: WatchlistSync,
     profile: Profile,
     metrics: Metrics | None = None,
+    slots: asyncio.Semaphore | None = None,
 ) -> Drainer:
     """The drainer of *profile*'s Plex watchlist (two-way mode; run it with
-    ``kinds={DeliveryKind.WATCHLIST}``)."""
+    ``kinds={DeliveryKind.WATCHLIST}``); *slots* as :class:`~crosswatchd.drain.Drainer`'s."""
     return Drainer(
         outbox,
         PlexWatchlistProvider(sync.discover(profile)),
         settings.delivery,
         profile=profile.name,
         metrics=metrics,
+        slots=slots,
     )
 
 
