@@ -178,7 +178,7 @@ class Outbox(OperatorViews):
         self._unix_s = unix_s
         self._pending: list[tuple[PlayEvent, asyncio.Future[EnqueueResult]]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self.wakeups = Wakeups(self._due_accounts, unix_s=unix_s)
+        self.wakeups = Wakeups(self.due_accounts, unix_s=unix_s)
         self._counted_insert = db.dialect == "sqlite" and _returning_sees_earlier_rows()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -275,7 +275,7 @@ class Outbox(OperatorViews):
         """Stop setting *event* (a drainer loop that ended)."""
         self.wakeups.unwatch(event)
 
-    async def _due_accounts(self, profiles: Sequence[str] | None) -> list[DueRow]:
+    async def due_accounts(self, profiles: Sequence[str] | None) -> list[DueRow]:
         """The earliest due time (unix s) per account and kind with work (pending, or leased
         until then), of *profiles* (all: None)."""
         params = {"profiles": None if profiles is None else json_list(profiles)}
