@@ -529,7 +529,15 @@ def _daemon_app(
             if settings.providers() and settings.reconcile.interval_s:
                 tasks.append(
                     asyncio.create_task(
-                        run_forever(storage, outbox, svc, stop, metrics=metrics),
+                        run_forever(
+                            storage,
+                            outbox,
+                            svc,
+                            stop,
+                            metrics=metrics,
+                            household=lambda: household.current,
+                            providers=provider_of,
+                        ),
                         name="reconcile",
                     )
                 )

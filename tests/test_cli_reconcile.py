@@ -140,3 +140,26 @@ def test_reconcile_settings_from_the_file_and_the_environment(tmp_path: Path) ->
     with pytest.raises(ConfigError) as caught:
         load_settings(environ={"CROSSWATCHD_RECONCILE__INTERVAL_S": "-5"})
     assert caught.value.key == "CROSSWATCHD_RECONCILE__INTERVAL_S"
+
+
+async def test_a_profile_added_at_run_time_is_reconciled(setup: Setup) -> None:
+    """``crosswatchd profile add`` (no config edit): the next pass compares that person's
+    plays with their own account and queues what it lacks there, and nowhere else."""
+    sam_id = 238960586
+    setup.plex.add_account(sam_id, "sam")
+    keys = sorted({play["ratingKey"] for play in setup.plex.history})[:2]
+    for key, at in zip(keys, play_times(2), strict=True):
+        setup.plex.add_play(key, account_id=sam_id, viewed_at=at)
+    added = await cli(setup.home.config, "profile", "add", "sam", "--plex-account", "sam")
+    assert added.code == 0, added.err
+    TokenFile(setup.home.data_dir, "trakt", "sam").write(setup.trakt.issue_token(user="sam"))
+
+    run = await cli(setup.home.config, "reconcile", "--json", "--profile", "sam")
+    assert run.code == 0, run.err
+    report = orjson.loads(run.out)
+    assert set(report["profiles"]) == {"sam"}
+    sam = report["profiles"]["sam"]["trakt"]
+    assert (sam["source_plays"], sam["missing"], sam["enqueued"]) == (2, 2, 2)
+    whole = orjson.loads((await cli(setup.home.config, "reconcile", "--json")).out)
+    assert set(whole["profiles"]) == {"default", "sam"}
+    assert whole["profiles"]["sam"]["trakt"]["enqueued"] == 0  # queued once

@@ -23,6 +23,7 @@ from crosswatchd.cli._base import main, pick_profile, profile_option, run, setti
 from crosswatchd.config import Settings
 from crosswatchd.errors import ConfigError
 from crosswatchd.logs import configure_logging
+from crosswatchd.profiles import Household
 from crosswatchd.reconcile import PassReport, has_source, make_reconciler, pass_lock
 from crosswatchd.storage import Storage
 
@@ -39,12 +40,15 @@ async def _pass(
         if not storage.shared:
             make_data_dir(settings.data_dir)
         async with pass_lock(storage):
-            outbox = await storage.outbox()
+            household = await Household.load(settings, storage)
+            outbox = await storage.outbox(household)
             try:
-                async with services(storage) as svc:
+                async with services(storage, household=household) as svc:
                     state = await storage.reconcile_state()
                     try:
-                        reconciler = make_reconciler(settings, outbox, svc, state)
+                        reconciler = make_reconciler(
+                            settings, outbox, svc, state, household=household
+                        )
                         return await reconciler.run(profile=profile, since=since, dry_run=dry_run)
                     finally:
                         await state.close()

@@ -167,32 +167,36 @@ class _Sources:
 
 class Reconciler:
     """Runs passes (see the module docstring) with the daemon's own parts: *outbox*,
-    *providers* (one per target account, with their limiters), *resolve* (the resolver),
-    the sources (*tautulli*, *plex*), the *state* file, *metrics* (optional)."""
+    *providers* (one per target account, with their limiters: a mapping, or a function that
+    gives an account's provider, made on first use, or None when it has none), *resolve* (the
+    resolver), the sources (*tautulli*, *plex*), the *state* file, *metrics* (optional).
+    *household* is whose plays are compared: the config file's profiles by default; the
+    daemon and the command pass the roster's too (``crosswatchd profile add``)."""
 
     def __init__(
         self,
         settings: Settings,
         *,
         outbox: Outbox,
-        providers: Mapping[TargetAccount, Provider],
+        providers: Mapping[TargetAccount, Provider] | Callable[[TargetAccount], Provider | None],
         resolve: ResolveFn,
         state: ReconcileState,
         tautulli: TautulliClient | None = None,
         plex: PlexLibrary | None = None,
         metrics: Metrics | None = None,
         unix_s: Callable[[], float] = time.time,
+        household: Household | None = None,
     ) -> None:
         self._settings = settings
         self._outbox = outbox
-        self._providers = providers
+        self._provider = providers.get if isinstance(providers, Mapping) else providers
         self._resolve = resolve
         self._state = state
         self._tautulli = tautulli
         self._plex = plex
         self._metrics = metrics
         self._unix_s = unix_s
-        self._household = Household.from_settings(settings)
+        self._household = household or Household.from_settings(settings)
 
     async def run(
         self, *, profile: str | None = None, since: date | None = None, dry_run: bool = False
@@ -299,7 +303,7 @@ class Reconciler:
                 reason=unresolved.reason,
             )
         for account in profile.accounts():
-            provider = self._providers.get(account)
+            provider = self._provider(account)
             if provider is not None:
                 await self._target(profile.name, provider, sources, snapshot, outbox, report, since)
 

@@ -30,7 +30,7 @@ from crosswatchd.config import Settings
 from crosswatchd.errors import CrosswatchError
 from crosswatchd.metrics import Metrics
 from crosswatchd.outbox import Outbox
-from crosswatchd.profiles import TargetAccount
+from crosswatchd.profiles import Household, TargetAccount
 from crosswatchd.providers.base import Provider
 from crosswatchd.reconcile.run import Reconciler
 from crosswatchd.reconcile.state import ReconcileState
@@ -89,12 +89,16 @@ def make_reconciler(
     services: Services,
     state: ReconcileState,
     *,
-    providers: dict[TargetAccount, Provider] | None = None,
+    providers: dict[TargetAccount, Provider]
+    | Callable[[TargetAccount], Provider | None]
+    | None = None,
     metrics: Metrics | None = None,
+    household: Household | None = None,
 ) -> Reconciler:
     """A :class:`Reconciler` over the daemon's (or a command's) outbox and services: its
-    providers (unless *providers* are given), resolver, Tautulli client, and a Plex server
-    client when ``plex.url`` and ``plex.token`` are set."""
+    providers (unless *providers* are given; an account of a profile added at run time gets
+    one on first use), resolver, Tautulli client, and a Plex server client when ``plex.url``
+    and ``plex.token`` are set; *household* as :class:`Reconciler`'s."""
     plex = None
     if settings.plex.url and settings.plex.token:
         server = PlexServer(
@@ -107,12 +111,13 @@ def make_reconciler(
     return Reconciler(
         settings,
         outbox=outbox,
-        providers=services.providers if providers is None else providers,
+        providers=services.provider if providers is None else providers,
         resolve=services.resolve,
         state=state,
         tautulli=services.tautulli,
         plex=plex,
         metrics=metrics,
+        household=household,
     )
 
 
@@ -128,9 +133,14 @@ async def run_forever(
     *,
     metrics: Metrics | None = None,
     rand: Callable[[], float] = random.random,
+    household: Callable[[], Household] | None = None,
+    providers: Callable[[TargetAccount], Provider | None] | None = None,
 ) -> None:
     """Run passes on the schedule (see the module docstring) until *stop* is set; the state
-    and the lock are *storage*'s."""
+    and the lock are *storage*'s. Each pass covers *household*'s profiles as they are then
+    (the daemon's live household: profiles added at run time included; the config file's by
+    default), through *providers* (the daemon's, whose writes pass the lease gate; the
+    services' by default)."""
     settings = storage.settings
     cfg = settings.reconcile
     if not cfg.interval_s:
@@ -147,7 +157,15 @@ async def run_forever(
             await asyncio.wait_for(stop.wait(), wait_s)
         if stop.is_set():
             return
-        await _one_pass(storage, outbox, services, metrics, stop)
+        await _one_pass(
+            storage,
+            outbox,
+            services,
+            metrics,
+            stop,
+            household=None if household is None else household(),
+            providers=providers,
+        )
         wait_s = _jittered(float(cfg.interval_s), rand)
 
 
@@ -157,6 +175,9 @@ async def _one_pass(
     services: Services,
     metrics: Metrics | None,
     stop: asyncio.Event,
+    *,
+    household: Household | None = None,
+    providers: Callable[[TargetAccount], Provider | None] | None = None,
 ) -> None:
     """One scheduled pass, cancelled as soon as *stop* is set; never raises (but
     cancellation)."""
@@ -165,7 +186,15 @@ async def _one_pass(
         async with pass_lock(storage):
             state = await storage.reconcile_state()
             try:
-                reconciler = make_reconciler(settings, outbox, services, state, metrics=metrics)
+                reconciler = make_reconciler(
+                    settings,
+                    outbox,
+                    services,
+                    state,
+                    providers=providers,
+                    metrics=metrics,
+                    household=household,
+                )
                 await until_stopped(reconciler.run(), stop)  # the pass logs its own line
             finally:
                 await state.close()
