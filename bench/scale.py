@@ -296,7 +296,12 @@ async def _drain(
             == [f"tt{8_100_000 + m}" for m in range(plays)]
             for n in names
         )
+        lost = sum(
+            log.read_text().count('"drain.lease_lost"')
+            for log in workdir.glob("serve-*.log")  # noqa: ASYNC240
+        )
         return {
+            "lost": lost,
             "plays": total,
             "recorded": final,
             "seconds": elapsed,
@@ -387,7 +392,8 @@ async def _drains(
             f" plays/s, {int(got['posts']):,} POSTs = {got['posts'] / got['seconds']:.0f}"
             f" requests/s; 429: {int(got['limited'])}, invalid_grant:"
             f" {int(got['invalid_grants'])}, each play once: {got['once']}"
-            f"  {'PASS' if passed else 'FAIL'}"
+            f"  {'PASS' if passed else 'FAIL'}; drainers stopped by a lost lease:"
+            f" {int(got['lost'])}"
         )
     return ok
 

@@ -487,6 +487,10 @@ def _daemon_app(
                     )
                 try:
                     await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+                except asyncio.CancelledError:
+                    for job in jobs:  # the supervisor gave up waiting: end now
+                        job.cancel()
+                    raise
                 finally:
                     account_stop.set()
                     await asyncio.gather(*jobs, return_exceptions=True)

@@ -88,6 +88,24 @@ class _Halt:
         for wake in self._wakes:
             wake.set()
 
+    async def acquire(self, slots: asyncio.Semaphore) -> bool:
+        """Take one of *slots*; False (none taken) if set before one came free."""
+        taking = asyncio.ensure_future(slots.acquire())
+        halted = asyncio.ensure_future(self._event.wait())
+        try:
+            await asyncio.wait({taking, halted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halted.cancel()
+            if not taking.done():
+                taking.cancel()
+        await asyncio.gather(taking, halted, return_exceptions=True)
+        if taking.cancelled():
+            return False
+        if self._event.is_set():
+            slots.release()
+            return False
+        return True
+
     async def sleep(self, seconds: float) -> None:
         """Sleep *seconds*, or less if set meanwhile."""
         with contextlib.suppress(TimeoutError):
@@ -215,37 +233,52 @@ class Drainer:
                 # Coalesce a burst of webhooks into one claim (and one batched POST).
                 await asyncio.sleep(_COALESCE_S)
             wake.clear()
+            if self._slots is not None and not await halt.acquire(self._slots):
+                return  # stopped while waiting for its turn
+            failure: BaseException | None = None
             try:
-                if self._slots is None:
-                    done = await once()
-                else:
-                    async with self._slots:
-                        done = await once()
+                done = await self._once(once, kind)
             except LeaseLostError as exc:
                 self._log.warning("drain.lease_lost", kind=kind, reason=exc.message)
                 halt.set()
                 return
             except storage_errors() as exc:
+                failure, done = exc, 0
+            finally:
+                if self._slots is not None:
+                    self._slots.release()
+            if failure is not None:
                 # The outbox cannot be written (disk full, read-only): say so once, then back
                 # off (1 s doubling to 30 s) until it can, instead of spinning on a due row.
                 if not storage_backoff_s:
                     self._log.error(
-                        "drain.storage_unavailable", kind=kind, error=f"{type(exc).__name__}: {exc}"
+                        "drain.storage_unavailable",
+                        kind=kind,
+                        error=f"{type(failure).__name__}: {failure}",
                     )
                 storage_backoff_s = min(_STORAGE_BACKOFF_MAX_S, max(1.0, storage_backoff_s * 2))
                 await halt.sleep(storage_backoff_s)
                 busy = True
                 continue
-            except CrosswatchError as exc:  # defensive: a bug must not stop delivery forever
-                self._log.error("drain.error", kind=kind, error=str(exc))
-                done = 0
-            except Exception:
-                self._log.exception("drain.crashed", kind=kind)
-                done = 0
             if storage_backoff_s:
                 self._log.info("drain.storage_recovered", kind=kind)
                 storage_backoff_s = 0.0
             busy = bool(done)
+
+    async def _once(self, once: Callable[[], Awaitable[int]], kind: DeliveryKind) -> int:
+        """One claim-and-send step; a bug or a provider surprise is logged and counts as
+        nothing done (a lost lease and storage errors go up to the loop)."""
+        try:
+            return await once()
+        except LeaseLostError:
+            raise
+        except storage_errors():
+            raise
+        except CrosswatchError as exc:  # defensive: a bug must not stop delivery forever
+            self._log.error("drain.error", kind=kind, error=str(exc))
+        except Exception:
+            self._log.exception("drain.crashed", kind=kind)
+        return 0
 
     def _authorized(self) -> bool:
         if self.provider.is_authorized():

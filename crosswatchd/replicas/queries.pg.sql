@@ -62,8 +62,12 @@ SET holder = NULL, previous_holder = :id, expires_at = 0,
 WHERE profile = :profile AND provider = :provider AND holder = :id
 
 -- name: save_state
-UPDATE account_leases SET limiter_state = :state, state_saved_at = :now::float8
-WHERE profile = :profile AND provider = :provider AND holder = :id
+-- The limiter states of :states (a JSON array of [profile, provider, state text]) in one
+-- statement, for the accounts :id holds.
+UPDATE account_leases AS l
+SET limiter_state = s.value->>2, state_saved_at = :now::float8
+FROM jsonb_array_elements(:states::text::jsonb) AS s (value)
+WHERE l.profile = s.value->>0 AND l.provider = s.value->>1 AND l.holder = :id
 
 -- name: holds
 SELECT count(*) AS held FROM account_leases

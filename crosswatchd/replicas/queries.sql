@@ -63,8 +63,16 @@ SET holder = NULL, previous_holder = :id, expires_at = 0,
 WHERE profile = :profile AND provider = :provider AND holder = :id
 
 -- name: save_state
-UPDATE account_leases SET limiter_state = :state, state_saved_at = :now
-WHERE profile = :profile AND provider = :provider AND holder = :id
+-- The limiter states of :states (a JSON array of [profile, provider, state text]) in one
+-- statement, for the accounts :id holds.
+UPDATE account_leases
+SET limiter_state = (SELECT json_extract(s.value, '$[2]') FROM json_each(:states) AS s
+                     WHERE json_extract(s.value, '$[0]') = account_leases.profile
+                       AND json_extract(s.value, '$[1]') = account_leases.provider),
+    state_saved_at = :now
+WHERE holder = :id
+  AND (profile, provider) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+                              FROM json_each(:states))
 
 -- name: holds
 -- Whether the replica holds the account's lease for at least until :until (the send gate).

@@ -312,22 +312,16 @@ class ReplicaStore:
     async def save_states(
         self, replica_id: str, states: Mapping[TargetAccount, Mapping[str, Any]]
     ) -> None:
-        """Save the limiter state of accounts *replica_id* holds (one transaction)."""
+        """Save the limiter state of accounts *replica_id* holds (one statement)."""
         if not states:
             return
-        now = self._unix_s()
-        await self._db.execute_many(
+        rows = [
+            [account.profile, account.provider, orjson.dumps(state).decode()]
+            for account, state in states.items()
+        ]
+        await self._db.execute(
             self._q.save_state,
-            [
-                {
-                    "id": replica_id,
-                    "profile": account.profile,
-                    "provider": account.provider,
-                    "state": orjson.dumps(state).decode(),
-                    "now": now,
-                }
-                for account, state in states.items()
-            ],
+            {"id": replica_id, "states": orjson.dumps(rows).decode(), "now": self._unix_s()},
         )
 
     async def holds(self, replica_id: str, account: TargetAccount, *, for_s: float) -> bool:

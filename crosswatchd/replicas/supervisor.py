@@ -4,7 +4,8 @@ for each account it holds.
 Every ``heartbeat_s`` (:class:`Timing`) it:
 
 1. beats and renews its leases (one transaction); a lease it held and could not renew is lost:
-   its drainer is stopped at once (its sends were already refused by the gate);
+   its drainer is stopped at once (its sends were already refused by the gate). Renewals also
+   run on their own every ``heartbeat_s``, so a long round never lets the leases run out;
 2. reloads the household if the roster changed (``crosswatchd profile add|remove``);
 3. computes its share (:func:`crosswatchd.replicas.balance.plan`) and releases what is over
    it — gracefully: the account's drainer stops first (finishing what it is sending), then
@@ -65,6 +66,8 @@ AccountWork = Callable[[TargetAccount, asyncio.Event], Coroutine[Any, Any, None]
 
 #: Removed profiles with deliveries still queued are looked for this often (seconds).
 _QUEUED_EVERY_S: Final = 30.0
+#: Limiter states saved per transaction (a relay replica saves thousands after taking them).
+_WRITE_CHUNK: Final = 250
 #: Up to this many accounts taken in one round are logged one by one (more: one line).
 _LOG_EACH: Final = 20
 #: Replicas silent (and holding nothing) this long are forgotten (seconds).
@@ -172,6 +175,12 @@ class Supervisor:
         self._monotonic_s = monotonic_s
         self._unix_s = unix_s
         self._held: dict[TargetAccount, float] = {}  # account -> lease valid until (monotonic)
+        self._since: dict[TargetAccount, float] = {}  # account -> taken at (monotonic)
+        self._releasing: set[TargetAccount] = set()  # being handed back right now
+        self._renewer: asyncio.Task[None] | None = None
+        # One lease write at a time: the renewals and the round's writes touch the same rows
+        # (in different orders), and two transactions of this replica must never deadlock.
+        self._writing = asyncio.Lock()
         self._running: dict[TargetAccount, _Running] = {}
         self._saved: dict[TargetAccount, Any] = {}  # the limiter state saved last
         self._ensured: set[TargetAccount] = set()
@@ -206,6 +215,8 @@ class Supervisor:
             started_at=self.identity.started_at,
         )
         self._log.info("replica.started", host=self.identity.host, pid=self.identity.pid)
+        if background:  # already during the first round, which may take thousands of accounts
+            self._renewer = asyncio.create_task(self._renew_forever(), name="replica-renewals")
         await self.tick()
         if background:
             self._loop = asyncio.create_task(self._run(), name="replica-supervisor")
@@ -214,9 +225,10 @@ class Supervisor:
         """Stop the drainers (they finish what they are sending), hand every lease back with
         its limiter state and its account's leased deliveries made due, and deregister."""
         self._stop.set()
-        if self._loop is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
+        for task in (self._loop, self._renewer):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         running, self._running = self._running, {}
         ended = await asyncio.gather(*(self._end(r) for r in running.values()))
         clean = {a for a, ok in zip(running, ended, strict=True) if ok}
@@ -271,23 +283,63 @@ class Supervisor:
             self._log.info("replica.storage_recovered", held=len(self._held))
             self._failing = False
 
-    async def _round(self) -> None:
+    async def _renew(self) -> None:
+        """Beat and renew every lease held (one statement). A lease held since before the
+        beat and not renewed was lost; one taken or handed back meanwhile is left alone."""
         began = self._monotonic_s()
-        renewed = await self._store.heartbeat(
-            self.id,
-            lease_s=self.timing.lease_s,
-            host=self.identity.host,
-            pid=self.identity.pid,
-            started_at=self.identity.started_at,
-        )
+        async with self._writing:
+            renewed = await self._store.heartbeat(
+                self.id,
+                lease_s=self.timing.lease_s,
+                host=self.identity.host,
+                pid=self.identity.pid,
+                started_at=self.identity.started_at,
+            )
         await self._lost(
-            [a for a in self._held if a not in renewed],
+            [a for a in self._held if a not in renewed and self._since.get(a, began) < began],
             "the lease expired before it could be renewed",
         )
         for account in renewed:
-            self._held[account] = began + self.timing.lease_s
+            if account not in self._releasing:
+                self._held[account] = began + self.timing.lease_s
+                self._since.setdefault(account, began)
+
+    async def _renew_forever(self) -> None:
+        """Renewals on their own, every ``heartbeat_s``: a long round (thousands of accounts
+        taken or handed over, a slow database) never lets the leases it holds run out."""
+        failing = False
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.timing.heartbeat_s)
+            if self._stop.is_set():
+                return
+            try:
+                await self._renew()
+            except storage_errors() as exc:
+                if not failing:  # the round says so too; sends stop before leases expire
+                    self._log.warning("replica.renew_failed", error=type(exc).__name__)
+                failing = True
+            except Exception:  # defensive: a bug must not end renewals for good
+                self._log.exception("replica.renew_crashed")
+            else:
+                failing = False
+
+    async def _round(self) -> None:
+        began = self._monotonic_s()
+        phases: dict[str, float] = {}
+        mark = began
+
+        def lap(name: str) -> None:
+            nonlocal mark
+            now_m = self._monotonic_s()
+            phases[name] = round(now_m - mark, 3)
+            mark = now_m
+
+        await self._renew()
+        lap("renew")
         await self._household.refresh()
         wanted = await self._wanted()
+        lap("household")
         fresh = [a for a in wanted if a not in self._ensured]
         if fresh:
             await self._store.ensure(fresh)
@@ -298,7 +350,9 @@ class Supervisor:
         }
         leases = await self._store.leases()
         todo = plan(self.id, live, wanted, leases, now)
+        lap("plan")
         await self._release(todo.release)
+        lap("release")
         held = todo.held
         candidates = list(todo.acquire)
         while held < todo.share and candidates:
@@ -315,12 +369,19 @@ class Supervisor:
             soonest = min((end - now for end in ends if end > now), default=None)
             if soonest is not None:
                 self._wake_in_s = max(0.05, min(self._wake_in_s, soonest + 0.05))
+        lap("acquire")
         await self._adopt()
+        lap("adopt")
         await self._keep_tasks()
         await self._save_states()
+        lap("save")
         if self._last_prune is None or began - self._last_prune > 60.0:
             self._last_prune = began
             await self._store.prune(max(_PRUNE_AFTER_S, 10 * self.timing.lease_s))
+        took_s = self._monotonic_s() - began
+        if took_s > self.timing.send_window_s / 2:
+            # Renewals go on meanwhile, but a round this slow delays hand-overs: say where.
+            self._log.warning("replica.round_slow", took_s=round(took_s, 1), **phases)
 
     async def _wanted(self) -> list[TargetAccount]:
         """The household's accounts, and those of removed profiles with deliveries queued."""
@@ -351,10 +412,12 @@ class Supervisor:
         (a drainer first looks for due deliveries: no waiting for a poll). Returns how many
         were taken."""
         began = self._monotonic_s()
-        taken = await self._store.acquire_many(self.id, accounts, lease_s=self.timing.lease_s)
+        async with self._writing:
+            taken = await self._store.acquire_many(self.id, accounts, lease_s=self.timing.lease_s)
         for got in taken:
             account = got.account
             self._held[account] = began + self.timing.lease_s
+            self._since[account] = began
             limiter = self._limiter_of(account)
             if limiter is not None and got.limiter_state is not None:
                 limiter.restore(got.limiter_state)
@@ -401,14 +464,20 @@ class Supervisor:
         for account in accounts:
             limiter = self._limiter_of(account)
             states[account] = None if limiter is None else limiter.snapshot()
-        freed = await self._outbox.release_accounts(
-            (a.profile, a.provider) for a in accounts if a in clean
-        )
-        released = await self._store.release_many(self.id, states)
-        for account in accounts:
-            self._held.pop(account, None)
-            self._saved.pop(account, None)
-            self._to_adopt.discard(account)
+        self._releasing.update(accounts)
+        try:
+            freed = await self._outbox.release_accounts(
+                (a.profile, a.provider) for a in accounts if a in clean
+            )
+            async with self._writing:
+                released = await self._store.release_many(self.id, states)
+        finally:
+            for account in accounts:
+                self._held.pop(account, None)
+                self._since.pop(account, None)
+                self._saved.pop(account, None)
+                self._to_adopt.discard(account)
+            self._releasing.difference_update(accounts)
         if len(accounts) == 1:
             self._log.info(
                 "account.released",
@@ -426,6 +495,7 @@ class Supervisor:
         running = []
         for account in accounts:
             self._held.pop(account, None)
+            self._since.pop(account, None)
             self._saved.pop(account, None)
             self._to_adopt.discard(account)
             if (r := self._running.pop(account, None)) is not None:
@@ -494,9 +564,12 @@ class Supervisor:
             snapshot = limiter.snapshot()
             if snapshot["buckets"] != self._saved.get(account):
                 changed[account] = snapshot
-        if changed:
-            await self._store.save_states(self.id, changed)
-            for account, snapshot in changed.items():
+        items = list(changed.items())
+        for start in range(0, len(items), _WRITE_CHUNK):
+            chunk = dict(items[start : start + _WRITE_CHUNK])
+            async with self._writing:  # chunks: the renewals get their turn in between
+                await self._store.save_states(self.id, chunk)
+            for account, snapshot in chunk.items():
                 self._saved[account] = snapshot["buckets"]
 
     # -- what the rest of the daemon asks ----------------------------------------------------
