@@ -690,3 +690,32 @@ class TestRetryDelay:
     ) -> None:
         """Equal jitter: rand 0 → half the backoff, rand 1 → all of it."""
         assert retry_delay_s(4, base_s=2, max_s=60, rand=lambda: r) == expected
+
+
+class TestConcurrency:
+    async def test_a_drainer_waits_for_a_free_slot_and_stops_while_waiting(
+        self, outbox: Outbox, trakt: TraktProvider, clock: Clock, fake_trakt: FakeTrakt
+    ) -> None:
+        """delivery.concurrency: with every slot taken (other accounts sending) a drainer
+        with work waits its turn, sends when one comes free, and a drainer stopped while
+        waiting (its account handed over) ends at once instead of sending first."""
+        await outbox.enqueue(watched(BIG_TROUBLE))
+        slots = asyncio.Semaphore(1)
+        await slots.acquire()  # another account is sending
+        stop = asyncio.Event()
+        running = asyncio.create_task(
+            Drainer(outbox, trakt, SETTINGS, unix_s=clock, slots=slots).run(stop)
+        )
+        await asyncio.sleep(0.3)
+        assert fake_trakt.history == []
+        slots.release()
+        await until(lambda: len(fake_trakt.history) == 1)
+
+        await until(lambda: not slots.locked())
+        await slots.acquire()  # busy again
+        await outbox.enqueue(watched(BARRY_LYNDON))
+        await asyncio.sleep(0.2)
+        stop.set()
+        await asyncio.wait_for(running, 1.0)
+        assert trakt_titles(fake_trakt) == ["Big Trouble in Little China"]
+        assert await rows(outbox, "state") == [("delivered",), ("pending",)]
