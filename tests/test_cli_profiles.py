@@ -17,7 +17,7 @@ from crosswatchd.models import Action, Ids, Item, MediaKind, PlayEvent, Source
 from crosswatchd.profiles import Household
 from crosswatchd.storage import Storage
 from tests.backends import BACKENDS
-from tests.test_cli import Home, Run, cli
+from tests.test_cli import Home, Run, cli, free_port
 
 TRAKT = {"client_id": "cid", "client_secret": "csecret"}
 
@@ -116,6 +116,7 @@ async def test_a_name_in_the_config_file_and_in_the_database_stops_every_command
     relay.home.configure(
         [{"name": "alex", "plex_accounts": ["Alex"]}, {"name": "bob", "plex_accounts": ["Bobby"]}],
         trakt=TRAKT,
+        http={"port": free_port()},  # serve must fail on the name, whatever else runs here
     )
     for command in (["status"], ["profile", "list"], ["serve"]):
         run = await relay.run(*command)
