@@ -66,6 +66,9 @@ AccountWork = Callable[[TargetAccount, asyncio.Event], Coroutine[Any, Any, None]
 
 #: Removed profiles with deliveries still queued are looked for this often (seconds).
 _QUEUED_EVERY_S: Final = 30.0
+#: With a shared database, a replica's first round waits this long (at most a heartbeat) for
+#: replicas started with it to register (seconds).
+_SETTLE_S: Final = 2.0
 #: Limiter states saved per transaction (a relay replica saves thousands after taking them).
 _WRITE_CHUNK: Final = 250
 #: Up to this many accounts taken in one round are logged one by one (more: one line).
@@ -203,9 +206,11 @@ class Supervisor:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self, *, background: bool = True) -> None:
-        """Register, take this replica's share now (its drainers start), and keep going in
-        the background until :meth:`stop` (without *background*, the caller calls
-        :meth:`tick`: tests on an injected clock). Raises what the store raises at start."""
+        """Register, take this replica's share (its drainers start), and keep going in the
+        background until :meth:`stop` (without *background*, the caller calls :meth:`tick`:
+        tests on an injected clock). The share is taken now, or with a shared database after
+        up to 2 s, when replicas started at the same moment have registered too. Raises
+        what the store raises at start."""
         if not self._shared:
             await self._store.reset()
         await self._store.register(
@@ -217,7 +222,13 @@ class Supervisor:
         self._log.info("replica.started", host=self.identity.host, pid=self.identity.pid)
         if background:  # already during the first round, which may take thousands of accounts
             self._renewer = asyncio.create_task(self._renew_forever(), name="replica-renewals")
-        await self.tick()
+        if background and self._shared:
+            # Replicas started together (a deploy) are all registered by the first round and
+            # share out at once, instead of the first one taking every account and handing
+            # most of them back a round later.
+            self._wake_in_s = min(self.timing.heartbeat_s, _SETTLE_S)
+        else:
+            await self.tick()
         if background:
             self._loop = asyncio.create_task(self._run(), name="replica-supervisor")
 
