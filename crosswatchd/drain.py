@@ -90,6 +90,9 @@ class _Halt:
 
     async def acquire(self, slots: asyncio.Semaphore) -> bool:
         """Take one of *slots*; False (none taken) if set before one came free."""
+        if not slots.locked():
+            await slots.acquire()  # one is free: taken at once, no tasks to race
+            return True
         taking = asyncio.ensure_future(slots.acquire())
         halted = asyncio.ensure_future(self._event.wait())
         try:

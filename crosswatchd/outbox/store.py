@@ -386,11 +386,11 @@ class Outbox(OperatorViews):
             )
         if dropped:
             await self._db.execute(q.delete_events, {"ids": json_list(dropped)})
-        self.wakeups.notify(
-            (e.profile, p)
-            for e, result in zip(events, results, strict=True)
+        self.wakeups.notify(  # the accounts given deliveries: each row's profile and targets
+            (row[12], provider)
+            for row, result in zip(rows_in, results, strict=True)
             if result.new_deliveries
-            for p in (self.targets_of(e) if targets is None else targets)
+            for provider in row[13]
         )
         return results
 

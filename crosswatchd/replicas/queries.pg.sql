@@ -55,11 +55,13 @@ WHERE l.profile = free.profile AND l.provider = free.provider
 RETURNING l.profile, l.provider, l.limiter_state, l.previous_holder, l.state_saved_at
 
 -- name: release
-UPDATE account_leases
+-- As SQLite's: the leases of :states handed back in one statement, each with its state.
+UPDATE account_leases AS l
 SET holder = NULL, previous_holder = :id, expires_at = 0,
-    limiter_state = coalesce(:state::text, limiter_state),
-    state_saved_at = CASE WHEN :state::text IS NULL THEN state_saved_at ELSE :now::float8 END
-WHERE profile = :profile AND provider = :provider AND holder = :id
+    limiter_state = coalesce(s.value->>2, l.limiter_state),
+    state_saved_at = CASE WHEN s.value->>2 IS NULL THEN l.state_saved_at ELSE :now::float8 END
+FROM jsonb_array_elements(:states::text::jsonb) AS s (value)
+WHERE l.profile = s.value->>0 AND l.provider = s.value->>1 AND l.holder = :id
 
 -- name: save_state
 -- The limiter states of :states (a JSON array of [profile, provider, state text]) in one

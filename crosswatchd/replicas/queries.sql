@@ -55,12 +55,22 @@ WHERE (profile, provider) IN (
 RETURNING profile, provider, limiter_state, previous_holder, state_saved_at
 
 -- name: release
--- Hand a lease back, with the limiter's state for the next holder.
+-- Hand the leases of :states (a JSON array of [profile, provider, state text or null]) back,
+-- each with its limiter's state for the next holder (kept as it was when null), in one
+-- statement.
 UPDATE account_leases
 SET holder = NULL, previous_holder = :id, expires_at = 0,
-    limiter_state = coalesce(:state, limiter_state),
-    state_saved_at = CASE WHEN :state IS NULL THEN state_saved_at ELSE :now END
-WHERE profile = :profile AND provider = :provider AND holder = :id
+    limiter_state = coalesce((SELECT json_extract(s.value, '$[2]') FROM json_each(:states) AS s
+                              WHERE json_extract(s.value, '$[0]') = account_leases.profile
+                                AND json_extract(s.value, '$[1]') = account_leases.provider),
+                             limiter_state),
+    state_saved_at = CASE WHEN (SELECT json_extract(s.value, '$[2]') FROM json_each(:states) AS s
+                                WHERE json_extract(s.value, '$[0]') = account_leases.profile
+                                  AND json_extract(s.value, '$[1]') = account_leases.provider)
+                               IS NULL THEN state_saved_at ELSE :now END
+WHERE holder = :id
+  AND (profile, provider) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+                              FROM json_each(:states))
 
 -- name: save_state
 -- The limiter states of :states (a JSON array of [profile, provider, state text]) in one

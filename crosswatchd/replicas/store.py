@@ -108,6 +108,18 @@ def _pairs(accounts: Iterable[TargetAccount]) -> str:
     return orjson.dumps([[a.profile, a.provider] for a in accounts]).decode()
 
 
+def _states_param(
+    replica_id: str, states: Mapping[TargetAccount, Mapping[str, Any] | None], now: float
+) -> dict[str, Any]:
+    """The parameters of ``release`` and ``save_state``: ``:states``, a JSON array of
+    ``[profile, provider, state as JSON text or null]``."""
+    rows = [
+        [a.profile, a.provider, None if state is None else orjson.dumps(state).decode()]
+        for a, state in states.items()
+    ]
+    return {"id": replica_id, "states": orjson.dumps(rows).decode(), "now": now}
+
+
 class ReplicaStore:
     """The replicas and account leases in *db* (see the module docstring). ``unix_s`` is the
     wall clock (unix seconds) every ``now`` of the store is read from."""
@@ -291,38 +303,21 @@ class ReplicaStore:
         self, replica_id: str, leases: Mapping[TargetAccount, Mapping[str, Any] | None]
     ) -> int:
         """:meth:`release` for every account of *leases* (with its limiter state, or None),
-        in one transaction. Returns how many *replica_id* held."""
+        in one statement. Returns how many *replica_id* held."""
         if not leases:
             return 0
-        now = self._unix_s()
-        return await self._db.execute_many(
-            self._q.release,
-            [
-                {
-                    "id": replica_id,
-                    "profile": account.profile,
-                    "provider": account.provider,
-                    "state": None if state is None else orjson.dumps(state).decode(),
-                    "now": now,
-                }
-                for account, state in leases.items()
-            ],
+        return await self._db.execute(
+            self._q.release, _states_param(replica_id, leases, self._unix_s())
         )
 
     async def save_states(
         self, replica_id: str, states: Mapping[TargetAccount, Mapping[str, Any]]
     ) -> None:
         """Save the limiter state of accounts *replica_id* holds (one statement)."""
-        if not states:
-            return
-        rows = [
-            [account.profile, account.provider, orjson.dumps(state).decode()]
-            for account, state in states.items()
-        ]
-        await self._db.execute(
-            self._q.save_state,
-            {"id": replica_id, "states": orjson.dumps(rows).decode(), "now": self._unix_s()},
-        )
+        if states:
+            await self._db.execute(
+                self._q.save_state, _states_param(replica_id, states, self._unix_s())
+            )
 
     async def holds(self, replica_id: str, account: TargetAccount, *, for_s: float) -> bool:
         """True when *replica_id* holds *account*'s lease for at least *for_s* more seconds

@@ -484,10 +484,7 @@ class Supervisor:
                 released = await self._store.release_many(self.id, states)
         finally:
             for account in accounts:
-                self._held.pop(account, None)
-                self._since.pop(account, None)
-                self._saved.pop(account, None)
-                self._to_adopt.discard(account)
+                self._forget(account)
             self._releasing.difference_update(accounts)
         if len(accounts) == 1:
             self._log.info(
@@ -505,10 +502,7 @@ class Supervisor:
             return
         running = []
         for account in accounts:
-            self._held.pop(account, None)
-            self._since.pop(account, None)
-            self._saved.pop(account, None)
-            self._to_adopt.discard(account)
+            self._forget(account)
             if (r := self._running.pop(account, None)) is not None:
                 running.append(r)
         if len(accounts) <= _LOG_EACH:
@@ -517,6 +511,13 @@ class Supervisor:
         else:
             self._log.warning("accounts.lost", accounts=len(accounts), reason=reason)
         await asyncio.gather(*(self._end(r) for r in running))
+
+    def _forget(self, account: TargetAccount) -> None:
+        """*account* is not held any more (handed back or lost): drop what was kept for it."""
+        self._held.pop(account, None)
+        self._since.pop(account, None)
+        self._saved.pop(account, None)
+        self._to_adopt.discard(account)
 
     async def _adopt(self) -> None:
         """Plays stored before an account taken up was a target (a profile just added)."""
